@@ -1,0 +1,298 @@
+package checkpoint
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/logpump/logpump/event"
+)
+
+// Options configure a Tracker. Zero values take the defaults.
+type Options struct {
+	// MaxInFlightBytes caps the file bytes read but not yet acknowledged,
+	// across all files. Track blocks at the cap: that is how a slow exporter
+	// stops the readers. Default 16 MiB.
+	MaxInFlightBytes int64
+	// Retention drops the entry of a file not seen by a scan for this long.
+	// Default 72h.
+	Retention time.Duration
+	// FlushInterval is how often Run writes changed offsets. Default 1s.
+	FlushInterval time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.MaxInFlightBytes <= 0 {
+		o.MaxInFlightBytes = 16 << 20
+	}
+	if o.Retention <= 0 {
+		o.Retention = 72 * time.Hour
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Key names one file of one source.
+type Key struct {
+	Source   string
+	Dev, Ino uint64
+}
+
+// Tracker follows the acknowledgement of every byte range handed out by the
+// readers and keeps, per file, the committed offset: the end of the longest
+// prefix of ranges that are all acknowledged. It is safe for concurrent use:
+// readers call Track, exporters' goroutines call the acks it returns.
+type Tracker struct {
+	store *Store
+	log   *slog.Logger
+	opts  Options
+	sem   *semaphore.Weighted
+
+	flushMu sync.Mutex // serialises Flush so an older snapshot never overwrites a newer one
+
+	mu    sync.Mutex
+	files map[Key]*file
+	dirty bool
+}
+
+type file struct {
+	fp        event.Fingerprint
+	path      string
+	committed int64
+	seen      time.Time
+	ep        *epoch
+}
+
+// epoch is one continuous reading of a file. Truncation starts a new epoch:
+// acknowledgements of the old one then no longer move the offset.
+type epoch struct {
+	spans   []span // pending ranges in file order; spans[0] is the oldest
+	first   uint64 // sequence number of spans[0]
+	lastEnd int64
+}
+
+type span struct {
+	end  int64
+	size int64
+	done bool
+}
+
+// NewTracker returns a tracker persisting to store. It does no I/O: call Load.
+func NewTracker(store *Store, log *slog.Logger, opts Options) *Tracker {
+	opts.defaults()
+	return &Tracker{
+		store: store, log: log, opts: opts,
+		sem:   semaphore.NewWeighted(opts.MaxInFlightBytes),
+		files: map[Key]*file{},
+	}
+}
+
+// Load reads the committed offsets from the store.
+func (t *Tracker) Load() error {
+	entries, err := t.store.Load()
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range entries {
+		t.files[Key{e.Source, e.Dev, e.Ino}] = &file{
+			fp:        event.Fingerprint{Len: e.FingerprintLen, Sum: e.FingerprintSum},
+			path:      e.Path,
+			committed: e.Offset,
+			seen:      e.Seen,
+		}
+	}
+	return nil
+}
+
+// Resume returns the committed offset and the fingerprint recorded for a
+// file. The caller compares the fingerprint with the file's content to tell
+// the same file from a recycled inode.
+func (t *Tracker) Resume(k Key) (offset int64, fp event.Fingerprint, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[k]
+	if f == nil {
+		return 0, event.Fingerprint{}, false
+	}
+	return f.committed, f.fp, true
+}
+
+// Forget drops what is known of a file (its inode was reused, or it was
+// deleted after being read). Pending acknowledgements of it become no-ops.
+func (t *Tracker) Forget(k Key) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.files[k]; ok {
+		delete(t.files, k)
+		t.dirty = true
+	}
+}
+
+// Touch records that a scan saw the file at path, keeping its entry from
+// expiring, and updates its fingerprint (which grows with a young file).
+func (t *Tracker) Touch(k Key, fp event.Fingerprint, path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[k]
+	if f == nil {
+		return
+	}
+	f.seen = t.opts.Now()
+	if f.fp != fp || f.path != path {
+		f.fp, f.path = fp, path
+		t.dirty = true
+	}
+}
+
+// Track registers the bytes [start, end) of a file, read in file order, and
+// returns the function that acknowledges them (call it once). It blocks while
+// the bytes in flight exceed the cap, and returns ctx.Err() if ctx ends first.
+//
+// A start below the previous range's end means the file was truncated: a new
+// epoch begins at start. A start past the previous end (a skip) moves the
+// offset forward once everything before it is acknowledged.
+func (t *Tracker) Track(ctx context.Context, k Key, fp event.Fingerprint, path string, start, end int64) (ack func(), err error) {
+	size := min(max(end-start, 1), t.opts.MaxInFlightBytes)
+	if err := t.sem.Acquire(ctx, size); err != nil {
+		return nil, fmt.Errorf("track %s [%d,%d): %w", path, start, end, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[k]
+	if f == nil {
+		f = &file{committed: start}
+		t.files[k] = f
+	}
+	f.fp, f.path, f.seen = fp, path, t.opts.Now()
+	ep := f.ep
+	switch {
+	case ep == nil:
+		ep = &epoch{lastEnd: start}
+		f.ep = ep
+		f.committed = start
+	case start < ep.lastEnd:
+		ep = &epoch{lastEnd: start}
+		f.ep = ep
+		f.committed = start
+	case len(ep.spans) == 0 && start != f.committed:
+		f.committed = start
+	}
+	t.dirty = true
+	seq := ep.first + uint64(len(ep.spans))
+	ep.spans = append(ep.spans, span{end: end, size: size})
+	ep.lastEnd = end
+	return func() { t.ack(k, f, ep, seq) }, nil
+}
+
+func (t *Tracker) ack(k Key, f *file, ep *epoch, seq uint64) {
+	t.mu.Lock()
+	i := seq - ep.first
+	if i >= uint64(len(ep.spans)) || ep.spans[i].done {
+		t.mu.Unlock()
+		panic("checkpoint: range acknowledged twice")
+	}
+	ep.spans[i].done = true
+	size := ep.spans[i].size
+	live := f.ep == ep && t.files[k] == f
+	n := 0
+	for n < len(ep.spans) && ep.spans[n].done {
+		if live {
+			f.committed = ep.spans[n].end
+			t.dirty = true
+		}
+		n++
+	}
+	if n > 0 {
+		clear(ep.spans[:n])
+		ep.spans = ep.spans[n:]
+		ep.first += uint64(n)
+		if len(ep.spans) == 0 {
+			ep.spans = ep.spans[:0:0] // let the old array go
+		}
+	}
+	t.mu.Unlock()
+	t.sem.Release(size)
+}
+
+// Committed returns the committed offset of a file, for tests and debugging.
+func (t *Tracker) Committed(k Key) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[k]
+	if f == nil {
+		return 0, false
+	}
+	return f.committed, true
+}
+
+// Pending returns how many ranges of a file wait for acknowledgement.
+func (t *Tracker) Pending(k Key) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.files[k]; f != nil && f.ep != nil {
+		return len(f.ep.spans)
+	}
+	return 0
+}
+
+// Flush writes the committed offsets if they changed since the last flush,
+// dropping entries not seen for the retention period.
+func (t *Tracker) Flush() error {
+	t.flushMu.Lock()
+	defer t.flushMu.Unlock()
+	t.mu.Lock()
+	if !t.dirty {
+		t.mu.Unlock()
+		return nil
+	}
+	now := t.opts.Now()
+	entries := make([]Entry, 0, len(t.files))
+	for k, f := range t.files {
+		if now.Sub(f.seen) > t.opts.Retention && (f.ep == nil || len(f.ep.spans) == 0) {
+			delete(t.files, k)
+			continue
+		}
+		entries = append(entries, Entry{
+			Source: k.Source, Dev: k.Dev, Ino: k.Ino,
+			FingerprintLen: f.fp.Len, FingerprintSum: f.fp.Sum,
+			Offset: f.committed, Path: f.path, Seen: f.seen.UTC().Truncate(time.Second),
+		})
+	}
+	t.dirty = false
+	t.mu.Unlock()
+	if err := t.store.Save(entries); err != nil {
+		t.mu.Lock()
+		t.dirty = true
+		t.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// Run flushes every FlushInterval until ctx ends, then flushes once more.
+func (t *Tracker) Run(ctx context.Context) error {
+	tick := time.NewTicker(t.opts.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return t.Flush()
+		case <-tick.C:
+			if err := t.Flush(); err != nil {
+				t.log.Warn("checkpoint flush failed; will retry, offsets stay in memory", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,284 @@
+// Package config reads logpump's YAML configuration strictly: an unknown key,
+// a value of the wrong type or a missing required value is an [Error] that
+// names the key path and its line. Components (sources, processors,
+// exporters) keep their options in their own packages; this package holds the
+// top level and the decoder they share ([Decode], [At]).
+package config
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is a whole configuration file.
+type Config struct {
+	// StateDir holds the checkpoint file.
+	StateDir string `yaml:"state_dir"`
+	// ShutdownTimeout bounds the drain on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// LogLevel of the agent's own log: debug, info, warn, error.
+	LogLevel string `yaml:"log_level"`
+	// Resource attributes added to every source's resource (service.name, ...).
+	Resource map[string]string `yaml:"resource"`
+	// Checkpoints tunes the checkpoint tracker.
+	Checkpoints Checkpoints `yaml:"checkpoints"`
+	// Admin is the HTTP server for health, metrics and debugging.
+	Admin Admin `yaml:"admin"`
+
+	Sources    map[string]Component `yaml:"sources"`
+	Processors map[string]Component `yaml:"processors"`
+	Exporters  map[string]Component `yaml:"exporters"`
+	Pipelines  map[string]Pipeline  `yaml:"pipelines"`
+
+	// File is the path the configuration was read from.
+	File string `yaml:"-"`
+	// Root is the parsed document, for locating keys in errors.
+	Root *yaml.Node `yaml:"-"`
+}
+
+// Checkpoints tunes when offsets are written and how much may be unacknowledged.
+type Checkpoints struct {
+	// FlushInterval between writes of the checkpoint file.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// MaxInFlight caps the bytes read but not yet acknowledged; reading pauses at the cap.
+	MaxInFlight ByteSize `yaml:"max_in_flight"`
+	// Retention drops the checkpoint of a file not seen for this long.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Admin configures the admin HTTP server; an empty Address disables it.
+type Admin struct {
+	Address string `yaml:"address"`
+	Pprof   bool   `yaml:"pprof"`
+}
+
+// Component is a named source, processor or exporter: its type and the raw
+// YAML of its options, decoded by the component's own package with [Decode].
+type Component struct {
+	Type string
+	// Node is the component's mapping, including the type key.
+	Node *yaml.Node
+	// Key is the component's path, e.g. "sources.app".
+	Key string
+}
+
+// UnmarshalYAML keeps the node and reads the type.
+func (c *Component) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("want a mapping with a type, got %s", describe(n))
+	}
+	c.Node = n
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "type" {
+			c.Type = n.Content[i+1].Value
+		}
+	}
+	if c.Type == "" {
+		return Fieldf("type", "missing required key")
+	}
+	return nil
+}
+
+// Options decodes the component's options into out, ignoring the type key.
+func (c Component) Options(out any) error {
+	stripped := *c.Node
+	stripped.Content = nil
+	for i := 0; i+1 < len(c.Node.Content); i += 2 {
+		if c.Node.Content[i].Value != "type" {
+			stripped.Content = append(stripped.Content, c.Node.Content[i], c.Node.Content[i+1])
+		}
+	}
+	return Decode(&stripped, c.Key, out)
+}
+
+// Pipeline wires sources through processors to exporters.
+type Pipeline struct {
+	Sources    []string `yaml:"sources"`
+	Processors []string `yaml:"processors"`
+	// Exporters receive every event of the pipeline (fan-out), unless Routes is set.
+	Exporters []string `yaml:"exporters"`
+	// Routes send events to exporters by condition; the first match wins
+	// unless a route says continue.
+	Routes []Route `yaml:"routes"`
+}
+
+// Route is one conditional destination of a pipeline.
+type Route struct {
+	// When is a condition (expression language of the filter processor); empty matches all.
+	When      string   `yaml:"when"`
+	Exporters []string `yaml:"exporters"`
+	// Continue also tries the following routes after a match.
+	Continue bool `yaml:"continue"`
+}
+
+// Defaults returns a configuration holding every default value.
+func Defaults() Config {
+	return Config{
+		StateDir:        "/var/lib/logpump",
+		ShutdownTimeout: 10 * time.Second,
+		LogLevel:        "info",
+		Checkpoints: Checkpoints{
+			FlushInterval: time.Second,
+			MaxInFlight:   16 << 20,
+			Retention:     72 * time.Hour,
+		},
+	}
+}
+
+// Load reads, expands and decodes the file at path. Environment variables
+// are expanded with getenv (os.Getenv when nil). The returned error is an
+// [Errors] listing every problem found.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path, getenv)
+}
+
+// Parse decodes a configuration held in data; file names it in errors.
+func Parse(data []byte, file string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var errs Errors
+	expanded, expErrs := Expand(data, getenv)
+	errs = append(errs, expErrs...)
+	var root yaml.Node
+	if err := yaml.Unmarshal(expanded, &root); err != nil {
+		errs = append(errs, syntaxError(err))
+		return nil, locate(errs, file)
+	}
+	cfg := Defaults()
+	cfg.File, cfg.Root = file, &root
+	if root.Kind == 0 {
+		errs = append(errs, &Error{Msg: "empty configuration"})
+		return nil, locate(errs, file)
+	}
+	if err := Decode(&root, "", &cfg); err != nil {
+		errs = append(errs, err.(Errors)...)
+	}
+	errs = append(errs, cfg.check()...)
+	if len(errs) > 0 {
+		return nil, locate(errs, file)
+	}
+	return &cfg, nil
+}
+
+// check validates what the top level can: references between sections.
+func (c *Config) check() Errors {
+	var errs Errors
+	at := func(key, format string, args ...any) {
+		errs = append(errs, newError(Find(c.Root, key), key, fmt.Sprintf(format, args...)))
+	}
+	for _, sec := range []struct {
+		name string
+		m    map[string]Component
+	}{{"sources", c.Sources}, {"processors", c.Processors}, {"exporters", c.Exporters}} {
+		for name, comp := range sec.m {
+			comp.Key = sec.name + "." + name
+			sec.m[name] = comp
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		at("shutdown_timeout", "must be positive")
+	}
+	if c.StateDir == "" {
+		at("state_dir", "must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		at("log_level", "must be one of debug, info, warn, error; got %q", c.LogLevel)
+	}
+	if len(c.Pipelines) == 0 {
+		at("pipelines", "at least one pipeline is required")
+	}
+	usedBy := map[string]string{}
+	for _, name := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[name]
+		key := "pipelines." + name
+		if len(p.Sources) == 0 {
+			at(key, "sources: at least one source is required")
+		}
+		if len(p.Exporters) == 0 && len(p.Routes) == 0 {
+			at(key, "exporters: at least one exporter (or routes) is required")
+		}
+		if len(p.Exporters) > 0 && len(p.Routes) > 0 {
+			at(key+".routes", "give either exporters or routes, not both")
+		}
+		for i, s := range p.Sources {
+			k := fmt.Sprintf("%s.sources.%d", key, i)
+			if _, ok := c.Sources[s]; !ok {
+				at(k, "unknown source %q%s", s, suggest(s, sortedKeys(c.Sources)))
+			} else if other, dup := usedBy[s]; dup {
+				at(k, "source %q is already used by pipeline %q; a source feeds one pipeline", s, other)
+			} else {
+				usedBy[s] = name
+			}
+		}
+		for i, s := range p.Processors {
+			if _, ok := c.Processors[s]; !ok {
+				at(fmt.Sprintf("%s.processors.%d", key, i), "unknown processor %q%s", s, suggest(s, sortedKeys(c.Processors)))
+			}
+		}
+		check := func(k string, list []string) {
+			if len(list) == 0 {
+				at(k, "at least one exporter is required")
+			}
+			for i, s := range list {
+				if _, ok := c.Exporters[s]; !ok {
+					at(fmt.Sprintf("%s.%d", k, i), "unknown exporter %q%s", s, suggest(s, sortedKeys(c.Exporters)))
+				}
+			}
+		}
+		if len(p.Exporters) > 0 {
+			check(key+".exporters", p.Exporters)
+		}
+		for i, r := range p.Routes {
+			check(fmt.Sprintf("%s.routes.%d.exporters", key, i), r.Exporters)
+		}
+	}
+	return errs
+}
+
+// locate stamps the file name on every error and sorts them by position.
+func locate(errs Errors, file string) Errors {
+	for _, e := range errs {
+		e.File = file
+	}
+	slices.SortStableFunc(errs, func(a, b *Error) int {
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return a.Column - b.Column
+	})
+	return errs
+}
+
+func syntaxError(err error) *Error {
+	// yaml.v3 says "yaml: line 3: mapping values are not allowed in this context".
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := &Error{Msg: "invalid YAML: " + msg}
+	var line int
+	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+		e.Line, e.Column = line, 1
+		_, rest, _ := strings.Cut(msg, ": ")
+		e.Msg = "invalid YAML: " + rest
+	}
+	return e
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
