@@ -267,11 +267,26 @@ func syntaxError(err error) *Error {
 	e := &Error{Msg: "invalid YAML: " + msg}
 	var line int
 	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
-		e.Line, e.Column = line, 1
 		_, rest, _ := strings.Cut(msg, ": ")
+		// yaml.v3 reports parser errors at the 0-based line of the construct
+		// they happened in (scanner errors are 1-based): shift those.
+		for _, p := range parserProblems {
+			if strings.HasPrefix(rest, p) {
+				line++
+				break
+			}
+		}
+		e.Line, e.Column = line, 1
 		e.Msg = "invalid YAML: " + rest
 	}
 	return e
+}
+
+// parserProblems start the messages of yaml.v3's parser (not scanner) errors.
+var parserProblems = []string{
+	"did not find expected node content", "did not find expected key",
+	"did not find expected '-' indicator", "did not find expected ',' or",
+	"did not find expected <document start>",
 }
 
 func sortedKeys[V any](m map[string]V) []string {

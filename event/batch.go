@@ -113,9 +113,9 @@ func (b *Batch) Done() {
 		b.ack = nil
 		ack()
 	}
-	if b.pool != nil {
+	if pool := b.pool; pool != nil {
 		b.reset()
-		b.pool.p.Put(b)
+		pool.p.Put(b)
 	}
 }
 

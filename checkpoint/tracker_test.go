@@ -1,0 +1,195 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logpump/logpump/event"
+)
+
+var key = Key{Source: "app", Dev: 1, Ino: 42}
+
+func newTracker(t *testing.T, opts Options) (*Tracker, *Store) {
+	t.Helper()
+	s := NewStore(t.TempDir())
+	return NewTracker(s, slog.New(slog.DiscardHandler), opts), s
+}
+
+func track(t *testing.T, tr *Tracker, start, end int64) func() {
+	t.Helper()
+	ack, err := tr.Track(context.Background(), key, event.Fingerprint{Len: 10, Sum: 7}, "/var/log/app.log", start, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
+}
+
+func committed(t *testing.T, tr *Tracker) int64 {
+	t.Helper()
+	off, ok := tr.Committed(key)
+	if !ok {
+		t.Fatal("no entry for key")
+	}
+	return off
+}
+
+func TestCommittedIsLongestAcknowledgedPrefix(t *testing.T) {
+	tr, _ := newTracker(t, Options{})
+	a := track(t, tr, 0, 100)
+	b := track(t, tr, 100, 250)
+	c := track(t, tr, 250, 300)
+	steps := []struct {
+		ack  func()
+		want int64
+	}{
+		{c, 0},   // the last range alone moves nothing
+		{a, 100}, // the first one: up to the gap
+		{b, 300}, // the gap closes: everything
+	}
+	for i, s := range steps {
+		s.ack()
+		if got := committed(t, tr); got != s.want {
+			t.Errorf("step %d: committed = %d, want %d", i, got, s.want)
+		}
+	}
+	if n := tr.Pending(key); n != 0 {
+		t.Errorf("pending = %d, want 0", n)
+	}
+}
+
+func TestTruncationStartsNewEpoch(t *testing.T) {
+	tr, _ := newTracker(t, Options{})
+	old := track(t, tr, 0, 500)
+	fresh := track(t, tr, 0, 40) // the file was truncated and rewritten
+	if got := committed(t, tr); got != 0 {
+		t.Fatalf("after truncation committed = %d, want 0", got)
+	}
+	old() // acknowledging the old epoch must not move the new offset to 500
+	if got := committed(t, tr); got != 0 {
+		t.Errorf("old epoch ack moved committed to %d, want 0", got)
+	}
+	fresh()
+	if got := committed(t, tr); got != 40 {
+		t.Errorf("committed = %d, want 40", got)
+	}
+}
+
+func TestSkipForwardMovesOffset(t *testing.T) {
+	tr, _ := newTracker(t, Options{})
+	// start_at end: the first range starts at the file's size.
+	ack := track(t, tr, 1000, 1100)
+	if got := committed(t, tr); got != 1000 {
+		t.Errorf("committed = %d, want 1000 before the ack", got)
+	}
+	ack()
+	if got := committed(t, tr); got != 1100 {
+		t.Errorf("committed = %d, want 1100", got)
+	}
+}
+
+func TestTrackBlocksAtInFlightCap(t *testing.T) {
+	tr, _ := newTracker(t, Options{MaxInFlightBytes: 100})
+	ack := track(t, tr, 0, 80)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := tr.Track(ctx, key, event.Fingerprint{}, "p", 80, 160)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Track over the cap: err = %v, want context.DeadlineExceeded", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.Track(context.Background(), key, event.Fingerprint{}, "p", 80, 160)
+		done <- err
+	}()
+	ack() // frees room: the blocked Track goes through
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentAcksInRandomOrder(t *testing.T) {
+	tr, _ := newTracker(t, Options{MaxInFlightBytes: 1 << 30})
+	const n = 2000
+	acks := make([]func(), n)
+	for i := range acks {
+		acks[i] = track(t, tr, int64(i*10), int64(i*10+10))
+	}
+	rand.Shuffle(n, func(i, j int) { acks[i], acks[j] = acks[j], acks[i] })
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < n; i += 4 {
+				acks[i]()
+			}
+		})
+	}
+	wg.Wait()
+	if got := committed(t, tr); got != n*10 {
+		t.Errorf("committed = %d, want %d", got, n*10)
+	}
+}
+
+func TestFlushAndLoadRoundTrip(t *testing.T) {
+	tr, store := newTracker(t, Options{})
+	track(t, tr, 0, 100)()
+	unacked := track(t, tr, 100, 200)
+	_ = unacked // never acknowledged: must not be persisted
+	if err := tr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tr2 := NewTracker(store, slog.New(slog.DiscardHandler), Options{})
+	if err := tr2.Load(); err != nil {
+		t.Fatal(err)
+	}
+	off, fp, ok := tr2.Resume(key)
+	if !ok || off != 100 || fp != (event.Fingerprint{Len: 10, Sum: 7}) {
+		t.Errorf("Resume = %d, %+v, %v; want 100, {10 7}, true", off, fp, ok)
+	}
+	// No temporary files are left behind.
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(store.Path()), "*"))
+	if len(files) != 1 {
+		t.Errorf("state dir holds %v, want only %s", files, FileName)
+	}
+}
+
+func TestRetentionDropsUnseenFiles(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tr, _ := newTracker(t, Options{Retention: time.Hour, Now: func() time.Time { return now }})
+	track(t, tr, 0, 10)()
+	other := Key{Source: "app", Dev: 1, Ino: 43}
+	if _, err := tr.Track(context.Background(), other, event.Fingerprint{}, "b", 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour)
+	tr.Touch(other, event.Fingerprint{}, "b") // still there
+	if err := tr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tr.Committed(key); ok {
+		t.Error("entry not seen for 2h with 1h retention was kept")
+	}
+	if _, ok := tr.Committed(other); !ok {
+		t.Error("entry touched by a scan was dropped")
+	}
+}
+
+func TestLoadRefusesOtherVersion(t *testing.T) {
+	s := NewStore(t.TempDir())
+	if err := os.WriteFile(s.Path(), []byte(`{"version":99,"files":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(); err == nil {
+		t.Error("Load of version 99 succeeded, want an error")
+	}
+	missing := NewStore(filepath.Join(t.TempDir(), "none"))
+	if e, err := missing.Load(); err != nil || e != nil {
+		t.Errorf("Load of a missing file = %v, %v; want empty, nil", e, err)
+	}
+}

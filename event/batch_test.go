@@ -1,0 +1,100 @@
+package event
+
+import (
+	"sync"
+	"testing"
+)
+
+func TestDoneAcksOnceAfterEveryHolder(t *testing.T) {
+	var pool Pool
+	b := pool.Get()
+	acks := 0
+	b.SetAck(func() { acks++ })
+	b.Retain(2) // three holders: e.g. fan-out to three exporters
+	view := b.View(nil)
+	for i := range 3 {
+		b.Done()
+		if acks != 0 {
+			t.Fatalf("acked after %d of 4 releases", i+1)
+		}
+	}
+	view.Done()
+	if acks != 1 {
+		t.Fatalf("acks = %d after the last release, want 1", acks)
+	}
+}
+
+func TestConcurrentDone(t *testing.T) {
+	var pool Pool
+	for range 100 {
+		b := pool.Get()
+		var mu sync.Mutex
+		acks := 0
+		b.SetAck(func() { mu.Lock(); acks++; mu.Unlock() })
+		b.Retain(7)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(b.Done)
+		}
+		wg.Wait()
+		if acks != 1 {
+			t.Fatalf("acks = %d, want 1", acks)
+		}
+	}
+}
+
+func TestCopyStringsSurviveArenaGrowth(t *testing.T) {
+	b := NewBatch()
+	var got []string
+	want := []string{}
+	for i := range 1000 {
+		s := string(rune('a'+i%26)) + "-line"
+		want = append(want, s)
+		got = append(got, b.Copy([]byte(s)))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("string %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestNextReusesAttributeSlices(t *testing.T) {
+	var pool Pool
+	b := pool.Get()
+	r := b.Next()
+	r.Attrs = append(r.Attrs, KeyValue{Key: "k", Value: String("v")})
+	b.Done()
+	b2 := pool.Get()
+	r2 := b2.Next()
+	if len(r2.Attrs) != 0 || r2.Body.Kind != KindEmpty {
+		t.Errorf("recycled record = %+v, want empty", r2)
+	}
+}
+
+func BenchmarkFillBatch(b *testing.B) {
+	var pool Pool
+	line := []byte(`2026-11-25T10:00:00Z INFO request served method=GET path=/api/orders status=200 duration=12ms`)
+	b.ReportAllocs()
+	for b.Loop() {
+		bt := pool.Get()
+		for range 1000 {
+			r := bt.Next()
+			r.Body = String(bt.Copy(line))
+			r.Attrs = append(r.Attrs, KeyValue{Key: "log.file.name", Value: String("app.log")})
+		}
+		bt.Done()
+	}
+}
+
+func TestSeverityString(t *testing.T) {
+	tests := []struct {
+		s    Severity
+		want string
+	}{{0, ""}, {1, "TRACE"}, {9, "INFO"}, {10, "INFO2"}, {13, "WARN"}, {17, "ERROR"}, {24, "FATAL4"}, {25, ""}}
+	for _, tt := range tests {
+		if got := tt.s.String(); got != tt.want {
+			t.Errorf("Severity(%d).String() = %q, want %q", tt.s, got, tt.want)
+		}
+	}
+}
