@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Operations checks for logpump: the systemd unit, the .deb and .rpm
+# packages, the Kubernetes manifests and the container image.
+#
+#   bash .ci/ops.sh            # everything
+#   OPS_OUT=/tmp/x bash .ci/ops.sh
+#   OPS_BINARY=path/to/logpump bash .ci/ops.sh   # package a prebuilt binary
+#
+# Needs root (it installs and purges the .deb on this machine) and apt-get
+# for lintian and rpm when they are missing. Prints one PASS or FAIL line per
+# check, with the output of failed checks, and exits non-zero if any failed.
+# Safe to rerun: a logpump package left installed by an earlier run is
+# purged first, and every artifact is rebuilt under $OPS_OUT.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OPS_OUT:-/tmp/logpump-ops}
+VERSION=${LOGPUMP_VERSION:-0.1.0}
+ARCH=$(go env GOARCH)
+MAX_EXPOSURE=2.0
+export DEBIAN_FRONTEND=noninteractive
+exec </dev/null
+
+mkdir -p "$OUT" "$OUT/logs"
+failed=0
+start=$(date +%s)
+
+pass() { printf 'PASS %s\n' "$*"; }
+fail() {
+	printf 'FAIL %s\n' "$*"
+	failed=$((failed + 1))
+}
+
+# check NAME CMD...: runs CMD with its output in a log; PASS or FAIL with the
+# log's tail.
+check() {
+	local name=$1 log
+	shift
+	log="$OUT/logs/$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '_').log"
+	if "$@" >"$log" 2>&1; then
+		pass "$name"
+		return 0
+	fi
+	fail "$name"
+	tail -n 40 "$log" | sed 's/^/    /'
+	return 1
+}
+
+need_packages() {
+	local missing=()
+	command -v lintian >/dev/null || missing+=(lintian)
+	command -v rpm >/dev/null || missing+=(rpm)
+	command -v systemd-analyze >/dev/null || missing+=(systemd)
+	command -v runuser >/dev/null || missing+=(util-linux)
+	[ ${#missing[@]} -eq 0 ] && return 0
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+build_binary() {
+	if [ -n "${OPS_BINARY:-}" ]; then
+		cp "$OPS_BINARY" "$OUT/logpump"
+		return
+	fi
+	cd "$ROOT" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X main.version=$VERSION" -o "$OUT/logpump" ./cmd/agent
+}
+
+build_tools() {
+	(cd "$ROOT/packaging/tools" && go build -o "$OUT/pack" ./pack)
+}
+
+# build_package FORMAT: writes the package to $OUT and its path to $OUT/FORMAT.path.
+build_package() {
+	local format=$1
+	rm -f "$OUT"/*."$format"
+	(cd "$ROOT" && LOGPUMP_VERSION=$VERSION LOGPUMP_ARCH=$ARCH LOGPUMP_BINARY=$OUT/logpump \
+		"$OUT/pack" -config packaging/nfpm.yaml -format "$format" -out "$OUT") >"$OUT/$format.path"
+}
+
+security_score() {
+	local report score
+	report=$(systemd-analyze security --offline=yes --no-pager "$ROOT/systemd/logpump.service") || return 1
+	score=$(printf '%s\n' "$report" | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+	echo "systemd-analyze security: exposure $score (limit $MAX_EXPOSURE)"
+	[ -n "$score" ] && awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }'
+}
+
+# verify_unit FILE: systemd-analyze verify, failing on any diagnostic.
+verify_unit() {
+	local out
+	out=$(systemd-analyze verify "$1" 2>&1)
+	local rc=$?
+	[ -n "$out" ] && printf '%s\n' "$out"
+	[ $rc -eq 0 ] && [ -z "$out" ]
+}
+
+purge_if_installed() {
+	if dpkg-query -W -f='${Status}' logpump 2>/dev/null | grep -q 'installed\|config-files'; then
+		dpkg -P logpump
+	fi
+	return 0
+}
+
+# expect_stat PATH OWNER:GROUP MODE
+expect_stat() {
+	local got
+	got=$(stat -c '%U:%G %a' "$1") || return 1
+	if [ "$got" != "$2 $3" ]; then
+		echo "$1: got $got, want $2 $3"
+		return 1
+	fi
+}
+
+installed_files() {
+	local f
+	for f in /usr/bin/logpump /usr/lib/systemd/system/logpump.service /etc/logpump/config.yaml \
+		/usr/share/doc/logpump/copyright /usr/share/doc/logpump/changelog.Debian.gz; do
+		[ -f "$f" ] || { echo "missing $f"; return 1; }
+	done
+	expect_stat /usr/bin/logpump root:root 755 &&
+		expect_stat /etc/logpump/config.yaml root:root 644 &&
+		expect_stat /var/lib/logpump logpump:logpump 750 &&
+		dpkg-query -W -f='${Conffiles}\n' logpump | grep -q '^ /etc/logpump/config.yaml '
+}
+
+system_user() {
+	local entry uid shell
+	entry=$(getent passwd logpump) || { echo "no user logpump"; return 1; }
+	echo "$entry"
+	uid=$(echo "$entry" | cut -d: -f3)
+	shell=$(echo "$entry" | cut -d: -f7)
+	getent group logpump >/dev/null || { echo "no group logpump"; return 1; }
+	[ "$uid" -lt 1000 ] || { echo "uid $uid is not a system uid"; return 1; }
+	case $shell in */nologin | */false) ;; *) echo "login shell $shell"; return 1 ;; esac
+}
+
+enabled_not_started() {
+	# deb-systemd-helper records the enablement as the wants symlink, which
+	# systemd acts on at boot. Nothing may be running yet.
+	[ -L /etc/systemd/system/multi-user.target.wants/logpump.service ] || { echo "not enabled"; return 1; }
+	if pgrep -x -u logpump logpump >/dev/null; then echo "agent was started"; return 1; fi
+}
+
+removed_keeps_conffile() {
+	[ ! -e /usr/bin/logpump ] && [ ! -e /usr/lib/systemd/system/logpump.service ] &&
+		[ -f /etc/logpump/config.yaml ] &&
+		dpkg-query -W -f='${Status}\n' logpump | grep -q 'config-files'
+}
+
+purged_clean() {
+	local p
+	for p in /etc/logpump /var/lib/logpump /usr/share/doc/logpump \
+		/etc/systemd/system/multi-user.target.wants/logpump.service \
+		/var/lib/systemd/deb-systemd-helper-enabled/logpump.service.dsh-also; do
+		[ ! -e "$p" ] || { echo "left behind: $p"; return 1; }
+	done
+	! dpkg-query -W logpump >/dev/null 2>&1
+}
+
+rpm_contents() {
+	local rpmfile list f
+	rpmfile=$(cat "$OUT/rpm.path")
+	list=$(rpm -qpl "$rpmfile") || return 1
+	printf '%s\n' "$list"
+	for f in /usr/bin/logpump /usr/lib/systemd/system/logpump.service /etc/logpump/config.yaml /var/lib/logpump; do
+		printf '%s\n' "$list" | grep -qx "$f" || { echo "missing $f"; return 1; }
+	done
+	rpm -qp --configfiles "$rpmfile" | grep -qx /etc/logpump/config.yaml &&
+		rpm -qp --scripts "$rpmfile" | grep -q 'useradd --system'
+}
+
+lint_deb() {
+	lintian --fail-on error --display-level ">=warning" \
+		"$(cat "$OUT/deb.path")"
+}
+
+kube_manifests() {
+	(cd "$ROOT/deploy/kubernetes/validate" && go run . -dir ..)
+}
+
+kube_kustomize() {
+	kubectl kustomize "$ROOT/deploy/kubernetes" >"$OUT/kustomized.yaml" &&
+		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$OUT/kustomized.yaml")
+}
+
+image() {
+	rm -f "$OUT/logpump-image.tar"
+	(cd "$ROOT/packaging/image" &&
+		go run . -binary "$OUT/logpump" -version "$VERSION" -arch "$ARCH" -out "$OUT/logpump-image.tar") &&
+		echo "image tarball: $OUT/logpump-image.tar ($(du -h "$OUT/logpump-image.tar" | cut -f1))"
+}
+
+echo "== tools"
+check "install lintian, rpm, systemd-analyze" need_packages
+
+echo "== build"
+check "build agent binary ($OUT/logpump)" build_binary || {
+	echo "FAIL ops: nothing else can be checked without the binary"
+	exit 1
+}
+check "build package tool" build_tools &&
+	check "build .deb" build_package deb &&
+	check "build .rpm" build_package rpm
+
+echo "== systemd"
+check "systemd-analyze security <= $MAX_EXPOSURE" security_score
+grep -h 'systemd-analyze security:' "$OUT/logs/"systemd_analyze_security*.log 2>/dev/null | sed 's/^/    /'
+
+echo "== debian package"
+if [ -s "$OUT/deb.path" ]; then
+	deb=$(cat "$OUT/deb.path")
+	check "lintian reports no error" lint_deb
+	grep -E '^[EW]: ' "$OUT/logs/lintian_reports_no_error.log" 2>/dev/null | sed 's/^/    /'
+	check "purge an earlier install" purge_if_installed
+	check "dpkg -i $(basename "$deb")" dpkg -i "$deb"
+	check "installed files, owners, modes, conffile" installed_files
+	check "system user logpump" system_user
+	check "service enabled, not started" enabled_not_started
+	check "systemd-analyze verify (installed unit)" verify_unit /usr/lib/systemd/system/logpump.service
+	check "logpump version" /usr/bin/logpump version
+	check "logpump validate the shipped config (as user logpump)" \
+		runuser -u logpump -- /usr/bin/logpump validate -config /etc/logpump/config.yaml
+	check "dpkg -r keeps the conffile" dpkg -r logpump
+	check "removed: binary and unit gone, config kept" removed_keeps_conffile
+	check "dpkg -P" dpkg -P logpump
+	check "purged: nothing left behind" purged_clean
+else
+	fail "debian package checks (no .deb was built)"
+fi
+
+echo "== rpm package"
+if [ -s "$OUT/rpm.path" ]; then
+	check "rpm contents, config file, scripts" rpm_contents
+else
+	fail "rpm package checks (no .rpm was built)"
+fi
+
+echo "== kubernetes"
+check "manifests decode strictly into k8s.io/api types" kube_manifests
+if command -v kubectl >/dev/null; then
+	check "kubectl kustomize output decodes strictly" kube_kustomize
+else
+	echo "SKIP kubectl kustomize (kubectl not installed)"
+fi
+
+echo "== image"
+check "OCI image tarball" image && grep -h 'image tarball:' "$OUT/logs/OCI_image_tarball.log" | sed 's/^/    /'
+
+echo "ops: $failed failed, $(($(date +%s) - start))s"
+[ "$failed" -eq 0 ]
