@@ -1,0 +1,103 @@
+// Package export sends batches to their destinations. A [Client] speaks to one
+// destination (an OTLP endpoint, the console); a [Queue] in front of it groups
+// batches into requests, bounds how many are in flight, retries what may be
+// retried and acknowledges every batch once its request is settled.
+//
+// Acknowledgement contract: a batch handed to [Queue.Enqueue] is released
+// with Done exactly once, after its request succeeded, failed permanently
+// (its records counted as dropped) or was partially rejected (the rejected
+// records counted). A batch whose request is still being retried when the
+// queue is abandoned (Shutdown deadline, Close) is never released, so the
+// checkpoint of its file does not advance past it and it is read again on the
+// next start.
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/logpump/logpump/event"
+)
+
+// Client sends one request made of whole batches to one destination.
+//
+// Send returns nil on success; an error wrapped by [Permanent] when the
+// request must not be retried (the batches count as done and their records as
+// dropped); a [*PartialError] when the destination rejected some records
+// (counted; the request is done); any other error is retryable and may carry
+// a delay asked for by the destination ([RetryAfter]).
+//
+// Send must not keep the batches or any string of their records after it
+// returns. Send is called from several goroutines at once (up to the queue's
+// in_flight); it must return promptly once ctx is done.
+type Client interface {
+	Send(ctx context.Context, batches []*event.Batch) error
+	Close() error
+}
+
+// ErrClosed is returned by [Queue.Enqueue] after Shutdown or Close.
+var ErrClosed = errors.New("export queue closed")
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not retryable: sending the same request again would
+// fail the same way. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked by [Permanent].
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type retryAfterError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *retryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %v)", e.err, e.delay)
+}
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter marks the retryable err with the delay the destination asked
+// for before the next attempt. RetryAfter(nil, d) is nil.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, delay: d}
+}
+
+// RetryDelay returns the delay set by [RetryAfter] on err or an error it wraps.
+func RetryDelay(err error) (time.Duration, bool) {
+	var r *retryAfterError
+	if errors.As(err, &r) {
+		return r.delay, true
+	}
+	return 0, false
+}
+
+// PartialError reports that the destination accepted a request but rejected
+// Rejected of its records. It is not retried.
+type PartialError struct {
+	Rejected int64
+	Message  string
+}
+
+func (e *PartialError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%d records rejected", e.Rejected)
+	}
+	return fmt.Sprintf("%d records rejected: %s", e.Rejected, e.Message)
+}

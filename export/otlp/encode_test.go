@@ -1,0 +1,302 @@
+package otlp
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/logpump/logpump/event"
+)
+
+// buildRequest builds with the generated types the request AppendRequest
+// must encode: the oracle of the encoder tests and the baseline of its
+// benchmark.
+func buildRequest(batches []*event.Batch) *collogspb.ExportLogsServiceRequest {
+	req := &collogspb.ExportLogsServiceRequest{}
+	byRes := map[*event.Resource]*logspb.ScopeLogs{}
+	for _, b := range batches {
+		for i := range b.Records {
+			r := &b.Records[i]
+			res := resourceOf(b, r)
+			sl, ok := byRes[res]
+			if !ok {
+				sl = &logspb.ScopeLogs{Scope: &commonpb.InstrumentationScope{Name: ScopeName}}
+				rl := &logspb.ResourceLogs{ScopeLogs: []*logspb.ScopeLogs{sl}}
+				if res != nil {
+					rl.Resource = &resourcepb.Resource{Attributes: pbKVs(res.Attrs)}
+				}
+				req.ResourceLogs = append(req.ResourceLogs, rl)
+				byRes[res] = sl
+			}
+			lr := &logspb.LogRecord{
+				TimeUnixNano:         uint64(r.Time),
+				ObservedTimeUnixNano: uint64(r.Observed),
+				SeverityNumber:       logspb.SeverityNumber(r.Severity),
+				SeverityText:         strings.ToValidUTF8(r.SeverityText, "\uFFFD"),
+				Attributes:           pbKVs(r.Attrs),
+			}
+			if r.Body.Kind != event.KindEmpty {
+				lr.Body = pbValue(r.Body)
+			}
+			if r.TraceID != [16]byte{} {
+				lr.TraceId = slices.Clone(r.TraceID[:])
+			}
+			if r.SpanID != [8]byte{} {
+				lr.SpanId = slices.Clone(r.SpanID[:])
+			}
+			sl.LogRecords = append(sl.LogRecords, lr)
+		}
+	}
+	return req
+}
+
+func pbKVs(kvs []event.KeyValue) []*commonpb.KeyValue {
+	var out []*commonpb.KeyValue
+	for _, kv := range kvs {
+		out = append(out, &commonpb.KeyValue{Key: strings.ToValidUTF8(kv.Key, "\uFFFD"), Value: pbValue(kv.Value)})
+	}
+	return out
+}
+
+func pbValue(v event.Value) *commonpb.AnyValue {
+	switch v.Kind {
+	case event.KindString:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: strings.ToValidUTF8(v.Str, "\uFFFD")}}
+	case event.KindBytes:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BytesValue{BytesValue: []byte(v.Str)}}
+	case event.KindBool:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v.AsBool()}}
+	case event.KindInt:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v.AsInt()}}
+	case event.KindDouble:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: v.AsDouble()}}
+	case event.KindArray:
+		arr := &commonpb.ArrayValue{}
+		for _, el := range v.List {
+			arr.Values = append(arr.Values, pbValue(el.Value))
+		}
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: arr}}
+	case event.KindMap:
+		return &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{Values: pbKVs(v.List)}}}
+	}
+	return &commonpb.AnyValue{}
+}
+
+// checkEncoding decodes what AppendRequest wrote and compares it with the oracle.
+func checkEncoding(t *testing.T, batches []*event.Batch) {
+	t.Helper()
+	prefix := []byte("prefix")
+	buf := AppendRequest(slices.Clone(prefix), batches)
+	if string(buf[:len(prefix)]) != string(prefix) {
+		t.Fatalf("AppendRequest overwrote dst: %q", buf[:len(prefix)])
+	}
+	var got collogspb.ExportLogsServiceRequest
+	if err := proto.Unmarshal(buf[len(prefix):], &got); err != nil {
+		t.Fatalf("unmarshal encoded request: %v", err)
+	}
+	want := buildRequest(batches)
+	if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
+		t.Errorf("decoded request differs (-want +got):\n%s", diff)
+	}
+	// The oracle's own encoding must have the same size: the encoder writes
+	// canonical lengths, as proto.Marshal does.
+	ref, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatalf("marshal oracle: %v", err)
+	}
+	if got, want := len(buf)-len(prefix), len(ref); got != want {
+		t.Errorf("encoded size = %d, want %d (proto.Marshal)", got, want)
+	}
+}
+
+func batchOf(res *event.Resource, recs ...event.Record) *event.Batch {
+	b := event.NewBatch()
+	b.Resource = res
+	b.Records = recs
+	return b
+}
+
+func TestAppendRequest(t *testing.T) {
+	host := &event.Resource{Attrs: []event.KeyValue{
+		{Key: "host.name", Value: event.String("web-1")},
+		{Key: "service.name", Value: event.String("shop")},
+	}}
+	pod := &event.Resource{Attrs: []event.KeyValue{{Key: "k8s.pod.name", Value: event.String("api-7f9c")}}}
+	empty := &event.Resource{}
+	nested := event.Map([]event.KeyValue{
+		{Key: "user", Value: event.Map([]event.KeyValue{
+			{Key: "id", Value: event.Int(42)},
+			{Key: "roles", Value: event.Array([]event.KeyValue{{Value: event.String("admin")}, {Value: event.Int(-1)}, {Value: event.Array(nil)}})},
+			{Key: "none", Value: event.Value{}},
+		})},
+		{Key: "ok", Value: event.Bool(true)},
+		{Key: "", Value: event.String("empty key")},
+	})
+	full := event.Record{
+		Time: 1_700_000_000_123_456_789, Observed: 1_700_000_001_000_000_000,
+		Severity: event.SeverityError + 2, SeverityText: "ERROR3",
+		Body:    event.String("connection refused"),
+		Attrs:   []event.KeyValue{{Key: "log.file.path", Value: event.String("/var/log/app.log")}, {Key: "n", Value: event.Int(7)}},
+		TraceID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanID:  [8]byte{8, 7, 6, 5, 4, 3, 2, 1},
+		Offset:  1234, Flags: event.Truncated,
+	}
+	tests := []struct {
+		name    string
+		batches []*event.Batch
+	}{
+		{"no batches", nil},
+		{"empty batch", []*event.Batch{batchOf(host)}},
+		{"one full record", []*event.Batch{batchOf(host, full)}},
+		{"zero record", []*event.Batch{batchOf(host, event.Record{})}},
+		{"nil resource", []*event.Batch{batchOf(nil, event.Record{Body: event.String("x")})}},
+		{"empty resource", []*event.Batch{batchOf(empty, event.Record{Body: event.String("x")})}},
+		{"every value kind", []*event.Batch{batchOf(host,
+			event.Record{Body: event.String("")},
+			event.Record{Body: event.Int(0)},
+			event.Record{Body: event.Int(math.MinInt64)},
+			event.Record{Body: event.Int(math.MaxInt64)},
+			event.Record{Body: event.Double(0)},
+			event.Record{Body: event.Double(-3.25)},
+			event.Record{Body: event.Double(math.Inf(1))},
+			event.Record{Body: event.Bool(false)},
+			event.Record{Body: event.Bool(true)},
+			event.Record{Body: event.Bytes("\x00\xff\xfe raw")},
+			event.Record{Body: event.Bytes("")},
+			event.Record{Body: event.Array(nil)},
+			event.Record{Body: event.Map(nil)},
+			event.Record{Body: nested, Attrs: []event.KeyValue{{Key: "attr", Value: nested}, {Key: "e", Value: event.Value{}}}},
+		)}},
+		{"several resources", []*event.Batch{
+			batchOf(host, full, event.Record{Body: event.String("second")}),
+			batchOf(pod, event.Record{Body: event.String("pod line")}),
+			batchOf(host, event.Record{Body: event.String("host again")}),
+		}},
+		{"record resource overrides batch", []*event.Batch{
+			batchOf(host,
+				event.Record{Body: event.String("a")},
+				event.Record{Body: event.String("b"), Resource: pod},
+				event.Record{Body: event.String("c")},
+				event.Record{Body: event.String("d"), Resource: pod},
+			),
+			batchOf(nil, event.Record{Body: event.String("e"), Resource: host}, event.Record{Body: event.String("f")}),
+		}},
+		{"invalid UTF-8", []*event.Batch{batchOf(
+			&event.Resource{Attrs: []event.KeyValue{{Key: "bad\xffkey", Value: event.String("v\xc3")}}},
+			event.Record{
+				SeverityText: "WA\x80RN",
+				Body:         event.String("a\xff\xfeb\xc3(\xed\xa0\x80z"),
+				Attrs: []event.KeyValue{
+					{Key: "k\xff", Value: event.String("\xff")},
+					{Key: "m", Value: event.Map([]event.KeyValue{{Key: "\xfe", Value: event.Array([]event.KeyValue{{Value: event.String("x\x80\x80y")}})}})},
+					{Key: "ok", Value: event.String("héllo ✓ \uFFFD")},
+				},
+			})}},
+		{"long strings need multi-byte lengths", []*event.Batch{batchOf(host,
+			event.Record{Body: event.String(strings.Repeat("x", 200)), Attrs: []event.KeyValue{{Key: strings.Repeat("k", 130), Value: event.String(strings.Repeat("v", 20000))}}},
+		)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkEncoding(t, tt.batches) })
+	}
+}
+
+func TestAppendRequestCountsInvalidUTF8(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  event.Record
+		want int
+	}{
+		{"valid", event.Record{Body: event.String("ok"), Attrs: []event.KeyValue{{Key: "k", Value: event.String("é")}}}, 0},
+		{"body", event.Record{Body: event.String("a\xffb")}, 1},
+		{"bytes are not checked", event.Record{Body: event.Bytes("a\xffb")}, 0},
+		{"key and value", event.Record{Attrs: []event.KeyValue{{Key: "\xff", Value: event.String("\xfe")}}}, 2},
+		{"severity text", event.Record{SeverityText: "\xff"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, got := appendRequest(nil, []*event.Batch{batchOf(nil, tt.rec)})
+			if got != tt.want {
+				t.Errorf("replaced strings = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSanitizedMatchesToValidUTF8(t *testing.T) {
+	for _, s := range []string{"", "abc", "\xff", "\xff\xfe", "a\xffb\xfec", "\xed\xa0\x80", "\xf0\x9f\x98", "é\x80é", "\uFFFD\xff"} {
+		want := strings.ToValidUTF8(s, "\uFFFD")
+		if got := string(appendSanitized(nil, s)); got != want {
+			t.Errorf("appendSanitized(%q) = %q, want %q", s, got, want)
+		}
+		if got := sanitizedLen(s); got != len(want) {
+			t.Errorf("sanitizedLen(%q) = %d, want %d", s, got, len(want))
+		}
+	}
+}
+
+// benchBatch is the workload of the library measurements: one resource with
+// five attributes, records with two timestamps, a severity, a ~120-byte
+// body and three attributes.
+func benchBatch(n int) *event.Batch {
+	res := &event.Resource{Attrs: []event.KeyValue{
+		{Key: "k8s.pod.name", Value: event.String("checkout-7f9c8d6b5-x2k4q")},
+		{Key: "k8s.namespace.name", Value: event.String("shop")},
+		{Key: "k8s.container.name", Value: event.String("checkout")},
+		{Key: "k8s.node.name", Value: event.String("node-3")},
+		{Key: "service.name", Value: event.String("checkout")},
+	}}
+	b := event.NewBatch()
+	b.Resource = res
+	for i := range n {
+		r := b.Next()
+		r.Time = 1_700_000_000_000_000_000 + int64(i)
+		r.Observed = r.Time + 1000
+		r.Severity = event.SeverityInfo
+		r.SeverityText = "INFO"
+		r.Body = event.String(fmt.Sprintf("%06d GET /api/v1/cart/items?session=8c1f2e3a status=200 bytes=5123 duration_ms=12 user_agent=Mozilla/5.0 ok", i))
+		r.Attrs = append(r.Attrs,
+			event.KeyValue{Key: "log.file.path", Value: event.String("/var/log/pods/shop_checkout/checkout/0.log")},
+			event.KeyValue{Key: "log.iostream", Value: event.String("stdout")},
+			event.KeyValue{Key: "seq", Value: event.Int(int64(i))},
+		)
+	}
+	return b
+}
+
+func TestBenchWorkloadEncodes(t *testing.T) {
+	checkEncoding(t, []*event.Batch{benchBatch(50)})
+}
+
+func BenchmarkEncode(b *testing.B) {
+	const n = 1000
+	batches := []*event.Batch{benchBatch(n)}
+	b.Run("protowire", func(b *testing.B) {
+		var buf []byte
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = AppendRequest(buf[:0], batches)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		b.ReportMetric(float64(len(buf))/n, "B/record-wire")
+	})
+	b.Run("generated+proto.Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := proto.Marshal(buildRequest(batches)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	})
+}

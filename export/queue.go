@@ -1,0 +1,472 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/event"
+)
+
+// QueueOptions tune how a [Queue] groups batches into requests, how many it
+// buffers and sends at once, and how it retries. They are decoded from an
+// exporter's YAML; start from [DefaultQueueOptions].
+type QueueOptions struct {
+	Batch BatchOptions `yaml:"batch"`
+	Queue BufferOptions `yaml:"queue"`
+	Retry RetryOptions `yaml:"retry"`
+}
+
+// BatchOptions close a request at whichever limit comes first. A single
+// batch larger than a limit is sent alone, never split.
+type BatchOptions struct {
+	// MaxRecords per request.
+	MaxRecords int `yaml:"max_records"`
+	// MaxBytes of record bodies per request.
+	MaxBytes config.ByteSize `yaml:"max_bytes"`
+	// Timeout after the first batch of a request arrived.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// BufferOptions bound the memory and concurrency of a queue.
+type BufferOptions struct {
+	// Size is how many batches wait to be grouped; Enqueue blocks beyond it.
+	Size int `yaml:"size"`
+	// InFlight is how many requests are sent (or retried) at once.
+	InFlight int `yaml:"in_flight"`
+}
+
+// RetryOptions shape the exponential backoff between attempts of a
+// retryable request. Requests are retried for as long as the queue runs:
+// giving up would lose data.
+type RetryOptions struct {
+	InitialInterval time.Duration `yaml:"initial_interval"`
+	MaxInterval     time.Duration `yaml:"max_interval"`
+	Multiplier      float64       `yaml:"multiplier"`
+}
+
+// DefaultQueueOptions returns the defaults: requests of up to 1000 records,
+// 1MiB or 200ms; 64 batches buffered; 2 requests in flight; retries from 1s
+// growing 1.5x up to 30s, each delay jittered by ±50%.
+func DefaultQueueOptions() QueueOptions {
+	return QueueOptions{
+		Batch: BatchOptions{MaxRecords: 1000, MaxBytes: 1 << 20, Timeout: 200 * time.Millisecond},
+		Queue: BufferOptions{Size: 64, InFlight: 2},
+		Retry: RetryOptions{InitialInterval: time.Second, MaxInterval: 30 * time.Second, Multiplier: 1.5},
+	}
+}
+
+// Validate reports every invalid option as a config.FieldError named by its yaml key.
+func (o QueueOptions) Validate() error {
+	var errs []error
+	positive := func(key string, ok bool) {
+		if !ok {
+			errs = append(errs, config.Fieldf(key, "must be positive"))
+		}
+	}
+	positive("batch.max_records", o.Batch.MaxRecords > 0)
+	positive("batch.max_bytes", o.Batch.MaxBytes > 0)
+	positive("batch.timeout", o.Batch.Timeout > 0)
+	positive("queue.size", o.Queue.Size > 0)
+	positive("queue.in_flight", o.Queue.InFlight > 0)
+	positive("retry.initial_interval", o.Retry.InitialInterval > 0)
+	if o.Retry.MaxInterval < o.Retry.InitialInterval {
+		errs = append(errs, config.Fieldf("retry.max_interval", "must be at least retry.initial_interval (%v)", o.Retry.InitialInterval))
+	}
+	if o.Retry.Multiplier < 1 {
+		errs = append(errs, config.Fieldf("retry.multiplier", "must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats is a snapshot of a queue's counters.
+type Stats struct {
+	// SentRecords and SentRequests were accepted by the destination.
+	SentRecords, SentRequests int64
+	// DroppedRecords were in requests that failed permanently.
+	DroppedRecords int64
+	// RejectedRecords were rejected by the destination in partially accepted requests.
+	RejectedRecords int64
+	// Retries counts failed attempts that were retried.
+	Retries int64
+	// AbandonedRecords were unsent when the queue stopped; they are not acknowledged.
+	AbandonedRecords int64
+	// EmptyBatches were acknowledged at once without being sent.
+	EmptyBatches int64
+	// Queued is the number of batches waiting for a request, InFlight the
+	// number of requests being sent or waiting to be retried.
+	Queued, InFlight int
+	// LastSuccess is when a request last succeeded; zero if none has.
+	LastSuccess time.Time
+	// LastError is the last failed attempt's error, and when it happened.
+	LastError     string
+	LastErrorTime time.Time
+}
+
+// Queue groups batches into requests by count, bytes and time, sends them
+// with a bounded number in flight, retries retryable errors with exponential
+// backoff and jitter for as long as it runs, and releases (Done) every batch
+// of a request once the request is settled (see the package documentation).
+//
+// Enqueue is safe for concurrent use by several pipeline goroutines. Stats is
+// safe from any goroutine. The queue owns its Client: Close closes it.
+type Queue struct {
+	name string
+	c    Client
+	o    QueueOptions
+	log  *slog.Logger
+
+	in       chan *event.Batch
+	reqs     chan request
+	stopping chan struct{} // closed when Enqueue stops accepting
+	done     chan struct{} // closed when every goroutine has returned
+
+	// ctx is the context of sends; cancelled when the queue is abandoned.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	startOnce, stopOnce, closeOnce sync.Once
+	wg                             sync.WaitGroup
+
+	mu      sync.Mutex // guards closed, senders.Add and the last* fields
+	closed  bool
+	senders sync.WaitGroup // Enqueue calls past the closed check
+
+	sentRecords, sentRequests, dropped, rejected atomic.Int64
+	retries, abandoned, empty                    atomic.Int64
+	queued, inFlight                             atomic.Int64
+	lastSuccess                                  time.Time
+	lastErr                                      string
+	lastErrTime                                  time.Time
+}
+
+type request struct {
+	batches []*event.Batch
+	records int
+	bytes   int
+}
+
+// NewQueue returns a queue named name (for logs and stats) sending through c.
+// It does no I/O and starts nothing; call Start. o must be valid (see
+// [QueueOptions.Validate]); a nil log discards.
+func NewQueue(name string, c Client, o QueueOptions, log *slog.Logger) *Queue {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Queue{
+		name:     name,
+		c:        c,
+		o:        o,
+		log:      log.With("exporter", name),
+		in:       make(chan *event.Batch, max(o.Queue.Size, 1)),
+		reqs:     make(chan request),
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+}
+
+// Name returns the queue's name.
+func (q *Queue) Name() string { return q.name }
+
+// Start starts the queue's goroutines: one grouping batches into requests and
+// in_flight senders. Calling it again does nothing.
+func (q *Queue) Start() {
+	q.startOnce.Do(func() {
+		q.wg.Add(1 + max(q.o.Queue.InFlight, 1))
+		go q.group()
+		for range max(q.o.Queue.InFlight, 1) {
+			go q.work()
+		}
+		go func() {
+			q.wg.Wait()
+			close(q.done)
+		}()
+	})
+}
+
+// Enqueue hands b to the queue with its reference: the queue releases it when
+// its request is settled. A batch without records is released at once and
+// never sent. Enqueue blocks while the queue is full (backpressure). If ctx
+// ends first it returns ctx.Err(), and after Shutdown or Close it returns
+// [ErrClosed]; in both cases the caller still owns b.
+func (q *Queue) Enqueue(ctx context.Context, b *event.Batch) error {
+	if len(b.Records) == 0 {
+		q.empty.Add(1)
+		b.Done()
+		return nil
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.senders.Add(1)
+	q.mu.Unlock()
+	defer q.senders.Done()
+
+	q.queued.Add(1)
+	select {
+	case q.in <- b:
+		return nil
+	case <-ctx.Done():
+		q.queued.Add(-1)
+		return ctx.Err()
+	case <-q.stopping:
+		q.queued.Add(-1)
+		return ErrClosed
+	}
+}
+
+// Shutdown stops accepting batches, sends the partial request and waits until
+// every request is settled. If ctx ends first it cancels the sends in flight,
+// abandons every unsettled batch without releasing it (so checkpoints do not
+// advance past it), waits for the queue's goroutines to return and returns
+// ctx.Err(). It does not close the Client. Calling it again waits again.
+func (q *Queue) Shutdown(ctx context.Context) error {
+	q.Start()
+	q.stop()
+	select {
+	case <-q.done:
+		return nil
+	case <-ctx.Done():
+		q.cancel()
+		<-q.done
+		return ctx.Err()
+	}
+}
+
+// Close abandons everything unsent at once (without releasing it), waits for
+// the queue's goroutines to return and closes the Client.
+func (q *Queue) Close() error {
+	q.Start()
+	q.stop()
+	q.cancel()
+	<-q.done
+	var err error
+	q.closeOnce.Do(func() { err = q.c.Close() })
+	return err
+}
+
+// stop makes Enqueue refuse new batches and closes the input once every
+// Enqueue in progress has returned.
+func (q *Queue) stop() {
+	q.stopOnce.Do(func() {
+		q.mu.Lock()
+		q.closed = true
+		q.mu.Unlock()
+		close(q.stopping)
+		q.wg.Add(1)
+		go func() {
+			defer q.wg.Done()
+			q.senders.Wait()
+			close(q.in)
+		}()
+	})
+}
+
+// Stats returns a snapshot of the queue's counters.
+func (q *Queue) Stats() Stats {
+	s := Stats{
+		SentRecords:      q.sentRecords.Load(),
+		SentRequests:     q.sentRequests.Load(),
+		DroppedRecords:   q.dropped.Load(),
+		RejectedRecords:  q.rejected.Load(),
+		Retries:          q.retries.Load(),
+		AbandonedRecords: q.abandoned.Load(),
+		EmptyBatches:     q.empty.Load(),
+		Queued:           int(q.queued.Load()),
+		InFlight:         int(q.inFlight.Load()),
+	}
+	q.mu.Lock()
+	s.LastSuccess, s.LastError, s.LastErrorTime = q.lastSuccess, q.lastErr, q.lastErrTime
+	q.mu.Unlock()
+	return s
+}
+
+// group collects batches from q.in into requests and hands them to the
+// senders. It flushes a request when a limit is reached, when the batch
+// timeout expires and when the input is closed.
+func (q *Queue) group() {
+	defer q.wg.Done()
+	defer close(q.reqs)
+	var pending request
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var expired <-chan time.Time
+	flush := func() bool {
+		timer.Stop()
+		expired = nil
+		if len(pending.batches) == 0 {
+			return true
+		}
+		select {
+		case q.reqs <- pending:
+			q.queued.Add(-int64(len(pending.batches)))
+			pending = request{}
+			return true
+		case <-q.ctx.Done():
+			return false
+		}
+	}
+	maxRecords, maxBytes := q.o.Batch.MaxRecords, int(q.o.Batch.MaxBytes)
+	for {
+		select {
+		case b, ok := <-q.in:
+			if !ok {
+				if !flush() {
+					q.abandonAll(pending)
+				}
+				return
+			}
+			n, size := len(b.Records), b.Bytes()
+			if len(pending.batches) > 0 && (pending.records+n > maxRecords || pending.bytes+size > maxBytes) {
+				if !flush() {
+					pending.batches = append(pending.batches, b)
+					pending.records += n
+					q.abandonAll(pending)
+					return
+				}
+			}
+			pending.batches = append(pending.batches, b)
+			pending.records += n
+			pending.bytes += size
+			if pending.records >= maxRecords || pending.bytes >= maxBytes {
+				if !flush() {
+					q.abandonAll(pending)
+					return
+				}
+			} else if expired == nil {
+				timer.Reset(q.o.Batch.Timeout)
+				expired = timer.C
+			}
+		case <-expired:
+			expired = nil
+			if !flush() {
+				q.abandonAll(pending)
+				return
+			}
+		case <-q.ctx.Done():
+			q.abandonAll(pending)
+			return
+		}
+	}
+}
+
+// abandonAll counts pending and every batch still in the input as unsent,
+// without releasing them. The input is closed soon after the queue is
+// abandoned, because stop always precedes cancel.
+func (q *Queue) abandonAll(pending request) {
+	q.abandon(pending)
+	for b := range q.in {
+		q.abandon(request{batches: []*event.Batch{b}, records: len(b.Records)})
+	}
+}
+
+// abandon counts r as unsent. Its batches are deliberately not released.
+func (q *Queue) abandon(r request) {
+	if len(r.batches) == 0 {
+		return
+	}
+	q.queued.Add(-int64(len(r.batches)))
+	q.abandoned.Add(int64(r.records))
+}
+
+func (q *Queue) work() {
+	defer q.wg.Done()
+	for r := range q.reqs {
+		if !q.send(r) {
+			break
+		}
+	}
+	// Abandoned: count what the grouper still hands over, without sending.
+	for r := range q.reqs {
+		q.abandoned.Add(int64(r.records))
+	}
+}
+
+// send sends r until it is settled and reports true, or until the queue is
+// abandoned and reports false, leaving r's batches unreleased.
+func (q *Queue) send(r request) bool {
+	q.inFlight.Add(1)
+	defer q.inFlight.Add(-1)
+	interval := q.o.Retry.InitialInterval
+	var timer *time.Timer
+	for attempt := 1; ; attempt++ {
+		err := q.c.Send(q.ctx, r.batches)
+		var partial *PartialError
+		switch {
+		case err == nil:
+			q.sentRecords.Add(int64(r.records))
+			q.sentRequests.Add(1)
+			q.mu.Lock()
+			q.lastSuccess = time.Now()
+			q.mu.Unlock()
+			release(r)
+			return true
+		case errors.As(err, &partial):
+			q.sentRequests.Add(1)
+			q.sentRecords.Add(int64(r.records) - partial.Rejected)
+			q.rejected.Add(partial.Rejected)
+			q.noteError(err)
+			q.log.Warn("destination rejected records", "rejected", partial.Rejected, "records", r.records, "message", partial.Message)
+			release(r)
+			return true
+		case IsPermanent(err):
+			q.dropped.Add(int64(r.records))
+			q.noteError(err)
+			q.log.Error("dropping request after permanent error", "records", r.records, "batches", len(r.batches), "err", err)
+			release(r)
+			return true
+		}
+		q.noteError(err)
+		if q.ctx.Err() != nil {
+			q.abandoned.Add(int64(r.records))
+			return false
+		}
+		q.retries.Add(1)
+		delay, ok := RetryDelay(err)
+		if !ok {
+			delay = jitter(interval)
+		}
+		interval = min(time.Duration(float64(interval)*q.o.Retry.Multiplier), q.o.Retry.MaxInterval)
+		q.log.Warn("send failed, will retry", "attempt", attempt, "delay", delay, "records", r.records, "err", err)
+		if timer == nil {
+			timer = time.NewTimer(delay)
+		} else {
+			timer.Reset(delay)
+		}
+		select {
+		case <-timer.C:
+		case <-q.ctx.Done():
+			timer.Stop()
+			q.abandoned.Add(int64(r.records))
+			return false
+		}
+	}
+}
+
+func (q *Queue) noteError(err error) {
+	q.mu.Lock()
+	q.lastErr, q.lastErrTime = err.Error(), time.Now()
+	q.mu.Unlock()
+}
+
+// jitter spreads d uniformly over [d/2, 3d/2) so that agents retrying against
+// one destination do not retry in step.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)+1))
+}
+
+func release(r request) {
+	for _, b := range r.batches {
+		b.Done()
+	}
+}
