@@ -17,9 +17,9 @@ import (
 // buffers and sends at once, and how it retries. They are decoded from an
 // exporter's YAML; start from [DefaultQueueOptions].
 type QueueOptions struct {
-	Batch BatchOptions `yaml:"batch"`
+	Batch BatchOptions  `yaml:"batch"`
 	Queue BufferOptions `yaml:"queue"`
-	Retry RetryOptions `yaml:"retry"`
+	Retry RetryOptions  `yaml:"retry"`
 }
 
 // BatchOptions close a request at whichever limit comes first. A single
