@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/logpump/logpump/test/e2e/otlpsink"
+)
+
+// TestDelivery: lines written before the start and appended while the agent
+// runs arrive once each, over OTLP/gRPC and OTLP/HTTP, with the line as the
+// body, the file as attributes and the configured resource.
+func TestDelivery(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		before  = 2000
+		total   = 20000
+		perSec  = 20000
+		lineLen = 120
+	)
+	for _, protocol := range []string{"grpc", "http"} {
+		t.Run(protocol, func(t *testing.T) {
+			e := newEnv(t, setup{
+				protocol:      protocol,
+				extraResource: map[string]string{"deployment.environment.name": "e2e-" + protocol},
+			})
+			s := e.newStream("delivery-"+protocol, lineLen, "a.log", "b.log")
+			if err := s.write(before); err != nil {
+				t.Fatal(err)
+			}
+			p := e.start()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := s.pace(ctx, total, perSec); err != nil {
+				t.Fatal(err)
+			}
+			if !waitUntil(30*time.Second, func() bool { return e.sink.Stats().Records >= total }) {
+				t.Errorf("after 30s the sink has %d records, want %d", e.sink.Stats().Records, total)
+			}
+			// After a clean stop nothing more can arrive: the counts are final.
+			took := p.stop(10 * time.Second)
+
+			tally := otlpsink.NewTally()
+			wrong := 0
+			check := func(format string, args ...any) {
+				if wrong++; wrong <= 10 {
+					t.Errorf(format, args...)
+				}
+			}
+			want := map[string]any{"host.name": host, "service.name": "e2e", "deployment.environment.name": "e2e-" + protocol}
+			var attrKeys, resKeys []string
+			for i, r := range e.sink.Records() {
+				tally.AddBody(r.Body)
+				seq, ok := otlpsink.ParseSeq(r.Body)
+				if !ok || seq >= s.written() {
+					check("record %d: body %q has no sequence number that was written", i, r.Body)
+					continue
+				}
+				if i == 0 {
+					attrKeys, resKeys = keys(r.Attributes), keys(r.Resource)
+				}
+				if got, want := r.Body, s.line(seq); got != want {
+					check("seq %d: body = %q, want %q", seq, got, want)
+				}
+				path := s.fileOf(seq)
+				if got := r.Attributes["log.file.path"]; got != path {
+					check("seq %d: attribute log.file.path = %v, want %q", seq, got, path)
+				}
+				if got, want := r.Attributes["log.file.name"], filepath.Base(path); got != want {
+					check("seq %d: attribute log.file.name = %v, want %q", seq, got, want)
+				}
+				for k, v := range want {
+					if got := r.Resource[k]; got != v {
+						check("seq %d: resource attribute %s = %v, want %v", seq, k, got, v)
+					}
+				}
+			}
+			rep := tally.Report(total)
+			summary(t, "delivery-"+protocol, "%v stop_seconds=%.2f attributes=%v resource=%v", rep, took.Seconds(), attrKeys, resKeys)
+			if rep.Missing != 0 || rep.Duplicates != 0 || rep.Unexpected != 0 {
+				t.Errorf("want every line exactly once: %v", rep)
+			}
+			if wrong > 10 {
+				t.Errorf("%d records were wrong (first 10 shown)", wrong)
+			}
+		})
+	}
+}
+
+func keys(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
