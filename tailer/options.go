@@ -1,0 +1,200 @@
+package tailer
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/logpump/logpump/config"
+)
+
+// Options are the settings of one file source. Decode them from YAML with
+// config.Decode over [DefaultOptions], then call [Options.Validate].
+type Options struct {
+	// Include lists the glob patterns of the files to read. Patterns use
+	// filepath.Match syntax on absolute paths; a path element "**" also
+	// matches zero or more directories (e.g. /var/log/**/*.log). Symbolic
+	// links are followed: a file is identified by what it points to.
+	// Required.
+	Include []string `yaml:"include"`
+	// Exclude lists patterns (same syntax) of paths not to read even when
+	// they match Include.
+	Exclude []string `yaml:"exclude"`
+	// StartAt is where a file found by the first scan is read from when no
+	// checkpoint knows it and this source has no checkpoint for any matched
+	// file (a first run): "end" (default) or "beginning". Files that appear
+	// later, or that are new after a restart, are read from the beginning.
+	StartAt string `yaml:"start_at"`
+	// ScanInterval is the period of the glob scan, the source of truth for
+	// which files exist. A new file is found within one interval (sooner when
+	// a directory watch reports it). Default 1s.
+	ScanInterval time.Duration `yaml:"scan_interval"`
+	// PollInterval is how often files that no directory watch covers
+	// (renamed or deleted files still being drained, directories whose watch
+	// failed) are checked for growth. Default 250ms.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// FlushTimeout is how long a last line without a newline waits for the
+	// rest; after it the partial line is emitted flagged Unterminated.
+	// Default 500ms.
+	FlushTimeout time.Duration `yaml:"flush_timeout"`
+	// RotateWait is how long a file that was renamed, deleted or no longer
+	// matches is kept open after it was read to its end, for writers that
+	// still write through an old descriptor. Default 5s.
+	RotateWait time.Duration `yaml:"rotate_wait"`
+	// TickInterval: when the tailer has yielded data and then finds nothing
+	// to read for this long, it yields one empty tick batch so that stages
+	// holding an open event (multiline) can flush it. Default 200ms.
+	TickInterval time.Duration `yaml:"tick_interval"`
+	// MaxLineBytes bounds a line, counted in file bytes. A longer line keeps
+	// its first MaxLineBytes bytes, is flagged Truncated, and the rest of it
+	// is skipped. Default 1MiB.
+	MaxLineBytes config.ByteSize `yaml:"max_line_bytes"`
+	// MaxBatchRecords and MaxBatchBytes bound one yielded batch.
+	// Defaults 1000 and 1MiB.
+	MaxBatchRecords int             `yaml:"max_batch_records"`
+	MaxBatchBytes   config.ByteSize `yaml:"max_batch_bytes"`
+	// FingerprintBytes is how many leading bytes identify a file's content
+	// together with its device and inode. Default 1024.
+	FingerprintBytes int `yaml:"fingerprint_bytes"`
+	// MaxOpenFiles bounds the descriptors held for matched files; idle files
+	// are closed and reopened when they change. Files being drained after a
+	// rename or deletion are never closed early and are not counted.
+	// Default 1024.
+	MaxOpenFiles int `yaml:"max_open_files"`
+	// Encoding of the files: utf-8 (default), utf-16le, utf-16be, latin-1.
+	// Bodies are always UTF-8.
+	Encoding string `yaml:"encoding"`
+	// IncludeFilePath and IncludeFileName add the attributes log.file.path
+	// and log.file.name to every record. Both default to true.
+	IncludeFilePath bool `yaml:"include_file_path"`
+	IncludeFileName bool `yaml:"include_file_name"`
+	// ExcludeOlderThan skips files whose modification time is older than
+	// this when they are first found; 0 (default) reads them all.
+	ExcludeOlderThan time.Duration `yaml:"exclude_older_than"`
+	// Watch uses directory watches (inotify) to notice writes and new files
+	// at once. Without it every open file is polled each PollInterval and
+	// new files are found by the scan; use false on network filesystems,
+	// where watches report nothing. Default true.
+	Watch bool `yaml:"watch"`
+	// DeleteAfterRead removes a file once it was read to its end, stayed
+	// unchanged for RotateWait and every line of it was acknowledged. Only
+	// for files that are complete when they appear (spool directories).
+	DeleteAfterRead bool `yaml:"delete_after_read"`
+}
+
+// Start positions for Options.StartAt.
+const (
+	StartEnd       = "end"
+	StartBeginning = "beginning"
+)
+
+// Encodings accepted by Options.Encoding.
+var encodings = []string{"utf-8", "utf-16le", "utf-16be", "latin-1"}
+
+// DefaultOptions returns the options with every default set.
+func DefaultOptions() Options {
+	return Options{
+		StartAt:          StartEnd,
+		ScanInterval:     time.Second,
+		PollInterval:     250 * time.Millisecond,
+		FlushTimeout:     500 * time.Millisecond,
+		RotateWait:       5 * time.Second,
+		TickInterval:     200 * time.Millisecond,
+		MaxLineBytes:     1 << 20,
+		MaxBatchRecords:  1000,
+		MaxBatchBytes:    1 << 20,
+		FingerprintBytes: 1024,
+		MaxOpenFiles:     1024,
+		Encoding:         "utf-8",
+		IncludeFilePath:  true,
+		IncludeFileName:  true,
+		Watch:            true,
+	}
+}
+
+// Validate reports every invalid option as a config.Fieldf error, joined.
+func (o Options) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, config.Fieldf(key, format, args...))
+	}
+	if len(o.Include) == 0 {
+		bad("include", "at least one pattern is required")
+	}
+	for _, list := range []struct {
+		key      string
+		patterns []string
+	}{{"include", o.Include}, {"exclude", o.Exclude}} {
+		for i, p := range list.patterns {
+			key := list.key + "." + strconv.Itoa(i)
+			switch {
+			case !filepath.IsAbs(p):
+				bad(key, "pattern %q must be an absolute path", p)
+			case strings.Contains(p, "**") && !doubleStarOK(p):
+				bad(key, "pattern %q: \"**\" must be a whole path element", p)
+			default:
+				if _, err := filepath.Match(p, ""); err != nil {
+					bad(key, "pattern %q: %v", p, err)
+				}
+			}
+		}
+	}
+	switch o.StartAt {
+	case StartEnd, StartBeginning:
+	default:
+		bad("start_at", "must be %q or %q; got %q", StartEnd, StartBeginning, o.StartAt)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be positive; got %v", d)
+		}
+	}
+	positive("scan_interval", o.ScanInterval)
+	positive("poll_interval", o.PollInterval)
+	positive("flush_timeout", o.FlushTimeout)
+	positive("tick_interval", o.TickInterval)
+	if o.RotateWait < 0 {
+		bad("rotate_wait", "must not be negative; got %v", o.RotateWait)
+	}
+	if o.ExcludeOlderThan < 0 {
+		bad("exclude_older_than", "must not be negative; got %v", o.ExcludeOlderThan)
+	}
+	if o.MaxLineBytes < 16 || o.MaxLineBytes > 1<<30 {
+		bad("max_line_bytes", "must be between 16B and 1GiB; got %v", o.MaxLineBytes)
+	}
+	if o.MaxBatchRecords < 1 {
+		bad("max_batch_records", "must be at least 1; got %d", o.MaxBatchRecords)
+	}
+	if o.MaxBatchBytes < 1 {
+		bad("max_batch_bytes", "must be at least 1B; got %v", o.MaxBatchBytes)
+	}
+	if o.FingerprintBytes < 16 || o.FingerprintBytes > 1<<20 {
+		bad("fingerprint_bytes", "must be between 16 and 1048576; got %d", o.FingerprintBytes)
+	}
+	if o.MaxOpenFiles < 1 {
+		bad("max_open_files", "must be at least 1; got %d", o.MaxOpenFiles)
+	}
+	if o.DeleteAfterRead && o.StartAt == StartEnd {
+		bad("delete_after_read", "needs start_at: %s (a file skipped to its end would be deleted unread)", StartBeginning)
+	}
+	known := false
+	for _, e := range encodings {
+		known = known || o.Encoding == e
+	}
+	if !known {
+		bad("encoding", "must be one of %s; got %q", strings.Join(encodings, ", "), o.Encoding)
+	}
+	return errors.Join(errs...)
+}
+
+// doubleStarOK reports whether every "**" in p is a whole path element.
+func doubleStarOK(p string) bool {
+	for _, elem := range strings.Split(p, string(filepath.Separator)) {
+		if strings.Contains(elem, "**") && elem != "**" {
+			return false
+		}
+	}
+	return true
+}

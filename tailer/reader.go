@@ -1,0 +1,259 @@
+package tailer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/unicode"
+	"golang.org/x/text/transform"
+
+	"github.com/logpump/logpump/event"
+)
+
+// codec finds line ends in one file encoding and turns lines into UTF-8.
+type codec struct {
+	unit      int    // bytes per code unit: 1, or 2 for UTF-16
+	nl, cr    []byte // newline and carriage return as encoded
+	bom       []byte // byte order mark dropped from the start of a file
+	dec       transform.Transformer
+	checkUTF8 bool
+}
+
+func newCodec(name string) codec {
+	switch name {
+	case "utf-16le":
+		return codec{unit: 2, nl: []byte{'\n', 0}, cr: []byte{'\r', 0}, bom: []byte{0xff, 0xfe},
+			dec: unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder()}
+	case "utf-16be":
+		return codec{unit: 2, nl: []byte{0, '\n'}, cr: []byte{0, '\r'}, bom: []byte{0xfe, 0xff},
+			dec: unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder()}
+	case "latin-1":
+		return codec{unit: 1, nl: []byte{'\n'}, cr: []byte{'\r'}, dec: charmap.ISO8859_1.NewDecoder()}
+	}
+	return codec{unit: 1, nl: []byte{'\n'}, cr: []byte{'\r'}, bom: []byte{0xef, 0xbb, 0xbf}, checkUTF8: true}
+}
+
+// index returns the position of the first newline in p, aligned to a code
+// unit, or -1.
+func (c *codec) index(p []byte) int {
+	if c.unit == 1 {
+		return bytes.IndexByte(p, '\n')
+	}
+	off := 0
+	for {
+		i := bytes.Index(p[off:], c.nl)
+		if i < 0 {
+			return -1
+		}
+		if (off+i)%2 == 0 {
+			return off + i
+		}
+		off += i + 1
+	}
+}
+
+// zeros returns how many bytes of whole zero code units p starts with.
+func (c *codec) zeros(p []byte) int {
+	n := 0
+	for n+c.unit <= len(p) && p[n] == 0 && p[n+c.unit-1] == 0 {
+		n += c.unit
+	}
+	return n
+}
+
+// cursor is the reading position in one file.
+type cursor struct {
+	// offset is the first byte not yet accounted for by a batch: the start
+	// of the next line, or a position inside a truncated line being skipped.
+	offset int64
+	// skipping is set inside the rest of a truncated line.
+	skipping bool
+}
+
+// limits bound one batch.
+type limits struct {
+	records, bytes int
+}
+
+// readResult says how a read ended.
+type readResult struct {
+	// eof: everything up to the end of the file was consumed except a
+	// partial last line of partial bytes.
+	eof     bool
+	partial int
+	// counts for statistics
+	lines, truncated, invalid int
+	nulBytes                  int64
+	bytes                     int64
+}
+
+// lineReader splits files into lines and appends them to batches. One
+// lineReader serves every file of a tailer, one read at a time: its buffer
+// holds no state between reads (a partial line is read again from the file).
+// Not safe for concurrent use.
+type lineReader struct {
+	codec   codec
+	maxLine int    // bytes kept of a long line, a multiple of the code unit
+	buf     []byte // read buffer; grows up to maxLine+unit for a long line
+	scratch []byte // decoding output
+}
+
+const readBufferSize = 64 << 10
+
+func newLineReader(enc string, maxLine int) *lineReader {
+	c := newCodec(enc)
+	maxLine -= maxLine % c.unit
+	return &lineReader{codec: c, maxLine: maxLine, buf: make([]byte, min(readBufferSize, maxLine+c.unit))}
+}
+
+// read appends to b the lines of r from c.offset on, advancing c, until the
+// batch reaches lim or the end of the file. A last line without a newline is
+// left unread (and reported in readResult.partial) unless flush is set, in
+// which case it is appended flagged Unterminated. Every record gets
+// Observed=now and attrs appended. Errors name the offset; the caller adds
+// the file.
+func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits, flush bool, now int64, attrs []event.KeyValue) (readResult, error) {
+	var res readResult
+	unit := lr.codec.unit
+	bufOff := c.offset // file offset of buf[0]
+	n, i := 0, 0       // valid bytes in buf; next unconsumed byte
+	size := 0          // body bytes appended to b
+	full := func() bool { return len(b.Records) >= lim.records || size >= lim.bytes }
+	consume := func(to int) {
+		res.bytes += int64(to - i)
+		i = to
+		c.offset = bufOff + int64(i)
+	}
+	for {
+		// Consume whatever complete units of work buf[i:n] holds.
+		for i < n {
+			if c.skipping {
+				j := lr.codec.index(lr.buf[i:n])
+				if j < 0 {
+					consume(n - (n-i)%unit)
+					break
+				}
+				consume(i + j + unit)
+				c.skipping = false
+				continue
+			}
+			if z := lr.codec.zeros(lr.buf[i:n]); z > 0 {
+				res.nulBytes += int64(z)
+				consume(i + z)
+				continue
+			}
+			j := lr.codec.index(lr.buf[i:n])
+			if j < 0 && n-i < lr.maxLine+unit {
+				break // an incomplete line: read more
+			}
+			if full() {
+				return res, nil
+			}
+			start := c.offset
+			if j >= 0 && j <= lr.maxLine {
+				size += lr.emit(b, lr.buf[i:i+j], start, 0, now, attrs, &res)
+				consume(i + j + unit)
+				continue
+			}
+			cut := lr.maxLine
+			if lr.codec.checkUTF8 {
+				for k := 0; k < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(lr.buf[i+cut]); k++ {
+					cut--
+				}
+			}
+			size += lr.emit(b, lr.buf[i:i+cut], start, event.Truncated, now, attrs, &res)
+			res.truncated++
+			if j >= 0 {
+				consume(i + j + unit)
+			} else {
+				consume(i + cut)
+				c.skipping = true
+			}
+		}
+		if i == n && full() {
+			return res, nil
+		}
+		// Keep the unconsumed tail and read after it.
+		if i > 0 {
+			copy(lr.buf, lr.buf[i:n])
+			n -= i
+			bufOff += int64(i)
+			i = 0
+		}
+		if n == len(lr.buf) {
+			grown := make([]byte, min(2*len(lr.buf), lr.maxLine+unit))
+			copy(grown, lr.buf[:n])
+			lr.buf = grown
+		}
+		m, err := r.ReadAt(lr.buf[n:], bufOff+int64(n))
+		n += m
+		if err != nil && !errors.Is(err, io.EOF) {
+			return res, fmt.Errorf("read at offset %d: %w", bufOff+int64(n), err)
+		}
+		if m > 0 {
+			continue
+		}
+		// End of file: buf[:n] is an incomplete line (or part of a skipped one).
+		if n > 0 && c.skipping {
+			n -= n % unit
+			consume(n)
+		}
+		if n > 0 && !c.skipping && flush && !full() {
+			size += lr.emit(b, lr.buf[:n], c.offset, event.Unterminated, now, attrs, &res)
+			consume(n)
+		}
+		res.partial = n - i
+		// A flush that did not fit in a full batch is still owed: not at EOF.
+		res.eof = res.partial == 0 || !flush
+		return res, nil
+	}
+}
+
+// emit appends one line (without its newline) and returns its body size.
+func (lr *lineReader) emit(b *event.Batch, line []byte, off int64, flags event.Flags, now int64, attrs []event.KeyValue, res *readResult) int {
+	if off == 0 && len(lr.codec.bom) > 0 && bytes.HasPrefix(line, lr.codec.bom) {
+		line = line[len(lr.codec.bom):]
+	}
+	if bytes.HasSuffix(line, lr.codec.cr) {
+		line = line[:len(line)-len(lr.codec.cr)]
+	}
+	var body string
+	switch {
+	case lr.codec.dec != nil:
+		body = b.Copy(lr.decode(line))
+	default:
+		if !utf8.Valid(line) {
+			flags |= event.InvalidUTF8
+			res.invalid++
+		}
+		body = b.Copy(line)
+	}
+	rec := b.Next()
+	rec.Body = event.String(body)
+	rec.Observed = now
+	rec.Offset = off
+	rec.Flags = flags
+	rec.Attrs = append(rec.Attrs, attrs...)
+	res.lines++
+	return len(body)
+}
+
+// decode converts line to UTF-8 in the scratch buffer. Undecodable input
+// becomes U+FFFD.
+func (lr *lineReader) decode(line []byte) []byte {
+	if need := 2*len(line) + 8; cap(lr.scratch) < need {
+		lr.scratch = make([]byte, need)
+	}
+	dst := lr.scratch[:cap(lr.scratch)]
+	lr.codec.dec.Reset()
+	nDst, _, err := lr.codec.dec.Transform(dst, line, true)
+	if err != nil {
+		// Cannot happen with 2x room for these encodings; keep the raw bytes.
+		return line
+	}
+	return dst[:nDst]
+}

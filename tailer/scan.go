@@ -1,0 +1,248 @@
+package tailer
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/logpump/logpump/checkpoint"
+)
+
+type fsnotifyOp = fsnotify.Op
+
+const (
+	opCreate = fsnotify.Create
+	opWrite  = fsnotify.Write
+	opRemove = fsnotify.Remove
+	opRename = fsnotify.Rename
+)
+
+// scan expands the include patterns, starts following new files, notices
+// renamed, grown, truncated and vanished ones, touches the checkpoints of
+// live files and updates the directory watches.
+func (r *run) scan(now time.Time, startup bool) {
+	r.gen++
+	r.lastScan, r.nextScan, r.scanSoon = now, now.Add(r.opts.ScanInterval), false
+	clear(r.glob.dirs)
+	var fresh []*file
+	anyKnown := false
+	for _, pattern := range r.opts.Include {
+		r.glob.expand(pattern, func(path string) {
+			for _, ex := range r.opts.Exclude {
+				if match(ex, path) {
+					return
+				}
+			}
+			st, err := os.Stat(path)
+			if err != nil || !st.Mode().IsRegular() {
+				return
+			}
+			id := idOf(st)
+			if f := r.t.files[id]; f != nil {
+				r.rescan(f, path, st)
+				return
+			}
+			if r.opts.ExcludeOlderThan > 0 && now.Sub(st.ModTime()) > r.opts.ExcludeOlderThan {
+				return
+			}
+			f, known := r.discover(path, id, startup, now)
+			if f == nil {
+				return
+			}
+			anyKnown = anyKnown || known
+			fresh = append(fresh, f)
+		})
+	}
+	// Where to start files no checkpoint knows: on a first run (no file of
+	// this source known) the start_at rule; otherwise they are new since the
+	// last run and read from the beginning.
+	for _, f := range fresh {
+		if f.cur.offset >= 0 {
+			continue
+		}
+		f.cur.offset = 0
+		if startup && !anyKnown && r.opts.StartAt == StartEnd {
+			f.cur.offset = f.size
+			// Record the start so that a restart resumes here rather than
+			// skipping what was written while stopped.
+			if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, f.size, f.size); err == nil {
+				ack()
+			}
+		}
+		f.offset.Store(f.cur.offset)
+		f.atEOF = f.size == f.cur.offset
+		if f.size > f.cur.offset {
+			r.markReady(f)
+		}
+	}
+	for _, f := range r.t.files {
+		if f.gen != r.gen && f.state == live {
+			r.orphan(f, now)
+		}
+	}
+	r.evict(now, nil)
+	r.syncWatches()
+}
+
+// rescan updates a known file found again by a scan at path.
+func (r *run) rescan(f *file, path string, st fs.FileInfo) {
+	if f.gen == r.gen {
+		return // a second path to the same file (link): read it once
+	}
+	f.gen = r.gen
+	if f.state != live {
+		// Moved back into the patterns before it was retired.
+		r.t.mu.Lock()
+		f.state = live
+		r.t.mu.Unlock()
+		if f.fd != nil {
+			r.t.counters.open.Add(1)
+		}
+	}
+	if f.path != path {
+		if r.byPath[f.path] == f {
+			delete(r.byPath, f.path)
+		}
+		r.t.mu.Lock()
+		f.path = path
+		f.attrs = fileAttrs(r.opts, path)
+		r.t.mu.Unlock()
+	}
+	r.byPath[path] = f
+	f.polled = r.polledPath(path)
+	size := st.Size()
+	f.statSize.Store(size)
+	if size != f.scanSize {
+		// Content replaced in place (copytruncate refilled past our offset
+		// before we looked) shows as a changed start.
+		if f.fd != nil && f.fp.Len > 0 && size != f.scanSize {
+			if same, err := sameStart(f.fd, f.fp, r.fpBuf); err == nil && !same {
+				r.truncated(f, size)
+			}
+		}
+		f.scanSize = size
+	}
+	if size != f.cur.offset+int64(f.partial) && !f.queued {
+		f.size = size
+		r.markReady(f)
+	}
+	r.t.cp.Touch(f.key, f.fp, path)
+}
+
+// discover opens a file seen for the first time and looks up its
+// checkpoint. It returns the file with cur.offset set when a checkpoint of
+// the same content was found and -1 otherwise, and whether any checkpoint
+// of the key existed.
+func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*file, bool) {
+	fd, err := os.Open(path)
+	if err != nil {
+		r.t.log.Debug("open file", "path", path, "err", err)
+		return nil, false
+	}
+	st, err := fd.Stat()
+	if err != nil || idOf(st) != id {
+		fd.Close() // replaced between stat and open: the next scan sees it
+		return nil, false
+	}
+	fp, err := fingerprint(fd, r.opts.FingerprintBytes, r.fpBuf)
+	if err != nil {
+		r.t.log.Warn("read file start", "path", path, "err", err)
+		fd.Close()
+		return nil, false
+	}
+	f := &file{
+		id:    id,
+		key:   checkpoint.Key{Source: r.t.name, Dev: id.dev, Ino: id.ino},
+		path:  path,
+		attrs: fileAttrs(r.opts, path),
+		fd:    fd,
+		fp:    fp,
+		size:  st.Size(), scanSize: st.Size(),
+		gen:        r.gen,
+		polled:     r.polledPath(path),
+		lastGrowth: now,
+	}
+	f.cur.offset = -1
+	f.statSize.Store(f.size)
+	off, stored, known := r.t.cp.Resume(f.key)
+	if known {
+		same, err := sameStart(fd, stored, r.fpBuf)
+		switch {
+		case err == nil && same && off <= f.size:
+			f.cur.offset = off
+			r.t.log.Debug("resume file", "path", path, "offset", off)
+		default:
+			// Recycled inode, or truncated while we were stopped.
+			r.t.cp.Forget(f.key)
+		}
+	}
+	if f.cur.offset < 0 && !startup {
+		f.cur.offset = 0
+	}
+	if f.cur.offset >= 0 {
+		f.offset.Store(f.cur.offset)
+		f.atEOF = f.size == f.cur.offset
+		if f.size > f.cur.offset {
+			r.markReady(f)
+		}
+	}
+	r.t.mu.Lock()
+	r.t.files[id] = f
+	r.t.mu.Unlock()
+	r.byPath[path] = f
+	r.t.counters.open.Add(1)
+	return f, known
+}
+
+// orphan starts draining a file no pattern matches any more: renamed,
+// deleted, or a link now pointing elsewhere. Its descriptor stays open until
+// it was read to its end and stayed idle for RotateWait.
+func (r *run) orphan(f *file, now time.Time) {
+	r.t.counters.rotations.Add(1)
+	if r.byPath[f.path] == f {
+		delete(r.byPath, f.path)
+	}
+	if f.fd == nil {
+		// Closed for max_open_files and now unreachable by path: what it
+		// held past its offset cannot be read.
+		r.t.log.Warn("file vanished while closed; its unread end is lost", "path", f.path, "offset", f.cur.offset, "size", f.size)
+		r.forget(f, false)
+		return
+	}
+	r.t.mu.Lock()
+	f.state = draining
+	r.t.mu.Unlock()
+	r.t.counters.open.Add(-1)
+	f.lastGrowth = now
+	r.markReady(f)
+	r.nextMaint = earliest(r.nextMaint, now.Add(r.opts.PollInterval))
+}
+
+// polledPath reports whether no directory watch reports writes to path.
+func (r *run) polledPath(path string) bool {
+	if r.hints == nil {
+		return true
+	}
+	if lst, err := os.Lstat(path); err == nil && lst.Mode()&os.ModeSymlink != 0 {
+		return true // writes happen in the target's directory
+	}
+	dir := filepath.Dir(path)
+	return r.hints.failed[dir] || !r.hints.dirs[dir]
+}
+
+func (r *run) syncWatches() {
+	if r.hints == nil {
+		return
+	}
+	failed, err := r.hints.sync(r.glob.dirs)
+	if len(failed) > 0 {
+		r.t.counters.pollFallbacks.Add(uint64(len(failed)))
+		r.t.log.Warn("cannot watch directories; polling their files", "dirs", len(failed), "first", failed[0],
+			"err", err, "poll_interval", r.opts.PollInterval)
+	}
+	r.t.counters.watched.Store(int64(len(r.hints.dirs)))
+	r.t.counters.polledDirs.Store(int64(len(r.hints.failed)))
+}

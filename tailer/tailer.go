@@ -1,0 +1,654 @@
+// Package tailer finds log files by glob, follows them through rotation and
+// truncation, and yields their lines as batches of records.
+//
+// A [Tailer] is one configured file source. Its [Tailer.Batches] iterator
+// does all the reading in the goroutine that ranges over it: a periodic glob
+// scan decides which files exist, directory watches (fsnotify) and polling
+// only say when to look, and files with data are read in round-robin turns of
+// at most one batch each. Every batch is registered with the checkpoint
+// tracker before it is yielded; the tracker's in-flight cap is what stops
+// reading when the pipeline has no room.
+//
+// Files are identified by device, inode and a fingerprint of their first
+// bytes, never by path: a renamed file is drained through its open descriptor
+// and not read again under its new name, a new file at an old path is read
+// from its start, and a recycled inode is recognised by its content.
+package tailer
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/logpump/logpump/checkpoint"
+	"github.com/logpump/logpump/event"
+)
+
+// Checkpoints is what a tailer needs from the checkpoint tracker;
+// *checkpoint.Tracker implements it.
+type Checkpoints interface {
+	Resume(k checkpoint.Key) (offset int64, fp event.Fingerprint, ok bool)
+	Track(ctx context.Context, k checkpoint.Key, fp event.Fingerprint, path string, start, end int64) (func(), error)
+	Touch(k checkpoint.Key, fp event.Fingerprint, path string)
+	Forget(k checkpoint.Key)
+}
+
+// Attribute keys set on every record when enabled (OpenTelemetry semantic
+// conventions).
+const (
+	AttrFilePath = "log.file.path"
+	AttrFileName = "log.file.name"
+)
+
+// Tailer reads the files of one source. Create it with [New]; read with
+// [Tailer.Batches]; [Tailer.Stats] may be called from any goroutine.
+type Tailer struct {
+	name string
+	opts Options
+	cp   Checkpoints
+	res  *event.Resource
+	log  *slog.Logger
+	used atomic.Bool
+
+	mu    sync.Mutex // guards files and the path, state and fp of each file, for Stats
+	files map[devIno]*file
+
+	counters counters
+}
+
+type counters struct {
+	lines, bytes, truncated, invalid, nulBytes atomic.Uint64
+	rotations, truncations, deleted            atomic.Uint64
+	pollFallbacks, overflows, ticks, errors    atomic.Uint64
+	open, watched, polledDirs                  atomic.Int64
+}
+
+type devIno struct{ dev, ino uint64 }
+
+type fileState uint8
+
+const (
+	live     fileState = iota // matched by the last scan
+	draining                  // renamed, unmatched or deleted: read to the end, then closed
+)
+
+// file is the state of one file identity. Only the Batches goroutine
+// touches it, except the atomics (read by Stats) and inflight (acks).
+type file struct {
+	id    devIno
+	key   checkpoint.Key
+	path  string
+	attrs []event.KeyValue
+	fd    *os.File
+	fp    event.Fingerprint
+	cur   cursor
+	state fileState
+
+	size       int64 // size at the last stat
+	scanSize   int64 // size at the last scan, to notice change
+	gen        uint64
+	queued     bool
+	polled     bool // no directory watch reports its writes
+	atEOF      bool
+	flush      bool // the partial last line is due
+	partial    int
+	partialAt  time.Time // when the partial line last changed
+	lastGrowth time.Time
+	lastRead   time.Time
+	errLogged  bool
+
+	inflight atomic.Int64 // batches tracked and not yet acknowledged
+	offset   atomic.Int64 // mirrors cur.offset for Stats
+	statSize atomic.Int64
+}
+
+// New validates opts and returns a tailer for the source called name. It
+// does no I/O. res is attached to every batch and must not change.
+func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *slog.Logger) (*Tailer, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if cp == nil {
+		return nil, fmt.Errorf("create tailer %s: no checkpoints", name)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Tailer{
+		name: name, opts: opts, cp: cp, res: res,
+		log:   log.With("source", name),
+		files: map[devIno]*file{},
+	}, nil
+}
+
+// Batches returns a single-use iterator over batches read from every matched
+// file; ranging over it a second time yields nothing. The goroutine ranging
+// over it does the reading and blocks inside the iterator while there is
+// nothing to read or the checkpoint tracker is at its in-flight cap.
+//
+// Every yielded batch covers [Start, End) of one file (Source, File, Path set),
+// holds its lines in file order (Body a string without the line end,
+// Observed, Offset, Flags and the file attributes set), carries the
+// tailer's resource, and is registered with the checkpoint tracker: its
+// acknowledgement fires when the receiver, who owns its one reference, and
+// any holders it retains for call Done. Batches of one file are yielded in
+// file order with contiguous ranges.
+//
+// A batch with no records and a zero File is a tick: after yielding data, a
+// tailer with nothing to read yields one tick per TickInterval of idleness so
+// that stages holding an open event can flush it. Ticks carry no ack.
+//
+// When ctx is cancelled the iterator returns at the next batch boundary;
+// whatever was read but not yielded is read again on the next start.
+func (t *Tailer) Batches(ctx context.Context) iter.Seq[*event.Batch] {
+	return func(yield func(*event.Batch) bool) {
+		if !t.used.CompareAndSwap(false, true) {
+			t.log.Error("tailer: Batches ranged over twice; the second range yields nothing")
+			return
+		}
+		r := &run{
+			t: t, ctx: ctx, opts: &t.opts,
+			lr:     newLineReader(t.opts.Encoding, int(t.opts.MaxLineBytes)),
+			fpBuf:  make([]byte, t.opts.FingerprintBytes),
+			glob:   globber{dirs: map[string]struct{}{}},
+			byPath: map[string]*file{},
+			lim:    limits{records: t.opts.MaxBatchRecords, bytes: int(t.opts.MaxBatchBytes)},
+		}
+		defer r.close()
+		r.loop(yield)
+	}
+}
+
+// run is the state of one range over Batches.
+type run struct {
+	t    *Tailer
+	ctx  context.Context
+	opts *Options
+	lr   *lineReader
+	pool event.Pool
+	lim  limits
+
+	fpBuf  []byte
+	glob   globber
+	hints  *hints
+	byPath map[string]*file // live files by the path the scan found them at
+
+	ready []*file // files with data, in turn order
+	head  int
+
+	gen       uint64
+	nextScan  time.Time
+	scanSoon  bool
+	lastScan  time.Time
+	nextMaint time.Time
+	nextPoll  time.Time
+
+	yielded  bool // data yielded since the last tick
+	lastData time.Time
+	timer    *time.Timer
+}
+
+// rescanDelay is the least time between two scans triggered by directory
+// events, so that a burst of creations costs one scan.
+const rescanDelay = 50 * time.Millisecond
+
+func (r *run) loop(yield func(*event.Batch) bool) {
+	if !r.opts.Watch {
+		// Polling only, by configuration.
+	} else if h, err := newHints(); err != nil {
+		r.t.log.Warn("cannot watch directories; polling every file", "err", err, "poll_interval", r.opts.PollInterval)
+		r.t.counters.pollFallbacks.Add(1)
+	} else {
+		r.hints = h
+	}
+	r.scan(time.Now(), true)
+	for r.ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(r.nextScan) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
+			r.scan(now, false)
+		}
+		if !now.Before(r.nextMaint) {
+			r.maintain(now)
+		}
+		if f := r.pop(); f != nil {
+			if !r.turn(f, now, yield) {
+				return
+			}
+			continue
+		}
+		if r.yielded && !now.Before(r.lastData.Add(r.opts.TickInterval)) {
+			r.yielded = false
+			r.t.counters.ticks.Add(1)
+			if !yield(event.NewBatch()) {
+				return
+			}
+			continue
+		}
+		r.wait(now)
+	}
+}
+
+// wait blocks until the earliest deadline, a directory event or the end of ctx.
+func (r *run) wait(now time.Time) {
+	at := r.nextScan
+	if r.scanSoon {
+		at = earliest(at, r.lastScan.Add(rescanDelay))
+	}
+	at = earliest(at, r.nextMaint)
+	if r.yielded {
+		at = earliest(at, r.lastData.Add(r.opts.TickInterval))
+	}
+	d := at.Sub(now)
+	if d <= 0 {
+		return
+	}
+	if r.timer == nil {
+		r.timer = time.NewTimer(d)
+	} else {
+		r.timer.Reset(d)
+	}
+	var wake <-chan struct{}
+	if r.hints != nil {
+		wake = r.hints.wake
+	}
+	select {
+	case <-r.ctx.Done():
+	case <-r.timer.C:
+	case <-wake:
+		r.takeHints()
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// takeHints turns directory events into ready files and scan requests.
+func (r *run) takeHints() {
+	overflow := r.hints.take(func(name string, op fsnotifyOp) {
+		if f := r.byPath[name]; f != nil && op&opWrite != 0 {
+			r.markReady(f)
+		}
+		if op&(opCreate|opRename|opRemove) != 0 {
+			r.scanSoon = true
+		}
+	})
+	if overflow {
+		r.t.counters.overflows.Add(1)
+		r.t.counters.pollFallbacks.Add(1)
+		r.t.log.Warn("directory events overflowed; rescanning and checking every open file")
+		r.scanSoon = true
+		for _, f := range r.t.files {
+			if f.fd != nil {
+				r.markReady(f)
+			}
+		}
+	}
+}
+
+func (r *run) markReady(f *file) {
+	if !f.queued {
+		f.queued = true
+		r.ready = append(r.ready, f)
+	}
+}
+
+func (r *run) pop() *file {
+	for r.head < len(r.ready) {
+		f := r.ready[r.head]
+		r.ready[r.head] = nil
+		r.head++
+		if r.head > 64 && r.head*2 > len(r.ready) {
+			n := copy(r.ready, r.ready[r.head:])
+			clear(r.ready[n:])
+			r.ready = r.ready[:n]
+			r.head = 0
+		}
+		if f.queued { // a forgotten file is dequeued without a turn
+			f.queued = false
+			return f
+		}
+	}
+	r.ready, r.head = r.ready[:0], 0
+	return nil
+}
+
+// turn reads at most one batch from f, tracks it and yields it. It returns
+// false when the range must end.
+func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
+	if f.fd == nil && !r.reopen(f, now) {
+		return true
+	}
+	if st, err := f.fd.Stat(); err == nil {
+		f.statSize.Store(st.Size())
+		if st.Size() < f.cur.offset {
+			r.truncated(f, st.Size())
+		}
+	}
+	b := r.pool.Get()
+	b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
+	start := f.cur.offset
+	flush := f.flush
+	f.flush = false
+	res, err := r.lr.read(f.fd, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
+	if err != nil {
+		b.Done()
+		r.t.counters.errors.Add(1)
+		if !f.errLogged {
+			r.t.log.Error("read file; will retry", "path", f.path, "err", err)
+			f.errLogged = true
+		}
+		f.cur.offset = start
+		r.closeFile(f)
+		return true
+	}
+	f.errLogged = false
+	f.flush = flush && res.partial > 0 // a flush that did not fit is still owed
+	r.count(res)
+	end := f.cur.offset
+	f.offset.Store(end)
+	f.lastRead = now
+	if end > start {
+		f.lastGrowth = now
+	}
+	if f.fp.Len < r.opts.FingerprintBytes && end > int64(f.fp.Len) {
+		r.refingerprint(f)
+	}
+	f.atEOF = res.eof
+	if res.eof {
+		if res.partial != f.partial {
+			f.partial, f.partialAt = res.partial, now
+		}
+		if f.partial > 0 {
+			r.nextMaint = earliest(r.nextMaint, f.partialAt.Add(r.opts.FlushTimeout))
+		}
+		if f.state == draining || r.opts.DeleteAfterRead {
+			r.nextMaint = earliest(r.nextMaint, f.lastGrowth.Add(r.opts.RotateWait))
+		}
+	} else {
+		f.partial = 0
+		r.markReady(f)
+	}
+	if len(b.Records) == 0 && end == start {
+		b.Done()
+		return true
+	}
+	b.File = event.FileID{Dev: f.id.dev, Ino: f.id.ino, Fingerprint: f.fp}
+	b.Start, b.End = start, end
+	ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, start, end)
+	if err != nil {
+		b.Done() // not tracked: read again on the next start
+		return false
+	}
+	if r.opts.DeleteAfterRead {
+		f.inflight.Add(1)
+		b.SetAck(func() { ack(); f.inflight.Add(-1) })
+	} else {
+		b.SetAck(ack)
+	}
+	if !yield(b) {
+		return false
+	}
+	r.yielded, r.lastData = true, now
+	return true
+}
+
+func (r *run) count(res readResult) {
+	c := &r.t.counters
+	c.lines.Add(uint64(res.lines))
+	c.bytes.Add(uint64(res.bytes))
+	if res.truncated > 0 {
+		c.truncated.Add(uint64(res.truncated))
+	}
+	if res.invalid > 0 {
+		c.invalid.Add(uint64(res.invalid))
+	}
+	if res.nulBytes > 0 {
+		c.nulBytes.Add(uint64(res.nulBytes))
+	}
+}
+
+// truncated restarts f at offset 0: it was truncated (copytruncate) or its
+// content was replaced. The tracker starts a new epoch for it.
+func (r *run) truncated(f *file, size int64) {
+	r.t.log.Info("file truncated; reading it from the start", "path", f.path, "offset", f.cur.offset, "size", size)
+	r.t.counters.truncations.Add(1)
+	f.cur = cursor{}
+	f.offset.Store(0)
+	f.partial, f.flush = 0, false
+	r.t.mu.Lock()
+	f.fp = event.Fingerprint{}
+	r.t.mu.Unlock()
+	r.refingerprint(f)
+}
+
+func (r *run) refingerprint(f *file) {
+	fp, err := fingerprint(f.fd, r.opts.FingerprintBytes, r.fpBuf)
+	if err != nil || fp.Len < f.fp.Len {
+		return
+	}
+	r.t.mu.Lock()
+	f.fp = fp
+	r.t.mu.Unlock()
+}
+
+// reopen opens a file closed to respect max_open_files, checking that the
+// path still leads to the same content.
+func (r *run) reopen(f *file, now time.Time) bool {
+	if f.state != live {
+		return false
+	}
+	fd, err := os.Open(f.path)
+	if err != nil {
+		r.scanSoon = true
+		return false
+	}
+	st, err := fd.Stat()
+	if err != nil || idOf(st) != f.id {
+		fd.Close()
+		r.scanSoon = true
+		return false
+	}
+	r.t.mu.Lock()
+	f.fd = fd
+	r.t.mu.Unlock()
+	r.t.counters.open.Add(1)
+	if same, err := sameStart(fd, f.fp, r.fpBuf); err == nil && !same {
+		r.truncated(f, st.Size()) // same inode, other content: recycled or rewritten
+	}
+	r.evict(now, f)
+	return true
+}
+
+func (r *run) closeFile(f *file) {
+	if f.fd == nil {
+		return
+	}
+	f.fd.Close()
+	r.t.mu.Lock()
+	f.fd = nil
+	r.t.mu.Unlock()
+	if f.state == live {
+		r.t.counters.open.Add(-1)
+	}
+}
+
+// evict closes the least recently read live files while more than
+// MaxOpenFiles are open, never keep (the file about to be read).
+func (r *run) evict(now time.Time, keep *file) {
+	max := r.opts.MaxOpenFiles
+	if int(r.t.counters.open.Load()) <= max {
+		return
+	}
+	var cands []*file
+	for _, f := range r.t.files {
+		if f.fd != nil && f.state == live && f != keep && f.partial == 0 {
+			cands = append(cands, f)
+		}
+	}
+	// Idle files first, then the least recently read.
+	slices.SortFunc(cands, func(a, b *file) int {
+		if a.queued != b.queued {
+			if a.queued {
+				return 1
+			}
+			return -1
+		}
+		return a.lastRead.Compare(b.lastRead)
+	})
+	target := max - max/8
+	for _, f := range cands {
+		if int(r.t.counters.open.Load()) <= target {
+			break
+		}
+		r.closeFile(f)
+	}
+}
+
+// maintain polls files no watch covers, flushes due partial lines, closes
+// drained files and deletes read ones; it sets the next time it is needed.
+func (r *run) maintain(now time.Time) {
+	next := now.Add(time.Hour)
+	poll := !now.Before(r.nextPoll)
+	if poll {
+		r.nextPoll = now.Add(r.opts.PollInterval)
+	}
+	var polled bool
+	for _, f := range r.t.files {
+		if f.fd != nil && (f.polled || f.state == draining) {
+			polled = true
+			if poll && !f.queued {
+				if st, err := f.fd.Stat(); err == nil && st.Size() != f.cur.offset+int64(f.partial) {
+					f.statSize.Store(st.Size())
+					r.markReady(f)
+				}
+			}
+		}
+		if f.queued || !f.atEOF {
+			continue
+		}
+		if f.partial > 0 {
+			if due := f.partialAt.Add(r.opts.FlushTimeout); !now.Before(due) {
+				f.flush = true
+				r.markReady(f)
+			} else {
+				next = earliest(next, due)
+			}
+			continue
+		}
+		switch {
+		case f.state == draining && f.fd != nil:
+			if due := f.lastGrowth.Add(r.opts.RotateWait); now.Before(due) {
+				next = earliest(next, due)
+			} else {
+				r.retire(f)
+			}
+		case r.opts.DeleteAfterRead && f.state == live:
+			if due := f.lastGrowth.Add(r.opts.RotateWait); now.Before(due) {
+				next = earliest(next, due)
+			} else if f.inflight.Load() > 0 {
+				polled = true // wait for the acknowledgements
+			} else {
+				r.deleteRead(f)
+			}
+		}
+	}
+	if polled {
+		next = earliest(next, r.nextPoll)
+	}
+	r.nextMaint = next
+}
+
+// retire closes a drained file. A deleted file's checkpoint is forgotten;
+// a renamed one's is kept in case it is matched again (it expires if not).
+func (r *run) retire(f *file) {
+	deleted := false
+	if st, err := f.fd.Stat(); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
+			deleted = true
+		}
+	}
+	r.closeFile(f)
+	r.forget(f, deleted)
+}
+
+func (r *run) forget(f *file, dropCheckpoint bool) {
+	f.queued = false
+	r.t.mu.Lock()
+	delete(r.t.files, f.id)
+	r.t.mu.Unlock()
+	if r.byPath[f.path] == f {
+		delete(r.byPath, f.path)
+	}
+	if dropCheckpoint {
+		r.t.counters.deleted.Add(1)
+		r.t.cp.Forget(f.key)
+	}
+}
+
+// deleteRead removes a file that was read to its end, stayed unchanged for
+// RotateWait and whose every batch was acknowledged (delete_after_read).
+func (r *run) deleteRead(f *file) {
+	if f.fd != nil {
+		st, err := f.fd.Stat()
+		if err != nil || st.Size() != f.cur.offset {
+			r.markReady(f)
+			return
+		}
+	}
+	if err := os.Remove(f.path); err != nil {
+		r.t.log.Warn("delete read file", "path", f.path, "err", err)
+		return
+	}
+	r.t.log.Debug("deleted read file", "path", f.path, "offset", f.cur.offset)
+	r.closeFile(f)
+	r.forget(f, true)
+}
+
+func (r *run) close() {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	if r.hints != nil {
+		r.hints.close()
+	}
+	r.t.mu.Lock()
+	defer r.t.mu.Unlock()
+	for _, f := range r.t.files {
+		if f.fd != nil {
+			f.fd.Close()
+			f.fd = nil
+		}
+	}
+	r.t.counters.open.Store(0)
+}
+
+func idOf(st os.FileInfo) devIno {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return devIno{}
+	}
+	return devIno{dev: uint64(sys.Dev), ino: sys.Ino}
+}
+
+func fileAttrs(o *Options, path string) []event.KeyValue {
+	var attrs []event.KeyValue
+	if o.IncludeFilePath {
+		attrs = append(attrs, event.KeyValue{Key: AttrFilePath, Value: event.String(path)})
+	}
+	if o.IncludeFileName {
+		attrs = append(attrs, event.KeyValue{Key: AttrFileName, Value: event.String(filepath.Base(path))})
+	}
+	return attrs
+}
