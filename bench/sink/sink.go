@@ -1,0 +1,319 @@
+// Package sink is the OTLP logs receiver logpump's benchmarks deliver to:
+// OTLP/gRPC and OTLP/HTTP (protobuf) on 127.0.0.1, gzip and zstd accepted.
+// It does not decode requests into objects; it walks the protobuf wire
+// format just far enough to find each record's sequence number and marks
+// it in a bitmap, so it can tell how many distinct lines of 0..N-1 arrived,
+// how many arrived twice and how many carried no number, at a cost small
+// next to the agent under test.
+package sink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip decompressor
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/stats"
+)
+
+// Counts is a snapshot of what a Sink received.
+type Counts struct {
+	Records    uint64 // log records in all requests
+	Unique     uint64 // distinct sequence numbers in [0, N)
+	Duplicates uint64 // records whose number had already arrived
+	NoSeq      uint64 // records without a recognisable sequence number
+	OutOfRange uint64 // records numbered N or more
+	Requests   uint64 // export requests, both transports
+	Malformed  uint64 // requests that failed to parse
+	WireBytes  uint64 // request payload bytes as sent (compressed if so)
+	RawBytes   uint64 // request payload bytes after decompression
+	LastArrival time.Time
+}
+
+// Sink counts sequence-numbered log records. Create it with New, serve
+// with Start, stop with Close.
+type Sink struct {
+	n    uint64
+	bits []atomic.Uint64
+
+	records, unique, dups, noSeq, outOfRange atomic.Uint64
+	requests, malformed, wire, raw           atomic.Uint64
+	last                                     atomic.Int64 // unix nanos of the last record
+
+	mu      sync.Mutex
+	samples []string // a few records without a number, for diagnosis
+
+	grpcLis, httpLis net.Listener
+	grpcSrv          *grpc.Server
+	httpSrv          *http.Server
+}
+
+// New returns a sink expecting sequence numbers 0 .. n-1. It does no I/O.
+func New(n uint64) *Sink {
+	return &Sink{n: n, bits: make([]atomic.Uint64, (n+63)/64)}
+}
+
+// Start listens on 127.0.0.1 with kernel-chosen ports for OTLP/gRPC and
+// OTLP/HTTP and serves until Close.
+func (s *Sink) Start() error {
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return fmt.Errorf("listen for OTLP/gRPC: %w", err)
+	}
+	if s.httpLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("listen for OTLP/HTTP: %w", err)
+	}
+	s.grpcSrv = grpc.NewServer(
+		grpc.ForceServerCodecV2(rawCodec{}),
+		grpc.MaxRecvMsgSize(256<<20),
+		grpc.StatsHandler(wireCounter{&s.wire}),
+	)
+	s.grpcSrv.RegisterService(&logsService, s)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/logs", s.serveHTTP)
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go s.grpcSrv.Serve(s.grpcLis)
+	go s.httpSrv.Serve(s.httpLis)
+	return nil
+}
+
+// GRPCAddr is the OTLP/gRPC endpoint, host:port.
+func (s *Sink) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the OTLP/HTTP endpoint, host:port (path /v1/logs).
+func (s *Sink) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Close stops both servers at once, dropping open connections.
+func (s *Sink) Close() {
+	if s.grpcSrv != nil {
+		s.grpcSrv.Stop()
+	}
+	if s.httpSrv != nil {
+		s.httpSrv.Close()
+	}
+}
+
+// Counts returns the current counters.
+func (s *Sink) Counts() Counts {
+	c := Counts{
+		Records:    s.records.Load(),
+		Unique:     s.unique.Load(),
+		Duplicates: s.dups.Load(),
+		NoSeq:      s.noSeq.Load(),
+		OutOfRange: s.outOfRange.Load(),
+		Requests:   s.requests.Load(),
+		Malformed:  s.malformed.Load(),
+		WireBytes:  s.wire.Load(),
+		RawBytes:   s.raw.Load(),
+	}
+	if ns := s.last.Load(); ns != 0 {
+		c.LastArrival = time.Unix(0, ns)
+	}
+	return c
+}
+
+// Missing returns up to max sequence numbers below n that have not arrived.
+func (s *Sink) Missing(max int) []uint64 {
+	var out []uint64
+	for i := range s.bits {
+		w := s.bits[i].Load()
+		if w == ^uint64(0) {
+			continue
+		}
+		for b := range uint64(64) {
+			seq := uint64(i)*64 + b
+			if seq >= s.n || len(out) >= max {
+				return out
+			}
+			if w&(1<<b) == 0 {
+				out = append(out, seq)
+			}
+		}
+	}
+	return out
+}
+
+// Samples returns up to five records that carried no sequence number,
+// as printable text.
+func (s *Sink) Samples() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.samples...)
+}
+
+// Consume counts the records of one encoded ExportLogsServiceRequest.
+func (s *Sink) Consume(req []byte) error {
+	s.requests.Add(1)
+	s.raw.Add(uint64(len(req)))
+	var records, unique, dups, noSeq, outOfRange uint64
+	err := eachRecord(req, func(rec []byte) {
+		records++
+		seq, ok := RecordSeq(rec)
+		switch {
+		case !ok:
+			noSeq++
+			s.sample(rec)
+		case seq >= s.n:
+			outOfRange++
+		default:
+			bit := uint64(1) << (seq % 64)
+			if s.bits[seq/64].Or(bit)&bit != 0 {
+				dups++
+			} else {
+				unique++
+			}
+		}
+	})
+	s.records.Add(records)
+	s.unique.Add(unique)
+	s.dups.Add(dups)
+	s.noSeq.Add(noSeq)
+	s.outOfRange.Add(outOfRange)
+	if records > 0 {
+		s.last.Store(time.Now().UnixNano())
+	}
+	if err != nil {
+		s.malformed.Add(1)
+	}
+	return err
+}
+
+func (s *Sink) sample(rec []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.samples) < 5 {
+		s.samples = append(s.samples, fmt.Sprintf("%q", rec))
+	}
+}
+
+func (s *Sink) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-protobuf" {
+		http.Error(w, "only application/x-protobuf is accepted", http.StatusUnsupportedMediaType)
+		return
+	}
+	wire, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.wire.Add(uint64(len(wire)))
+	body := wire
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(wire))
+		if err == nil {
+			body, err = io.ReadAll(zr)
+		}
+		if err != nil {
+			http.Error(w, "gunzip: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	case "zstd":
+		body, err = zstdDecoder.DecodeAll(wire, nil)
+		if err != nil {
+			http.Error(w, "zstd: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	default:
+		http.Error(w, "unsupported Content-Encoding "+enc, http.StatusUnsupportedMediaType)
+		return
+	}
+	if err := s.Consume(body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK) // an empty ExportLogsServiceResponse
+}
+
+// zstdDecoder decodes whole HTTP bodies; DecodeAll is safe for concurrent use.
+var zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(2))
+
+// logsService is opentelemetry.proto.collector.logs.v1.LogsService with the
+// request handed over as bytes.
+var logsService = grpc.ServiceDesc{
+	ServiceName: "opentelemetry.proto.collector.logs.v1.LogsService",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Export",
+		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var req []byte
+			if err := dec(&req); err != nil {
+				return nil, err
+			}
+			if err := srv.(*Sink).Consume(req); err != nil {
+				return nil, err
+			}
+			return emptyResponse{}, nil
+		},
+	}},
+	Metadata: "opentelemetry/proto/collector/logs/v1/logs_service.proto",
+}
+
+type emptyResponse struct{}
+
+// rawCodec hands request bytes to the handler and encodes every response
+// as an empty message.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(any) (mem.BufferSlice, error) { return nil, nil }
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	p, ok := v.(*[]byte)
+	if !ok {
+		return errors.New("raw codec: want *[]byte")
+	}
+	*p = data.Materialize()
+	return nil
+}
+
+// wireCounter adds the size of every received gRPC payload as it was on
+// the wire (after compression, before decompression).
+type wireCounter struct{ n *atomic.Uint64 }
+
+func (wireCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (wireCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (wireCounter) HandleConn(context.Context, stats.ConnStats) {}
+func (c wireCounter) HandleRPC(_ context.Context, st stats.RPCStats) {
+	if p, ok := st.(*stats.InPayload); ok {
+		c.n.Add(uint64(p.CompressedLength))
+	}
+}
+
+// zstdCompressor lets gRPC clients send zstd (grpc-encoding: zstd), as the
+// OpenTelemetry Collector's receiver does.
+type zstdCompressor struct{}
+
+func (zstdCompressor) Name() string { return "zstd" }
+
+func (zstdCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
+}
+
+func (zstdCompressor) Decompress(r io.Reader) (io.Reader, error) {
+	d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	return d.IOReadCloser(), nil
+}
+
+func init() { encoding.RegisterCompressor(zstdCompressor{}) }
