@@ -36,8 +36,8 @@ type setup struct {
 	protocol        string // "grpc" (default) or "http"
 	shutdownTimeout time.Duration
 	maxInFlight     string // checkpoint max_in_flight, e.g. "16MiB"
-	// onRecord replaces the sink's record keeping (see otlpsink.Options).
-	onRecord      func(otlpsink.Record)
+	// onBody replaces the sink's record keeping (see otlpsink.Options).
+	onBody        func(string)
 	extraResource map[string]string
 }
 
@@ -75,7 +75,7 @@ func newEnv(t *testing.T, s setup) *env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sink, err := otlpsink.Start(ctx, otlpsink.Options{OnRecord: s.onRecord})
+	sink, err := otlpsink.Start(ctx, otlpsink.Options{OnBody: s.onBody})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func TestCrash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 
 	tally := otlpsink.NewTally()
-	e := newEnv(t, setup{onRecord: func(r otlpsink.Record) { tally.AddBody(r.Body) }})
+	e := newEnv(t, setup{onBody: tally.AddBody})
 	s := e.newStream("crash", lineLen, "a.log", "b.log")
 	if err := s.write(before); err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func TestExportErrors(t *testing.T) {
 			rejected := otlpsink.NewTally() // every attempt that was rejected
 			e := newEnv(t, setup{
 				protocol: tt.protocol,
-				onRecord: func(r otlpsink.Record) { delivered.AddBody(r.Body) },
+				onBody:   delivered.AddBody,
 			})
 			s := e.newStream("errors-"+tt.name, lineLen, "a.log")
 			if err := s.write(phase); err != nil {

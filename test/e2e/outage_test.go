@@ -30,7 +30,7 @@ func TestOutage(t *testing.T) {
 		rssBound = 150 * mib
 	)
 	tally := otlpsink.NewTally()
-	e := newEnv(t, setup{onRecord: func(r otlpsink.Record) { tally.AddBody(r.Body) }})
+	e := newEnv(t, setup{onBody: tally.AddBody})
 	s := e.newStream("outage", lineLen, "a.log")
 	if err := s.write(10_000); err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func TestCleanStop(t *testing.T) {
 	tally := otlpsink.NewTally()
 	e := newEnv(t, setup{
 		shutdownTimeout: shutdownTimeout,
-		onRecord:        func(r otlpsink.Record) { tally.AddBody(r.Body) },
+		onBody:          tally.AddBody,
 	})
 	s := e.newStream("stop", lineLen, "a.log", "b.log")
 	if err := s.write(before); err != nil {
@@ -98,7 +98,7 @@ func TestStopReceiverDown(t *testing.T) {
 			tally := otlpsink.NewTally()
 			e := newEnv(t, setup{
 				shutdownTimeout: shutdownTimeout,
-				onRecord:        func(r otlpsink.Record) { tally.AddBody(r.Body) },
+				onBody:          tally.AddBody,
 			})
 			s := e.newStream("down-"+tt.name, lineLen, "a.log")
 			if err := s.write(5000); err != nil {

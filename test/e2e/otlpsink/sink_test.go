@@ -204,3 +204,33 @@ func TestLine(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSink measures the receiver and the sink's record copying: the
+// ceiling on what an end-to-end test can count per second.
+func BenchmarkSink(b *testing.B) {
+	ctx := context.Background()
+	tally := NewTally()
+	s, err := Start(ctx, Options{OnBody: tally.AddBody})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Stop(ctx)
+	cc, err := grpc.NewClient(s.GRPCEndpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	client := plogotlp.NewGRPCClient(cc)
+	bodies := make([]string, 1000)
+	for i := range bodies {
+		bodies[i] = string(Line(nil, "bench", i, 100))
+	}
+	req := plogotlp.NewExportRequestFromLogs(logs(bodies...))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := client.Export(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(bodies))/b.Elapsed().Seconds(), "records/s")
+}
