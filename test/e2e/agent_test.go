@@ -163,13 +163,19 @@ type agentProc struct {
 // agent log. A process still running at the end of the test is killed.
 func (e *env) start() *agentProc {
 	e.t.Helper()
+	return e.startArgs("run", "-config", e.cfgPath)
+}
+
+// startArgs is start with the agent's command line given.
+func (e *env) startArgs(args ...string) *agentProc {
+	e.t.Helper()
 	e.runs++
 	logf, err := os.OpenFile(e.agentLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	fmt.Fprintf(logf, "---- run %d at %s ----\n", e.runs, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(agentBin, "run", "-config", e.cfgPath)
+	cmd := exec.Command(agentBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	p := &agentProc{e: e, cmd: cmd, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
@@ -241,15 +247,21 @@ func (p *agentProc) kill() {
 // plus a margin for process exit; it returns how long the stop took.
 func (p *agentProc) stop(timeout time.Duration) time.Duration {
 	p.e.t.Helper()
+	return p.stopWith(syscall.SIGTERM, timeout)
+}
+
+// stopWith is stop with the signal given.
+func (p *agentProc) stopWith(sig syscall.Signal, timeout time.Duration) time.Duration {
+	p.e.t.Helper()
 	t0 := time.Now()
-	p.signal(syscall.SIGTERM)
+	p.signal(sig)
 	code, err := p.wait(timeout + 5*time.Second)
 	took := time.Since(t0)
 	if err != nil {
-		p.e.t.Fatalf("SIGTERM: %v", err)
+		p.e.t.Fatalf("%v: %v", sig, err)
 	}
 	if code != 0 {
-		p.e.t.Fatalf("SIGTERM: agent exited with code %d after %v, want 0", code, took)
+		p.e.t.Fatalf("%v: agent exited with code %d after %v, want 0", sig, code, took)
 	}
 	return took
 }

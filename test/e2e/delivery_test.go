@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 
 // TestDelivery: lines written before the start and appended while the agent
 // runs arrive once each, over OTLP/gRPC and OTLP/HTTP, with the line as the
-// body, the file as attributes and the configured resource.
+// body, the file as attributes and the configured resource. Both command
+// lines (`logpump run -config`, `logpump -config`) and both stop signals
+// (SIGTERM, SIGINT) are used.
 func TestDelivery(t *testing.T) {
 	host, err := os.Hostname()
 	if err != nil {
@@ -25,7 +28,16 @@ func TestDelivery(t *testing.T) {
 		perSec  = 20000
 		lineLen = 120
 	)
-	for _, protocol := range []string{"grpc", "http"} {
+	tests := []struct {
+		protocol string
+		run      bool           // start with `logpump run -config` rather than `logpump -config`
+		stop     syscall.Signal // the graceful stop
+	}{
+		{protocol: "grpc", run: true, stop: syscall.SIGTERM},
+		{protocol: "http", run: false, stop: syscall.SIGINT},
+	}
+	for _, tt := range tests {
+		protocol := tt.protocol
 		t.Run(protocol, func(t *testing.T) {
 			e := newEnv(t, setup{
 				protocol:      protocol,
@@ -35,7 +47,11 @@ func TestDelivery(t *testing.T) {
 			if err := s.write(before); err != nil {
 				t.Fatal(err)
 			}
-			p := e.start()
+			args := []string{"-config", e.cfgPath}
+			if tt.run {
+				args = append([]string{"run"}, args...)
+			}
+			p := e.startArgs(args...)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if err := s.pace(ctx, total, perSec); err != nil {
@@ -45,7 +61,7 @@ func TestDelivery(t *testing.T) {
 				t.Errorf("after 30s the sink has %d records, want %d", e.sink.Stats().Records, total)
 			}
 			// After a clean stop nothing more can arrive: the counts are final.
-			took := p.stop(10 * time.Second)
+			took := p.stopWith(tt.stop, 10*time.Second)
 
 			tally := otlpsink.NewTally()
 			wrong := 0
