@@ -82,6 +82,9 @@ func TestDelivery(t *testing.T) {
 				if i == 0 {
 					attrKeys, resKeys = keys(r.Attributes), keys(r.Resource)
 				}
+				if r.BodyType != "Str" {
+					check("seq %d: body type = %s, want Str", seq, r.BodyType)
+				}
 				if got, want := r.Body, s.line(seq); got != want {
 					check("seq %d: body = %q, want %q", seq, got, want)
 				}

@@ -28,7 +28,9 @@ import (
 
 // Record is one accepted log record, copied out of the request.
 type Record struct {
-	Body string
+	Body string // the body as a string (pcommon.Value.AsString)
+	// BodyType is the body's OTLP value type: "Str", "Map", "Bytes", ...
+	BodyType string
 	// Attributes of the record and of its resource, as plain Go values
 	// (string, int64, float64, bool, []byte, []any, map[string]any).
 	Attributes map[string]any
@@ -249,6 +251,7 @@ func (s *Sink) consume(_ context.Context, ld plog.Logs) error {
 				}
 				r := Record{
 					Body:           lr.Body().AsString(),
+					BodyType:       lr.Body().Type().String(),
 					Attributes:     lr.Attributes().AsRaw(),
 					Resource:       res,
 					Scope:          scope,

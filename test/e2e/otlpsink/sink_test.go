@@ -118,6 +118,9 @@ func TestSink(t *testing.T) {
 			if got, want := got[0].Body, tt.name+" seq=0000000001 x"; got != want {
 				t.Errorf("body = %q, want %q", got, want)
 			}
+			if got, want := got[0].BodyType, "Str"; got != want {
+				t.Errorf("body type = %q, want %q", got, want)
+			}
 			if got, want := got[1].Attributes["log.file.name"], "a.log"; got != want {
 				t.Errorf("log.file.name = %v, want %v", got, want)
 			}
