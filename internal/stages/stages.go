@@ -1,0 +1,122 @@
+// Package stages builds processing stages from configuration. It is the one
+// place that maps a processor type to its constructor: a switch, no registry.
+package stages
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/internal/pipe"
+	"github.com/logpump/logpump/parse"
+)
+
+// Env is what stages may need from the agent.
+type Env struct {
+	// Log receives the stages' own messages; slog.Default when nil.
+	Log *slog.Logger
+	// Now is the clock for flush timeouts, rate limits and years missing
+	// from timestamps; time.Now when nil.
+	Now func() time.Time
+	// Hostname and NodeName (the Kubernetes node, from the downward API)
+	// feed the enrich processors.
+	Hostname string
+	NodeName string
+	// Dropped counts records a processor removed, by processor name and
+	// reason ("parse_error", "filter", "sample", "rate_limit"). It is called
+	// from the goroutine running the pipeline; nil discards the counts.
+	Dropped func(processor, reason string, n int)
+}
+
+func (e Env) withDefaults() Env {
+	if e.Log == nil {
+		e.Log = slog.Default()
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	return e
+}
+
+// validator is implemented by every options struct.
+type validator interface{ Validate() error }
+
+// types is the list Types returns; keep it in the order of the switch.
+var types = []string{
+	"json", "logfmt", "regex", "cri", "docker", "container", "multiline",
+}
+
+// Types lists the processor types Build knows.
+func Types() []string { return append([]string(nil), types...) }
+
+// Build decodes c's options strictly and returns the stage. Errors are
+// config.Errors located at the offending key. It does no I/O, except loading
+// a named time zone from the system's zone database.
+func Build(c config.Component, env Env) (pipe.Stage, error) {
+	env = env.withDefaults()
+	name := strings.TrimPrefix(c.Key, "processors.")
+	drops := func(reason string, n int) {
+		if env.Dropped != nil {
+			env.Dropped(name, reason, n)
+		}
+	}
+	// decode reads c's options into o and validates them.
+	decode := func(o validator) error {
+		if err := c.Options(o); err != nil {
+			return err
+		}
+		return config.At(c.Node, c.Key, o.Validate()).Err()
+	}
+	var (
+		stage pipe.Stage
+		err   error
+	)
+	switch c.Type {
+	case "json":
+		var o parse.JSONOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.JSON(o, env.Now, drops)
+	case "logfmt":
+		var o parse.LogfmtOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.Logfmt(o, env.Now, drops)
+	case "regex":
+		var o parse.RegexOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.Regex(o, env.Now, drops)
+	case "cri", "docker", "container":
+		var o parse.ContainerOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		switch c.Type {
+		case "cri":
+			stage, err = parse.CRI(o, env.Now, drops)
+		case "docker":
+			stage, err = parse.Docker(o, env.Now, drops)
+		default:
+			stage, err = parse.Container(o, env.Now, drops)
+		}
+	case "multiline":
+		var o parse.MultilineOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.Multiline(o, env.Now)
+	default:
+		return nil, config.At(c.Node, c.Key, config.Fieldf("type", "unknown processor type %q (known: %s)", c.Type, strings.Join(types, ", "))).Err()
+	}
+	if err != nil {
+		// Validate accepted the options, so this is a constructor's own
+		// check; still locate it at the processor.
+		return nil, config.At(c.Node, c.Key, err).Err()
+	}
+	return stage, nil
+}

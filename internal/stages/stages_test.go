@@ -1,0 +1,80 @@
+package stages
+
+import (
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/logpump/logpump/config"
+)
+
+func component(t *testing.T, src string) config.Component {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var c config.Component
+	if err := c.UnmarshalYAML(doc.Content[0]); err != nil {
+		t.Fatal(err)
+	}
+	c.Key = "processors.p"
+	return c
+}
+
+func TestBuildErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown type", "type: jsn\n", `processors.p.type: unknown processor type "jsn" (known: `},
+		{"unknown key", "type: json\ntarget: attributes\nbody_feld: msg\n", `3:1: processors.p.body_feld: unknown key (did you mean "body_field"?)`},
+		{"bad target", "type: logfmt\ntarget: nowhere\n", `2:9: processors.p.target: must be attributes or body, got "nowhere"`},
+		{"bad regex", "type: regex\npattern: '(?P<x>['\n", `2:10: processors.p.pattern: error parsing regexp`},
+		{"no group", "type: regex\npattern: 'abc'\n", `processors.p.pattern: has no named group`},
+		{"bad layout", "type: json\ntimestamp: {field: t, layout: '%Q'}\n", `processors.p.timestamp.layout: convert strptime layout "%Q": unsupported directive %Q`},
+		{"bad zone", "type: json\ntimestamp: {field: t, location: Mars/Olympus}\n", `load time zone "Mars/Olympus"`},
+		{"bad severity", "type: json\nseverity: {field: l, mapping: {LOUD: [x]}}\n", `processors.p.severity.mapping: map severity "LOUD"`},
+		{"multiline two modes", "type: multiline\nstart: '^a'\nindent: true\n", `give exactly one of start, end, continue, indent or preset`},
+		{"multiline preset", "type: multiline\npreset: cobol\n", `processors.p.preset: unknown preset "cobol"`},
+		{"cri negative", "type: cri\nflush_timeout: -1s\n", `processors.p.flush_timeout: must be positive`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Build(component(t, tt.yaml), Env{})
+			if err == nil {
+				t.Fatalf("Build succeeded, want error containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got error %q, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestBuildEveryType(t *testing.T) {
+	examples := map[string]string{
+		"json":      "type: json\nbody_field: msg\ntimestamp: {field: time}\nseverity: {field: level}\n",
+		"logfmt":    "type: logfmt\n",
+		"regex":     "type: regex\npattern: '^(?P<level>\\w+) (?P<msg>.*)$'\n",
+		"cri":       "type: cri\n",
+		"docker":    "type: docker\nmax_bytes: 64KiB\n",
+		"container": "type: container\nflush_timeout: 2s\n",
+		"multiline": "type: multiline\npreset: java\n",
+	}
+	for _, typ := range Types() {
+		t.Run(typ, func(t *testing.T) {
+			src, ok := examples[typ]
+			if !ok {
+				t.Fatalf("no example for type %q", typ)
+			}
+			s, err := Build(component(t, src), Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s == nil {
+				t.Fatal("Build returned a nil stage")
+			}
+		})
+	}
+}
