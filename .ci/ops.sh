@@ -175,12 +175,33 @@ lint_deb() {
 }
 
 kube_manifests() {
-	(cd "$ROOT/deploy/kubernetes/validate" && go run . -dir ..)
+	(cd "$ROOT/deploy/kubernetes/validate" && go test -count=1 ./... &&
+		rm -rf "$OUT/k8s-config" && go run . -extract "$OUT/k8s-config" ..)
 }
 
+# The ConfigMaps' configurations pass the agent's own validation, which
+# knows every source, processor and exporter option.
+kube_configs() {
+	local f n=0
+	for f in "$OUT"/k8s-config/*.yaml; do
+		[ -e "$f" ] || continue
+		echo "logpump validate $f"
+		"$OUT/logpump" validate -config "$f" || return 1
+		n=$((n + 1))
+	done
+	[ "$n" -gt 0 ]
+}
+
+# kubectl kustomize renders the base, the metadata component and the
+# sidecar example; each rendering must decode strictly again.
 kube_kustomize() {
-	kubectl kustomize "$ROOT/deploy/kubernetes" >"$OUT/kustomized.yaml" &&
-		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$OUT/kustomized.yaml")
+	local k="$OUT/kustomize"
+	rm -rf "$k" && mkdir -p "$k" && cp -r "$ROOT/deploy/kubernetes" "$k/src" && rm -rf "$k/src/validate" &&
+		echo "components: [metadata]" >>"$k/src/kustomization.yaml" &&
+		kubectl kustomize "$ROOT/deploy/kubernetes" >"$k/base.yaml" &&
+		kubectl kustomize "$k/src" >"$k/metadata.yaml" &&
+		kubectl kustomize "$ROOT/deploy/kubernetes/sidecar" >"$k/sidecar.yaml" &&
+		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$k/base.yaml" "$k/metadata.yaml" "$k/sidecar.yaml")
 }
 
 image() {
@@ -236,7 +257,8 @@ else
 fi
 
 echo "== kubernetes"
-check "manifests decode strictly into k8s.io/api types" kube_manifests
+check "manifests decode strictly into k8s.io/api types" kube_manifests &&
+	check "logpump validate the ConfigMaps' configurations" kube_configs
 if command -v kubectl >/dev/null; then
 	check "kubectl kustomize output decodes strictly" kube_kustomize
 else
