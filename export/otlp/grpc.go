@@ -1,0 +1,215 @@
+package otlp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
+)
+
+const exportMethod = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+// ClientStats are counters of an OTLP client, safe to read from any goroutine.
+type ClientStats struct {
+	// InvalidUTF8 counts strings whose invalid UTF-8 was replaced.
+	InvalidUTF8 int64
+	// RequestBytes counts encoded bytes sent, before compression.
+	RequestBytes int64
+}
+
+// GRPCClient sends requests to an OTLP/gRPC endpoint. It implements
+// export.Client; Send is safe for concurrent use.
+type GRPCClient struct {
+	conn     *grpc.ClientConn
+	target   string
+	md       metadata.MD
+	timeout  time.Duration
+	codec    *codec
+	log      *slog.Logger
+	bufs     bufferPool
+	invalid  atomic.Int64
+	reqBytes atomic.Int64
+}
+
+// NewGRPC returns a client for the resolved options o (see [Resolve]). It
+// reads the TLS files but does not connect: the connection is made by the
+// first Send and re-made as needed.
+func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	target, plaintext, err := grpcTarget(o)
+	if err != nil {
+		return nil, fmt.Errorf("create otlp grpc client: %w", err)
+	}
+	var creds credentials.TransportCredentials
+	if plaintext {
+		creds = insecure.NewCredentials()
+	} else {
+		cfg, err := o.TLS.tlsConfig()
+		if err != nil {
+			return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	cd, err := newCodec(o.Compression, o.Queue.InFlight)
+	if err != nil {
+		return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
+	}
+	dial := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithUserAgent("logpump"),
+	}
+	if cd != nil {
+		//lint:ignore SA1019 per-connection compressors avoid gRPC's process-wide registry; supported throughout grpc 1.x.
+		dial = append(dial, grpc.WithCompressor(grpcCompressor{cd}), grpc.WithDecompressor(grpcDecompressor{cd}))
+	}
+	conn, err := grpc.NewClient(target, dial...)
+	if err != nil {
+		cd.close()
+		return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
+	}
+	c := &GRPCClient{
+		conn:    conn,
+		target:  target,
+		timeout: o.Timeout,
+		codec:   cd,
+		log:     log,
+	}
+	if len(o.Headers) > 0 {
+		c.md = metadata.New(o.Headers)
+	}
+	return c, nil
+}
+
+// Send encodes batches into one request and sends it. It returns nil, a
+// *export.PartialError, an export.Permanent error or a retryable error
+// (carrying the server's RetryInfo delay when given), as the OTLP
+// specification classifies gRPC status codes. It does not keep batches.
+func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
+	bp := c.bufs.get()
+	defer c.bufs.put(bp)
+	var invalid int
+	*bp, invalid = appendRequest(*bp, batches)
+	if invalid > 0 {
+		c.invalid.Add(int64(invalid))
+	}
+	c.reqBytes.Add(int64(len(*bp)))
+
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	if c.md != nil {
+		ctx = metadata.NewOutgoingContext(ctx, c.md)
+	}
+	var resp collogspb.ExportLogsServiceResponse
+	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(*bp), &resp, grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
+	}
+	return partial(&resp, c.log)
+}
+
+// Stats returns the client's counters.
+func (c *GRPCClient) Stats() ClientStats {
+	return ClientStats{InvalidUTF8: c.invalid.Load(), RequestBytes: c.reqBytes.Load()}
+}
+
+// Close closes the connection. Sends in progress fail.
+func (c *GRPCClient) Close() error {
+	err := c.conn.Close()
+	c.codec.close()
+	return err
+}
+
+// classifyStatus marks err, from a gRPC call, as the specification says:
+// Canceled, DeadlineExceeded, Aborted, OutOfRange, Unavailable and DataLoss
+// are retryable, ResourceExhausted only when the server sent RetryInfo, and
+// every other code is permanent. Errors without a status are retryable.
+func classifyStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	var delay time.Duration
+	hasDelay := false
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.RetryDelay != nil {
+			delay, hasDelay = ri.RetryDelay.AsDuration(), true
+		}
+	}
+	switch st.Code() {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss:
+	case codes.ResourceExhausted:
+		if !hasDelay {
+			return export.Permanent(err)
+		}
+	default:
+		return export.Permanent(err)
+	}
+	if hasDelay {
+		return export.RetryAfter(err, delay)
+	}
+	return err
+}
+
+// partial turns a response's partial_success into a *export.PartialError;
+// a message without rejected records is only logged, as the specification
+// asks.
+func partial(resp *collogspb.ExportLogsServiceResponse, log *slog.Logger) error {
+	ps := resp.GetPartialSuccess()
+	if ps == nil {
+		return nil
+	}
+	if ps.GetRejectedLogRecords() > 0 {
+		return &export.PartialError{Rejected: ps.GetRejectedLogRecords(), Message: ps.GetErrorMessage()}
+	}
+	if msg := ps.GetErrorMessage(); msg != "" {
+		log.Warn("otlp endpoint accepted the request with a warning", "message", msg)
+	}
+	return nil
+}
+
+// encodedRequest is an ExportLogsServiceRequest already encoded.
+type encodedRequest []byte
+
+// rawCodec sends encodedRequest bytes as they are and decodes responses
+// with the generated types.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, ok := v.(encodedRequest)
+	if !ok {
+		return nil, fmt.Errorf("marshal %T: want an encoded request", v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("unmarshal into %T: want a proto.Message", v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+func (rawCodec) Name() string { return "proto" }
