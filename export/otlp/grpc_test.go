@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"go.uber.org/goleak"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -122,10 +122,10 @@ func TestGRPCClassifiesResponses(t *testing.T) {
 		return &collogspb.ExportLogsServiceResponse{PartialSuccess: &collogspb.ExportLogsPartialSuccess{RejectedLogRecords: n, ErrorMessage: msg}}
 	}
 	tests := []struct {
-		name  string
-		resp  *collogspb.ExportLogsServiceResponse
-		err   error
-		want  outcome
+		name string
+		resp *collogspb.ExportLogsServiceResponse
+		err  error
+		want outcome
 	}{
 		{"ok", &collogspb.ExportLogsServiceResponse{}, nil, outcome{}},
 		{"partial", partial(1, "bad timestamp"), nil, outcome{Err: true, Partial: 1}},
