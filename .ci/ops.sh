@@ -206,8 +206,9 @@ kube_kustomize() {
 
 image() {
 	rm -f "$OUT/logpump-image.tar"
-	(cd "$ROOT/packaging/image" &&
-		go run . -binary "$OUT/logpump" -version "$VERSION" -arch "$ARCH" -out "$OUT/logpump-image.tar") &&
+	(cd "$ROOT/packaging/image" && go test -count=1 ./... &&
+		go run . -binary "$OUT/logpump" -config ../config.yaml -version "$VERSION" -arch "$ARCH" \
+			-out "$OUT/logpump-image.tar") &&
 		echo "image tarball: $OUT/logpump-image.tar ($(du -h "$OUT/logpump-image.tar" | cut -f1))"
 }
 
