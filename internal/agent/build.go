@@ -1,0 +1,302 @@
+// Package agent builds logpump's pipeline graph from a configuration and runs
+// it: sources (tailers) feed one driver goroutine each, which pulls batches
+// through the pipeline's stages, routes them and hands them to the exporters'
+// queues; acknowledgements flow back to the checkpoint tracker.
+package agent
+
+import (
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/logpump/logpump/checkpoint"
+	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
+	"github.com/logpump/logpump/export/console"
+	"github.com/logpump/logpump/export/otlp"
+	"github.com/logpump/logpump/internal/pipe"
+	"github.com/logpump/logpump/internal/stages"
+	"github.com/logpump/logpump/route"
+	"github.com/logpump/logpump/tailer"
+)
+
+// Env is what the agent takes from its process: environment, output streams,
+// logger, host name and clock. Zero fields take the process's own.
+type Env struct {
+	Getenv   func(string) string
+	Stdout   io.Writer
+	Log      *slog.Logger
+	Hostname string
+	Now      func() time.Time
+}
+
+func (e *Env) defaults() {
+	if e.Getenv == nil {
+		e.Getenv = os.Getenv
+	}
+	if e.Stdout == nil {
+		e.Stdout = os.Stdout
+	}
+	if e.Log == nil {
+		e.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if e.Hostname == "" {
+		e.Hostname, _ = os.Hostname()
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+}
+
+// Agent is a built pipeline graph. Build it with [Build], run it with [Agent.Run].
+type Agent struct {
+	cfg     *config.Config
+	env     Env
+	log     *slog.Logger
+	tracker *checkpoint.Tracker
+	// exporters by name, in a stable order for start and shutdown.
+	exporters []*exporter
+	lanes     []*lane
+}
+
+type exporter struct {
+	name   string
+	typ    string
+	client export.Client
+	queue  *export.Queue
+}
+
+// lane is one source flowing through its pipeline: one goroutine drives it.
+type lane struct {
+	source   string
+	pipeline string
+	tailer   *tailer.Tailer
+	chain    pipe.Stage
+	routes   *route.Table
+	queues   map[string]*export.Queue
+}
+
+// sourceOptions are a file source's keys: the tailer's plus the source's
+// own resource attributes.
+type sourceOptions struct {
+	tailer.Options `yaml:",inline"`
+	// Resource attributes of this source, over the global ones.
+	Resource map[string]string `yaml:"resource"`
+}
+
+// Build checks the whole configuration and builds the graph without I/O:
+// no file is opened and no connection made. The error is a config.Errors
+// listing every problem, located in the configuration file.
+func Build(cfg *config.Config, env Env) (*Agent, error) {
+	env.defaults()
+	a := &Agent{cfg: cfg, env: env, log: env.Log}
+	var errs config.Errors
+	add := func(c config.Component, err error) {
+		if err != nil {
+			errs = append(errs, config.At(c.Node, c.Key, err)...)
+		}
+	}
+	a.tracker = checkpoint.NewTracker(checkpoint.NewStore(cfg.StateDir), env.Log, checkpoint.Options{
+		MaxInFlightBytes: int64(cfg.Checkpoints.MaxInFlight),
+		Retention:        cfg.Checkpoints.Retention,
+		FlushInterval:    cfg.Checkpoints.FlushInterval,
+		Now:              env.Now,
+	})
+
+	queues := map[string]*export.Queue{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Exporters)) {
+		c := cfg.Exporters[name]
+		ex, err := a.buildExporter(name, c)
+		if err != nil {
+			add(c, err)
+			continue
+		}
+		a.exporters = append(a.exporters, ex)
+		queues[name] = ex.queue
+	}
+
+	// Every processor is checked once, even when no pipeline uses it.
+	for _, name := range slices.Sorted(maps.Keys(cfg.Processors)) {
+		c := cfg.Processors[name]
+		if _, err := stages.Build(c, a.stageEnv()); err != nil {
+			add(c, err)
+		}
+	}
+
+	globalRes := a.globalResource()
+	for _, pname := range slices.Sorted(maps.Keys(cfg.Pipelines)) {
+		p := cfg.Pipelines[pname]
+		rules := []route.Rule{{Exporters: p.Exporters}}
+		if len(p.Routes) > 0 {
+			rules = rules[:0]
+			for _, r := range p.Routes {
+				rules = append(rules, route.Rule{When: r.When, Exporters: r.Exporters, Continue: r.Continue})
+			}
+		}
+		table, err := route.New(rules)
+		if err != nil {
+			errs = append(errs, config.At(config.Find(cfg.Root, "pipelines."+pname), "pipelines."+pname+".routes", err)...)
+		}
+		for _, sname := range p.Sources {
+			sc, ok := cfg.Sources[sname]
+			if !ok {
+				continue // reported by config
+			}
+			ln, err := a.buildLane(sname, sc, pname, p, globalRes)
+			if err != nil {
+				add(sc, err)
+				continue
+			}
+			ln.routes = table
+			ln.queues = queues
+			a.lanes = append(a.lanes, ln)
+		}
+	}
+	for _, sname := range slices.Sorted(maps.Keys(cfg.Sources)) {
+		if !usedSource(cfg, sname) {
+			env.Log.Warn("source is in no pipeline; it will not be read", "source", sname)
+		}
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			e.File = cfg.File
+		}
+		return nil, errs
+	}
+	return a, nil
+}
+
+func usedSource(cfg *config.Config, name string) bool {
+	for _, p := range cfg.Pipelines {
+		if slices.Contains(p.Sources, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) stageEnv() stages.Env {
+	return stages.Env{Log: a.log, Now: a.env.Now, Hostname: a.env.Hostname, NodeName: a.env.Getenv("K8S_NODE_NAME")}
+}
+
+func (a *Agent) buildLane(name string, c config.Component, pname string, p config.Pipeline, global []event.KeyValue) (*lane, error) {
+	if c.Type != "file" {
+		return nil, config.Fieldf("type", "unknown source type %q (known: file)", c.Type)
+	}
+	opts := sourceOptions{Options: tailer.DefaultOptions()}
+	if err := c.Options(&opts); err != nil {
+		return nil, err
+	}
+	if err := opts.Options.Validate(); err != nil {
+		return nil, err
+	}
+	res := &event.Resource{Attrs: mergeResource(global, opts.Resource, name)}
+	t, err := tailer.New(name, opts.Options, a.tracker, res, a.log.With("source", name))
+	if err != nil {
+		return nil, err
+	}
+	var chain []pipe.Stage
+	for _, proc := range p.Processors {
+		pc, ok := a.cfg.Processors[proc]
+		if !ok {
+			continue // reported by config
+		}
+		st, err := stages.Build(pc, a.stageEnv())
+		if err != nil {
+			continue // reported once above
+		}
+		chain = append(chain, st)
+	}
+	return &lane{source: name, pipeline: pname, tailer: t, chain: pipe.Chain(chain...)}, nil
+}
+
+// globalResource is host.name, then OTEL_RESOURCE_ATTRIBUTES, then the
+// configuration's resource map; later ones win.
+func (a *Agent) globalResource() []event.KeyValue {
+	var kvs []event.KeyValue
+	if a.env.Hostname != "" {
+		kvs = event.Set(kvs, "host.name", event.String(a.env.Hostname))
+	}
+	for _, pair := range strings.Split(a.env.Getenv("OTEL_RESOURCE_ATTRIBUTES"), ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if ok && strings.TrimSpace(k) != "" {
+			kvs = event.Set(kvs, strings.TrimSpace(k), event.String(strings.TrimSpace(v)))
+		}
+	}
+	if svc := a.env.Getenv("OTEL_SERVICE_NAME"); svc != "" {
+		kvs = event.Set(kvs, "service.name", event.String(svc))
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.cfg.Resource)) {
+		kvs = event.Set(kvs, k, event.String(a.cfg.Resource[k]))
+	}
+	return kvs
+}
+
+// mergeResource adds a source's own attributes to the global ones; a source
+// without service.name anywhere is named after itself.
+func mergeResource(global []event.KeyValue, own map[string]string, source string) []event.KeyValue {
+	kvs := slices.Clone(global)
+	for _, k := range slices.Sorted(maps.Keys(own)) {
+		kvs = event.Set(kvs, k, event.String(own[k]))
+	}
+	if _, ok := event.Lookup(kvs, "service.name"); !ok {
+		kvs = event.Set(kvs, "service.name", event.String(source))
+	}
+	return kvs
+}
+
+func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error) {
+	log := a.log.With("exporter", name)
+	ex := &exporter{name: name, typ: c.Type}
+	switch c.Type {
+	case "otlp_grpc", "otlp_http":
+		opts := otlp.DefaultOptions()
+		if err := c.Options(&opts); err != nil {
+			return nil, err
+		}
+		protocol := "grpc"
+		if c.Type == "otlp_http" {
+			protocol = "http/protobuf"
+		}
+		resolved, err := otlp.Resolve(protocol, opts, a.env.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		if protocol == "grpc" {
+			cl, err := otlp.NewGRPC(resolved, log)
+			if err != nil {
+				return nil, err
+			}
+			ex.client = cl
+		} else {
+			cl, err := otlp.NewHTTP(resolved, log)
+			if err != nil {
+				return nil, err
+			}
+			ex.client = cl
+		}
+		ex.queue = export.NewQueue(name, ex.client, resolved.QueueOptions, log)
+	case "console":
+		opts := console.DefaultOptions()
+		if err := c.Options(&opts); err != nil {
+			return nil, err
+		}
+		if err := opts.Validate(); err != nil {
+			return nil, err
+		}
+		w := a.env.Stdout
+		if opts.Output == "stderr" {
+			w = os.Stderr
+		}
+		ex.client = console.New(w, opts)
+		ex.queue = export.NewQueue(name, ex.client, opts.QueueOptions, log)
+	default:
+		return nil, config.Fieldf("type", "unknown exporter type %q (known: otlp_grpc, otlp_http, console)", c.Type)
+	}
+	return ex, nil
+}
