@@ -121,4 +121,3 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
-

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/filter"
 	"github.com/logpump/logpump/internal/pipe"
 	"github.com/logpump/logpump/parse"
 )
@@ -45,6 +46,7 @@ type validator interface{ Validate() error }
 // types is the list Types returns; keep it in the order of the switch.
 var types = []string{
 	"json", "logfmt", "regex", "cri", "docker", "container", "multiline",
+	"filter", "sample", "rate_limit",
 }
 
 // Types lists the processor types Build knows.
@@ -110,6 +112,24 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 			return nil, err
 		}
 		stage, err = parse.Multiline(o, env.Now)
+	case "filter":
+		var o filter.MatchOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = filter.Match(o, env.Log, drops)
+	case "sample":
+		var o filter.SampleOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = filter.Sample(o, drops)
+	case "rate_limit":
+		var o filter.RateLimitOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = filter.RateLimit(o, env.Now, drops)
 	default:
 		return nil, config.At(c.Node, c.Key, config.Fieldf("type", "unknown processor type %q (known: %s)", c.Type, strings.Join(types, ", "))).Err()
 	}

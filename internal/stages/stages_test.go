@@ -37,6 +37,11 @@ func TestBuildErrors(t *testing.T) {
 		{"bad severity", "type: json\nseverity: {field: l, mapping: {LOUD: [x]}}\n", `processors.p.severity.mapping: map severity "LOUD"`},
 		{"multiline two modes", "type: multiline\nstart: '^a'\nindent: true\n", `give exactly one of start, end, continue, indent or preset`},
 		{"multiline preset", "type: multiline\npreset: cobol\n", `processors.p.preset: unknown preset "cobol"`},
+		{"filter both", "type: filter\nkeep: 'true'\ndrop: 'false'\n", `give exactly one of keep or drop`},
+		{"filter bad expr", "type: filter\nkeep: 'severity >'\n", `processors.p.keep: compile condition`},
+		{"sample rate", "type: sample\nrate: 2\n", `processors.p.rate: must be in (0, 1], got 2`},
+		{"sample field", "type: sample\nrate: 0.5\nby: headers.x\n", `processors.p.by: unknown field "headers.x"`},
+		{"rate_limit rate", "type: rate_limit\nrate: 0\n", `processors.p.rate: must be positive`},
 		{"cri negative", "type: cri\nflush_timeout: -1s\n", `processors.p.flush_timeout: must be positive`},
 	}
 	for _, tt := range tests {
@@ -54,13 +59,16 @@ func TestBuildErrors(t *testing.T) {
 
 func TestBuildEveryType(t *testing.T) {
 	examples := map[string]string{
-		"json":      "type: json\nbody_field: msg\ntimestamp: {field: time}\nseverity: {field: level}\n",
-		"logfmt":    "type: logfmt\n",
-		"regex":     "type: regex\npattern: '^(?P<level>\\w+) (?P<msg>.*)$'\n",
-		"cri":       "type: cri\n",
-		"docker":    "type: docker\nmax_bytes: 64KiB\n",
-		"container": "type: container\nflush_timeout: 2s\n",
-		"multiline": "type: multiline\npreset: java\n",
+		"json":       "type: json\nbody_field: msg\ntimestamp: {field: time}\nseverity: {field: level}\n",
+		"logfmt":     "type: logfmt\n",
+		"regex":      "type: regex\npattern: '^(?P<level>\\w+) (?P<msg>.*)$'\n",
+		"cri":        "type: cri\n",
+		"docker":     "type: docker\nmax_bytes: 64KiB\n",
+		"container":  "type: container\nflush_timeout: 2s\n",
+		"multiline":  "type: multiline\npreset: java\n",
+		"filter":     "type: filter\ndrop: 'body contains \"healthz\"'\n",
+		"sample":     "type: sample\nrate: 0.25\nby: attributes.request_id\n",
+		"rate_limit": "type: rate_limit\nrate: 100\nby: resource.k8s.pod.name\n",
 	}
 	for _, typ := range Types() {
 		t.Run(typ, func(t *testing.T) {
