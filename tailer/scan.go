@@ -31,29 +31,10 @@ func (r *run) scan(now time.Time, startup bool) {
 	anyKnown := false
 	for _, pattern := range r.opts.Include {
 		r.glob.expand(pattern, func(path string) {
-			for _, ex := range r.opts.Exclude {
-				if match(ex, path) {
-					return
-				}
+			if f, known := r.visit(path, now, startup); f != nil {
+				fresh = append(fresh, f)
+				anyKnown = anyKnown || known
 			}
-			st, err := os.Stat(path)
-			if err != nil || !st.Mode().IsRegular() {
-				return
-			}
-			id := idOf(st)
-			if f := r.t.files[id]; f != nil {
-				r.rescan(f, path, st)
-				return
-			}
-			if r.opts.ExcludeOlderThan > 0 && now.Sub(st.ModTime()) > r.opts.ExcludeOlderThan {
-				return
-			}
-			f, known := r.discover(path, id, startup, now)
-			if f == nil {
-				return
-			}
-			anyKnown = anyKnown || known
-			fresh = append(fresh, f)
 		})
 	}
 	// Where to start files no checkpoint knows: on a first run (no file of
@@ -87,6 +68,46 @@ func (r *run) scan(now time.Time, startup bool) {
 	r.syncWatches()
 }
 
+// visit looks at one path the patterns produced: a known file is rescanned,
+// an unknown one discovered. It returns a file discovered at startup whose
+// start is not decided yet (cur.offset -1), and whether a checkpoint knew it.
+func (r *run) visit(path string, now time.Time, startup bool) (*file, bool) {
+	for _, ex := range r.opts.Exclude {
+		if match(ex, path) {
+			return nil, false
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, false
+	}
+	id := idOf(st)
+	if f := r.t.files[id]; f != nil {
+		r.rescan(f, path, st)
+		return nil, false
+	}
+	if r.opts.ExcludeOlderThan > 0 && now.Sub(st.ModTime()) > r.opts.ExcludeOlderThan {
+		return nil, false
+	}
+	f, known := r.discover(path, id, startup, now)
+	if f == nil || f.cur.offset >= 0 {
+		return nil, known
+	}
+	return f, known
+}
+
+// created handles a directory event announcing path: if the patterns match
+// it, it is discovered now rather than at the next scan, so that a file
+// renamed away soon after its creation is not missed.
+func (r *run) created(path string, now time.Time) {
+	for _, p := range r.opts.Include {
+		if match(p, path) {
+			r.visit(path, now, false)
+			return
+		}
+	}
+}
+
 // rescan updates a known file found again by a scan at path.
 func (r *run) rescan(f *file, path string, st fs.FileInfo) {
 	if f.gen == r.gen {
@@ -115,15 +136,15 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo) {
 	f.polled = r.polledPath(path)
 	size := st.Size()
 	f.statSize.Store(size)
-	if size != f.scanSize {
-		// Content replaced in place (copytruncate refilled past our offset
-		// before we looked) shows as a changed start.
-		if f.fd != nil && f.fp.Len > 0 && size != f.scanSize {
+	if mt := st.ModTime(); size != f.scanSize || !mt.Equal(f.scanTime) {
+		// Content replaced in place (copytruncate refilled up to or past
+		// our offset before we looked) shows as a changed start.
+		if f.fd != nil && f.fp.Len > 0 {
 			if same, err := sameStart(f.fd, f.fp, r.fpBuf); err == nil && !same {
 				r.truncated(f, size)
 			}
 		}
-		f.scanSize = size
+		f.scanSize, f.scanTime = size, mt
 	}
 	if size != f.cur.offset+int64(f.partial) && !f.queued {
 		f.size = size
@@ -160,7 +181,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 		attrs: fileAttrs(r.opts, path),
 		fd:    fd,
 		fp:    fp,
-		size:  st.Size(), scanSize: st.Size(),
+		size:  st.Size(), scanSize: st.Size(), scanTime: st.ModTime(),
 		gen:        r.gen,
 		polled:     r.polledPath(path),
 		lastGrowth: now,
@@ -189,6 +210,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 			r.markReady(f)
 		}
 	}
+	r.t.log.Debug("new file", "path", path, "ino", id.ino, "offset", f.cur.offset, "size", f.size)
 	r.t.mu.Lock()
 	r.t.files[id] = f
 	r.t.mu.Unlock()
@@ -212,6 +234,7 @@ func (r *run) orphan(f *file, now time.Time) {
 		r.forget(f, false)
 		return
 	}
+	r.t.log.Debug("file no longer matches; draining it", "path", f.path, "offset", f.cur.offset)
 	r.t.mu.Lock()
 	f.state = draining
 	r.t.mu.Unlock()

@@ -92,8 +92,9 @@ type file struct {
 	cur   cursor
 	state fileState
 
-	size       int64 // size at the last stat
-	scanSize   int64 // size at the last scan, to notice change
+	size       int64     // size at the last stat
+	scanSize   int64     // size at the last scan, to notice change
+	scanTime   time.Time // modification time at the last scan
 	gen        uint64
 	queued     bool
 	polled     bool // no directory watch reports its writes
@@ -215,6 +216,13 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 		if !now.Before(r.nextScan) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
 			r.scan(now, false)
 		}
+		if r.hints != nil {
+			select {
+			case <-r.hints.wake:
+				r.takeHints()
+			default:
+			}
+		}
 		if !now.Before(r.nextMaint) {
 			r.maintain(now)
 		}
@@ -276,9 +284,14 @@ func earliest(a, b time.Time) time.Time {
 
 // takeHints turns directory events into ready files and scan requests.
 func (r *run) takeHints() {
+	now := time.Now()
 	overflow := r.hints.take(func(name string, op fsnotifyOp) {
-		if f := r.byPath[name]; f != nil && op&opWrite != 0 {
+		f := r.byPath[name]
+		if f != nil && op&opWrite != 0 {
 			r.markReady(f)
+		}
+		if op&opCreate != 0 {
+			r.created(name, now) // maybe a new file where a renamed one was
 		}
 		if op&(opCreate|opRename|opRemove) != 0 {
 			r.scanSoon = true
@@ -579,6 +592,7 @@ func (r *run) retire(f *file) {
 			deleted = true
 		}
 	}
+	r.t.log.Debug("closing drained file", "path", f.path, "offset", f.cur.offset, "deleted", deleted)
 	r.closeFile(f)
 	r.forget(f, deleted)
 }

@@ -111,7 +111,7 @@ func (c *Counter) Add(b *event.Batch) {
 		m := c.seen[stream]
 		if m == nil {
 			m = map[int]int{}
-			c.seen[stream] = m
+			c.seen[strings.Clone(stream)] = m // the body's bytes belong to the batch
 		}
 		m[seq]++
 		c.total++

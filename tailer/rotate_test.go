@@ -1,0 +1,245 @@
+package tailer
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/logpump/logpump/tailer/tailertest"
+)
+
+// Rotation by rename: the writer keeps writing to the renamed file for a
+// while (late writes through its old descriptor), then reopens the path. All
+// lines arrive once, whether or not the rotated name matches the patterns.
+func TestRenameRotation(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pattern string
+	}{
+		{"rotated name unmatched", "app.log"},
+		{"rotated name matched", "app.log*"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "app.log")
+			w := newWriter(t, path, "a")
+			count := tailertest.NewCounter()
+			h := startTailer(t, testOptions(filepath.Join(dir, tc.pattern)), t.TempDir(), count)
+			waitFor(t, func() bool { return len(h.tl.Stats().Files) == 1 })
+			for i := range 5 {
+				mustWrite(t, w, 300)
+				if err := os.Rename(path, filepath.Join(dir, "app.log."+string(rune('1'+i)))); err != nil {
+					t.Fatal(err)
+				}
+				mustWrite(t, w, 50) // late writes to the renamed file
+				if err := w.Reopen(); err != nil {
+					t.Fatal(err)
+				}
+				mustWrite(t, w, 100)
+				time.Sleep(30 * time.Millisecond)
+			}
+			h.waitCount(w.Written())
+			time.Sleep(300 * time.Millisecond) // time for duplicates to show
+			h.stop()
+			expect(t, count, map[string]int{"a": w.Written()}, 0)
+			if st := h.tl.Stats(); st.Rotations == 0 && tc.pattern == "app.log" {
+				t.Errorf("no rotation counted: %+v", st)
+			}
+		})
+	}
+}
+
+// Copytruncate: the file is copied then truncated in place. When the
+// tailer notices the truncation before the file grows back past its offset
+// (the size is below its offset), it reads the file again from 0 with no
+// duplicates. When the writer refills the file past the old offset first,
+// the changed fingerprint gives it away: the file is read again from 0 and
+// the duplicates are bounded by what the new content holds. Nothing is lost
+// in either case (lines unread at the truncation are in the copy, not under
+// test here).
+func TestCopyTruncate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		settle bool // wait for the tailer to notice before refilling
+	}{
+		{"noticed before refill", true},
+		{"refilled past the offset", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "app.log")
+			w := newWriter(t, path, "a")
+			count := tailertest.NewCounter()
+			h := startTailer(t, testOptions(path), t.TempDir(), count)
+			for range 4 {
+				mustWrite(t, w, 500)
+				h.waitCount(w.Written())
+				if err := os.Truncate(path, 0); err != nil {
+					t.Fatal(err)
+				}
+				mustWrite(t, w, 10) // an O_APPEND writer continues at the new end
+				if tc.settle {
+					h.waitCount(w.Written())
+				}
+			}
+			h.waitCount(w.Written())
+			time.Sleep(300 * time.Millisecond) // a scan for the fingerprint check
+			h.stop()
+			res := expect(t, count, map[string]int{"a": w.Written()}, 4*510)
+			if tc.settle && res.Duplicated > 0 {
+				t.Errorf("%d duplicates although every truncation was noticed", res.Duplicated)
+			}
+			if st := h.tl.Stats(); st.Truncations < 4 {
+				t.Errorf("truncations = %d, want at least 4", st.Truncations)
+			}
+		})
+	}
+}
+
+// A file deleted while open is read to its end through the open descriptor,
+// including what the writer adds after the deletion, then closed and its
+// checkpoint forgotten.
+func TestDeleteWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	w := newWriter(t, path, "a")
+	mustWrite(t, w, 100)
+	count := tailertest.NewCounter()
+	h := startTailer(t, testOptions(path), t.TempDir(), count)
+	h.waitCount(100)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, w, 100)
+	h.waitCount(200)
+	waitFor(t, func() bool { return len(h.tl.Stats().Files) == 0 })
+	h.stop()
+	expect(t, count, map[string]int{"a": 200}, 0)
+	if st := h.tl.Stats(); st.Deleted != 1 {
+		t.Errorf("deleted = %d, want 1", st.Deleted)
+	}
+}
+
+// Restart: a second tailer over the same state directory resumes every file
+// at its committed offset; lines written while stopped arrive, none twice.
+func TestRestartResumes(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	wa := newWriter(t, filepath.Join(dir, "a.log"), "a")
+	wb := newWriter(t, filepath.Join(dir, "b.log"), "b")
+	opts := testOptions(filepath.Join(dir, "*.log"))
+	count := tailertest.NewCounter()
+	for round := range 3 {
+		mustWrite(t, wa, 1000)
+		mustWrite(t, wb, 10)
+		h := startTailer(t, opts, state, count)
+		h.waitCount(wa.Written() + wb.Written())
+		if round == 1 {
+			// Truncated while running, and a partial line left at stop.
+			wa.Write(5)
+		}
+		h.stop()
+	}
+	expect(t, count, map[string]int{"a": wa.Written(), "b": wb.Written()}, 0)
+}
+
+// A file rewritten in place (same inode, other content) while the agent was
+// stopped is recognised by its fingerprint and read from the start.
+func TestRestartRecycledInode(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	w := newWriter(t, path, "old")
+	mustWrite(t, w, 20)
+	count := tailertest.NewCounter()
+	h := startTailer(t, testOptions(path), state, count)
+	h.waitCount(20)
+	h.stop()
+	st1, _ := os.Stat(path)
+
+	// Same inode, new content longer than the old offset.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	w2 := newWriter(t, path, "new")
+	mustWrite(t, w2, 40)
+	st2, _ := os.Stat(path)
+	if !os.SameFile(st1, st2) {
+		t.Fatal("file was not rewritten in place")
+	}
+	count2 := tailertest.NewCounter()
+	h2 := startTailer(t, testOptions(path), state, count2)
+	h2.waitCount(40)
+	h2.stop()
+	expect(t, count2, map[string]int{"new": 40}, 0)
+}
+
+// Discovery: include and exclude patterns, "**", a file created while
+// running and a file moved into the patterns are read from the beginning;
+// a file moved out is read to its end and not read again.
+func TestDiscovery(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"x", "x/y", "z"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := testOptions(filepath.Join(dir, "**", "*.log"))
+	opts.Exclude = []string{filepath.Join(dir, "z", "*")}
+	top := newWriter(t, filepath.Join(dir, "top.log"), "top")
+	deep := newWriter(t, filepath.Join(dir, "x", "y", "deep.log"), "deep")
+	excluded := newWriter(t, filepath.Join(dir, "z", "no.log"), "no")
+	other := newWriter(t, filepath.Join(dir, "x", "other.txt"), "txt")
+	for _, w := range []*tailertest.Writer{top, deep, excluded, other} {
+		mustWrite(t, w, 10)
+	}
+	count := tailertest.NewCounter()
+	h := startTailer(t, opts, t.TempDir(), count)
+	h.waitCount(20)
+
+	// Created while running, in a new directory.
+	if err := os.MkdirAll(filepath.Join(dir, "x", "new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	late := newWriter(t, filepath.Join(dir, "x", "new", "late.log"), "late")
+	mustWrite(t, late, 10)
+	// Moved into the patterns.
+	mustWrite(t, other, 5)
+	if err := os.Rename(filepath.Join(dir, "x", "other.txt"), filepath.Join(dir, "x", "other.log")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitCount(45)
+	// Moved out: lines written after the move still arrive (drained), once.
+	if err := os.Rename(filepath.Join(dir, "top.log"), filepath.Join(dir, "top.old")); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, top, 5)
+	h.waitCount(50)
+	time.Sleep(300 * time.Millisecond)
+	h.stop()
+	expect(t, count, map[string]int{"top": 15, "deep": 10, "late": 10, "txt": 15}, 0)
+	if res := count.Result(map[string]int{"no": 10}); res.Delivered != 50 || res.Missing != 10 {
+		t.Errorf("excluded file was read: %s", res)
+	}
+}
+
+func TestMatch(t *testing.T) {
+	tests := []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/var/log/*.log", "/var/log/a.log", true},
+		{"/var/log/*.log", "/var/log/x/a.log", false},
+		{"/var/log/**/*.log", "/var/log/a.log", true},
+		{"/var/log/**/*.log", "/var/log/x/y/a.log", true},
+		{"/var/log/**", "/var/log/x/y/a.log", true},
+		{"/var/log/**/x/*.log", "/var/log/a/b/x/c.log", true},
+		{"/var/log/**/x/*.log", "/var/log/a/b/y/c.log", false},
+	}
+	for _, tt := range tests {
+		if got := match(tt.pattern, tt.path); got != tt.want {
+			t.Errorf("match(%q, %q) = %v, want %v", tt.pattern, tt.path, got, tt.want)
+		}
+	}
+}
