@@ -84,11 +84,12 @@ func (h *hints) drain() {
 // the queue overflowed since the last take.
 func (h *hints) take(f func(name string, op fsnotify.Op)) (overflow bool) {
 	h.mu.Lock()
-	names := h.names
-	overflow = h.overflow
-	if len(names) > 0 {
+	var names map[string]fsnotify.Op
+	if len(h.names) > 0 {
+		names = h.names
 		h.names = make(map[string]fsnotify.Op, len(names))
 	}
+	overflow = h.overflow
 	h.overflow = false
 	h.mu.Unlock()
 	for name, op := range names {
