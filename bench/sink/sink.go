@@ -54,6 +54,7 @@ type Sink struct {
 
 	mu      sync.Mutex
 	samples []string // a few records without a number, for diagnosis
+	first   []byte   // the first record received, encoded
 
 	grpcLis, httpLis net.Listener
 	grpcSrv          *grpc.Server
@@ -160,6 +161,9 @@ func (s *Sink) Consume(req []byte) error {
 	s.raw.Add(uint64(len(req)))
 	var records, unique, dups, noSeq, outOfRange uint64
 	err := eachRecord(req, func(rec []byte) {
+		if records == 0 {
+			s.keepFirst(rec)
+		}
 		records++
 		seq, ok := RecordSeq(rec)
 		switch {
@@ -189,6 +193,21 @@ func (s *Sink) Consume(req []byte) error {
 		s.malformed.Add(1)
 	}
 	return err
+}
+
+func (s *Sink) keepFirst(rec []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.first == nil {
+		s.first = bytes.Clone(rec)
+	}
+}
+
+// First returns the first LogRecord received, encoded, or nil.
+func (s *Sink) First() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first
 }
 
 func (s *Sink) sample(rec []byte) {

@@ -16,6 +16,9 @@ import (
 	"github.com/logpump/logpump/bench/proc"
 	"github.com/logpump/logpump/bench/sink"
 	"github.com/logpump/logpump/bench/workload"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // scenario is one row group of the report.
@@ -381,6 +384,7 @@ func (h *harness) finish(r *result, s *sink.Sink, p *process, waitErr error, a a
 	}
 	r.Shutdown, r.ExitCPU = p.stop()
 	s.Close()
+	writeFirstRecord(filepath.Join(p.dir, "first-record.json"), s.First())
 	r.Counts = s.Counts()
 	switch {
 	case waitErr != nil && waitErr.Error() == "exited":
@@ -403,6 +407,22 @@ func (h *harness) finish(r *result, s *sink.Sink, p *process, waitErr error, a a
 	}
 	if r.Counts.OutOfRange > 0 {
 		r.Detail = strings.TrimSpace(fmt.Sprintf("%s; %d records numbered beyond N", r.Detail, r.Counts.OutOfRange))
+	}
+}
+
+// writeFirstRecord saves the first record the agent sent, as JSON, to
+// show the shape of what each agent delivers.
+func writeFirstRecord(path string, rec []byte) {
+	if rec == nil {
+		return
+	}
+	var lr logspb.LogRecord
+	if err := proto.Unmarshal(rec, &lr); err != nil {
+		return
+	}
+	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(&lr)
+	if err == nil {
+		os.WriteFile(path, append(b, '\n'), 0o644)
 	}
 }
 
