@@ -13,12 +13,18 @@ var agentBin string
 
 // TestMain builds the agent from the repository root (its own go.mod, so the
 // binary under test is the one users get, not one linked against this
-// module's dependency versions) and runs the tests.
+// module's dependency versions) and runs the tests. LOGPUMP_E2E_BIN names a
+// binary to test instead.
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
 }
 
 func buildAndRun(m *testing.M) int {
+	if bin := os.Getenv("LOGPUMP_E2E_BIN"); bin != "" {
+		// A binary built elsewhere (a release build, a packaged one).
+		agentBin = bin
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "logpump-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
