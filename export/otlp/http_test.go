@@ -24,7 +24,7 @@ import (
 // collector would (method, path, content type), decompresses the body with
 // its own decoders and answers with reply.
 type httpReceiver struct {
-	reply func(w http.ResponseWriter)
+	reply func(w http.ResponseWriter, req *collogspb.ExportLogsServiceRequest)
 
 	mu        sync.Mutex
 	requests  []*collogspb.ExportLogsServiceRequest
@@ -79,7 +79,7 @@ func (h *httpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProto(w, http.StatusOK, &collogspb.ExportLogsServiceResponse{})
 		return
 	}
-	reply(w)
+	reply(w, &req)
 }
 
 func writeProto(w http.ResponseWriter, code int, m proto.Message) {
@@ -115,41 +115,41 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
 	tests := []struct {
 		name  string
-		reply func(w http.ResponseWriter)
+		reply func(w http.ResponseWriter, req *collogspb.ExportLogsServiceRequest)
 		want  outcome
 		// delayAtLeast checks delays computed from a date, which depend on the clock.
 		delayAtLeast time.Duration
 	}{
-		{"ok with body", func(w http.ResponseWriter) {
+		{"ok with body", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			writeProto(w, 200, &collogspb.ExportLogsServiceResponse{})
 		}, outcome{}, 0},
-		{"ok without body", func(w http.ResponseWriter) { w.WriteHeader(200) }, outcome{}, 0},
-		{"202 accepted", func(w http.ResponseWriter) { w.WriteHeader(202) }, outcome{}, 0},
-		{"partial", func(w http.ResponseWriter) {
+		{"ok without body", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(200) }, outcome{}, 0},
+		{"202 accepted", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(202) }, outcome{}, 0},
+		{"partial", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			writeProto(w, 200, &collogspb.ExportLogsServiceResponse{PartialSuccess: &collogspb.ExportLogsPartialSuccess{RejectedLogRecords: 2, ErrorMessage: "too old"}})
 		}, outcome{Err: true, Partial: 2}, 0},
-		{"400 with status", func(w http.ResponseWriter) {
+		{"400 with status", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			writeProto(w, 400, &spb.Status{Code: 3, Message: "bad record"})
 		}, outcome{Err: true, Permanent: true}, 0},
-		{"401", func(w http.ResponseWriter) { http.Error(w, "no token", 401) }, outcome{Err: true, Permanent: true}, 0},
-		{"404", func(w http.ResponseWriter) { http.NotFound(w, nil) }, outcome{Err: true, Permanent: true}, 0},
-		{"413", func(w http.ResponseWriter) { w.WriteHeader(413) }, outcome{Err: true, Permanent: true}, 0},
-		{"500", func(w http.ResponseWriter) { w.WriteHeader(500) }, outcome{Err: true, Permanent: true}, 0},
-		{"429", func(w http.ResponseWriter) { w.WriteHeader(429) }, outcome{Err: true}, 0},
-		{"429 retry-after seconds", func(w http.ResponseWriter) {
+		{"401", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { http.Error(w, "no token", 401) }, outcome{Err: true, Permanent: true}, 0},
+		{"404", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { http.NotFound(w, nil) }, outcome{Err: true, Permanent: true}, 0},
+		{"413", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(413) }, outcome{Err: true, Permanent: true}, 0},
+		{"500", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(500) }, outcome{Err: true, Permanent: true}, 0},
+		{"429", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(429) }, outcome{Err: true}, 0},
+		{"429 retry-after seconds", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			w.Header().Set("Retry-After", "30")
 			w.WriteHeader(429)
 		}, outcome{Err: true, Delay: 30 * time.Second}, 0},
-		{"503 retry-after date", func(w http.ResponseWriter) {
+		{"503 retry-after date", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			w.Header().Set("Retry-After", date)
 			w.WriteHeader(503)
 		}, outcome{Err: true}, 80 * time.Second},
-		{"503 bad retry-after", func(w http.ResponseWriter) {
+		{"503 bad retry-after", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			w.Header().Set("Retry-After", "soon")
 			w.WriteHeader(503)
 		}, outcome{Err: true}, 0},
-		{"502", func(w http.ResponseWriter) { w.WriteHeader(502) }, outcome{Err: true}, 0},
-		{"504", func(w http.ResponseWriter) { w.WriteHeader(504) }, outcome{Err: true}, 0},
+		{"502", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(502) }, outcome{Err: true}, 0},
+		{"504", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(504) }, outcome{Err: true}, 0},
 	}
 	h := &httpReceiver{}
 	srv := httptest.NewServer(h)
@@ -178,7 +178,7 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 }
 
 func TestHTTPErrorNamesStatusAndMessage(t *testing.T) {
-	h := &httpReceiver{reply: func(w http.ResponseWriter) { writeProto(w, 400, &spb.Status{Code: 3, Message: "bad record"}) }}
+	h := &httpReceiver{reply: func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { writeProto(w, 400, &spb.Status{Code: 3, Message: "bad record"}) }}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	o := DefaultOptions()
