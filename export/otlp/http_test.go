@@ -178,7 +178,9 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 }
 
 func TestHTTPErrorNamesStatusAndMessage(t *testing.T) {
-	h := &httpReceiver{reply: func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { writeProto(w, 400, &spb.Status{Code: 3, Message: "bad record"}) }}
+	h := &httpReceiver{reply: func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
+		writeProto(w, 400, &spb.Status{Code: 3, Message: "bad record"})
+	}}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	o := DefaultOptions()
