@@ -91,6 +91,9 @@ func newEnv(t *testing.T, s setup) *env {
 		if t.Failed() {
 			e.dumpLog()
 		}
+		if keep := os.Getenv("E2E_LOGDIR"); keep != "" {
+			e.keepLog(keep)
+		}
 	})
 
 	exporter := fmt.Sprintf("type: otlp_grpc\n    endpoint: %s", sink.GRPCEndpoint())
@@ -129,6 +132,22 @@ pipelines:
 		t.Fatal(err)
 	}
 	return e
+}
+
+// keepLog copies the agent's log to dir/<test name>.log (E2E_LOGDIR, for
+// CI artifacts).
+func (e *env) keepLog(dir string) {
+	data, err := os.ReadFile(e.agentLog)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		name := strings.ReplaceAll(e.t.Name(), "/", "_") + ".log"
+		err = os.WriteFile(filepath.Join(dir, name), data, 0o644)
+	}
+	if err != nil {
+		e.t.Logf("keep agent log: %v", err)
+	}
 }
 
 // dumpLog prints the tail of the agent's log.
