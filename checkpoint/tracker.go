@@ -296,3 +296,18 @@ func (t *Tracker) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// InFlight returns how many ranges of a source's files wait for
+// acknowledgement. A reload waits for zero before a replacement reader
+// resumes from the committed offsets, so that nothing is read twice.
+func (t *Tracker) InFlight(source string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for k, f := range t.files {
+		if k.Source == source && f.ep != nil {
+			n += len(f.ep.spans)
+		}
+	}
+	return n
+}

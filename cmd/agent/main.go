@@ -95,16 +95,25 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	go func() {
-		s := <-sigs
-		log.Info("stopping: draining exporters and flushing checkpoints", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
-		cancel()
-		s = <-sigs
-		log.Warn("second signal: exiting now; unacknowledged lines will be read again on the next start", "signal", s.String())
-		os.Exit(130)
+		stopping := false
+		for s := range sigs {
+			switch {
+			case s == syscall.SIGHUP && !stopping:
+				go reload(path, getenv, a, log)
+			case s == syscall.SIGHUP:
+			case !stopping:
+				stopping = true
+				log.Info("stopping: draining exporters and flushing checkpoints", "signal", s.String(), "timeout", cfg.ShutdownTimeout.String())
+				cancel()
+			default:
+				log.Warn("second signal: exiting now; unacknowledged lines will be read again on the next start", "signal", s.String())
+				os.Exit(130)
+			}
+		}
 	}()
 	if stopAfter != nil {
 		stopAfter(ctx, cancel)
@@ -114,6 +123,19 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		return 1
 	}
 	return 0
+}
+
+// reload re-reads the configuration file and swaps the running graph. On
+// any error the running graph stays and the error is logged.
+func reload(path string, getenv func(string) string, a *agent.Agent, log *slog.Logger) {
+	log.Info("reloading configuration", "config", path)
+	cfg, err := config.Load(path, getenv)
+	if err == nil {
+		err = a.Reload(cfg)
+	}
+	if err != nil {
+		log.Error("reload failed; the running configuration stays in effect", "config", path, "err", err.Error())
+	}
 }
 
 type stopFunc func(ctx context.Context, cancel context.CancelFunc)

@@ -5,13 +5,19 @@
 package agent
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/config"
@@ -33,6 +39,8 @@ type Env struct {
 	Log      *slog.Logger
 	Hostname string
 	Now      func() time.Time
+	// Ready, when set, is called once the pipeline runs (systemd READY=1).
+	Ready func()
 }
 
 func (e *Env) defaults() {
@@ -55,13 +63,20 @@ func (e *Env) defaults() {
 
 // Agent is a built pipeline graph. Build it with [Build], run it with [Agent.Run].
 type Agent struct {
-	cfg     *config.Config
 	env     Env
 	log     *slog.Logger
 	tracker *checkpoint.Tracker
-	// exporters by name, in a stable order for start and shutdown.
+
+	reloadMu sync.Mutex // serialises Reload
+
+	mu  sync.Mutex // guards what follows, which Reload replaces
+	cfg *config.Config
+	// exporters in a stable order for start and shutdown.
 	exporters []*exporter
 	lanes     []*lane
+	// runCtx and hard are Run's contexts: lanes read until runCtx ends and
+	// hand batches over until hard ends.
+	runCtx, hard context.Context
 }
 
 type exporter struct {
@@ -69,6 +84,9 @@ type exporter struct {
 	typ    string
 	client export.Client
 	queue  *export.Queue
+	// fingerprint is the canonical text of the exporter's configuration: a
+	// reload keeps an exporter whose fingerprint did not change.
+	fingerprint string
 }
 
 // lane is one source flowing through its pipeline: one goroutine drives it.
@@ -79,6 +97,13 @@ type lane struct {
 	chain    pipe.Stage
 	routes   *route.Table
 	queues   map[string]*export.Queue
+	// fingerprint covers the source, the pipeline's processors and routes
+	// and its exporters: a reload keeps a lane whose fingerprint did not change.
+	fingerprint string
+
+	// Set while the lane runs.
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // sourceOptions are a file source's keys: the tailer's plus the source's
@@ -94,19 +119,24 @@ type sourceOptions struct {
 // listing every problem, located in the configuration file.
 func Build(cfg *config.Config, env Env) (*Agent, error) {
 	env.defaults()
-	a := &Agent{cfg: cfg, env: env, log: env.Log}
+	tracker := checkpoint.NewTracker(checkpoint.NewStore(cfg.StateDir), env.Log, checkpoint.Options{
+		MaxInFlightBytes: int64(cfg.Checkpoints.MaxInFlight),
+		Retention:        cfg.Checkpoints.Retention,
+		FlushInterval:    cfg.Checkpoints.FlushInterval,
+		Now:              env.Now,
+	})
+	return build(cfg, env, tracker)
+}
+
+// build builds the graph around an existing tracker (a reload keeps it).
+func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker) (*Agent, error) {
+	a := &Agent{cfg: cfg, env: env, log: env.Log, tracker: tracker}
 	var errs config.Errors
 	add := func(c config.Component, err error) {
 		if err != nil {
 			errs = append(errs, config.At(c.Node, c.Key, err)...)
 		}
 	}
-	a.tracker = checkpoint.NewTracker(checkpoint.NewStore(cfg.StateDir), env.Log, checkpoint.Options{
-		MaxInFlightBytes: int64(cfg.Checkpoints.MaxInFlight),
-		Retention:        cfg.Checkpoints.Retention,
-		FlushInterval:    cfg.Checkpoints.FlushInterval,
-		Now:              env.Now,
-	})
 
 	queues := map[string]*export.Queue{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Exporters)) {
@@ -154,6 +184,7 @@ func Build(cfg *config.Config, env Env) (*Agent, error) {
 			}
 			ln.routes = table
 			ln.queues = queues
+			ln.fingerprint = laneFingerprint(cfg, sname, p)
 			a.lanes = append(a.lanes, ln)
 		}
 	}
@@ -252,7 +283,7 @@ func mergeResource(global []event.KeyValue, own map[string]string, source string
 
 func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error) {
 	log := a.log.With("exporter", name)
-	ex := &exporter{name: name, typ: c.Type}
+	ex := &exporter{name: name, typ: c.Type, fingerprint: c.Type + canonical(c.Node)}
 	switch c.Type {
 	case "otlp_grpc", "otlp_http":
 		opts := otlp.DefaultOptions()
@@ -299,4 +330,64 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 		return nil, config.Fieldf("type", "unknown exporter type %q (known: otlp_grpc, otlp_http, console)", c.Type)
 	}
 	return ex, nil
+}
+
+// laneFingerprint is the canonical text of everything a lane is built from.
+func laneFingerprint(cfg *config.Config, source string, p config.Pipeline) string {
+	var b strings.Builder
+	b.WriteString("source:" + canonical(cfg.Sources[source].Node))
+	for _, name := range p.Processors {
+		b.WriteString("|proc:" + canonical(cfg.Processors[name].Node))
+	}
+	dest := func(names []string) {
+		for _, name := range names {
+			c := cfg.Exporters[name]
+			b.WriteString("|exp:" + name + ":" + c.Type + canonical(c.Node))
+		}
+	}
+	dest(p.Exporters)
+	for _, r := range p.Routes {
+		fmt.Fprintf(&b, "|route:%q:%v", r.When, r.Continue)
+		dest(r.Exporters)
+	}
+	fmt.Fprintf(&b, "|resource:%v", cfg.Resource)
+	return b.String()
+}
+
+// canonical renders a YAML node's content without comments or styles, so
+// that only a change of meaning changes it.
+func canonical(n *yaml.Node) string {
+	var b strings.Builder
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c)
+			}
+		case yaml.AliasNode:
+			walk(n.Alias)
+		case yaml.MappingNode:
+			b.WriteByte('{')
+			for _, c := range n.Content {
+				walk(c)
+				b.WriteByte(',')
+			}
+			b.WriteByte('}')
+		case yaml.SequenceNode:
+			b.WriteByte('[')
+			for _, c := range n.Content {
+				walk(c)
+				b.WriteByte(',')
+			}
+			b.WriteByte(']')
+		default:
+			b.WriteString(strconv.Quote(n.Value))
+		}
+	}
+	walk(n)
+	return b.String()
 }

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/export"
 )
 
 // Run loads the checkpoints, starts the exporters and drives every lane until
@@ -16,7 +19,7 @@ import (
 // not acknowledged by then is not checkpointed and is read again on the next
 // start. Run returns nil after a complete drain and an error wrapping
 // context.DeadlineExceeded when the deadline cut it short. Run may be called
-// once.
+// once; [Agent.Reload] may be called while it runs.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.tracker.Load(); err != nil {
 		return fmt.Errorf("load checkpoints: %w", err)
@@ -29,25 +32,40 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { flushed <- a.tracker.Run(flushCtx) }()
 
 	// hard ends the drain: it is cancelled shutdown_timeout after ctx is.
+	// (A reload keeps shutdown_timeout.)
+	grace := a.cfg.ShutdownTimeout
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
 	var stopped atomic.Int64 // unix nanos of the stop request
 	stopTimer := context.AfterFunc(ctx, func() {
 		stopped.Store(time.Now().UnixNano())
-		time.AfterFunc(a.cfg.ShutdownTimeout, cancelHard)
+		time.AfterFunc(grace, cancelHard)
 	})
 	defer stopTimer()
 
-	a.log.Info("logpump running", "sources", len(a.lanes), "exporters", len(a.exporters), "state_dir", a.cfg.StateDir)
-	var wg sync.WaitGroup
+	a.mu.Lock()
+	a.runCtx, a.hard = ctx, hard
 	for _, ln := range a.lanes {
-		wg.Go(func() { a.drive(ctx, hard, ln) })
+		a.startLane(ln)
 	}
-	wg.Wait()
+	a.log.Info("logpump running", "sources", len(a.lanes), "exporters", len(a.exporters), "state_dir", a.cfg.StateDir)
+	a.mu.Unlock()
+	if a.env.Ready != nil {
+		a.env.Ready()
+	}
+	<-ctx.Done()
 
+	// A reload in progress sees ctx done and returns; after it no other starts.
+	a.mu.Lock()
+	lanes, exporters := a.lanes, a.exporters
+	a.mu.Unlock()
+	for _, ln := range lanes {
+		<-ln.done
+	}
 	var drainErr error
 	var dmu sync.Mutex
-	for _, ex := range a.exporters {
+	var wg sync.WaitGroup
+	for _, ex := range exporters {
 		wg.Go(func() {
 			if err := ex.queue.Shutdown(hard); err != nil {
 				dmu.Lock()
@@ -59,7 +77,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	stopFlush()
 	flushErr := <-flushed
-	for _, ex := range a.exporters {
+	for _, ex := range exporters {
 		if err := ex.client.Close(); err != nil {
 			a.log.Warn("close exporter", "exporter", ex.name, "err", err)
 		}
@@ -70,6 +88,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	err := errors.Join(drainErr, flushErr)
 	a.log.Info("logpump stopped", "drain_seconds", time.Since(time.Unix(0, stopped.Load())).Seconds(), "clean", err == nil)
 	return err
+}
+
+// startLane runs a lane in its own goroutine until its context (a child of
+// Run's) is cancelled. The caller holds a.mu.
+func (a *Agent) startLane(ln *lane) {
+	ctx, cancel := context.WithCancel(a.runCtx)
+	ln.cancel, ln.done = cancel, make(chan struct{})
+	go func() {
+		defer close(ln.done)
+		a.drive(ctx, a.hard, ln)
+	}()
 }
 
 // drive pulls one lane's batches through its stages and hands each routed
@@ -85,5 +114,172 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 				return
 			}
 		}
+	}
+}
+
+// Reload swaps the running graph for one built from cfg, without losing or
+// duplicating a line. The whole configuration is checked first; on any error
+// the running graph is left as it is and the error (a config.Errors) is
+// returned. Then:
+//   - exporters whose configuration did not change keep running (and their
+//     queues); new ones start; removed or changed ones drain and stop once
+//     nothing routes to them;
+//   - a lane (a source with its pipeline) whose source, processors, routes
+//     and exporters did not change keeps running untouched;
+//   - a changed or removed lane stops reading, and the agent waits until
+//     every range it read is acknowledged before its replacement resumes from
+//     the committed offsets, so no line is read twice or skipped.
+//
+// Changes of state_dir and checkpoints need a restart; they are logged and
+// ignored. Reload must be called while Run runs; reloads are serialised.
+func (a *Agent) Reload(cfg *config.Config) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	a.mu.Lock()
+	runCtx := a.runCtx
+	old := a.cfg
+	oldLanes, oldExporters := a.lanes, a.exporters
+	a.mu.Unlock()
+	if runCtx == nil || runCtx.Err() != nil {
+		return errors.New("reload: the agent is not running")
+	}
+	next, err := build(cfg, a.env, a.tracker)
+	if err != nil {
+		return err
+	}
+	if cfg.StateDir != old.StateDir || cfg.Checkpoints != old.Checkpoints {
+		a.log.Warn("state_dir and checkpoints settings change only on restart; keeping the running ones",
+			"state_dir", old.StateDir)
+		cfg.StateDir, cfg.Checkpoints = old.StateDir, old.Checkpoints
+	}
+	if cfg.ShutdownTimeout != old.ShutdownTimeout {
+		a.log.Warn("shutdown_timeout changes only on restart; keeping the running one", "shutdown_timeout", old.ShutdownTimeout)
+		cfg.ShutdownTimeout = old.ShutdownTimeout
+	}
+
+	byName := map[string]*exporter{}
+	for _, ex := range oldExporters {
+		byName[ex.name] = ex
+	}
+	queues := map[string]*export.Queue{}
+	var exporters, started []*exporter
+	for _, ex := range next.exporters {
+		if o, ok := byName[ex.name]; ok && o.fingerprint == ex.fingerprint {
+			ex.client.Close() // never started: the running one stays
+			ex = o
+			delete(byName, ex.name)
+		} else {
+			started = append(started, ex)
+		}
+		exporters = append(exporters, ex)
+		queues[ex.name] = ex.queue
+	}
+	retired := byName
+
+	bySource := map[string]*lane{}
+	for _, ln := range oldLanes {
+		bySource[ln.source] = ln
+	}
+	var lanes, starting []*lane
+	for _, ln := range next.lanes {
+		if o, ok := bySource[ln.source]; ok && o.fingerprint == ln.fingerprint {
+			lanes = append(lanes, o)
+			delete(bySource, ln.source)
+			continue
+		}
+		ln.queues = queues
+		lanes = append(lanes, ln)
+		starting = append(starting, ln)
+	}
+	stopping := bySource
+
+	for _, ex := range started {
+		ex.queue.Start()
+	}
+	for _, ln := range stopping {
+		ln.cancel()
+	}
+	for _, ln := range stopping {
+		<-ln.done
+		if !a.awaitAcked(runCtx, ln.source) {
+			break // stopping: Run drains what is left
+		}
+	}
+	a.mu.Lock()
+	if runCtx.Err() == nil {
+		for _, ln := range starting {
+			a.startLane(ln)
+		}
+		a.cfg, a.lanes = cfg, lanes
+	} else {
+		a.lanes = keepRunning(oldLanes, lanes)
+	}
+	a.exporters = exporters
+	for _, ex := range retired {
+		if runCtx.Err() != nil {
+			a.exporters = append(a.exporters, ex) // Run drains it with the others
+		}
+	}
+	a.mu.Unlock()
+	if runCtx.Err() == nil {
+		for _, ex := range retired {
+			go a.retire(ex, cfg.ShutdownTimeout)
+		}
+	}
+	a.log.Info("configuration reloaded", "lanes_kept", len(lanes)-len(starting), "lanes_restarted", len(starting),
+		"lanes_stopped", len(stopping), "exporters_started", len(started), "exporters_retired", len(retired))
+	return nil
+}
+
+// keepRunning returns the lanes Run must still wait for when a stop cut a
+// reload short: the old ones and the kept ones (never-started new lanes have
+// no goroutine).
+func keepRunning(old, next []*lane) []*lane {
+	var out []*lane
+	seen := map[*lane]bool{}
+	for _, ln := range append(old, next...) {
+		if ln.done != nil && !seen[ln] {
+			seen[ln] = true
+			out = append(out, ln)
+		}
+	}
+	return out
+}
+
+// awaitAcked waits until nothing read from source is unacknowledged. It
+// returns false if ctx ends first.
+func (a *Agent) awaitAcked(ctx context.Context, source string) bool {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	logged := false
+	for {
+		n := a.tracker.InFlight(source)
+		if n == 0 {
+			return true
+		}
+		if !logged {
+			a.log.Info("reload: waiting for in-flight lines to be acknowledged before restarting the source",
+				"source", source, "ranges", n)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// retire drains an exporter that the new configuration removed or changed.
+// Nothing routes to it any more.
+func (a *Agent) retire(ex *exporter, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := ex.queue.Shutdown(ctx); err != nil {
+		a.log.Warn("retired exporter did not drain in time; its unacknowledged lines will be read again on the next start",
+			"exporter", ex.name, "err", err)
+	}
+	if err := ex.client.Close(); err != nil {
+		a.log.Warn("close exporter", "exporter", ex.name, "err", err)
 	}
 }
