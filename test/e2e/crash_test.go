@@ -97,6 +97,11 @@ func TestCrash(t *testing.T) {
 	if rep.Unexpected != 0 {
 		t.Errorf("records that were never written arrived: %v", rep)
 	}
+	// A run sends a line once (retries follow failed requests only), so no
+	// line can arrive more often than there were runs.
+	if rep.MaxCopies > kills+1 {
+		t.Errorf("a line arrived %d times in %d runs", rep.MaxCopies, kills+1)
+	}
 	if rep.Duplicates > bound {
 		t.Errorf("duplicates = %d, want at most %d (%d kills x %d)", rep.Duplicates, bound, kills, perKill)
 	}
