@@ -34,6 +34,7 @@ func BenchmarkParse(b *testing.B) {
 		{"docker", "docker.log", func() (pipe.Stage, error) { return Docker(ContainerOptions{}, fixedNow, nil) }},
 		{"container", "container.log", func() (pipe.Stage, error) { return Container(ContainerOptions{}, fixedNow, nil) }},
 		{"multiline_java", "java.log", func() (pipe.Stage, error) { return Multiline(MultilineOptions{Preset: "java"}, fixedNow) }},
+		{"syslog", "syslog.log", func() (pipe.Stage, error) { return Syslog(SyslogOptions{}, fixedNow, nil) }},
 	}
 	for _, bb := range benches {
 		b.Run(bb.name, func(b *testing.B) {

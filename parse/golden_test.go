@@ -80,6 +80,9 @@ func TestGolden(t *testing.T) {
 		{"multiline_go", "gopanic.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(Multiline(MultilineOptions{Preset: "go"}, fixedNow))
 		}},
+		{"syslog", "syslog.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Syslog(SyslogOptions{}, fixedNow, d))
+		}},
 		{"multiline_start", "java.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(Multiline(MultilineOptions{Start: `^\d{4}-\d{2}-\d{2} `, MaxLines: 4}, fixedNow))
 		}},

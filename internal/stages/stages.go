@@ -45,7 +45,7 @@ type validator interface{ Validate() error }
 
 // types is the list Types returns; keep it in the order of the switch.
 var types = []string{
-	"json", "logfmt", "regex", "cri", "docker", "container", "multiline",
+	"json", "logfmt", "regex", "cri", "docker", "container", "syslog", "multiline",
 	"filter", "sample", "rate_limit",
 }
 
@@ -106,6 +106,12 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		default:
 			stage, err = parse.Container(o, env.Now, drops)
 		}
+	case "syslog":
+		var o parse.SyslogOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.Syslog(o, env.Now, drops)
 	case "multiline":
 		var o parse.MultilineOptions
 		if err := decode(&o); err != nil {

@@ -66,6 +66,7 @@ func TestBuildEveryType(t *testing.T) {
 		"docker":     "type: docker\nmax_bytes: 64KiB\n",
 		"container":  "type: container\nflush_timeout: 2s\n",
 		"multiline":  "type: multiline\npreset: java\n",
+		"syslog":     "type: syslog\nprotocol: rfc3164\nlocation: UTC\n",
 		"filter":     "type: filter\ndrop: 'body contains \"healthz\"'\n",
 		"sample":     "type: sample\nrate: 0.25\nby: attributes.request_id\n",
 		"rate_limit": "type: rate_limit\nrate: 100\nby: resource.k8s.pod.name\n",
