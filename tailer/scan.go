@@ -1,6 +1,7 @@
 package tailer
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -64,9 +65,17 @@ func (r *run) scan(now time.Time, startup bool) {
 			r.orphan(f, now)
 		}
 	}
+	for id, sk := range r.skipped {
+		if sk.gen != r.gen {
+			delete(r.skipped, id)
+		}
+	}
 	r.evict(now, nil)
 	r.syncWatches()
 }
+
+// gzipMagic starts every gzip file (RFC 1952, deflate method).
+const gzipMagic = "\x1f\x8b\x08"
 
 // visit looks at one path the patterns produced: a known file is rescanned,
 // an unknown one discovered. It returns a file discovered at startup whose
@@ -84,6 +93,11 @@ func (r *run) visit(path string, now time.Time, startup bool) (*file, bool) {
 	id := idOf(st)
 	if f := r.t.files[id]; f != nil {
 		r.rescan(f, path, st)
+		return nil, false
+	}
+	if sk, ok := r.skipped[id]; ok && sk.size == st.Size() && sk.mtime.Equal(st.ModTime()) {
+		sk.gen = r.gen
+		r.skipped[id] = sk
 		return nil, false
 	}
 	if r.opts.ExcludeOlderThan > 0 && now.Sub(st.ModTime()) > r.opts.ExcludeOlderThan {
@@ -171,6 +185,14 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 	fp, err := fingerprint(fd, r.opts.FingerprintBytes, r.fpBuf)
 	if err != nil {
 		r.t.log.Warn("read file start", "path", path, "err", err)
+		fd.Close()
+		return nil, false
+	}
+	if bytes.HasPrefix(r.fpBuf[:fp.Len], []byte(gzipMagic)) {
+		// A rotated log compressed by logrotate: its lines were read from
+		// the original (or are in an older rotation); never read as text.
+		r.t.log.Debug("skipping compressed file", "path", path)
+		r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen}
 		fd.Close()
 		return nil, false
 	}

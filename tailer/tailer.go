@@ -73,6 +73,12 @@ type counters struct {
 
 type devIno struct{ dev, ino uint64 }
 
+type skipped struct {
+	size  int64
+	mtime time.Time
+	gen   uint64
+}
+
 type fileState uint8
 
 const (
@@ -157,11 +163,12 @@ func (t *Tailer) Batches(ctx context.Context) iter.Seq[*event.Batch] {
 		}
 		r := &run{
 			t: t, ctx: ctx, opts: &t.opts,
-			lr:     newLineReader(t.opts.Encoding, int(t.opts.MaxLineBytes)),
-			fpBuf:  make([]byte, t.opts.FingerprintBytes),
-			glob:   globber{dirs: map[string]struct{}{}},
-			byPath: map[string]*file{},
-			lim:    limits{records: t.opts.MaxBatchRecords, bytes: int(t.opts.MaxBatchBytes)},
+			lr:      newLineReader(t.opts.Encoding, int(t.opts.MaxLineBytes)),
+			fpBuf:   make([]byte, t.opts.FingerprintBytes),
+			glob:    globber{dirs: map[string]struct{}{}},
+			byPath:  map[string]*file{},
+			skipped: map[devIno]skipped{},
+			lim:     limits{records: t.opts.MaxBatchRecords, bytes: int(t.opts.MaxBatchBytes)},
 		}
 		defer r.close()
 		r.loop(yield)
@@ -181,6 +188,9 @@ type run struct {
 	glob   globber
 	hints  *hints
 	byPath map[string]*file // live files by the path the scan found them at
+	// skipped are compressed files not read, with their size and time: a
+	// change (a recycled inode) makes the file looked at again.
+	skipped map[devIno]skipped
 
 	ready []*file // files with data, in turn order
 	head  int
@@ -349,6 +359,9 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 			r.truncated(f, st.Size())
 		}
 	}
+	if f.cur.offset == 0 && r.compressed(f) {
+		return true
+	}
 	b := r.pool.Get()
 	b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
 	start := f.cur.offset
@@ -414,6 +427,23 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		return false
 	}
 	r.yielded, r.lastData = true, now
+	return true
+}
+
+// compressed stops following a file that turns out to be gzip-compressed
+// (logrotate creates the .gz empty, then fills it).
+func (r *run) compressed(f *file) bool {
+	var magic [len(gzipMagic)]byte
+	if n, _ := f.fd.ReadAt(magic[:], 0); n < len(magic) || string(magic[:]) != gzipMagic {
+		return false
+	}
+	r.t.log.Debug("skipping compressed file", "path", f.path)
+	if st, err := f.fd.Stat(); err == nil {
+		r.skipped[f.id] = skipped{st.Size(), st.ModTime(), r.gen}
+	}
+	r.closeFile(f)
+	r.forget(f, false)
+	r.t.cp.Forget(f.key)
 	return true
 }
 
