@@ -123,8 +123,9 @@ type Queue struct {
 
 	in       chan *event.Batch
 	reqs     chan request
-	stopping chan struct{} // closed when Enqueue stops accepting
-	done     chan struct{} // closed when every goroutine has returned
+	free     chan []*event.Batch // batch slices of settled requests, for reuse
+	stopping chan struct{}       // closed when Enqueue stops accepting
+	done     chan struct{}       // closed when every goroutine has returned
 
 	// ctx is the context of sends; cancelled when the queue is abandoned.
 	ctx    context.Context
@@ -166,6 +167,7 @@ func NewQueue(name string, c Client, o QueueOptions, log *slog.Logger) *Queue {
 		log:      log.With("exporter", name),
 		in:       make(chan *event.Batch, max(o.Queue.Size, 1)),
 		reqs:     make(chan request),
+		free:     make(chan []*event.Batch, max(o.Queue.InFlight, 1)+1),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 		ctx:      ctx,
@@ -335,6 +337,12 @@ func (q *Queue) group() {
 					return
 				}
 			}
+			if pending.batches == nil {
+				select {
+				case pending.batches = <-q.free:
+				default:
+				}
+			}
 			pending.batches = append(pending.batches, b)
 			pending.records += n
 			pending.bytes += size
@@ -409,7 +417,7 @@ func (q *Queue) send(r request) bool {
 			q.mu.Lock()
 			q.lastSuccess = time.Now()
 			q.mu.Unlock()
-			release(r)
+			q.release(r)
 			return true
 		case errors.As(err, &partial):
 			q.sentRequests.Add(1)
@@ -417,13 +425,13 @@ func (q *Queue) send(r request) bool {
 			q.rejected.Add(partial.Rejected)
 			q.noteError(err)
 			q.log.Warn("destination rejected records", "rejected", partial.Rejected, "records", r.records, "message", partial.Message)
-			release(r)
+			q.release(r)
 			return true
 		case IsPermanent(err):
 			q.dropped.Add(int64(r.records))
 			q.noteError(err)
 			q.log.Error("dropping request after permanent error", "records", r.records, "batches", len(r.batches), "err", err)
-			release(r)
+			q.release(r)
 			return true
 		}
 		q.noteError(err)
@@ -465,8 +473,14 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)+1))
 }
 
-func release(r request) {
+// release releases r's batches and offers its slice for reuse.
+func (q *Queue) release(r request) {
 	for _, b := range r.batches {
 		b.Done()
+	}
+	clear(r.batches)
+	select {
+	case q.free <- r.batches[:0]:
+	default:
 	}
 }

@@ -8,7 +8,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/export"
 )
 
 func TestResolve(t *testing.T) {
@@ -224,5 +227,61 @@ func TestGRPCTarget(t *testing.T) {
 		if err != nil || target != tt.target || plaintext != tt.plaintext {
 			t.Errorf("grpcTarget(%q, insecure %v) = %q, %v, %v; want %q, %v", tt.endpoint, tt.insecure, target, plaintext, err, tt.target, tt.plaintext)
 		}
+	}
+}
+
+func TestDecodeYAML(t *testing.T) {
+	const doc = `
+endpoint: collector.example:4317
+headers:
+  authorization: Bearer abc
+timeout: 3s
+compression: zstd
+tls:
+  insecure: false
+  ca_file: /etc/ca.pem
+  server_name: collector
+batch:
+  max_records: 500
+  max_bytes: 2MiB
+  timeout: 1s
+queue:
+  size: 16
+  in_flight: 4
+retry:
+  initial_interval: 500ms
+  max_interval: 1m
+  multiplier: 2
+`
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &n); err != nil {
+		t.Fatal(err)
+	}
+	got := DefaultOptions()
+	if err := config.Decode(&n, "exporters.otlp", &got); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	no := false
+	want := DefaultOptions()
+	want.Endpoint = "collector.example:4317"
+	want.Headers = map[string]string{"authorization": "Bearer abc"}
+	want.Timeout = 3 * time.Second
+	want.Compression = "zstd"
+	want.TLS = TLSOptions{Insecure: &no, CAFile: "/etc/ca.pem", ServerName: "collector"}
+	want.Batch = export.BatchOptions{MaxRecords: 500, MaxBytes: 2 << 20, Timeout: time.Second}
+	want.Queue = export.BufferOptions{Size: 16, InFlight: 4}
+	want.Retry = export.RetryOptions{InitialInterval: 500 * time.Millisecond, MaxInterval: time.Minute, Multiplier: 2}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("decoded options (-want +got):\n%s", diff)
+	}
+
+	var bad yaml.Node
+	if err := yaml.Unmarshal([]byte("endpoint: x\nbatch:\n  max_record: 5\n"), &bad); err != nil {
+		t.Fatal(err)
+	}
+	o := DefaultOptions()
+	err := config.Decode(&bad, "exporters.otlp", &o)
+	if err == nil || !strings.Contains(err.Error(), "exporters.otlp.batch.max_record: unknown key") {
+		t.Errorf("Decode of an unknown key = %v, want it named", err)
 	}
 }

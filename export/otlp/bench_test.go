@@ -1,0 +1,102 @@
+package otlp
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
+
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
+)
+
+// discardCodec lets the benchmark server skip decoding, so that the numbers
+// are the client's: encoding, compression and transport.
+type discardCodec struct{}
+
+func (discardCodec) Marshal(any) (mem.BufferSlice, error) { return nil, nil }
+func (discardCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
+func (discardCodec) Name() string                         { return "proto" }
+
+func startDiscardGRPC(b *testing.B) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(discardCodec{}),
+		//lint:ignore SA1019 the benchmark server decompresses gzip requests.
+		grpc.RPCDecompressor(&countingDecompressor{name: "gzip"}))
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "opentelemetry.proto.collector.logs.v1.LogsService",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Export",
+			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				var discard struct{}
+				return &discard, dec(&discard)
+			},
+		}},
+	}, struct{}{})
+	go srv.Serve(lis)
+	b.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+func benchmarkSend(b *testing.B, c export.Client) {
+	const n = 1000
+	batches := []*event.Batch{benchBatch(n)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Send(b.Context(), batches); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+}
+
+// BenchmarkSend measures one 1000-record request over loopback: encoding,
+// compression and transport; the servers discard what they receive.
+func BenchmarkSend(b *testing.B) {
+	for _, compression := range []string{"none", "gzip"} {
+		b.Run("grpc/"+compression, func(b *testing.B) {
+			addr := startDiscardGRPC(b)
+			o := DefaultOptions()
+			o.Endpoint = "http://" + addr
+			o.Compression = compression
+			o, err := Resolve(ProtocolGRPC, o, func(string) string { return "" })
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := NewGRPC(o, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			benchmarkSend(b, c)
+		})
+		b.Run("http/"+compression, func(b *testing.B) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+			}))
+			defer srv.Close()
+			o := DefaultOptions()
+			o.Endpoint = srv.URL
+			o.Compression = compression
+			o, err := Resolve(ProtocolHTTP, o, func(string) string { return "" })
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := NewHTTP(o, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			benchmarkSend(b, c)
+		})
+	}
+}
