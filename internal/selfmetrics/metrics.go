@@ -1,0 +1,384 @@
+// Package selfmetrics records logpump's own metrics with the OpenTelemetry
+// metric SDK and serves them in the Prometheus text format from a private
+// registry (nothing is registered globally). The names are listed in
+// names.go.
+//
+// Counters are recorded through handles made once per source and exporter
+// when the pipeline is built ([Metrics.Source], [Metrics.Exporter]), and
+// called once per batch or request, never per line: a handle holds its
+// precomputed attribute set, so recording allocates nothing. Gauges (queue
+// depth, open files, lag, checkpoint age) are read at collection time from a
+// function the agent registers with [Metrics.Observe].
+//
+// A nil *Metrics and the nil handles it returns record nothing, so
+// components can be built without metrics in tests.
+package selfmetrics
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/otlptranslator"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+)
+
+// Options configure [New].
+type Options struct {
+	// Version of the agent, for logpump_build_info.
+	Version string
+	// Readers receive the metrics besides the Prometheus endpoint, e.g. a
+	// periodic reader pushing them over OTLP.
+	Readers []sdkmetric.Reader
+	// Resource describes the agent to the Readers; the Prometheus endpoint
+	// leaves it out.
+	Resource *resource.Resource
+	// Now is the clock for the reload timestamp and checkpoint age; time.Now when nil.
+	Now func() time.Time
+}
+
+// Result is the outcome of an export request, a label of [ExportDuration].
+type Result string
+
+// Export request outcomes.
+const (
+	ResultOK        Result = "ok"
+	ResultRetryable Result = "retryable"
+	ResultPermanent Result = "permanent"
+)
+
+// Metrics holds the agent's instruments. It is safe for concurrent use.
+type Metrics struct {
+	provider *sdkmetric.MeterProvider
+	handler  http.Handler
+	now      func() time.Time
+	bg       context.Context
+
+	readLines, readBytes, sent, retries, dropped, reloads metric.Int64Counter
+	duration                                              metric.Float64Histogram
+
+	reloadOK   atomic.Bool
+	reloadTime atomic.Int64 // Unix nanoseconds of the last applied configuration
+	observe    atomic.Pointer[func(*Snapshot)]
+	reloadAttr [2][]metric.AddOption // failure, success
+
+	mu    sync.Mutex
+	drops map[dropKey][]metric.AddOption
+}
+
+type dropKey struct{ component, reason string }
+
+// Snapshot is the state gauges report, filled by the function registered
+// with [Metrics.Observe].
+type Snapshot struct {
+	Sources   []SourceState
+	Exporters []ExporterState
+	// LastCheckpoint is when checkpoints were last written; zero if never,
+	// which leaves the checkpoint age unreported.
+	LastCheckpoint time.Time
+}
+
+// SourceState is a source's gauges.
+type SourceState struct {
+	Name      string
+	OpenFiles int
+	// LagBytes sums, over the source's files, size minus read offset.
+	LagBytes int64
+}
+
+// ExporterState is an exporter's gauges.
+type ExporterState struct {
+	Name string
+	// QueueBatches wait for a request; InFlight requests are being sent or retried.
+	QueueBatches, InFlight int
+}
+
+// New builds the instruments, the Prometheus exporter and its private
+// registry (with the Go runtime and process collectors). It does no I/O.
+func New(o Options) (*Metrics, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("register go collector: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("register process collector: %w", err)
+	}
+	exp, err := otelprom.New(
+		otelprom.WithRegisterer(reg),
+		otelprom.WithoutScopeInfo(),
+		otelprom.WithoutTargetInfo(),
+		// Names in names.go carry their unit and _total already.
+		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithoutSuffixes),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create prometheus exporter: %w", err)
+	}
+	popts := []sdkmetric.Option{sdkmetric.WithReader(exp)}
+	for _, r := range o.Readers {
+		popts = append(popts, sdkmetric.WithReader(r))
+	}
+	if o.Resource != nil {
+		popts = append(popts, sdkmetric.WithResource(o.Resource))
+	}
+	m := &Metrics{
+		provider: sdkmetric.NewMeterProvider(popts...),
+		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		now:      o.Now,
+		bg:       context.Background(),
+		drops:    map[dropKey][]metric.AddOption{},
+	}
+	m.reloadOK.Store(true)
+	m.reloadTime.Store(o.Now().UnixNano())
+	m.reloadAttr[0] = addOpts(attribute.String("result", "failure"))
+	m.reloadAttr[1] = addOpts(attribute.String("result", "success"))
+	if err := m.instruments(o.Version); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Metrics) instruments(version string) error {
+	meter := m.provider.Meter("github.com/logpump/logpump")
+	var err error
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, e := meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if e != nil && err == nil {
+			err = fmt.Errorf("create metric %s: %w", name, e)
+		}
+		return c
+	}
+	m.readLines = counter(ReadLines, "{line}", "Lines read from files.")
+	m.readBytes = counter(ReadBytes, "By", "Bytes read from files, line ends included.")
+	m.sent = counter(SentRecords, "{record}", "Records the exporter's destination accepted.")
+	m.retries = counter(ExportRetries, "{attempt}", "Failed export attempts that were retried.")
+	m.dropped = counter(DroppedRecords, "{record}", "Records removed by a processor or lost to a permanent export error, by reason.")
+	m.reloads = counter(Reloads, "{reload}", "Configuration reloads, by result.")
+	m.duration, err = meter.Float64Histogram(ExportDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time of one export request, by result."),
+		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+	if err != nil {
+		return fmt.Errorf("create metric %s: %w", ExportDuration, err)
+	}
+
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, e := meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if e != nil && err == nil {
+			err = fmt.Errorf("create metric %s: %w", name, e)
+		}
+		return g
+	}
+	queue := gauge(QueueBatches, "{batch}", "Batches waiting in the exporter's queue.")
+	inflight := gauge(InFlightRequests, "{request}", "Export requests being sent or waiting for a retry.")
+	open := gauge(OpenFiles, "{file}", "Files the source holds open.")
+	lag := gauge(LagBytes, "By", "Bytes between the read positions and the ends of the source's files.")
+	reloadOK := gauge(LastReloadSuccessful, "1", "1 if the last reload applied the configuration, 0 if it was rejected.")
+	build := gauge(BuildInfo, "1", "Always 1; labelled with the agent's version.")
+	age, e := meter.Float64ObservableGauge(CheckpointAge, metric.WithUnit("s"), metric.WithDescription("Time since checkpoints were last written."))
+	if e != nil && err == nil {
+		err = fmt.Errorf("create metric %s: %w", CheckpointAge, e)
+	}
+	reloadTime, e := meter.Float64ObservableGauge(LastReloadSuccessTime, metric.WithUnit("s"), metric.WithDescription("When a configuration was last applied, in Unix seconds."))
+	if e != nil && err == nil {
+		err = fmt.Errorf("create metric %s: %w", LastReloadSuccessTime, e)
+	}
+	if err != nil {
+		return err
+	}
+	buildAttrs := metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("version", version), attribute.String("goversion", runtime.Version())))
+
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(build, 1, buildAttrs)
+		ok := int64(0)
+		if m.reloadOK.Load() {
+			ok = 1
+		}
+		o.ObserveInt64(reloadOK, ok)
+		o.ObserveFloat64(reloadTime, float64(m.reloadTime.Load())/1e9)
+		f := m.observe.Load()
+		if f == nil {
+			return nil
+		}
+		var s Snapshot
+		(*f)(&s)
+		for _, src := range s.Sources {
+			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("source", src.Name)))
+			o.ObserveInt64(open, int64(src.OpenFiles), a)
+			o.ObserveInt64(lag, src.LagBytes, a)
+		}
+		for _, ex := range s.Exporters {
+			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("exporter", ex.Name)))
+			o.ObserveInt64(queue, int64(ex.QueueBatches), a)
+			o.ObserveInt64(inflight, int64(ex.InFlight), a)
+		}
+		if !s.LastCheckpoint.IsZero() {
+			o.ObserveFloat64(age, max(m.now().Sub(s.LastCheckpoint).Seconds(), 0))
+		}
+		return nil
+	}, build, reloadOK, reloadTime, open, lag, queue, inflight, age)
+	if err != nil {
+		return fmt.Errorf("register metric callback: %w", err)
+	}
+	return nil
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return m.handler
+}
+
+// Observe registers the function that fills the gauges' [Snapshot] at each
+// collection, replacing the previous one (after a reload, the new graph's).
+// f is called from the collecting goroutine (an HTTP handler, a push
+// reader) and must be safe to call concurrently with the pipeline.
+func (m *Metrics) Observe(f func(*Snapshot)) {
+	if m == nil {
+		return
+	}
+	m.observe.Store(&f)
+}
+
+// Reloaded records the outcome of a reload: ok when the new configuration
+// was applied, false when it was rejected and the old one kept running.
+func (m *Metrics) Reloaded(ok bool) {
+	if m == nil {
+		return
+	}
+	m.reloadOK.Store(ok)
+	if ok {
+		m.reloadTime.Store(m.now().UnixNano())
+		m.reloads.Add(m.bg, 1, m.reloadAttr[1]...)
+	} else {
+		m.reloads.Add(m.bg, 1, m.reloadAttr[0]...)
+	}
+}
+
+// Dropped counts n records removed by component (a processor or exporter
+// name from the configuration) for reason. Its signature matches the
+// stages' drop callback. Reasons must come from a fixed set.
+func (m *Metrics) Dropped(component, reason string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	k := dropKey{component, reason}
+	m.mu.Lock()
+	a, ok := m.drops[k]
+	if !ok {
+		a = addOpts(attribute.String("component", component), attribute.String("reason", reason))
+		m.drops[k] = a
+	}
+	m.mu.Unlock()
+	m.dropped.Add(m.bg, int64(n), a...)
+}
+
+// Shutdown flushes the readers (a push reader sends what it holds) and
+// stops recording. It returns ctx.Err() if the deadline passes first.
+func (m *Metrics) Shutdown(ctx context.Context) error {
+	if m == nil {
+		return nil
+	}
+	return m.provider.Shutdown(ctx)
+}
+
+// Source records one source's counters. Make it once per source with
+// [Metrics.Source]; it is safe for concurrent use.
+type Source struct {
+	m     *Metrics
+	attrs []metric.AddOption
+}
+
+// Source returns the recorder of the named source's counters.
+func (m *Metrics) Source(name string) *Source {
+	if m == nil {
+		return nil
+	}
+	return &Source{m: m, attrs: addOpts(attribute.String("source", name))}
+}
+
+// Read counts lines and bytes read, once per batch.
+func (s *Source) Read(lines, bytes int64) {
+	if s == nil {
+		return
+	}
+	s.m.readLines.Add(s.m.bg, lines, s.attrs...)
+	s.m.readBytes.Add(s.m.bg, bytes, s.attrs...)
+}
+
+// Exporter records one exporter's counters and request durations. Make it
+// once per exporter with [Metrics.Exporter]; it is safe for concurrent use.
+type Exporter struct {
+	m       *Metrics
+	name    string
+	attrs   []metric.AddOption
+	results [3][]metric.RecordOption // ok, retryable, permanent
+}
+
+// Exporter returns the recorder of the named exporter's metrics.
+func (m *Metrics) Exporter(name string) *Exporter {
+	if m == nil {
+		return nil
+	}
+	e := &Exporter{m: m, name: name, attrs: addOpts(attribute.String("exporter", name))}
+	for i, r := range []Result{ResultOK, ResultRetryable, ResultPermanent} {
+		set := attribute.NewSet(attribute.String("exporter", name), attribute.String("result", string(r)))
+		e.results[i] = []metric.RecordOption{metric.WithAttributeSet(set)}
+	}
+	return e
+}
+
+// Sent counts records the destination accepted, once per request.
+func (e *Exporter) Sent(records int) {
+	if e == nil || records <= 0 {
+		return
+	}
+	e.m.sent.Add(e.m.bg, int64(records), e.attrs...)
+}
+
+// Request records the duration of one export attempt and its outcome; a
+// retryable outcome also counts a retry.
+func (e *Exporter) Request(d time.Duration, r Result) {
+	if e == nil {
+		return
+	}
+	i := 0
+	switch r {
+	case ResultRetryable:
+		i = 1
+		e.m.retries.Add(e.m.bg, 1, e.attrs...)
+	case ResultPermanent:
+		i = 2
+	}
+	e.m.duration.Record(e.m.bg, d.Seconds(), e.results[i]...)
+}
+
+// Dropped counts records the exporter lost for reason ("rejected" by the
+// destination in a partial success, "permanent_error").
+func (e *Exporter) Dropped(reason string, n int) {
+	if e == nil {
+		return
+	}
+	e.m.Dropped(e.name, reason, n)
+}
+
+// addOpts returns the options recording under the attribute set of kvs. A
+// handle keeps the slice, so that passing it on (opts...) allocates nothing.
+func addOpts(kvs ...attribute.KeyValue) []metric.AddOption {
+	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
+}

@@ -1,0 +1,59 @@
+package selfmetrics
+
+// Every metric logpump exports, by its Prometheus name. Names follow
+// logpump_<subsystem>_<name>_<unit>[_total]; labels are bounded by the
+// configuration (source, exporter and processor names) or by a fixed set
+// (reason, result), never by file paths. Per-file detail is served by
+// /debug/pipeline instead.
+const (
+	// Counters recorded per batch or per request.
+
+	// ReadLines counts lines read from files. Labels: source.
+	ReadLines = "logpump_tailer_read_lines_total"
+	// ReadBytes counts bytes read from files, line ends included. Labels: source.
+	ReadBytes = "logpump_tailer_read_bytes_total"
+	// SentRecords counts records an exporter's destination accepted. Labels: exporter.
+	SentRecords = "logpump_exporter_sent_records_total"
+	// ExportRetries counts failed export attempts that were retried. Labels: exporter.
+	ExportRetries = "logpump_exporter_retries_total"
+	// ExportDuration is the time of one export request, by outcome. Labels:
+	// exporter, result (ok, retryable, permanent).
+	ExportDuration = "logpump_exporter_request_duration_seconds"
+	// DroppedRecords counts records removed on purpose or lost to a permanent
+	// error. Labels: component (processor or exporter name), reason
+	// (parse_error, filter, sample, rate_limit, rejected, permanent_error).
+	DroppedRecords = "logpump_pipeline_dropped_records_total"
+	// Reloads counts SIGHUP reloads. Labels: result (success, failure).
+	Reloads = "logpump_config_reloads_total"
+
+	// Gauges read at collection time.
+
+	// QueueBatches is the number of batches waiting in an exporter's queue. Labels: exporter.
+	QueueBatches = "logpump_exporter_queue_batches"
+	// InFlightRequests is the number of export requests being sent or waiting
+	// for a retry. Labels: exporter.
+	InFlightRequests = "logpump_exporter_in_flight_requests"
+	// OpenFiles is the number of files a source holds open. Labels: source.
+	OpenFiles = "logpump_tailer_open_files"
+	// LagBytes is the sum over a source's files of the bytes between the read
+	// position and the end of the file. Labels: source.
+	LagBytes = "logpump_tailer_lag_bytes"
+	// CheckpointAge is the time since checkpoints were last written.
+	CheckpointAge = "logpump_checkpoint_age_seconds"
+	// LastReloadSuccessful is 1 when the last reload applied the new
+	// configuration and 0 when it was rejected (the old one keeps running).
+	LastReloadSuccessful = "logpump_config_last_reload_successful"
+	// LastReloadSuccessTime is when a configuration was last applied, in Unix seconds.
+	LastReloadSuccessTime = "logpump_config_last_reload_success_timestamp_seconds"
+	// BuildInfo is 1, labelled with the agent's version and Go version.
+	BuildInfo = "logpump_build_info"
+)
+
+// Names lists every metric name, for documentation and tests.
+func Names() []string {
+	return []string{
+		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, DroppedRecords, Reloads,
+		QueueBatches, InFlightRequests, OpenFiles, LagBytes, CheckpointAge,
+		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
+	}
+}
