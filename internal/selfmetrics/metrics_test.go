@@ -3,9 +3,9 @@ package selfmetrics
 import (
 	"context"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
-	"runtime"
 	"testing"
 	"time"
 
