@@ -9,12 +9,19 @@ import (
 )
 
 // TestOutage stops the receiver for 30 s while the file keeps growing, then
-// starts it again on the same port. Every line must arrive exactly once, and
-// the agent's memory must not grow with the backlog: the file is the buffer.
+// starts it again on the same port, over OTLP/gRPC and OTLP/HTTP. Every line
+// must arrive exactly once, and the agent's memory must not grow with the
+// backlog: the file is the buffer.
 func TestOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long test: a 30 s outage")
 	}
+	for _, protocol := range []string{"grpc", "http"} {
+		t.Run(protocol, func(t *testing.T) { testOutage(t, protocol) })
+	}
+}
+
+func testOutage(t *testing.T, protocol string) {
 	const (
 		lineLen = 200
 		perSec  = 25_000 // 5 MB/s: 150 MB written during the outage
@@ -30,7 +37,7 @@ func TestOutage(t *testing.T) {
 		rssBound = 150 * mib
 	)
 	tally := otlpsink.NewTally()
-	e := newEnv(t, setup{onBody: tally.AddBody})
+	e := newEnv(t, setup{protocol: protocol, onBody: tally.AddBody})
 	s := e.newStream("outage", lineLen, "a.log")
 	if err := s.write(10_000); err != nil {
 		t.Fatal(err)
@@ -97,7 +104,7 @@ func TestOutage(t *testing.T) {
 	end, _ := readMemory(p.pid())
 	took := p.stop(10 * time.Second)
 	rep := tally.Report(total)
-	summary(t, "outage", "%v outage_seconds=%.0f backlog_lines=%d backlog_mb=%.0f peak_rss_mib=%.1f hwm_at_outage_end_mib=%.1f rss_at_outage_start_mib=%.1f hwm_at_end_mib=%.1f first_after_restart_seconds=%.2f drain_seconds=%.1f stop_seconds=%.2f",
+	summary(t, "outage-"+protocol, "%v outage_seconds=%.0f backlog_lines=%d backlog_mb=%.0f peak_rss_mib=%.1f hwm_at_outage_end_mib=%.1f rss_at_outage_start_mib=%.1f hwm_at_end_mib=%.1f first_after_restart_seconds=%.2f drain_seconds=%.1f stop_seconds=%.2f",
 		rep, outage.Seconds(), backlog, float64(backlog*lineLen)/1e6, float64(peakRSS)/mib, float64(last.hwm)/mib,
 		float64(first.rss)/mib, float64(end.hwm)/mib, firstAfter.Seconds(), drained.Seconds(), took.Seconds())
 	if lateArrivals > 0 {
@@ -109,5 +116,9 @@ func TestOutage(t *testing.T) {
 	if peakRSS > rssBound || last.hwm > rssBound {
 		t.Errorf("agent memory during the outage: peak VmRSS %.1f MiB, VmHWM %.1f MiB; want under %d MiB while %d MB of backlog were written",
 			float64(peakRSS)/mib, float64(last.hwm)/mib, rssBound/mib, backlog*lineLen/1e6)
+	}
+	// Catching up is bounded by the same in-flight cap.
+	if end.hwm > rssBound {
+		t.Errorf("agent memory while catching up: VmHWM %.1f MiB, want under %d MiB", float64(end.hwm)/mib, rssBound/mib)
 	}
 }
