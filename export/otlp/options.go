@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strconv"
@@ -314,4 +315,16 @@ func (t TLSOptions) tlsConfig() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// New returns the client for o.Protocol, as set by [Resolve]: a
+// [*GRPCClient] or an [*HTTPClient]. It does not connect.
+func New(o Options, log *slog.Logger) (export.Client, error) {
+	switch o.Protocol {
+	case ProtocolGRPC:
+		return NewGRPC(o, log)
+	case ProtocolHTTP:
+		return NewHTTP(o, log)
+	}
+	return nil, fmt.Errorf("create otlp client: unknown protocol %q (resolve the options first)", o.Protocol)
 }

@@ -285,3 +285,30 @@ retry:
 		t.Errorf("Decode of an unknown key = %v, want it named", err)
 	}
 }
+
+func TestNewPicksTheProtocol(t *testing.T) {
+	for _, p := range []string{ProtocolGRPC, ProtocolHTTP} {
+		o, err := Resolve(p, DefaultOptions(), func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(o, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch c.(type) {
+		case *GRPCClient:
+			if p != ProtocolGRPC {
+				t.Errorf("New for %s returned a gRPC client", p)
+			}
+		case *HTTPClient:
+			if p != ProtocolHTTP {
+				t.Errorf("New for %s returned an HTTP client", p)
+			}
+		}
+		c.Close()
+	}
+	if _, err := New(DefaultOptions(), nil); err == nil {
+		t.Error("New with unresolved options succeeded")
+	}
+}
