@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -197,6 +198,12 @@ func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker) (*Agent, er
 		for _, e := range errs {
 			e.File = cfg.File
 		}
+		slices.SortStableFunc(errs, func(x, y *config.Error) int {
+			if x.Line != y.Line {
+				return x.Line - y.Line
+			}
+			return x.Column - y.Column
+		})
 		return nil, errs
 	}
 	return a, nil
@@ -220,10 +227,7 @@ func (a *Agent) buildLane(name string, c config.Component, pname string, p confi
 		return nil, config.Fieldf("type", "unknown source type %q (known: file)", c.Type)
 	}
 	opts := sourceOptions{Options: tailer.DefaultOptions()}
-	if err := c.Options(&opts); err != nil {
-		return nil, err
-	}
-	if err := opts.Options.Validate(); err != nil {
+	if err := decode(c, &opts, func() error { return opts.Options.Validate() }); err != nil {
 		return nil, err
 	}
 	res := &event.Resource{Attrs: mergeResource(global, opts.Resource, name)}
@@ -287,15 +291,13 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 	switch c.Type {
 	case "otlp_grpc", "otlp_http":
 		opts := otlp.DefaultOptions()
-		if err := c.Options(&opts); err != nil {
-			return nil, err
-		}
+		decodeErr := c.Options(&opts)
 		protocol := "grpc"
 		if c.Type == "otlp_http" {
 			protocol = "http/protobuf"
 		}
 		resolved, err := otlp.Resolve(protocol, opts, a.env.Getenv)
-		if err != nil {
+		if err := errors.Join(decodeErr, err); err != nil {
 			return nil, err
 		}
 		if protocol == "grpc" {
@@ -314,10 +316,7 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 		ex.queue = export.NewQueue(name, ex.client, resolved.QueueOptions, log)
 	case "console":
 		opts := console.DefaultOptions()
-		if err := c.Options(&opts); err != nil {
-			return nil, err
-		}
-		if err := opts.Validate(); err != nil {
+		if err := decode(c, &opts, func() error { return opts.Validate() }); err != nil {
 			return nil, err
 		}
 		w := a.env.Stdout
@@ -330,6 +329,15 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 		return nil, config.Fieldf("type", "unknown exporter type %q (known: otlp_grpc, otlp_http, console)", c.Type)
 	}
 	return ex, nil
+}
+
+// decode decodes a component's options and validates them (validate reads
+// the decoded opts), reporting the problems of both steps together: a field
+// that failed to decode keeps its default, so validation still speaks of the
+// others.
+func decode[T any](c config.Component, opts *T, validate func() error) error {
+	err := c.Options(opts)
+	return errors.Join(err, validate())
 }
 
 // laneFingerprint is the canonical text of everything a lane is built from.
