@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/enrich"
 	"github.com/logpump/logpump/filter"
 	"github.com/logpump/logpump/internal/pipe"
 	"github.com/logpump/logpump/parse"
+	"github.com/logpump/logpump/transform"
 )
 
 // Env is what stages may need from the agent.
@@ -47,6 +49,8 @@ type validator interface{ Validate() error }
 var types = []string{
 	"json", "logfmt", "regex", "cri", "docker", "container", "syslog", "multiline",
 	"filter", "sample", "rate_limit",
+	"static", "host", "kubernetes",
+	"transform", "redact",
 }
 
 // Types lists the processor types Build knows.
@@ -136,6 +140,36 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 			return nil, err
 		}
 		stage, err = filter.RateLimit(o, env.Now, drops)
+	case "static":
+		var o enrich.StaticOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = enrich.Static(o)
+	case "host":
+		var o enrich.HostOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = enrich.Host(o, env.Hostname)
+	case "kubernetes":
+		var o enrich.KubernetesOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = enrich.Kubernetes(o, env.NodeName)
+	case "transform":
+		var o transform.Options
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = transform.Transform(o)
+	case "redact":
+		var o transform.RedactOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = transform.Redact(o)
 	default:
 		return nil, config.At(c.Node, c.Key, config.Fieldf("type", "unknown processor type %q (known: %s)", c.Type, strings.Join(types, ", "))).Err()
 	}

@@ -42,6 +42,10 @@ func TestBuildErrors(t *testing.T) {
 		{"sample rate", "type: sample\nrate: 2\n", `processors.p.rate: must be in (0, 1], got 2`},
 		{"sample field", "type: sample\nrate: 0.5\nby: headers.x\n", `processors.p.by: unknown field "headers.x"`},
 		{"rate_limit rate", "type: rate_limit\nrate: 0\n", `processors.p.rate: must be positive`},
+		{"transform two verbs", "type: transform\nactions:\n  - set: attributes.a\n    value: 1\n    delete: body\n", `processors.p.actions[0]: give exactly one of`},
+		{"transform bad path", "type: transform\nactions:\n  - delete: resource.x\n", `invalid path "resource.x"`},
+		{"redact preset", "type: redact\npresets: [ssn]\n", `processors.p.presets[0]: unknown preset "ssn"`},
+		{"static list", "type: static\nattributes: {x: [1]}\n", `processors.p.attributes.x: want a string, number or bool`},
 		{"cri negative", "type: cri\nflush_timeout: -1s\n", `processors.p.flush_timeout: must be positive`},
 	}
 	for _, tt := range tests {
@@ -67,6 +71,11 @@ func TestBuildEveryType(t *testing.T) {
 		"container":  "type: container\nflush_timeout: 2s\n",
 		"multiline":  "type: multiline\npreset: java\n",
 		"syslog":     "type: syslog\nprotocol: rfc3164\nlocation: UTC\n",
+		"static":     "type: static\nattributes: {env: prod, tier: 2}\nresource: {team: shop}\n",
+		"host":       "type: host\nhost_id: 4f1e\n",
+		"kubernetes": "type: kubernetes\n",
+		"transform":  "type: transform\nactions:\n  - rename: attributes.lvl\n    to: attributes.level\n  - truncate: body\n    max_bytes: 4KiB\n",
+		"redact":     "type: redact\npresets: [email, credit_card]\nkeys: [password]\nmode: hash\n",
 		"filter":     "type: filter\ndrop: 'body contains \"healthz\"'\n",
 		"sample":     "type: sample\nrate: 0.25\nby: attributes.request_id\n",
 		"rate_limit": "type: rate_limit\nrate: 100\nby: resource.k8s.pod.name\n",
