@@ -107,7 +107,8 @@ func (o *MultilineOptions) Validate() error {
 // attributes, and the union of the lines' flags. Records whose body is not a
 // string pass through alone.
 //
-// Lines are joined across batches; see the package documentation on how
+// Lines of stdout and stderr (the log.iostream attribute set by the
+// container parsers) are joined separately. Lines are joined across batches; see the package documentation on how
 // acknowledgement waits for an event that spans batches. Idle files are
 // flushed after FlushTimeout, checked on every batch and on the tailer's
 // idle ticks; the end of the input flushes every open event. now is the clock
@@ -163,7 +164,7 @@ func Multiline(o MultilineOptions, now func() time.Time) (pipe.Stage, error) {
 					return joinSingle, false, 0
 				}
 				d, last := decide(r.Body.Str)
-				return d, last, 0
+				return d, last, streamOf(r)
 			},
 			sep:      sep,
 			maxLines: o.MaxLines,
@@ -173,4 +174,13 @@ func Multiline(o MultilineOptions, now func() time.Time) (pipe.Stage, error) {
 		}
 		return j.run(in)
 	}, nil
+}
+
+// streamOf keys joining by the container stream, so that a stderr stack
+// trace is not glued to a stdout line written between its lines.
+func streamOf(r *event.Record) uint8 {
+	if v, ok := event.Lookup(r.Attrs, AttrIOStream); ok && v.Str == "stderr" {
+		return 1
+	}
+	return 0
 }
