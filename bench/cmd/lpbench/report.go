@@ -176,7 +176,8 @@ func (h *harness) report() string {
 	fmt.Fprintf(&b, "# logpump benchmark, %s\n\n", h.started.Format("2006-01-02 15:04 MST"))
 	b.WriteString(h.machine())
 	b.WriteString("\nMedians over the runs that delivered every line exactly once (ok/runs); ranges in brackets. " +
-		"CPU = agent user+sys seconds until the last line was counted; peak RSS = VmHWM at that moment.\n")
+		"CPU = agent user+sys seconds until the last line was counted; cores busy = CPU s / wall s; " +
+		"peak RSS = VmHWM at that moment; sink CPU = the harness process (OTLP sink) over the run; stop s = SIGTERM to exit.\n")
 
 	peer := "otelcol"
 	both := slices.Contains(h.cfg.Agents, "logpump") && slices.Contains(h.cfg.Agents, peer)
@@ -189,21 +190,23 @@ func (h *harness) report() string {
 	}
 	if len(tp) > 0 {
 		fmt.Fprintf(&b, "\n## Throughput: %d lines from one file, delivered over OTLP/%s\n\n", h.cfg.N, h.cfg.Protocol)
-		b.WriteString("| scenario | agent | ok/runs | wall s | lines/s | CPU s | CPU s per M lines | peak RSS MiB | sink CPU s |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| scenario | agent | ok/runs | wall s | lines/s | CPU s | CPU s per M lines | cores busy | peak RSS MiB | sink CPU s | stop s |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, sc := range tp {
 			for _, a := range h.cfg.Agents {
 				ok, total := h.runs(sc, a, "")
 				if total == 0 {
 					continue
 				}
-				fmt.Fprintf(&b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", sc, a, len(ok), total,
+				fmt.Fprintf(&b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, a, len(ok), total,
 					med(collect(ok, func(r result) float64 { return r.Wall.Seconds() }), "%.2f"),
 					med(collect(ok, rate), "%.0f"),
 					med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() }), "%.2f"),
 					medRange(collect(ok, cpuPerM), "%.2f"),
+					med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() / r.Wall.Seconds() }), "%.2f"),
 					med(collect(ok, peak), "%.1f"),
-					med(collect(ok, func(r result) float64 { return r.HarnessCPU.Seconds() }), "%.2f"))
+					med(collect(ok, func(r result) float64 { return r.HarnessCPU.Seconds() }), "%.2f"),
+					med(collect(ok, func(r result) float64 { return r.Shutdown.Seconds() }), "%.2f"))
 			}
 		}
 		if both {
