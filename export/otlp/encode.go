@@ -187,8 +187,7 @@ func (e *encoder) appendRecord(dst []byte, r *event.Record) []byte {
 		dst = e.appendString(dst, fRecordSeverityText, r.SeverityText)
 	}
 	if r.Body.Kind != event.KindEmpty {
-		dst = appendLen(dst, fRecordBody, sizeAny(&r.Body))
-		dst = e.appendAny(dst, &r.Body)
+		dst = e.appendAnyField(dst, fRecordBody, &r.Body)
 	}
 	dst = e.appendKVs(dst, fRecordAttributes, r.Attrs)
 	if r.TraceID != [16]byte{} {
@@ -237,8 +236,27 @@ func (e *encoder) appendKV(dst []byte, kv *event.KeyValue) []byte {
 	if kv.Key != "" {
 		dst = e.appendString(dst, fKeyValueKey, kv.Key)
 	}
-	dst = appendLen(dst, fKeyValueValue, sizeAny(&kv.Value))
-	return e.appendAny(dst, &kv.Value)
+	return e.appendAnyField(dst, fKeyValueValue, &kv.Value)
+}
+
+// appendAnyField appends v as the AnyValue field num. A string is checked
+// for UTF-8 once for both its length and its bytes.
+func (e *encoder) appendAnyField(dst []byte, num protowire.Number, v *event.Value) []byte {
+	if v.Kind != event.KindString {
+		dst = appendLen(dst, num, sizeAny(v))
+		return e.appendAny(dst, v)
+	}
+	s := v.Str
+	if utf8.ValidString(s) {
+		dst = appendLen(dst, num, tagLen+protowire.SizeBytes(len(s)))
+		dst = appendLen(dst, fAnyString, len(s))
+		return append(dst, s...)
+	}
+	e.invalid++
+	n := sanitizedLen(s)
+	dst = appendLen(dst, num, tagLen+protowire.SizeBytes(n))
+	dst = appendLen(dst, fAnyString, n)
+	return appendSanitized(dst, s)
 }
 
 // sizeAny is the size of v as an AnyValue message.
@@ -290,9 +308,7 @@ func (e *encoder) appendAny(dst []byte, v *event.Value) []byte {
 	case event.KindArray:
 		dst = appendLen(dst, fAnyArray, sizeArray(v.List))
 		for i := range v.List {
-			el := &v.List[i].Value
-			dst = appendLen(dst, fListValues, sizeAny(el))
-			dst = e.appendAny(dst, el)
+			dst = e.appendAnyField(dst, fListValues, &v.List[i].Value)
 		}
 		return dst
 	case event.KindMap:
