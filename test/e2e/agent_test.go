@@ -439,12 +439,24 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 }
 
 // summary logs a result line with t.Logf and prints it to stdout as
-// "E2E name: key=value ...", for grep in CI logs.
+// "E2E name: key=value ...", for grep in CI logs. `go test` shows a passing
+// package's stdout only with -v, so the line is also appended to the file
+// named by E2E_SUMMARY when set.
 func summary(t *testing.T, name, format string, args ...any) {
 	t.Helper()
 	line := fmt.Sprintf("E2E %s: %s", name, fmt.Sprintf(format, args...))
 	t.Log(line)
 	fmt.Println(line)
+	if path := os.Getenv("E2E_SUMMARY"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			_, err = fmt.Fprintln(f, line)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			t.Errorf("write summary: %v", err)
+		}
+	}
 }
 
 // logContains reports whether the agent's log so far contains s.
