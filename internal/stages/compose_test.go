@@ -126,4 +126,3 @@ func TestCompose(t *testing.T) {
 		}
 	}
 }
-
