@@ -96,3 +96,47 @@ func (r *Record) Reset() {
 type Resource struct {
 	Attrs []KeyValue
 }
+
+// Attribute keys that mark a record's flags when it leaves logpump.
+const (
+	AttrTruncated    = "logpump.truncated"
+	AttrInvalidUTF8  = "logpump.invalid_utf8"
+	AttrUnterminated = "logpump.unterminated"
+)
+
+// flagAttrs holds, for every combination of the exported flags, the
+// attributes that say so; built once, shared read-only.
+var flagAttrs = func() (t [8][]KeyValue) {
+	for i := range t {
+		var kvs []KeyValue
+		if i&1 != 0 {
+			kvs = append(kvs, KeyValue{Key: AttrTruncated, Value: Bool(true)})
+		}
+		if i&2 != 0 {
+			kvs = append(kvs, KeyValue{Key: AttrInvalidUTF8, Value: Bool(true)})
+		}
+		if i&4 != 0 {
+			kvs = append(kvs, KeyValue{Key: AttrUnterminated, Value: Bool(true)})
+		}
+		t[i] = kvs
+	}
+	return t
+}()
+
+// FlagAttrs returns the attributes exporters add for f: a boolean true for
+// each of Truncated, InvalidUTF8 and Unterminated that is set. ParseError is
+// not among them: parsers describe their error in a log.parse.error
+// attribute. The slice is shared: do not modify it. It does not allocate.
+func FlagAttrs(f Flags) []KeyValue {
+	i := 0
+	if f&Truncated != 0 {
+		i |= 1
+	}
+	if f&InvalidUTF8 != 0 {
+		i |= 2
+	}
+	if f&Unterminated != 0 {
+		i |= 4
+	}
+	return flagAttrs[i]
+}

@@ -137,6 +137,10 @@ func appendText(dst []byte, r *event.Record, res *event.Resource) []byte {
 		dst = append(dst, ' ', ' ')
 		dst = appendTextKVs(dst, r.Attrs)
 	}
+	if flags := event.FlagAttrs(r.Flags); len(flags) > 0 {
+		dst = append(dst, ' ', ' ')
+		dst = appendTextKVs(dst, flags)
+	}
 	if res != nil && len(res.Attrs) > 0 {
 		dst = append(dst, ' ', ' ', '{')
 		dst = appendTextKVs(dst, res.Attrs)
@@ -223,6 +227,14 @@ func appendJSON(dst []byte, r *event.Record, res *event.Resource) []byte {
 		SeverityText: severity(r),
 		Body:         jsonValue(r.Body),
 		Attributes:   jsonMap(r.Attrs),
+	}
+	if flags := event.FlagAttrs(r.Flags); len(flags) > 0 {
+		if jr.Attributes == nil {
+			jr.Attributes = map[string]any{}
+		}
+		for _, kv := range flags {
+			jr.Attributes[kv.Key] = true
+		}
 	}
 	if r.Time != 0 {
 		jr.Time = time.Unix(0, r.Time).UTC().Format(time.RFC3339Nano)

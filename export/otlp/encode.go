@@ -165,6 +165,7 @@ func sizeRecord(r *event.Record) int {
 		n += tagLen + protowire.SizeBytes(sizeAny(&r.Body))
 	}
 	n += sizeKVs(r.Attrs)
+	n += sizeKVs(event.FlagAttrs(r.Flags))
 	if r.TraceID != [16]byte{} {
 		n += tagLen + protowire.SizeBytes(16)
 	}
@@ -190,6 +191,7 @@ func (e *encoder) appendRecord(dst []byte, r *event.Record) []byte {
 		dst = e.appendAnyField(dst, fRecordBody, &r.Body)
 	}
 	dst = e.appendKVs(dst, fRecordAttributes, r.Attrs)
+	dst = e.appendKVs(dst, fRecordAttributes, event.FlagAttrs(r.Flags))
 	if r.TraceID != [16]byte{} {
 		dst = appendLen(dst, fRecordTraceID, 16)
 		dst = append(dst, r.TraceID[:]...)

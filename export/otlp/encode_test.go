@@ -43,7 +43,7 @@ func buildRequest(batches []*event.Batch) *collogspb.ExportLogsServiceRequest {
 				ObservedTimeUnixNano: uint64(r.Observed),
 				SeverityNumber:       logspb.SeverityNumber(r.Severity),
 				SeverityText:         strings.ToValidUTF8(r.SeverityText, "\uFFFD"),
-				Attributes:           pbKVs(r.Attrs),
+				Attributes:           pbKVs(append(slices.Clone(r.Attrs), event.FlagAttrs(r.Flags)...)),
 			}
 			if r.Body.Kind != event.KindEmpty {
 				lr.Body = pbValue(r.Body)
