@@ -1,0 +1,181 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/tap"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestEndpoints(t *testing.T) {
+	var notReady error
+	full := Options{
+		Pprof:    true,
+		Ready:    func() error { return notReady },
+		Metrics:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "logpump_up 1\n") }),
+		Pipeline: func() any { return map[string]any{"sources": []string{"system"}} },
+		Tap:      tap.NewRegistry().Handler(),
+		Log:      quiet(),
+	}
+	tests := []struct {
+		name     string
+		opts     Options
+		notReady error
+		method   string
+		path     string
+		remote   string // client address; loopback when empty
+		wantCode int
+		wantBody string
+	}{
+		{name: "alive", opts: full, path: "/healthz", wantCode: 200, wantBody: "ok"},
+		{name: "ready", opts: full, path: "/readyz", wantCode: 200, wantBody: "ready"},
+		{name: "not ready says why", opts: full, notReady: errors.New("exporter gateway: no success for 2m"), path: "/readyz", wantCode: 503, wantBody: "not ready: exporter gateway: no success for 2m"},
+		{name: "ready without a readiness func", opts: Options{}, path: "/readyz", wantCode: 200, wantBody: "ready"},
+		{name: "metrics", opts: full, path: "/metrics", wantCode: 200, wantBody: "logpump_up 1"},
+		{name: "metrics from the pod network", opts: full, path: "/metrics", remote: "10.1.2.3:40000", wantCode: 200, wantBody: "logpump_up 1"},
+		{name: "no metrics handler", opts: Options{}, path: "/metrics", wantCode: 404},
+		{name: "pipeline snapshot", opts: full, path: "/debug/pipeline", wantCode: 200, wantBody: `"sources": [`},
+		{name: "pipeline from the pod network", opts: full, path: "/debug/pipeline", remote: "10.1.2.3:40000", wantCode: 403, wantBody: "loopback clients only"},
+		{name: "pipeline over IPv6 loopback", opts: full, path: "/debug/pipeline", remote: "[::1]:40000", wantCode: 200},
+		{name: "tap from the pod network", opts: full, path: "/debug/tap?stage=x", remote: "10.1.2.3:40000", wantCode: 403},
+		{name: "tap unknown point", opts: full, path: "/debug/tap?stage=x", wantCode: 404, wantBody: `unknown tap point "x"`},
+		{name: "pprof enabled", opts: full, path: "/debug/pprof/", wantCode: 200, wantBody: "goroutine"},
+		{name: "pprof from the pod network", opts: full, path: "/debug/pprof/", remote: "10.1.2.3:40000", wantCode: 403},
+		{name: "pprof disabled", opts: Options{Pipeline: full.Pipeline}, path: "/debug/pprof/", wantCode: 404},
+		{name: "write methods refused", opts: full, method: "POST", path: "/healthz", wantCode: 405},
+		{name: "unknown path", opts: full, path: "/admin", wantCode: 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			notReady = tt.notReady
+			method := tt.method
+			if method == "" {
+				method = "GET"
+			}
+			req := httptest.NewRequest(method, tt.path, nil)
+			req.RemoteAddr = "127.0.0.1:50000"
+			if tt.remote != "" {
+				req.RemoteAddr = tt.remote
+			}
+			rec := httptest.NewRecorder()
+			New("127.0.0.1:0", tt.opts).Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.wantCode {
+				t.Errorf("status: got %d, want %d (body %q)", rec.Code, tt.wantCode, rec.Body.String())
+			}
+			if !strings.Contains(rec.Body.String(), tt.wantBody) {
+				t.Errorf("body: got %q, want it to contain %q", rec.Body.String(), tt.wantBody)
+			}
+		})
+	}
+}
+
+func TestRunServesUntilCancelled(t *testing.T) {
+	s := New("127.0.0.1:0", Options{Log: quiet()})
+	addr, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	resp, err := http.Get("http://" + addr.String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("healthz: got %d, want 200", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: got %v, want nil after cancel", err)
+	}
+	if _, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
+		t.Error("still accepting connections after Run returned")
+	}
+}
+
+func TestShutdownEndsTapStreams(t *testing.T) {
+	taps := tap.NewRegistry()
+	stage := taps.Point("out")
+	s := New("127.0.0.1:0", Options{Tap: taps.Handler(), Log: quiet()})
+	addr, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- s.Run(context.Background()) }()
+
+	// The client asks for 5 records; one passes, then the stream idles.
+	read := make(chan error)
+	got := make(chan struct{})
+	go func() {
+		_, err := tap.Read(context.Background(), nil, "http://"+addr.String(), "out", 5, func(tap.Record) error {
+			got <- struct{}{}
+			return nil
+		})
+		read <- err
+	}()
+	b := event.NewBatch()
+	b.Next().Body = event.String("one")
+	for passed := false; !passed; {
+		for range stage(func(yield func(*event.Batch) bool) { yield(b) }) {
+		}
+		select {
+		case <-got:
+			passed = true
+		case <-time.After(10 * time.Millisecond): // not subscribed yet
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with an open tap stream: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run: got %v, want nil", err)
+	}
+	if err := <-read; err != nil {
+		t.Errorf("tap client: got %v, want a clean end of stream", err)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+}
+
+func TestListenErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	s := New(busy.Addr().String(), Options{Log: quiet()})
+	if _, err := s.Listen(); err == nil || !strings.Contains(err.Error(), "listen on admin address") {
+		t.Errorf("address in use: got %v, want a listen error", err)
+	}
+	if err := s.Run(context.Background()); err == nil {
+		t.Error("Run on an address in use: got nil, want an error")
+	}
+	closed := New("127.0.0.1:0", Options{Log: quiet()})
+	if err := closed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := closed.Run(context.Background()); err != nil {
+		t.Errorf("Run after Close: got %v, want nil", err)
+	}
+}
