@@ -3,6 +3,8 @@ package filter
 import (
 	"fmt"
 
+	"strings"
+
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
@@ -41,13 +43,70 @@ type cursor struct {
 	r *event.Record
 }
 
+// strop compares a string part of the record with a literal.
+type strop struct {
+	op, acc  int
+	key, lit string
+}
+
+func (cur *cursor) strop(s strop) bool {
+	var v event.Value
+	var ok bool
+	switch s.acc {
+	case accBody:
+		v, ok = cur.r.Body, true
+	case accBodyField:
+		if cur.r.Body.Kind == event.KindMap {
+			v, ok = event.Lookup(cur.r.Body.List, s.key)
+		}
+	case accAttr:
+		v, ok = event.Lookup(cur.r.Attrs, s.key)
+	case accRes:
+		res := cur.r.Resource
+		if res == nil {
+			res = cur.b.Resource
+		}
+		if res != nil {
+			v, ok = event.Lookup(res.Attrs, s.key)
+		}
+	case accSevText:
+		v, ok = event.String(cur.r.SeverityText), true
+	}
+	if !ok || (v.Kind != event.KindString && v.Kind != event.KindBytes) {
+		// As in expr: nil or another type never equals a string. (expr
+		// reports contains and friends on a non-string as an error; here
+		// they are simply false.)
+		return s.op == opNe
+	}
+	switch s.op {
+	case opEq:
+		return v.Str == s.lit
+	case opNe:
+		return v.Str != s.lit
+	case opContains:
+		return strings.Contains(v.Str, s.lit)
+	case opStarts:
+		return strings.HasPrefix(v.Str, s.lit)
+	case opEnds:
+		return strings.HasSuffix(v.Str, s.lit)
+	}
+	return false
+}
+
+// maxSlots bounds the string comparisons of one condition that get a
+// zero-argument slot; further ones use __strop with arguments.
+const maxSlots = 8
+
+func slotName(i int) string { return "__s" + string(rune('0'+i)) }
+
 // Compile compiles src. Errors name the position in src.
 func Compile(src string) (*Condition, error) {
 	cur := &cursor{}
+	pt := &patcher{}
 	opts := []expr.Option{
 		expr.Env(struct{}{}),
 		expr.AsBool(),
-		expr.Patch(patcher{}),
+		expr.Patch(pt),
 		expr.Function("__body", func(...any) (any, error) { return toAny(cur.r.Body), nil }, new(func() any)),
 		expr.Function("__bodyf", func(p ...any) (any, error) {
 			if cur.r.Body.Kind != event.KindMap {
@@ -66,10 +125,21 @@ func Compile(src string) (*Condition, error) {
 			}
 			return lookup(res.Attrs, p[0]), nil
 		}, new(func(string) any)),
+		expr.Function("__strop", func(p ...any) (any, error) {
+			return cur.strop(strop{op: p[0].(int), acc: p[1].(int), key: p[2].(string), lit: p[3].(string)}), nil
+		}, new(func(int, int, string, string) bool)),
 		expr.Function("__sev", func(...any) (any, error) { return int(cur.r.Severity), nil }, new(func() int)),
 		expr.Function("__sevtext", func(...any) (any, error) { return cur.r.SeverityText, nil }, new(func() string)),
 		expr.Function("__source", func(...any) (any, error) { return cur.b.Source, nil }, new(func() string)),
 		expr.Function("__path", func(...any) (any, error) { return cur.b.Path, nil }, new(func() string)),
+	}
+	// Zero-argument slot functions evaluate the string comparisons the
+	// patcher found: a call with arguments makes expr allocate an argument
+	// buffer on every run, a call without does not.
+	for i := range maxSlots {
+		opts = append(opts, expr.Function(slotName(i), func(...any) (any, error) {
+			return cur.strop(pt.slots[i]), nil
+		}, new(func() bool)))
 	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
@@ -97,7 +167,9 @@ func (c *Condition) Match(b *event.Batch, r *event.Record) (bool, error) {
 
 // patcher rewrites the names of the record's parts into calls of the
 // functions that read the current record.
-type patcher struct{}
+type patcher struct {
+	slots []strop
+}
 
 var severityConsts = map[string]int{
 	"TRACE": int(event.SeverityTrace), "DEBUG": int(event.SeverityDebug), "INFO": int(event.SeverityInfo),
@@ -108,8 +180,77 @@ func call(name string, args ...ast.Node) *ast.CallNode {
 	return &ast.CallNode{Callee: &ast.IdentifierNode{Value: name}, Arguments: args}
 }
 
-func (patcher) Visit(node *ast.Node) {
+// Operators and accessors of __strop, the allocation-free form of a
+// comparison between a record's string and a string literal.
+const (
+	opEq = iota
+	opNe
+	opContains
+	opStarts
+	opEnds
+)
+
+const (
+	accBody = iota
+	accBodyField
+	accAttr
+	accRes
+	accSevText
+)
+
+var strOps = map[string]int{"==": opEq, "!=": opNe, "contains": opContains, "startsWith": opStarts, "endsWith": opEnds}
+
+// accessor reports whether n reads a string-valued part of the record, and
+// which.
+func accessor(n ast.Node) (acc int, key ast.Node, ok bool) {
+	c, isCall := n.(*ast.CallNode)
+	if !isCall {
+		return 0, nil, false
+	}
+	id, isID := c.Callee.(*ast.IdentifierNode)
+	if !isID {
+		return 0, nil, false
+	}
+	switch {
+	case id.Value == "__body" && len(c.Arguments) == 0:
+		return accBody, &ast.StringNode{}, true
+	case id.Value == "__sevtext" && len(c.Arguments) == 0:
+		return accSevText, &ast.StringNode{}, true
+	case id.Value == "__bodyf" && len(c.Arguments) == 1:
+		return accBodyField, c.Arguments[0], true
+	case id.Value == "attr" && len(c.Arguments) == 1:
+		return accAttr, c.Arguments[0], true
+	case id.Value == "__res" && len(c.Arguments) == 1:
+		return accRes, c.Arguments[0], true
+	}
+	return 0, nil, false
+}
+
+func (pt *patcher) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
+	case *ast.BinaryNode:
+		// Comparing a record's string with a literal is the common
+		// condition; evaluate it without boxing the string.
+		op, known := strOps[n.Operator]
+		if !known {
+			return
+		}
+		lit, isLit := n.Right.(*ast.StringNode)
+		acc, key, isAcc := accessor(n.Left)
+		if !isLit && (op == opEq || op == opNe) {
+			lit, isLit = n.Left.(*ast.StringNode)
+			acc, key, isAcc = accessor(n.Right)
+		}
+		k, constKey := key.(*ast.StringNode)
+		if !isLit || !isAcc || !constKey {
+			return
+		}
+		if len(pt.slots) < maxSlots {
+			pt.slots = append(pt.slots, strop{op: op, acc: acc, key: k.Value, lit: lit.Value})
+			ast.Patch(node, call(slotName(len(pt.slots)-1)))
+			return
+		}
+		ast.Patch(node, call("__strop", &ast.IntegerNode{Value: op}, &ast.IntegerNode{Value: acc}, key, &ast.StringNode{Value: lit.Value}))
 	case *ast.IdentifierNode:
 		switch n.Value {
 		case "body":
