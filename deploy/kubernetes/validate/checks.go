@@ -13,8 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-
-	"github.com/logpump/logpump/config"
+	"sigs.k8s.io/yaml"
 )
 
 const (
@@ -36,8 +35,9 @@ type workload struct {
 
 // checkWorkloads checks every DaemonSet, Deployment and Pod that runs a
 // logpump container (one whose image is named logpump). A logpump container:
-//   - loads a configuration from a ConfigMap among the manifests, which the
-//     agent's configuration loader accepts;
+//   - loads a configuration from a ConfigMap among the manifests (the keys
+//     read here are checked; "logpump validate" checks the whole file, see
+//     -extract);
 //   - may add no capability but DAC_READ_SEARCH, drops all others, cannot
 //     escalate privileges and has a read-only root filesystem;
 //   - has CPU and memory requests and limits;
@@ -242,7 +242,7 @@ func (w workload) checkContainer(c *corev1.Container, configs map[string]*corev1
 	if m := mountFor(c, cfg.StateDir); m == nil || m.MountPath != cfg.StateDir || m.ReadOnly {
 		fail("state_dir %s: want a writable volume mounted there", cfg.StateDir)
 	}
-	for _, inc := range includes(cfg) {
+	for _, inc := range cfg.Includes {
 		m := mountFor(c, inc)
 		switch {
 		case m == nil:
@@ -256,7 +256,7 @@ func (w workload) checkContainer(c *corev1.Container, configs map[string]*corev1
 
 // mountedConfig loads the configuration the container reads: the ConfigMap
 // mounted at the directory of its -config argument.
-func (w workload) mountedConfig(c *corev1.Container, configs map[string]*corev1.ConfigMap) (*config.Config, error) {
+func (w workload) mountedConfig(c *corev1.Container, configs map[string]*corev1.ConfigMap) (*agentConfig, error) {
 	file := "/etc/logpump/config.yaml"
 	args := slices.Concat(c.Command, c.Args)
 	if i := slices.Index(args, "-config"); i >= 0 && i+1 < len(args) {
@@ -279,11 +279,56 @@ func (w workload) mountedConfig(c *corev1.Container, configs map[string]*corev1.
 	if !ok {
 		return nil, fmt.Errorf("config %s: ConfigMap %s has no key %s", file, cm.Name, key)
 	}
-	noEnv := func(string) string { return "" }
-	cfg, err := config.Parse([]byte(text), "ConfigMap "+cm.Name, noEnv)
+	cfg, err := parseConfig(text)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", file, err)
+		return nil, fmt.Errorf("config %s in ConfigMap %s: %w", file, cm.Name, err)
 	}
+	return cfg, nil
+}
+
+// agentConfig holds the keys of a logpump configuration the manifests
+// depend on.
+type agentConfig struct {
+	StateDir        string
+	ShutdownTimeout time.Duration
+	Admin           struct{ Address string }
+	Includes        []string // of file sources, sorted
+}
+
+func parseConfig(text string) (*agentConfig, error) {
+	var raw struct {
+		StateDir        string `json:"state_dir"`
+		ShutdownTimeout string `json:"shutdown_timeout"`
+		Admin           struct {
+			Address string `json:"address"`
+		} `json:"admin"`
+		Sources map[string]struct {
+			Type    string   `json:"type"`
+			Include []string `json:"include"`
+		} `json:"sources"`
+	}
+	// Other keys are the agent's to check ("logpump validate").
+	if err := yaml.Unmarshal([]byte(text), &raw); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	cfg := &agentConfig{StateDir: raw.StateDir, ShutdownTimeout: 10 * time.Second}
+	cfg.Admin.Address = raw.Admin.Address
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/var/lib/logpump"
+	}
+	if raw.ShutdownTimeout != "" {
+		d, err := time.ParseDuration(raw.ShutdownTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("shutdown_timeout: %w", err)
+		}
+		cfg.ShutdownTimeout = d
+	}
+	for _, src := range raw.Sources {
+		if src.Type == "file" {
+			cfg.Includes = append(cfg.Includes, src.Include...)
+		}
+	}
+	slices.Sort(cfg.Includes)
 	return cfg, nil
 }
 
@@ -311,23 +356,4 @@ func portNumber(c *corev1.Container, p intstr.IntOrString) string {
 		}
 	}
 	return "(unknown port name " + p.StrVal + ")"
-}
-
-// includes returns the include globs of the configuration's file sources.
-func includes(cfg *config.Config) []string {
-	var out []string
-	for _, src := range cfg.Sources {
-		if src.Type != "file" || src.Node == nil {
-			continue
-		}
-		var opts struct {
-			Include []string `yaml:"include"`
-		}
-		// Other keys belong to the tailer; "logpump validate" checks them.
-		if err := src.Node.Decode(&opts); err == nil {
-			out = append(out, opts.Include...)
-		}
-	}
-	slices.Sort(out)
-	return out
 }

@@ -3,7 +3,6 @@ module github.com/logpump/logpump/deploy/kubernetes/validate
 go 1.26.8
 
 require (
-	github.com/logpump/logpump v0.0.0-00010101000000-000000000000
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/json v0.0.0-20260909141634-11ed52e25bc5
@@ -28,5 +27,3 @@ require (
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
-
-replace github.com/logpump/logpump => ../../..

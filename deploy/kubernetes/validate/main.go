@@ -4,9 +4,8 @@
 // Every YAML document must decode into its k8s.io/api type the way the API
 // server decodes it: field names are case-sensitive, and unknown or
 // duplicate fields are errors. The workloads running logpump must then keep
-// the properties the deployment relies on (see [checkWorkloads]), and every
-// logpump configuration held in a ConfigMap must pass the agent's own
-// configuration loader.
+// the properties the deployment relies on (see [checkWorkloads]), which
+// includes agreeing with the logpump configuration they mount.
 //
 // Usage:
 //
