@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // runs arrive once each, over OTLP/gRPC and OTLP/HTTP, with the line as the
 // body, the file as attributes and the configured resource. Both command
 // lines (`logpump run -config`, `logpump -config`) and both stop signals
-// (SIGTERM, SIGINT) are used.
+// (SIGTERM, SIGINT) are used. One file appears while the agent runs.
 func TestDelivery(t *testing.T) {
 	host, err := os.Hostname()
 	if err != nil {
@@ -27,6 +28,8 @@ func TestDelivery(t *testing.T) {
 		total   = 20000
 		perSec  = 20000
 		lineLen = 120
+		// Lines written to a file created after the agent started.
+		lateLines = 3000
 	)
 	tests := []struct {
 		protocol string
@@ -52,18 +55,26 @@ func TestDelivery(t *testing.T) {
 				args = append([]string{"run"}, args...)
 			}
 			p := e.startArgs(args...)
+			// A file that appears while the agent runs.
+			late := e.newStream("late-"+protocol, lineLen+7, "c.log")
+			if err := late.write(lateLines); err != nil {
+				t.Fatal(err)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if err := s.pace(ctx, total, perSec); err != nil {
 				t.Fatal(err)
 			}
-			if !waitUntil(30*time.Second, func() bool { return e.sink.Stats().Records >= total }) {
-				t.Errorf("after 30s the sink has %d records, want %d", e.sink.Stats().Records, total)
+			if !waitUntil(30*time.Second, func() bool { return e.sink.Stats().Records >= total+lateLines }) {
+				t.Errorf("after 30s the sink has %d records, want %d", e.sink.Stats().Records, total+lateLines)
 			}
 			// After a clean stop nothing more can arrive: the counts are final.
 			took := p.stopWith(tt.stop, 10*time.Second)
 
-			tally := otlpsink.NewTally()
+			streams := []struct {
+				s     *stream
+				tally *otlpsink.Tally
+			}{{s, otlpsink.NewTally()}, {late, otlpsink.NewTally()}}
 			wrong := 0
 			check := func(format string, args ...any) {
 				if wrong++; wrong <= 10 {
@@ -72,39 +83,51 @@ func TestDelivery(t *testing.T) {
 			}
 			want := map[string]any{"host.name": host, "service.name": "e2e", "deployment.environment.name": "e2e-" + protocol}
 			var attrKeys, resKeys []string
+		records:
 			for i, r := range e.sink.Records() {
-				tally.AddBody(r.Body)
-				seq, ok := otlpsink.ParseSeq(r.Body)
-				if !ok || seq >= s.written() {
-					check("record %d: body %q has no sequence number that was written", i, r.Body)
-					continue
-				}
-				if i == 0 {
-					attrKeys, resKeys = keys(r.Attributes), keys(r.Resource)
-				}
-				if r.BodyType != "Str" {
-					check("seq %d: body type = %s, want Str", seq, r.BodyType)
-				}
-				if got, want := r.Body, s.line(seq); got != want {
-					check("seq %d: body = %q, want %q", seq, got, want)
-				}
-				path := s.fileOf(seq)
-				if got := r.Attributes["log.file.path"]; got != path {
-					check("seq %d: attribute log.file.path = %v, want %q", seq, got, path)
-				}
-				if got, want := r.Attributes["log.file.name"], filepath.Base(path); got != want {
-					check("seq %d: attribute log.file.name = %v, want %q", seq, got, want)
-				}
-				for k, v := range want {
-					if got := r.Resource[k]; got != v {
-						check("seq %d: resource attribute %s = %v, want %v", seq, k, got, v)
+				for _, st := range streams {
+					if !strings.HasPrefix(r.Body, st.s.tag+" ") {
+						continue
 					}
+					st.tally.AddBody(r.Body)
+					s := st.s
+					seq, ok := otlpsink.ParseSeq(r.Body)
+					if !ok || seq >= s.written() {
+						check("record %d: body %q has no sequence number that was written", i, r.Body)
+						continue records
+					}
+					if i == 0 {
+						attrKeys, resKeys = keys(r.Attributes), keys(r.Resource)
+					}
+					if r.BodyType != "Str" {
+						check("%s seq %d: body type = %s, want Str", s.tag, seq, r.BodyType)
+					}
+					if got, want := r.Body, s.line(seq); got != want {
+						check("%s seq %d: body = %q, want %q", s.tag, seq, got, want)
+					}
+					path := s.fileOf(seq)
+					if got := r.Attributes["log.file.path"]; got != path {
+						check("%s seq %d: attribute log.file.path = %v, want %q", s.tag, seq, got, path)
+					}
+					if got, want := r.Attributes["log.file.name"], filepath.Base(path); got != want {
+						check("%s seq %d: attribute log.file.name = %v, want %q", s.tag, seq, got, want)
+					}
+					for k, v := range want {
+						if got := r.Resource[k]; got != v {
+							check("%s seq %d: resource attribute %s = %v, want %v", s.tag, seq, k, got, v)
+						}
+					}
+					continue records
 				}
+				check("record %d: body %q is from no file the test wrote", i, r.Body)
 			}
-			rep := tally.Report(total)
-			summary(t, "delivery-"+protocol, "%v stop_seconds=%.2f attributes=%v resource=%v", rep, took.Seconds(), attrKeys, resKeys)
-			if rep.Missing != 0 || rep.Duplicates != 0 || rep.Unexpected != 0 {
-				t.Errorf("want every line exactly once: %v", rep)
+			rep, lateRep := streams[0].tally.Report(total), streams[1].tally.Report(lateLines)
+			summary(t, "delivery-"+protocol, "%v late_file: %v stop_seconds=%.2f attributes=%v resource=%v",
+				rep, lateRep, took.Seconds(), attrKeys, resKeys)
+			for _, r := range []otlpsink.Report{rep, lateRep} {
+				if r.Missing != 0 || r.Duplicates != 0 || r.Unexpected != 0 {
+					t.Errorf("want every line exactly once: %v", r)
+				}
 			}
 			if wrong > 10 {
 				t.Errorf("%d records were wrong (first 10 shown)", wrong)
