@@ -65,8 +65,9 @@ type Metrics struct {
 	now      func() time.Time
 	bg       context.Context
 
-	readLines, readBytes, sent, retries, dropped, reloads metric.Int64Counter
-	duration                                              metric.Float64Histogram
+	readLines, readBytes, sent, retries, reloads metric.Int64Counter
+	procDropped, expDropped                      metric.Int64Counter
+	duration                                     metric.Float64Histogram
 
 	reloadOK   atomic.Bool
 	reloadTime atomic.Int64 // Unix nanoseconds of the last applied configuration
@@ -77,7 +78,7 @@ type Metrics struct {
 	drops map[dropKey][]metric.AddOption
 }
 
-type dropKey struct{ component, reason string }
+type dropKey struct{ processor, reason string }
 
 // Snapshot is the state gauges report, filled by the function registered
 // with [Metrics.Observe].
@@ -165,7 +166,8 @@ func (m *Metrics) instruments(version string) error {
 	m.readBytes = counter(ReadBytes, "By", "Bytes read from files, line ends included.")
 	m.sent = counter(SentRecords, "{record}", "Records the exporter's destination accepted.")
 	m.retries = counter(ExportRetries, "{attempt}", "Failed export attempts that were retried.")
-	m.dropped = counter(DroppedRecords, "{record}", "Records removed by a processor or lost to a permanent export error, by reason.")
+	m.procDropped = counter(ProcessorDropped, "{record}", "Records a processor removed, by reason.")
+	m.expDropped = counter(ExporterDropped, "{record}", "Records an exporter lost (rejected, permanent error), by reason.")
 	m.reloads = counter(Reloads, "{reload}", "Configuration reloads, by result.")
 	m.duration, err = meter.Float64Histogram(ExportDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time of one export request, by result."),
@@ -270,22 +272,22 @@ func (m *Metrics) Reloaded(ok bool) {
 	}
 }
 
-// Dropped counts n records removed by component (a processor or exporter
-// name from the configuration) for reason. Its signature matches the
-// stages' drop callback. Reasons must come from a fixed set.
-func (m *Metrics) Dropped(component, reason string, n int) {
+// Dropped counts n records the named processor removed for reason. Its
+// signature matches the stages' drop callback (stages.Env.Dropped), and it
+// is called at most once per batch and reason. Reasons come from a fixed set.
+func (m *Metrics) Dropped(processor, reason string, n int) {
 	if m == nil || n <= 0 {
 		return
 	}
-	k := dropKey{component, reason}
+	k := dropKey{processor, reason}
 	m.mu.Lock()
 	a, ok := m.drops[k]
 	if !ok {
-		a = addOpts(attribute.String("component", component), attribute.String("reason", reason))
+		a = addOpts(attribute.String("processor", processor), attribute.String("reason", reason))
 		m.drops[k] = a
 	}
 	m.mu.Unlock()
-	m.dropped.Add(m.bg, int64(n), a...)
+	m.procDropped.Add(m.bg, int64(n), a...)
 }
 
 // Shutdown flushes the readers (a push reader sends what it holds) and
@@ -325,9 +327,9 @@ func (s *Source) Read(lines, bytes int64) {
 // once per exporter with [Metrics.Exporter]; it is safe for concurrent use.
 type Exporter struct {
 	m       *Metrics
-	name    string
 	attrs   []metric.AddOption
 	results [3][]metric.RecordOption // ok, retryable, permanent
+	drops   [2][]metric.AddOption    // rejected, permanent_error
 }
 
 // Exporter returns the recorder of the named exporter's metrics.
@@ -335,7 +337,9 @@ func (m *Metrics) Exporter(name string) *Exporter {
 	if m == nil {
 		return nil
 	}
-	e := &Exporter{m: m, name: name, attrs: addOpts(attribute.String("exporter", name))}
+	e := &Exporter{m: m, attrs: addOpts(attribute.String("exporter", name))}
+	e.drops[0] = addOpts(attribute.String("exporter", name), attribute.String("reason", string(DropRejected)))
+	e.drops[1] = addOpts(attribute.String("exporter", name), attribute.String("reason", string(DropPermanent)))
 	for i, r := range []Result{ResultOK, ResultRetryable, ResultPermanent} {
 		set := attribute.NewSet(attribute.String("exporter", name), attribute.String("result", string(r)))
 		e.results[i] = []metric.RecordOption{metric.WithAttributeSet(set)}
@@ -368,13 +372,28 @@ func (e *Exporter) Request(d time.Duration, r Result) {
 	e.m.duration.Record(e.m.bg, d.Seconds(), e.results[i]...)
 }
 
-// Dropped counts records the exporter lost for reason ("rejected" by the
-// destination in a partial success, "permanent_error").
-func (e *Exporter) Dropped(reason string, n int) {
-	if e == nil {
+// DropReason says why an exporter lost records.
+type DropReason string
+
+// Exporter drop reasons.
+const (
+	// DropRejected: the destination accepted the request but rejected these
+	// records (an OTLP partial success).
+	DropRejected DropReason = "rejected"
+	// DropPermanent: the request failed with an error that retrying cannot fix.
+	DropPermanent DropReason = "permanent_error"
+)
+
+// Dropped counts n records the exporter lost, once per request.
+func (e *Exporter) Dropped(reason DropReason, n int) {
+	if e == nil || n <= 0 {
 		return
 	}
-	e.m.Dropped(e.name, reason, n)
+	i := 0
+	if reason == DropPermanent {
+		i = 1
+	}
+	e.m.expDropped.Add(e.m.bg, int64(n), e.drops[i]...)
 }
 
 // addOpts returns the options recording under the attribute set of kvs. A

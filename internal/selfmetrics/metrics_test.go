@@ -77,7 +77,8 @@ func TestMetricsExposition(t *testing.T) {
 	ex.Request(20*time.Millisecond, ResultOK)
 	ex.Request(2*time.Second, ResultRetryable)
 	ex.Request(time.Second, ResultRetryable)
-	ex.Dropped("rejected", 2)
+	ex.Dropped(DropRejected, 2)
+	ex.Dropped(DropPermanent, 5)
 	m.Dropped("only_errors", "filter", 7)
 	m.Dropped("only_errors", "filter", 3)
 	m.Dropped("sampler", "sample", 0) // nothing dropped: no series
@@ -102,8 +103,9 @@ func TestMetricsExposition(t *testing.T) {
 		{ExportRetries, []string{"exporter=gateway"}, 2},
 		{ExportDuration, []string{"exporter=gateway", "result=ok"}, 1},
 		{ExportDuration, []string{"exporter=gateway", "result=retryable"}, 2},
-		{DroppedRecords, []string{"component=only_errors", "reason=filter"}, 10},
-		{DroppedRecords, []string{"component=gateway", "reason=rejected"}, 2},
+		{ProcessorDropped, []string{"processor=only_errors", "reason=filter"}, 10},
+		{ExporterDropped, []string{"exporter=gateway", "reason=rejected"}, 2},
+		{ExporterDropped, []string{"exporter=gateway", "reason=permanent_error"}, 5},
 		{Reloads, []string{"result=failure"}, 1},
 		{QueueBatches, []string{"exporter=gateway"}, 3},
 		{InFlightRequests, []string{"exporter=gateway"}, 1},
@@ -125,13 +127,13 @@ func TestMetricsExposition(t *testing.T) {
 		}
 		for _, s := range fams[name].GetMetric() {
 			for _, l := range s.Label {
-				if !slices.Contains([]string{"source", "exporter", "component", "reason", "result", "version", "goversion"}, l.GetName()) {
+				if !slices.Contains([]string{"source", "exporter", "processor", "reason", "result", "version", "goversion"}, l.GetName()) {
 					t.Errorf("metric %s has label %s outside the bounded set", name, l.GetName())
 				}
 			}
 		}
 	}
-	if f, ok := fams[DroppedRecords]; ok {
+	if f, ok := fams[ProcessorDropped]; ok {
 		for _, s := range f.Metric {
 			for _, l := range s.Label {
 				if l.GetValue() == "sampler" {
@@ -175,7 +177,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.Source("a").Read(1, 2)
 	m.Exporter("b").Sent(1)
 	m.Exporter("b").Request(time.Second, ResultOK)
-	m.Exporter("b").Dropped("rejected", 1)
+	m.Exporter("b").Dropped(DropRejected, 1)
 	m.Dropped("c", "filter", 1)
 	m.Reloaded(true)
 	m.Observe(func(*Snapshot) {})

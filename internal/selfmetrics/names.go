@@ -19,10 +19,13 @@ const (
 	// ExportDuration is the time of one export request, by outcome. Labels:
 	// exporter, result (ok, retryable, permanent).
 	ExportDuration = "logpump_exporter_request_duration_seconds"
-	// DroppedRecords counts records removed on purpose or lost to a permanent
-	// error. Labels: component (processor or exporter name), reason
-	// (parse_error, filter, sample, rate_limit, rejected, permanent_error).
-	DroppedRecords = "logpump_pipeline_dropped_records_total"
+	// ProcessorDropped counts records a processor removed. Labels:
+	// processor, reason (parse_error, filter, sample, rate_limit).
+	ProcessorDropped = "logpump_processor_dropped_records_total"
+	// ExporterDropped counts records an exporter lost: rejected by the
+	// destination in a partial success, or in a request that failed
+	// permanently. Labels: exporter, reason (rejected, permanent_error).
+	ExporterDropped = "logpump_exporter_dropped_records_total"
 	// Reloads counts SIGHUP reloads. Labels: result (success, failure).
 	Reloads = "logpump_config_reloads_total"
 
@@ -52,7 +55,7 @@ const (
 // Names lists every metric name, for documentation and tests.
 func Names() []string {
 	return []string{
-		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, DroppedRecords, Reloads,
+		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, ProcessorDropped, ExporterDropped, Reloads,
 		QueueBatches, InFlightRequests, OpenFiles, LagBytes, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}
