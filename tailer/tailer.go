@@ -118,7 +118,8 @@ type file struct {
 }
 
 // New validates opts and returns a tailer for the source called name. It
-// does no I/O. res is attached to every batch and must not change.
+// does no I/O. res is attached to every batch and must not change. log is
+// used as given (scope it to the source); nil discards.
 func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *slog.Logger) (*Tailer, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -131,7 +132,7 @@ func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *sl
 	}
 	return &Tailer{
 		name: name, opts: opts, cp: cp, res: res,
-		log:   log.With("source", name),
+		log:   log,
 		files: map[devIno]*file{},
 	}, nil
 }
