@@ -60,9 +60,10 @@ type Tracker struct {
 
 	flushMu sync.Mutex // serialises Flush so an older snapshot never overwrites a newer one
 
-	mu    sync.Mutex
-	files map[Key]*file
-	dirty bool
+	mu        sync.Mutex
+	files     map[Key]*file
+	dirty     bool
+	lastFlush time.Time
 }
 
 type file struct {
@@ -253,11 +254,12 @@ func (t *Tracker) Flush() error {
 	t.flushMu.Lock()
 	defer t.flushMu.Unlock()
 	t.mu.Lock()
+	now := t.opts.Now()
 	if !t.dirty {
+		t.lastFlush = now // the file on disk is current
 		t.mu.Unlock()
 		return nil
 	}
-	now := t.opts.Now()
 	entries := make([]Entry, 0, len(t.files))
 	for k, f := range t.files {
 		if now.Sub(f.seen) > t.opts.Retention && (f.ep == nil || len(f.ep.spans) == 0) {
@@ -278,7 +280,18 @@ func (t *Tracker) Flush() error {
 		t.mu.Unlock()
 		return err
 	}
+	t.mu.Lock()
+	t.lastFlush = now
+	t.mu.Unlock()
 	return nil
+}
+
+// LastFlush returns when the checkpoint file was last known to be current
+// (written, or nothing to write); zero if never.
+func (t *Tracker) LastFlush() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastFlush
 }
 
 // Run flushes every FlushInterval until ctx ends, then flushes once more.

@@ -144,7 +144,36 @@ type Queue struct {
 	lastSuccess                                  time.Time
 	lastErr                                      string
 	lastErrTime                                  time.Time
+	obs                                          Observer
 }
+
+// Outcome is how one attempt to send a request ended.
+type Outcome uint8
+
+// Outcomes of an attempt.
+const (
+	// Sent: the destination accepted every record.
+	Sent Outcome = iota
+	// Partial: the destination accepted the request but rejected some records.
+	Partial
+	// Failed: a permanent error; the records are dropped.
+	Failed
+	// Retry: a retryable error; the request will be sent again.
+	Retry
+)
+
+// Observer is told of every attempt to send a request; the agent's metrics
+// implement it. It is called from the queue's sending goroutines, once per
+// attempt (never per record), and must not block.
+type Observer interface {
+	// Attempt reports an attempt that took d for a request of records, of
+	// which rejected were refused (Partial: the rejected ones; Failed: all).
+	Attempt(d time.Duration, o Outcome, records, rejected int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Attempt(time.Duration, Outcome, int, int) {}
 
 type request struct {
 	batches []*event.Batch
@@ -172,6 +201,14 @@ func NewQueue(name string, c Client, o QueueOptions, log *slog.Logger) *Queue {
 		done:     make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
+		obs:      nopObserver{},
+	}
+}
+
+// SetObserver sets who is told of every send attempt. Call it before Start.
+func (q *Queue) SetObserver(o Observer) {
+	if o != nil {
+		q.obs = o
 	}
 }
 
@@ -408,10 +445,13 @@ func (q *Queue) send(r request) bool {
 	interval := q.o.Retry.InitialInterval
 	var timer *time.Timer
 	for attempt := 1; ; attempt++ {
+		began := time.Now()
 		err := q.c.Send(q.ctx, r.batches)
+		took := time.Since(began)
 		var partial *PartialError
 		switch {
 		case err == nil:
+			q.obs.Attempt(took, Sent, r.records, 0)
 			q.sentRecords.Add(int64(r.records))
 			q.sentRequests.Add(1)
 			q.mu.Lock()
@@ -420,6 +460,7 @@ func (q *Queue) send(r request) bool {
 			q.release(r)
 			return true
 		case errors.As(err, &partial):
+			q.obs.Attempt(took, Partial, r.records, int(partial.Rejected))
 			q.sentRequests.Add(1)
 			q.sentRecords.Add(int64(r.records) - partial.Rejected)
 			q.rejected.Add(partial.Rejected)
@@ -428,6 +469,7 @@ func (q *Queue) send(r request) bool {
 			q.release(r)
 			return true
 		case IsPermanent(err):
+			q.obs.Attempt(took, Failed, r.records, r.records)
 			q.dropped.Add(int64(r.records))
 			q.noteError(err)
 			q.log.Error("dropping request after permanent error", "records", r.records, "batches", len(r.batches), "err", err)
@@ -439,6 +481,7 @@ func (q *Queue) send(r request) bool {
 			q.abandoned.Add(int64(r.records))
 			return false
 		}
+		q.obs.Attempt(took, Retry, r.records, 0)
 		q.retries.Add(1)
 		delay, ok := RetryDelay(err)
 		if !ok {

@@ -27,7 +27,9 @@ import (
 	"github.com/logpump/logpump/export/console"
 	"github.com/logpump/logpump/export/otlp"
 	"github.com/logpump/logpump/internal/pipe"
+	"github.com/logpump/logpump/internal/selfmetrics"
 	"github.com/logpump/logpump/internal/stages"
+	"github.com/logpump/logpump/internal/tap"
 	"github.com/logpump/logpump/route"
 	"github.com/logpump/logpump/tailer"
 )
@@ -42,6 +44,10 @@ type Env struct {
 	Now      func() time.Time
 	// Ready, when set, is called once the pipeline runs (systemd READY=1).
 	Ready func()
+	// Metrics records the agent's own metrics; nil records nothing.
+	Metrics *selfmetrics.Metrics
+	// Taps, when set, gets a tap point after every source and processor.
+	Taps *tap.Registry
 }
 
 func (e *Env) defaults() {
@@ -67,6 +73,7 @@ type Agent struct {
 	env     Env
 	log     *slog.Logger
 	tracker *checkpoint.Tracker
+	drops   *drops
 
 	reloadMu sync.Mutex // serialises Reload
 
@@ -102,6 +109,9 @@ type lane struct {
 	// and its exporters: a reload keeps a lane whose fingerprint did not change.
 	fingerprint string
 
+	// stages and taps name the lane's steps and tap points, for /debug/pipeline.
+	stages, taps []string
+
 	// Set while the lane runs.
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -126,12 +136,18 @@ func Build(cfg *config.Config, env Env) (*Agent, error) {
 		FlushInterval:    cfg.Checkpoints.FlushInterval,
 		Now:              env.Now,
 	})
-	return build(cfg, env, tracker)
+	a, err := build(cfg, env, tracker, &drops{m: env.Metrics})
+	if err != nil {
+		return nil, err
+	}
+	env.Metrics.Observe(a.observe)
+	return a, nil
 }
 
-// build builds the graph around an existing tracker (a reload keeps it).
-func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker) (*Agent, error) {
-	a := &Agent{cfg: cfg, env: env, log: env.Log, tracker: tracker}
+// build builds the graph around an existing tracker and drop counters (a
+// reload keeps them).
+func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker, d *drops) (*Agent, error) {
+	a := &Agent{cfg: cfg, env: env, log: env.Log, tracker: tracker, drops: d}
 	var errs config.Errors
 	add := func(c config.Component, err error) {
 		if err != nil {
@@ -169,9 +185,10 @@ func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker) (*Agent, er
 				rules = append(rules, route.Rule{When: r.When, Exporters: r.Exporters, Continue: r.Continue})
 			}
 		}
-		table, err := route.New(rules)
-		if err != nil {
+		// A table is used by one goroutine: each lane gets its own.
+		if _, err := route.New(rules); err != nil {
 			errs = append(errs, config.At(config.Find(cfg.Root, "pipelines."+pname), "pipelines."+pname+".routes", err)...)
+			continue
 		}
 		for _, sname := range p.Sources {
 			sc, ok := cfg.Sources[sname]
@@ -183,7 +200,7 @@ func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker) (*Agent, er
 				add(sc, err)
 				continue
 			}
-			ln.routes = table
+			ln.routes, _ = route.New(rules)
 			ln.queues = queues
 			ln.fingerprint = laneFingerprint(cfg, sname, p)
 			a.lanes = append(a.lanes, ln)
@@ -219,7 +236,10 @@ func usedSource(cfg *config.Config, name string) bool {
 }
 
 func (a *Agent) stageEnv() stages.Env {
-	return stages.Env{Log: a.log, Now: a.env.Now, Hostname: a.env.Hostname, NodeName: a.env.Getenv("K8S_NODE_NAME")}
+	return stages.Env{
+		Log: a.log, Now: a.env.Now, Hostname: a.env.Hostname, NodeName: a.env.Getenv("K8S_NODE_NAME"),
+		Dropped: a.drops.add,
+	}
 }
 
 func (a *Agent) buildLane(name string, c config.Component, pname string, p config.Pipeline, global []event.KeyValue) (*lane, error) {
@@ -235,7 +255,15 @@ func (a *Agent) buildLane(name string, c config.Component, pname string, p confi
 	if err != nil {
 		return nil, err
 	}
-	var chain []pipe.Stage
+	ln := &lane{source: name, pipeline: pname, tailer: t, stages: []string{"source/" + name}}
+	chain := []pipe.Stage{countRead(a.env.Metrics.Source(name))}
+	tapAfter := func(kind, name string) {
+		if a.env.Taps != nil {
+			chain = append(chain, a.env.Taps.Point(tapName(kind, name)))
+			ln.taps = append(ln.taps, tapName(kind, name))
+		}
+	}
+	tapAfter("source", name)
 	for _, proc := range p.Processors {
 		pc, ok := a.cfg.Processors[proc]
 		if !ok {
@@ -246,8 +274,11 @@ func (a *Agent) buildLane(name string, c config.Component, pname string, p confi
 			continue // reported once above
 		}
 		chain = append(chain, st)
+		ln.stages = append(ln.stages, "processor/"+proc)
+		tapAfter("processor", proc)
 	}
-	return &lane{source: name, pipeline: pname, tailer: t, chain: pipe.Chain(chain...)}, nil
+	ln.chain = pipe.Chain(chain...)
+	return ln, nil
 }
 
 // globalResource is host.name, then OTEL_RESOURCE_ATTRIBUTES, then the
@@ -314,6 +345,7 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 			ex.client = cl
 		}
 		ex.queue = export.NewQueue(name, ex.client, resolved.QueueOptions, log)
+		ex.queue.SetObserver(a.exporterObserver(name))
 	case "console":
 		opts := console.DefaultOptions()
 		if err := decode(c, &opts, func() error { return opts.Validate() }); err != nil {
@@ -325,10 +357,18 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 		}
 		ex.client = console.New(w, opts)
 		ex.queue = export.NewQueue(name, ex.client, opts.QueueOptions, log)
+		ex.queue.SetObserver(a.exporterObserver(name))
 	default:
 		return nil, config.Fieldf("type", "unknown exporter type %q (known: otlp_grpc, otlp_http, console)", c.Type)
 	}
 	return ex, nil
+}
+
+func (a *Agent) exporterObserver(name string) export.Observer {
+	if a.env.Metrics == nil {
+		return nil
+	}
+	return exporterObserver{a.env.Metrics.Exporter(name)}
 }
 
 // decode decodes a component's options and validates them (validate reads

@@ -143,7 +143,7 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	if runCtx == nil || runCtx.Err() != nil {
 		return errors.New("reload: the agent is not running")
 	}
-	next, err := build(cfg, a.env, a.tracker)
+	next, err := build(cfg, a.env, a.tracker, a.drops)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/internal/admin"
+	"github.com/logpump/logpump/internal/agent"
+	"github.com/logpump/logpump/internal/sdnotify"
+	"github.com/logpump/logpump/internal/selfmetrics"
+	"github.com/logpump/logpump/internal/tap"
+)
+
+type stopFunc func(ctx context.Context, cancel context.CancelFunc)
+
+// runAgent runs until SIGTERM or SIGINT (or until stopAfter cancels, for the
+// demo). A second signal exits at once: checkpoints on disk only ever cover
+// acknowledged data, so nothing acknowledged is lost. SIGHUP reloads.
+func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer, stopAfter stopFunc) int {
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	metrics, err := selfmetrics.New(selfmetrics.Options{Version: buildVersion()})
+	if err != nil {
+		fmt.Fprintln(stderr, "logpump: metrics:", err)
+		return 1
+	}
+	taps := tap.NewRegistry()
+	notify := sdnotify.New(getenv)
+	a, err := agent.Build(cfg, agent.Env{
+		Getenv: getenv, Stdout: stdout, Log: log, Metrics: metrics, Taps: taps,
+		Ready: func() { notify.Ready("running") },
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	side, stopSide := context.WithCancel(context.Background()) // admin server and watchdog
+	defer stopSide()
+	if cfg.Admin.Address != "" {
+		srv := admin.New(cfg.Admin.Address, admin.Options{
+			Pprof: cfg.Admin.Pprof, Ready: a.Ready, Metrics: metrics.Handler(),
+			Pipeline: func() any { return a.Pipeline() }, Tap: taps.Handler(), Log: log,
+		})
+		addr, err := srv.Listen()
+		if err != nil {
+			fmt.Fprintf(stderr, "logpump: admin server: %v\n", err)
+			return 1
+		}
+		log.Info("admin server listening", "address", addr.String())
+		go srv.Run(side)
+	}
+	go notify.Run(side, nil)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		stopping := false
+		for s := range sigs {
+			switch {
+			case s == syscall.SIGHUP && !stopping:
+				go reload(path, getenv, a, log, metrics, notify)
+			case s == syscall.SIGHUP:
+			case !stopping:
+				stopping = true
+				notify.Stopping()
+				log.Info("stopping: draining exporters and flushing checkpoints", "signal", s.String(), "timeout", cfg.ShutdownTimeout.String())
+				cancel()
+			default:
+				log.Warn("second signal: exiting now; unacknowledged lines will be read again on the next start", "signal", s.String())
+				os.Exit(130)
+			}
+		}
+	}()
+	if stopAfter != nil {
+		stopAfter(ctx, cancel)
+	}
+	runErr := a.Run(ctx)
+	stopSide()
+	mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
+	defer mcancel()
+	metrics.Shutdown(mctx)
+	if runErr != nil {
+		log.Error("logpump stopped with an error", "err", runErr)
+		return 1
+	}
+	return 0
+}
+
+// reload re-reads the configuration file and swaps the running graph. On
+// any error the running graph stays, the error is logged and
+// logpump_config_last_reload_successful drops to 0.
+func reload(path string, getenv func(string) string, a *agent.Agent, log *slog.Logger, m *selfmetrics.Metrics, notify *sdnotify.Notifier) {
+	log.Info("reloading configuration", "config", path)
+	notify.Reloading()
+	defer notify.Ready("running")
+	cfg, err := config.Load(path, getenv)
+	if err == nil {
+		err = a.Reload(cfg)
+	}
+	m.Reloaded(err == nil)
+	if err != nil {
+		log.Error("reload failed; the running configuration stays in effect", "config", path, "err", err.Error())
+	}
+}

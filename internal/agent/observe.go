@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
+	"github.com/logpump/logpump/internal/pipe"
+	"github.com/logpump/logpump/internal/selfmetrics"
+	"github.com/logpump/logpump/tailer"
+)
+
+// exporterObserver records a queue's send attempts as exporter metrics.
+type exporterObserver struct{ m *selfmetrics.Exporter }
+
+func (o exporterObserver) Attempt(d time.Duration, out export.Outcome, records, rejected int) {
+	switch out {
+	case export.Sent:
+		o.m.Request(d, selfmetrics.ResultOK)
+		o.m.Sent(records)
+	case export.Partial:
+		o.m.Request(d, selfmetrics.ResultOK)
+		o.m.Sent(records - rejected)
+		o.m.Dropped("rejected", rejected)
+	case export.Failed:
+		o.m.Request(d, selfmetrics.ResultPermanent)
+		o.m.Dropped("permanent_error", records)
+	case export.Retry:
+		o.m.Request(d, selfmetrics.ResultRetryable)
+	}
+}
+
+// countRead is the stage right after a tailer: it counts lines and file
+// bytes once per batch.
+func countRead(m *selfmetrics.Source) pipe.Stage {
+	return func(in iter.Seq[*event.Batch]) iter.Seq[*event.Batch] {
+		return func(yield func(*event.Batch) bool) {
+			for b := range in {
+				if b.End > b.Start {
+					m.Read(int64(len(b.Records)), b.End-b.Start)
+				}
+				if !yield(b) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// drops counts records removed by processors, for /debug/pipeline and metrics.
+type drops struct {
+	m  *selfmetrics.Metrics
+	mu sync.Mutex
+	n  map[string]map[string]int64 // processor → reason → records
+}
+
+func (d *drops) add(processor, reason string, n int) {
+	d.m.Dropped(processor, reason, n)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n == nil {
+		d.n = map[string]map[string]int64{}
+	}
+	if d.n[processor] == nil {
+		d.n[processor] = map[string]int64{}
+	}
+	d.n[processor][reason] += int64(n)
+}
+
+func (d *drops) snapshot() map[string]map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]map[string]int64, len(d.n))
+	for p, r := range d.n {
+		out[p] = maps.Clone(r)
+	}
+	return out
+}
+
+// PipelineState is the /debug/pipeline snapshot.
+type PipelineState struct {
+	Lanes     []LaneState                 `json:"lanes"`
+	Exporters []ExporterState             `json:"exporters"`
+	Drops     map[string]map[string]int64 `json:"processor_drops"`
+	// LastCheckpoint is when the checkpoint file was last known current.
+	LastCheckpoint time.Time `json:"last_checkpoint"`
+}
+
+// LaneState is a source, its pipeline and its files.
+type LaneState struct {
+	Source    string       `json:"source"`
+	Pipeline  string       `json:"pipeline"`
+	Stages    []string     `json:"stages"`
+	InFlight  int          `json:"in_flight_ranges"`
+	Tailer    tailer.Stats `json:"tailer"`
+	TapPoints []string     `json:"tap_points"`
+}
+
+// ExporterState is an exporter's queue counters.
+type ExporterState struct {
+	Name  string       `json:"name"`
+	Type  string       `json:"type"`
+	Stats export.Stats `json:"stats"`
+}
+
+// Pipeline returns the state of the running graph, for /debug/pipeline. It
+// is safe to call from any goroutine.
+func (a *Agent) Pipeline() PipelineState {
+	a.mu.Lock()
+	lanes, exporters := a.lanes, a.exporters
+	a.mu.Unlock()
+	st := PipelineState{Drops: a.drops.snapshot(), LastCheckpoint: a.tracker.LastFlush()}
+	for _, ln := range lanes {
+		st.Lanes = append(st.Lanes, LaneState{
+			Source: ln.source, Pipeline: ln.pipeline, Stages: ln.stages,
+			InFlight: a.tracker.InFlight(ln.source), Tailer: ln.tailer.Stats(), TapPoints: ln.taps,
+		})
+	}
+	for _, ex := range exporters {
+		st.Exporters = append(st.Exporters, ExporterState{Name: ex.name, Type: ex.typ, Stats: ex.queue.Stats()})
+	}
+	return st
+}
+
+// observe fills the metrics' gauges at each collection.
+func (a *Agent) observe(s *selfmetrics.Snapshot) {
+	a.mu.Lock()
+	lanes, exporters := a.lanes, a.exporters
+	a.mu.Unlock()
+	for _, ln := range lanes {
+		ts := ln.tailer.Stats()
+		var lag int64
+		for _, f := range ts.Files {
+			lag += f.Lag
+		}
+		s.Sources = append(s.Sources, selfmetrics.SourceState{Name: ln.source, OpenFiles: ts.OpenFiles + ts.Draining, LagBytes: lag})
+	}
+	for _, ex := range exporters {
+		qs := ex.queue.Stats()
+		s.Exporters = append(s.Exporters, selfmetrics.ExporterState{Name: ex.name, QueueBatches: qs.Queued, InFlight: qs.InFlight})
+	}
+	s.LastCheckpoint = a.tracker.LastFlush()
+}
+
+// Ready reports whether the agent takes work: the pipeline runs and no
+// exporter is stuck retrying a request its destination keeps refusing.
+func (a *Agent) Ready() error {
+	a.mu.Lock()
+	running := a.runCtx != nil && a.runCtx.Err() == nil
+	exporters := a.exporters
+	a.mu.Unlock()
+	if !running {
+		return errors.New("pipeline not running")
+	}
+	var errs []error
+	for _, ex := range exporters {
+		qs := ex.queue.Stats()
+		if qs.InFlight > 0 && qs.LastErrorTime.After(qs.LastSuccess) {
+			errs = append(errs, fmt.Errorf("exporter %s is retrying since %s: %s",
+				ex.name, qs.LastErrorTime.UTC().Format(time.RFC3339), qs.LastError))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tapName names a tap point; sources and processors have separate namespaces.
+func tapName(kind, name string) string { return kind + "/" + name }
