@@ -3,6 +3,7 @@ package selfmetrics
 import (
 	"context"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -225,3 +226,16 @@ func BenchmarkSourceRead(b *testing.B) {
 }
 
 func goVersion() string { return runtime.Version() }
+
+// TestOperationsGuideListsEveryMetric keeps docs/operations.md in step with names.go.
+func TestOperationsGuideListsEveryMetric(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range Names() {
+		if !strings.Contains(string(doc), "| `"+n+"` |") {
+			t.Errorf("docs/operations.md: metric %s is not in the metrics table", n)
+		}
+	}
+}
