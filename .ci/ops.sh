@@ -52,6 +52,7 @@ need_packages() {
 	command -v rpm >/dev/null || missing+=(rpm)
 	command -v systemd-analyze >/dev/null || missing+=(systemd)
 	command -v runuser >/dev/null || missing+=(util-linux)
+	command -v setpriv >/dev/null || missing+=(util-linux)
 	[ ${#missing[@]} -eq 0 ] && return 0
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
@@ -139,6 +140,79 @@ enabled_not_started() {
 	# systemd acts on at boot. Nothing may be running yet.
 	[ -L /etc/systemd/system/multi-user.target.wants/logpump.service ] || { echo "not enabled"; return 1; }
 	if pgrep -x -u logpump logpump >/dev/null; then echo "agent was started"; return 1; fi
+}
+
+# http_get PORT PATH: prints the response (status line, headers, body).
+http_get() {
+	local resp
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+	resp=$(cat <&3)
+	exec 3<&-
+	printf '%s\n' "$resp"
+}
+
+# service_user_reads_logs: the installed agent, run as user logpump with
+# CAP_DAC_READ_SEARCH as its only capability (as the unit runs it), reads
+# a root-only log file, serves /healthz, /readyz and /metrics, and stops
+# cleanly on SIGTERM with its checkpoint saved. Without the capability the
+# same file stays unread.
+service_user_reads_logs() {
+	local dir="$OUT/service" port=18686 pid rc i
+	rm -rf "$dir" && mkdir -p "$dir/logs" "$dir/state" "$dir/nocap"
+	chown logpump:logpump "$dir/state" "$dir/nocap"
+	chmod 0700 "$dir/logs"
+	printf 'line from a root-only file\n' >"$dir/logs/app.log"
+	chmod 0600 "$dir/logs/app.log"
+	cat >"$dir/config.yaml" <<-EOF
+		state_dir: $dir/state
+		admin: {address: 127.0.0.1:$port}
+		sources:
+		  app: {type: file, include: [$dir/logs/*.log], start_at: beginning}
+		exporters:
+		  out: {type: console}
+		pipelines:
+		  app: {sources: [app], exporters: [out]}
+	EOF
+	sed "s#$dir/state#$dir/nocap#; s#:$port#:$((port + 1))#" "$dir/config.yaml" >"$dir/nocap.yaml"
+	chmod 0644 "$dir/config.yaml" "$dir/nocap.yaml"
+
+	setpriv --reuid=logpump --regid=logpump --clear-groups --no-new-privs \
+		--inh-caps=-all,+dac_read_search --ambient-caps=-all,+dac_read_search \
+		--bounding-set=-all,+dac_read_search \
+		/usr/bin/logpump run -config "$dir/config.yaml" >"$dir/out" 2>"$dir/err" &
+	pid=$!
+	for i in $(seq 100); do
+		grep -q 'line from a root-only file' "$dir/out" && break
+		sleep 0.1
+	done
+	http_get $port /healthz >"$dir/healthz" || true
+	http_get $port /readyz >"$dir/readyz" || true
+	http_get $port /metrics >"$dir/metrics" || true
+	kill -TERM $pid
+	wait $pid
+	rc=$?
+	cat "$dir/err"
+	grep -q 'line from a root-only file' "$dir/out" || { echo "the line was not read"; return 1; }
+	[ $rc -eq 0 ] || { echo "exit status $rc after SIGTERM"; return 1; }
+	grep -q '^HTTP/1.0 200' "$dir/healthz" || { echo "/healthz:"; cat "$dir/healthz"; return 1; }
+	grep -q '^HTTP/1.0 200' "$dir/readyz" || { echo "/readyz:"; cat "$dir/readyz"; return 1; }
+	grep -q '^logpump_tailer_read_lines_total{source="app"} 1$' "$dir/metrics" ||
+		{ echo "/metrics has no read line count of 1 for source app"; grep '^logpump_' "$dir/metrics"; return 1; }
+	[ -s "$dir/state/checkpoints.json" ] || { echo "no checkpoint saved"; return 1; }
+
+	# The control: no capability, no reading.
+	setpriv --reuid=logpump --regid=logpump --clear-groups --no-new-privs \
+		--inh-caps=-all --ambient-caps=-all --bounding-set=-all \
+		/usr/bin/logpump run -config "$dir/nocap.yaml" >"$dir/nocap.out" 2>"$dir/nocap.err" &
+	pid=$!
+	sleep 2
+	kill -TERM $pid
+	wait $pid
+	if grep -q 'line from a root-only file' "$dir/nocap.out"; then
+		echo "read the root-only file without CAP_DAC_READ_SEARCH: the check proves nothing"
+		return 1
+	fi
 }
 
 removed_keeps_conffile() {
@@ -242,6 +316,8 @@ if [ -s "$OUT/deb.path" ]; then
 	check "logpump version" /usr/bin/logpump version
 	check "logpump validate the shipped config (as user logpump)" \
 		runuser -u logpump -- /usr/bin/logpump validate -config /etc/logpump/config.yaml
+	check "as user logpump with only CAP_DAC_READ_SEARCH: reads root-only logs, serves health and metrics" \
+		service_user_reads_logs
 	check "dpkg -r keeps the conffile" dpkg -r logpump
 	check "removed: binary and unit gone, config kept" removed_keeps_conffile
 	check "dpkg -P" dpkg -P logpump
