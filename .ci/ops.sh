@@ -74,7 +74,9 @@ build_tools() {
 build_package() {
 	local format=$1
 	rm -f "$OUT"/*."$format"
+	gzip -9n <"$ROOT/packaging/logpump.1" >"$OUT/logpump.1.gz" &&
 	(cd "$ROOT" && LOGPUMP_VERSION=$VERSION LOGPUMP_ARCH=$ARCH LOGPUMP_BINARY=$OUT/logpump \
+		LOGPUMP_MANPAGE=$OUT/logpump.1.gz \
 		"$OUT/pack" -config packaging/nfpm.yaml -format "$format" -out "$OUT") >"$OUT/$format.path"
 }
 
@@ -115,7 +117,8 @@ expect_stat() {
 installed_files() {
 	local f
 	for f in /usr/bin/logpump /usr/lib/systemd/system/logpump.service /etc/logpump/config.yaml \
-		/usr/share/doc/logpump/copyright /usr/share/doc/logpump/changelog.Debian.gz; do
+		/usr/share/doc/logpump/copyright /usr/share/doc/logpump/changelog.Debian.gz \
+		/usr/share/man/man1/logpump.1.gz; do
 		[ -f "$f" ] || { echo "missing $f"; return 1; }
 	done
 	expect_stat /usr/bin/logpump root:root 755 &&
