@@ -246,6 +246,21 @@ rpm_contents() {
 		rpm -qp --scripts "$rpmfile" | grep -q 'useradd --system'
 }
 
+# rpm_scratch_install: the .rpm installs into and erases from an empty root
+# (without its scripts, which need the target distribution's tools).
+rpm_scratch_install() {
+	local root="$OUT/rpmroot" f
+	rm -rf "$root" && mkdir -p "$root" &&
+		rpm --root "$root" --initdb 2>/dev/null &&
+		rpm --root "$root" -i --nodeps --noscripts "$(cat "$OUT/rpm.path")" 2>&1 | grep -v 'does not exist - using root'
+	for f in /usr/bin/logpump /usr/lib/systemd/system/logpump.service /etc/logpump/config.yaml; do
+		[ -f "$root$f" ] || { echo "not installed: $f"; return 1; }
+	done
+	"$root/usr/bin/logpump" validate -config "$root/etc/logpump/config.yaml" &&
+		rpm --root "$root" -e --noscripts logpump 2>/dev/null &&
+		[ ! -e "$root/usr/bin/logpump" ]
+}
+
 lint_deb() {
 	lintian --fail-on error --display-level ">=warning" \
 		"$(cat "$OUT/deb.path")"
@@ -332,6 +347,7 @@ fi
 echo "== rpm package"
 if [ -s "$OUT/rpm.path" ]; then
 	check "rpm contents, config file, scripts" rpm_contents
+	check "rpm installs and erases in a scratch root" rpm_scratch_install
 else
 	fail "rpm package checks (no .rpm was built)"
 fi
