@@ -70,6 +70,10 @@ func (w *Writer) AppendLine(dst []byte) []byte {
 	return append(dst, '\n')
 }
 
+// Skip advances the sequence number by n, for a writer continuing a file
+// whose first n lines another writer wrote.
+func (w *Writer) Skip(n int) { w.next += n }
+
 // Written returns how many lines were written.
 func (w *Writer) Written() int { return w.next }
 
