@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -93,11 +94,17 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
 	defer mcancel()
 	metrics.Shutdown(mctx)
-	if runErr != nil {
-		log.Error("logpump stopped with an error", "err", runErr)
+	switch {
+	case runErr == nil:
+		return 0
+	case errors.Is(runErr, context.DeadlineExceeded) && !errors.Is(runErr, agent.ErrCheckpoint):
+		// Expected when the destination is down at stop time: nothing is lost.
+		log.Warn("stopped at shutdown_timeout before every line was acknowledged; the rest will be sent after the next start", "err", runErr.Error())
+		return 0
+	default:
+		log.Error("logpump stopped with an error", "err", runErr.Error())
 		return 1
 	}
-	return 0
 }
 
 // reload re-reads the configuration file and swaps the running graph. On

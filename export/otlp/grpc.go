@@ -10,6 +10,7 @@ import (
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -74,6 +75,19 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUserAgent("logpump"),
+		// gRPC's own reconnect backoff grows to 120s: after an outage the
+		// queue's retries would meet a connection still waiting to redial.
+		// Cap it at the queue's retry interval so delivery resumes as soon
+		// as the destination is back.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  min(100*time.Millisecond, o.Retry.MaxInterval),
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   max(o.Retry.MaxInterval, 100*time.Millisecond),
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
 	if cd != nil {
 		//lint:ignore SA1019 per-connection compressors avoid gRPC's process-wide registry; supported throughout grpc 1.x.

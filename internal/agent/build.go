@@ -317,7 +317,7 @@ func mergeResource(global []event.KeyValue, own map[string]string, source string
 }
 
 func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error) {
-	log := a.log.With("exporter", name)
+	log := a.log.With("exporter", name) // for the client; the queue names itself
 	ex := &exporter{name: name, typ: c.Type, fingerprint: c.Type + canonical(c.Node)}
 	switch c.Type {
 	case "otlp_grpc", "otlp_http":
@@ -344,7 +344,7 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 			}
 			ex.client = cl
 		}
-		ex.queue = export.NewQueue(name, ex.client, resolved.QueueOptions, log)
+		ex.queue = export.NewQueue(name, ex.client, resolved.QueueOptions, a.log)
 		ex.queue.SetObserver(a.exporterObserver(name))
 	case "console":
 		opts := console.DefaultOptions()
@@ -356,7 +356,7 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 			w = os.Stderr
 		}
 		ex.client = console.New(w, opts)
-		ex.queue = export.NewQueue(name, ex.client, opts.QueueOptions, log)
+		ex.queue = export.NewQueue(name, ex.client, opts.QueueOptions, a.log)
 		ex.queue.SetObserver(a.exporterObserver(name))
 	default:
 		return nil, config.Fieldf("type", "unknown exporter type %q (known: otlp_grpc, otlp_http, console)", c.Type)

@@ -5,24 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/export"
 )
 
+// ErrCheckpoint marks a failure to load or write the checkpoints.
+var ErrCheckpoint = errors.New("checkpoints")
+
 // Run loads the checkpoints, starts the exporters and drives every lane until
 // ctx is cancelled. Then it stops: the tailers return at a batch boundary,
 // the exporters' queues drain for at most the configured shutdown_timeout,
 // and the checkpoints are flushed (always, even after the deadline). What was
 // not acknowledged by then is not checkpointed and is read again on the next
-// start. Run returns nil after a complete drain and an error wrapping
-// context.DeadlineExceeded when the deadline cut it short. Run may be called
+// start. Run returns nil after a complete drain, an error wrapping
+// context.DeadlineExceeded when the deadline cut the drain short (nothing is
+// lost: the rest is read again), and one wrapping ErrCheckpoint when the
+// checkpoints could not be loaded or written. Run may be called
 // once; [Agent.Reload] may be called while it runs.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.tracker.Load(); err != nil {
-		return fmt.Errorf("load checkpoints: %w", err)
+		return fmt.Errorf("load %w: %w", ErrCheckpoint, err)
 	}
 	for _, ex := range a.exporters {
 		ex.queue.Start()
@@ -36,11 +40,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	grace := a.cfg.ShutdownTimeout
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
-	var stopped atomic.Int64 // unix nanos of the stop request
-	stopTimer := context.AfterFunc(ctx, func() {
-		stopped.Store(time.Now().UnixNano())
-		time.AfterFunc(grace, cancelHard)
-	})
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancelHard) })
 	defer stopTimer()
 
 	a.mu.Lock()
@@ -54,6 +54,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.env.Ready()
 	}
 	<-ctx.Done()
+	stopAt := time.Now()
 
 	// A reload in progress sees ctx done and returns; after it no other starts.
 	a.mu.Lock()
@@ -62,12 +63,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, ln := range lanes {
 		<-ln.done
 	}
+	// The queues drain until shutdown_timeout after the stop request.
+	drain, cancelDrain := context.WithDeadline(context.WithoutCancel(ctx), stopAt.Add(grace))
+	defer cancelDrain()
 	var drainErr error
 	var dmu sync.Mutex
 	var wg sync.WaitGroup
 	for _, ex := range exporters {
 		wg.Go(func() {
-			if err := ex.queue.Shutdown(hard); err != nil {
+			if err := ex.queue.Shutdown(drain); err != nil {
 				dmu.Lock()
 				drainErr = errors.Join(drainErr, fmt.Errorf("drain exporter %s: %w", ex.name, err))
 				dmu.Unlock()
@@ -83,10 +87,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	if flushErr != nil {
-		flushErr = fmt.Errorf("flush checkpoints: %w", flushErr)
+		flushErr = fmt.Errorf("%w: %w", ErrCheckpoint, flushErr)
 	}
 	err := errors.Join(drainErr, flushErr)
-	a.log.Info("logpump stopped", "drain_seconds", time.Since(time.Unix(0, stopped.Load())).Seconds(), "clean", err == nil)
+	a.log.Info("logpump stopped", "drain_seconds", time.Since(stopAt).Seconds(), "clean", err == nil)
 	return err
 }
 

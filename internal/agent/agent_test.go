@@ -1,0 +1,264 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/logpump/logpump/checkpoint"
+	"github.com/logpump/logpump/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is the console exporters' output, read while the agent runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// bodies returns the body of every JSON line printed, in order.
+func (s *syncBuffer) bodies(t *testing.T) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var r struct {
+			Body string `json:"body"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("console printed %q: %v", line, err)
+		}
+		out = append(out, r.Body)
+	}
+	return out
+}
+
+type harness struct {
+	t    *testing.T
+	dir  string
+	out  *syncBuffer
+	a    *Agent
+	stop context.CancelFunc
+	done chan error
+}
+
+func configText(dir, extra string) string {
+	return fmt.Sprintf(`state_dir: %[1]s/state
+shutdown_timeout: 5s
+sources:
+  app:
+    type: file
+    include: [%[1]s/logs/*.log]
+    start_at: beginning
+    scan_interval: 100ms
+%[2]s`, dir, extra)
+}
+
+func parse(t *testing.T, text string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(text), "test.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func start(t *testing.T, dir, extra string) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: dir, out: &syncBuffer{}, done: make(chan error, 1)}
+	a, err := Build(parse(t, configText(dir, extra)), Env{Stdout: h.out, Log: slog.New(slog.DiscardHandler), Hostname: "test-host"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.a = a
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	go func() { h.done <- a.Run(ctx) }()
+	return h
+}
+
+func (h *harness) shutdown() {
+	h.t.Helper()
+	h.stop()
+	if err := <-h.done; err != nil {
+		h.t.Fatalf("Run = %v, want a clean drain", err)
+	}
+}
+
+func appendLines(t *testing.T, path string, from, to int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := from; i < to; i++ {
+		fmt.Fprintf(f, "seq=%06d\n", i)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkSequence reports missing and duplicated sequence numbers in [0, n).
+func checkSequence(t *testing.T, bodies []string, n int) {
+	t.Helper()
+	seen := make([]int, n)
+	for _, b := range bodies {
+		var i int
+		if _, err := fmt.Sscanf(b, "seq=%d", &i); err != nil || i < 0 || i >= n {
+			t.Fatalf("unexpected body %q", b)
+		}
+		seen[i]++
+	}
+	missing, dups := 0, 0
+	for _, c := range seen {
+		if c == 0 {
+			missing++
+		}
+		if c > 1 {
+			dups += c - 1
+		}
+	}
+	t.Logf("written=%d delivered=%d missing=%d duplicates=%d", n, len(bodies), missing, dups)
+	if missing != 0 || dups != 0 {
+		t.Errorf("missing=%d duplicates=%d, want 0 and 0", missing, dups)
+	}
+}
+
+const consoleCfg = `exporters:
+  out: {type: console, format: json, batch: {timeout: 20ms}}
+pipelines:
+  main: {sources: [app], exporters: [out]}
+`
+
+func TestRunDeliversAndCheckpointsEverything(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "logs", "a.log")
+	os.MkdirAll(filepath.Dir(log), 0o755)
+	appendLines(t, log, 0, 500) // before the start
+	h := start(t, dir, consoleCfg)
+	appendLines(t, log, 500, 1000) // while running
+	waitFor(t, "1000 records", func() bool { return len(h.out.bodies(t)) >= 1000 })
+	h.shutdown()
+	checkSequence(t, h.out.bodies(t), 1000)
+
+	entries, err := checkpoint.NewStore(filepath.Join(dir, "state")).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(log)
+	if len(entries) != 1 || entries[0].Offset != st.Size() {
+		t.Errorf("checkpoints = %+v, want one entry at offset %d (the file size)", entries, st.Size())
+	}
+
+	// A restart on the same state sends nothing again, then the new lines.
+	h2 := start(t, dir, consoleCfg)
+	appendLines(t, log, 1000, 1100)
+	waitFor(t, "100 new records", func() bool { return len(h2.out.bodies(t)) >= 100 })
+	h2.shutdown()
+	got := h2.out.bodies(t)
+	if len(got) != 100 || got[0] != "seq=001000" {
+		t.Errorf("after restart got %d records starting %q, want 100 starting seq=001000", len(got), got[0])
+	}
+}
+
+func TestReloadKeepsUnchangedLanesAndRestartsChangedOnes(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "logs", "a.log")
+	os.MkdirAll(filepath.Dir(log), 0o755)
+	h := start(t, dir, consoleCfg)
+	waitFor(t, "the pipeline to run", func() bool { return h.a.Ready() == nil })
+	appendLines(t, log, 0, 300)
+	waitFor(t, "300 records", func() bool { return len(h.out.bodies(t)) >= 300 })
+
+	// Same configuration: the lane keeps running, untouched.
+	h.a.mu.Lock()
+	before := h.a.lanes[0]
+	h.a.mu.Unlock()
+	if err := h.a.Reload(parse(t, configText(dir, consoleCfg))); err != nil {
+		t.Fatal(err)
+	}
+	h.a.mu.Lock()
+	kept := h.a.lanes[0] == before
+	h.a.mu.Unlock()
+	if !kept {
+		t.Error("reload with an unchanged configuration restarted the lane")
+	}
+
+	// A new processor while lines keep coming: the lane restarts, nothing
+	// is lost or read twice.
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		for i := 300; i < 2000; i += 100 {
+			appendLines(t, log, i, i+100)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	changed := strings.Replace(consoleCfg, "exporters: [out]}", "processors: [keep], exporters: [out]}", 1) +
+		"processors:\n  keep: {type: filter, drop: 'body == \"never\"'}\n"
+	for range 5 {
+		if err := h.a.Reload(parse(t, configText(dir, changed))); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.a.Reload(parse(t, configText(dir, consoleCfg))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-writing
+	waitFor(t, "2000 records", func() bool { return len(h.out.bodies(t)) >= 2000 })
+	h.shutdown()
+	checkSequence(t, h.out.bodies(t), 2000)
+}
+
+func TestReloadRejectsBadConfigAndKeepsRunning(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "logs", "a.log")
+	os.MkdirAll(filepath.Dir(log), 0o755)
+	h := start(t, dir, consoleCfg)
+	waitFor(t, "the pipeline to run", func() bool { return h.a.Ready() == nil })
+	bad := strings.Replace(consoleCfg, "format: json", "format: yaml", 1)
+	err := h.a.Reload(parse(t, configText(dir, bad)))
+	if err == nil || !strings.Contains(err.Error(), "exporters.out.format") {
+		t.Errorf("Reload(bad) = %v, want an error naming exporters.out.format", err)
+	}
+	appendLines(t, log, 0, 50)
+	waitFor(t, "50 records", func() bool { return len(h.out.bodies(t)) >= 50 })
+	if err := h.a.Ready(); err != nil {
+		t.Errorf("Ready = %v, want nil", err)
+	}
+	h.shutdown()
+	if err := h.a.Ready(); err == nil {
+		t.Error("Ready after stop = nil, want an error")
+	}
+	checkSequence(t, h.out.bodies(t), 50)
+}
