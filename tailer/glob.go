@@ -9,35 +9,108 @@ import (
 // globber expands include patterns into candidate paths. It records the
 // directories whose listing decides what matches: those are the directories
 // a watch is worth adding to.
+//
+// Listings are cached: a directory for which clean reports true (its watch
+// was in place before the cached listing was taken and reported no change
+// of names since) is not read again, and the matches of each pattern element
+// in it are remembered, so that a scan of quiet watched directories costs no
+// system call and no allocation per file.
 type globber struct {
 	dirs map[string]struct{}
+	// clean reports whether the cached listing of dir is still true; nil
+	// means never.
+	clean func(dir string) bool
+	cache map[string]*listing
 }
 
-// expand calls visit for every path that pattern may name. Paths are not
-// checked to exist (the caller stats them) and may repeat when a pattern has
-// several "**" elements. Unreadable directories are skipped.
-func (g *globber) expand(pattern string, visit func(path string)) {
+// listing is what one read of a directory found: its entries, and per
+// pattern element the children matching it.
+type listing struct {
+	entries []dirent
+	matches map[string][]dirent // element -> matching entries, full paths
+}
+
+type dirent struct {
+	path      string // full path
+	dir, link bool
+}
+
+// expand calls visit for every path that pattern may name, with whether the
+// path's directory is clean (see globber). Paths are not checked to exist
+// (the caller stats them) and may repeat when a pattern has several "**"
+// elements. Unreadable directories are skipped.
+func (g *globber) expand(pattern string, visit func(path string, clean bool)) {
 	pattern = filepath.Clean(pattern)
 	elems := strings.Split(strings.TrimPrefix(pattern, string(filepath.Separator)), string(filepath.Separator))
 	g.walk(string(filepath.Separator), elems, visit)
 }
 
-func (g *globber) walk(dir string, elems []string, visit func(string)) {
+func (g *globber) isClean(dir string) bool { return g.clean != nil && g.clean(dir) }
+
+// list returns the entries of dir, from the cache when dir is clean.
+func (g *globber) list(dir string) (*listing, bool) {
+	if l := g.cache[dir]; l != nil && g.isClean(dir) {
+		return l, true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		delete(g.cache, dir)
+		return nil, false
+	}
+	l := &listing{entries: make([]dirent, len(entries))}
+	for i, ent := range entries {
+		l.entries[i] = dirent{path: filepath.Join(dir, ent.Name()), dir: ent.IsDir(), link: ent.Type()&os.ModeSymlink != 0}
+	}
+	if g.cache == nil {
+		g.cache = map[string]*listing{}
+	}
+	g.cache[dir] = l
+	return l, true
+}
+
+// match returns the entries of l whose name matches the element e.
+func (l *listing) match(e string) []dirent {
+	if m, ok := l.matches[e]; ok {
+		return m
+	}
+	var m []dirent
+	for _, ent := range l.entries {
+		if ok, _ := filepath.Match(e, filepath.Base(ent.path)); ok {
+			m = append(m, ent)
+		}
+	}
+	if l.matches == nil {
+		l.matches = map[string][]dirent{}
+	}
+	l.matches[e] = m
+	return m
+}
+
+// forget drops cached listings of directories not in keep.
+func (g *globber) forget(keep func(dir string) bool) {
+	for dir := range g.cache {
+		if !keep(dir) {
+			delete(g.cache, dir)
+		}
+	}
+}
+
+func (g *globber) walk(dir string, elems []string, visit func(string, bool)) {
 	if len(elems) == 0 {
-		visit(dir)
+		visit(dir, g.isClean(filepath.Dir(dir)))
 		return
 	}
 	e := elems[0]
 	if e == "**" {
 		g.walk(dir, elems[1:], visit)
-		entries, err := os.ReadDir(dir)
-		if err != nil {
+		l, ok := g.list(dir)
+		if !ok {
 			return
 		}
 		g.dirs[dir] = struct{}{}
-		for _, ent := range entries {
-			if ent.IsDir() { // symbolic links to directories are not followed by "**": no cycles
-				g.walk(filepath.Join(dir, ent.Name()), elems, visit)
+		for _, ent := range l.entries {
+			if ent.dir { // symbolic links to directories are not followed by "**": no cycles
+				g.walk(ent.path, elems, visit)
 			}
 		}
 		return
@@ -49,20 +122,17 @@ func (g *globber) walk(dir string, elems []string, visit func(string)) {
 		g.walk(filepath.Join(dir, e), elems[1:], visit)
 		return
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	l, ok := g.list(dir)
+	if !ok {
 		return
 	}
 	g.dirs[dir] = struct{}{}
-	for _, ent := range entries {
-		name := ent.Name()
-		if ok, _ := filepath.Match(e, name); !ok {
-			continue
-		}
+	clean := g.isClean(dir)
+	for _, ent := range l.match(e) {
 		if len(elems) == 1 {
-			visit(filepath.Join(dir, name))
-		} else if ent.IsDir() || ent.Type()&os.ModeSymlink != 0 {
-			g.walk(filepath.Join(dir, name), elems[1:], visit)
+			visit(ent.path, clean)
+		} else if ent.dir || ent.link {
+			g.walk(ent.path, elems[1:], visit)
 		}
 	}
 }

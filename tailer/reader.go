@@ -122,6 +122,7 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 	bufOff := c.offset // file offset of buf[0]
 	n, i := 0, 0       // valid bytes in buf; next unconsumed byte
 	size := 0          // body bytes appended to b
+	eof := false       // a read reached the end of the file
 	full := func() bool { return len(b.Records) >= lim.records || size >= lim.bytes }
 	consume := func(to int) {
 		res.bytes += int64(to - i)
@@ -184,18 +185,22 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 			bufOff += int64(i)
 			i = 0
 		}
-		if n == len(lr.buf) {
-			grown := make([]byte, min(2*len(lr.buf), lr.maxLine+unit))
-			copy(grown, lr.buf[:n])
-			lr.buf = grown
-		}
-		m, err := r.ReadAt(lr.buf[n:], bufOff+int64(n))
-		n += m
-		if err != nil && !errors.Is(err, io.EOF) {
-			return res, fmt.Errorf("read at offset %d: %w", bufOff+int64(n), err)
-		}
-		if m > 0 {
-			continue
+		if !eof {
+			if n == len(lr.buf) {
+				grown := make([]byte, min(2*len(lr.buf), lr.maxLine+unit))
+				copy(grown, lr.buf[:n])
+				lr.buf = grown
+			}
+			m, err := r.ReadAt(lr.buf[n:], bufOff+int64(n))
+			n += m
+			if err != nil && !errors.Is(err, io.EOF) {
+				return res, fmt.Errorf("read at offset %d: %w", bufOff+int64(n), err)
+			}
+			// A short read is the end of the file: no second read to be told.
+			eof = err != nil
+			if m > 0 {
+				continue
+			}
 		}
 		// End of file: buf[:n] is an incomplete line (or part of a skipped one).
 		if n > 0 && c.skipping {

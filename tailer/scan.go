@@ -21,17 +21,31 @@ const (
 	opRename = fsnotify.Rename
 )
 
+// fullScanEvery is how many scans apart full scans are. A full scan lists
+// every directory and stats every matched path; the scans between list only
+// directories whose watch reported a change of names and stat only paths
+// that are new or changed, so that quiet watched files cost nothing. Files
+// no watch covers are looked at by every scan.
+const fullScanEvery = 30
+
 // scan expands the include patterns, starts following new files, notices
 // renamed, grown, truncated and vanished ones, touches the checkpoints of
 // live files and updates the directory watches.
 func (r *run) scan(now time.Time, startup bool) {
 	r.gen++
 	r.lastScan, r.nextScan, r.scanSoon = now, now.Add(r.opts.ScanInterval), false
+	r.full = startup || r.hints == nil || !now.Before(r.nextFull)
+	if r.full {
+		r.nextFull = now.Add(fullScanEvery * r.opts.ScanInterval)
+	}
 	clear(r.glob.dirs)
 	var fresh []*file
 	anyKnown := false
 	for _, pattern := range r.opts.Include {
-		r.glob.expand(pattern, func(path string) {
+		r.glob.expand(pattern, func(path string, clean bool) {
+			if clean && r.quiet(path) {
+				return
+			}
 			if f, known := r.visit(path, now, startup); f != nil {
 				fresh = append(fresh, f)
 				anyKnown = anyKnown || known
@@ -60,18 +74,36 @@ func (r *run) scan(now time.Time, startup bool) {
 			r.markReady(f)
 		}
 	}
+	r.polls = r.polls[:0]
 	for _, f := range r.t.files {
 		if f.gen != r.gen && f.state == live {
 			r.orphan(f, now)
 		}
+		if f.polled || f.state == draining {
+			r.polls = append(r.polls, f)
+		}
 	}
-	for id, sk := range r.skipped {
-		if sk.gen != r.gen {
-			delete(r.skipped, id)
+	if r.full {
+		for id, sk := range r.skipped {
+			if sk.gen != r.gen {
+				delete(r.skipped, id)
+			}
 		}
 	}
 	r.evict(now, nil)
 	r.syncWatches()
+}
+
+// quiet reports whether path, found in a clean watched directory, is a live
+// file with nothing to look at: no write reported since the last scan and
+// no polling needed. It is then seen by this scan without a system call.
+func (r *run) quiet(path string) bool {
+	f := r.byPath[path]
+	if f == nil || f.gen == r.gen || f.state != live || f.polled || f.changed {
+		return false
+	}
+	f.gen = r.gen
+	return true
 }
 
 // gzipMagic starts every gzip file (RFC 1952, deflate method).
@@ -114,12 +146,25 @@ func (r *run) visit(path string, now time.Time, startup bool) (*file, bool) {
 // it, it is discovered now rather than at the next scan, so that a file
 // renamed away soon after its creation is not missed.
 func (r *run) created(path string, now time.Time) {
-	for _, p := range r.opts.Include {
-		if match(p, path) {
-			r.visit(path, now, false)
-			return
+	if r.matched(path) {
+		r.visit(path, now, false)
+	}
+}
+
+// matched reports whether an include pattern and no exclude pattern matches
+// path.
+func (r *run) matched(path string) bool {
+	for _, ex := range r.opts.Exclude {
+		if match(ex, path) {
+			return false
 		}
 	}
+	for _, p := range r.opts.Include {
+		if match(p, path) {
+			return true
+		}
+	}
+	return false
 }
 
 // rescan updates a known file found again by a scan at path.
@@ -148,6 +193,7 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo) {
 	}
 	r.byPath[path] = f
 	f.polled = r.polledPath(path)
+	f.changed = false
 	size := st.Size()
 	f.statSize.Store(size)
 	if mt := st.ModTime(); size != f.scanSize || !mt.Equal(f.scanTime) {
@@ -238,6 +284,9 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 	r.t.mu.Unlock()
 	r.byPath[path] = f
 	r.t.counters.open.Add(1)
+	if f.polled {
+		r.polls = append(r.polls, f)
+	}
 	return f, known
 }
 
@@ -278,11 +327,21 @@ func (r *run) polledPath(path string) bool {
 	return r.hints.failed[dir] || !r.hints.dirs[dir]
 }
 
+// syncWatches watches the directories the scan listed, and marks clean
+// those whose watch was in place before this scan: their listing stays true
+// until an event says otherwise (see takeHints).
 func (r *run) syncWatches() {
 	if r.hints == nil {
 		return
 	}
-	failed, err := r.hints.sync(r.glob.dirs)
+	added, failed, err := r.hints.sync(r.glob.dirs)
+	clear(r.clean)
+	for dir := range r.glob.dirs {
+		if r.hints.dirs[dir] && !added[dir] {
+			r.clean[dir] = true
+		}
+	}
+	r.glob.forget(func(dir string) bool { return r.hints.dirs[dir] })
 	if len(failed) > 0 {
 		r.t.counters.pollFallbacks.Add(uint64(len(failed)))
 		r.t.log.Warn("cannot watch directories; polling their files", "dirs", len(failed), "first", failed[0],

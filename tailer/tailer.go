@@ -104,6 +104,7 @@ type file struct {
 	gen        uint64
 	queued     bool
 	polled     bool // no directory watch reports its writes
+	changed    bool // a write was reported since the file's last scan
 	atEOF      bool
 	flush      bool // the partial last line is due
 	partial    int
@@ -167,10 +168,12 @@ func (t *Tailer) Batches(ctx context.Context) iter.Seq[*event.Batch] {
 			lr:      newLineReader(t.opts.Encoding, int(t.opts.MaxLineBytes)),
 			fpBuf:   make([]byte, t.opts.FingerprintBytes),
 			glob:    globber{dirs: map[string]struct{}{}},
+			clean:   map[string]bool{},
 			byPath:  map[string]*file{},
 			skipped: map[devIno]skipped{},
 			lim:     limits{records: t.opts.MaxBatchRecords, bytes: int(t.opts.MaxBatchBytes)},
 		}
+		r.glob.clean = func(dir string) bool { return !r.full && r.clean[dir] }
 		defer r.close()
 		r.loop(yield)
 	}
@@ -188,7 +191,11 @@ type run struct {
 	fpBuf  []byte
 	glob   globber
 	hints  *hints
+	// clean are the watched directories whose listing is still true: watched
+	// before it was taken, no names changed since (see scan).
+	clean  map[string]bool
 	byPath map[string]*file // live files by the path the scan found them at
+	polls  []*file          // files no watch covers, from the last scan
 	// skipped are compressed files not read, with their size and time: a
 	// change (a recycled inode) makes the file looked at again.
 	skipped map[devIno]skipped
@@ -197,10 +204,12 @@ type run struct {
 	head  int
 
 	gen       uint64
+	full      bool // the scan running is a full one
+	nextFull  time.Time
 	nextScan  time.Time
 	scanSoon  bool
 	lastScan  time.Time
-	nextMaint time.Time
+	nextMaint time.Time // the next deadline of a file (flush, drain, delete)
 	nextPoll  time.Time
 
 	yielded  bool // data yielded since the last tick
@@ -224,15 +233,18 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 	r.scan(time.Now(), true)
 	for r.ctx.Err() == nil {
 		now := time.Now()
-		if !now.Before(r.nextScan) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
-			r.scan(now, false)
-		}
 		if r.hints != nil {
 			select {
 			case <-r.hints.wake:
 				r.takeHints()
 			default:
 			}
+		}
+		if !now.Before(r.nextScan) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
+			r.scan(now, false)
+		}
+		if len(r.polls) > 0 && !now.Before(r.nextPoll) {
+			r.poll(now)
 		}
 		if !now.Before(r.nextMaint) {
 			r.maintain(now)
@@ -262,6 +274,9 @@ func (r *run) wait(now time.Time) {
 		at = earliest(at, r.lastScan.Add(rescanDelay))
 	}
 	at = earliest(at, r.nextMaint)
+	if len(r.polls) > 0 {
+		at = earliest(at, r.nextPoll)
+	}
 	if r.yielded {
 		at = earliest(at, r.lastData.Add(r.opts.TickInterval))
 	}
@@ -299,7 +314,17 @@ func (r *run) takeHints() {
 	overflow := r.hints.take(func(name string, op fsnotifyOp) {
 		f := r.byPath[name]
 		if f != nil && op&opWrite != 0 {
+			f.changed = true
 			r.markReady(f)
+		}
+		if op&(opCreate|opRename|opRemove) != 0 || (f == nil && r.matched(name)) {
+			// Names changed, or a file not followed (skipped, or not seen
+			// yet) was written: the directory is listed again.
+			delete(r.clean, filepath.Dir(name))
+		}
+		if op&(opRename|opRemove) != 0 && r.hints.dirs[name] {
+			r.hints.lost(name)
+			delete(r.clean, name)
 		}
 		if op&opCreate != 0 {
 			r.created(name, now) // maybe a new file where a renamed one was
@@ -312,6 +337,8 @@ func (r *run) takeHints() {
 		r.t.counters.overflows.Add(1)
 		r.t.counters.pollFallbacks.Add(1)
 		r.t.log.Warn("directory events overflowed; rescanning and checking every open file")
+		clear(r.clean)
+		r.nextFull = now // the next scan lists and stats everything
 		r.scanSoon = true
 		for _, f := range r.t.files {
 			if f.fd != nil {
@@ -354,37 +381,57 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	if f.fd == nil && !r.reopen(f, now) {
 		return true
 	}
-	if st, err := f.fd.Stat(); err == nil {
-		f.statSize.Store(st.Size())
-		if st.Size() < f.cur.offset {
-			r.truncated(f, st.Size())
-		}
-	}
-	if f.cur.offset == 0 && r.compressed(f) {
-		return true
-	}
 	b := r.pool.Get()
 	b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
-	start := f.cur.offset
 	flush := f.flush
 	f.flush = false
-	res, err := r.lr.read(f.fd, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
-	if err != nil {
-		b.Done()
-		r.t.counters.errors.Add(1)
-		if !f.errLogged {
-			r.t.log.Error("read file; will retry", "path", f.path, "err", err)
-			f.errLogged = true
+	var start int64
+	var res readResult
+	for retried := false; ; retried = true {
+		if f.cur.offset == 0 && r.compressed(f) {
+			b.Done()
+			return true
 		}
-		f.cur.offset = start
-		r.closeFile(f)
-		return true
+		start = f.cur.offset
+		var err error
+		res, err = r.lr.read(f.fd, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
+		if err != nil {
+			b.Done()
+			r.t.counters.errors.Add(1)
+			if !f.errLogged {
+				r.t.log.Error("read file; will retry", "path", f.path, "err", err)
+				f.errLogged = true
+			}
+			f.cur.offset = start
+			r.closeFile(f)
+			return true
+		}
+		if f.cur.offset > start || len(b.Records) > 0 || retried {
+			break
+		}
+		// Nothing new. Only now is the size worth a look: below the offset,
+		// the file was truncated (copytruncate) and is read again from 0.
+		st, err := f.fd.Stat()
+		if err != nil {
+			break
+		}
+		f.statSize.Store(st.Size())
+		if st.Size() >= f.cur.offset {
+			break
+		}
+		r.truncated(f, st.Size())
+		flush = false
 	}
 	f.errLogged = false
 	f.flush = flush && res.partial > 0 // a flush that did not fit is still owed
 	r.count(res)
 	end := f.cur.offset
 	f.offset.Store(end)
+	if res.eof {
+		f.statSize.Store(end + int64(res.partial))
+	} else if f.statSize.Load() < end {
+		f.statSize.Store(end)
+	}
 	f.lastRead = now
 	if end > start {
 		f.lastGrowth = now
@@ -560,25 +607,26 @@ func (r *run) evict(now time.Time, keep *file) {
 	}
 }
 
-// maintain polls files no watch covers, flushes due partial lines, closes
-// drained files and deletes read ones; it sets the next time it is needed.
+// poll checks the files no watch covers (polled, draining) for a size other
+// than what was read.
+func (r *run) poll(now time.Time) {
+	r.nextPoll = now.Add(r.opts.PollInterval)
+	for _, f := range r.polls {
+		if f.fd == nil || f.queued || !(f.polled || f.state == draining) {
+			continue
+		}
+		if st, err := f.fd.Stat(); err == nil && st.Size() != f.cur.offset+int64(f.partial) {
+			f.statSize.Store(st.Size())
+			r.markReady(f)
+		}
+	}
+}
+
+// maintain flushes due partial lines, closes drained files and deletes read
+// ones; it sets the next time it is needed.
 func (r *run) maintain(now time.Time) {
 	next := now.Add(time.Hour)
-	poll := !now.Before(r.nextPoll)
-	if poll {
-		r.nextPoll = now.Add(r.opts.PollInterval)
-	}
-	var polled bool
 	for _, f := range r.t.files {
-		if f.fd != nil && (f.polled || f.state == draining) {
-			polled = true
-			if poll && !f.queued {
-				if st, err := f.fd.Stat(); err == nil && st.Size() != f.cur.offset+int64(f.partial) {
-					f.statSize.Store(st.Size())
-					r.markReady(f)
-				}
-			}
-		}
 		if f.queued || !f.atEOF {
 			continue
 		}
@@ -602,14 +650,11 @@ func (r *run) maintain(now time.Time) {
 			if due := f.lastGrowth.Add(r.opts.RotateWait); now.Before(due) {
 				next = earliest(next, due)
 			} else if f.inflight.Load() > 0 {
-				polled = true // wait for the acknowledgements
+				next = earliest(next, now.Add(r.opts.PollInterval)) // wait for the acknowledgements
 			} else {
 				r.deleteRead(f)
 			}
 		}
-	}
-	if polled {
-		next = earliest(next, r.nextPoll)
 	}
 	r.nextMaint = next
 }

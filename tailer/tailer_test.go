@@ -37,9 +37,14 @@ func testOptions(patterns ...string) Options {
 	return o
 }
 
+// testLogger logs to stderr with -v (debug records too with LOGPUMP_DEBUG=1).
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		level := slog.LevelInfo
+		if os.Getenv("LOGPUMP_DEBUG") != "" {
+			level = slog.LevelDebug
+		}
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	return slog.New(slog.DiscardHandler)
 }

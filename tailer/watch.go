@@ -99,8 +99,9 @@ func (h *hints) take(f func(name string, op fsnotify.Op)) (overflow bool) {
 }
 
 // sync watches exactly the directories in want. It returns the directories
-// whose watch failed for the first time (to log) with the error.
-func (h *hints) sync(want map[string]struct{}) (newlyFailed []string, err error) {
+// watched from now on, and those whose watch failed for the first time (to
+// log) with the error.
+func (h *hints) sync(want map[string]struct{}) (added map[string]bool, newlyFailed []string, err error) {
 	for dir := range h.dirs {
 		if _, ok := want[dir]; !ok {
 			_ = h.w.Remove(dir) // the directory may be gone already
@@ -126,8 +127,20 @@ func (h *hints) sync(want map[string]struct{}) (newlyFailed []string, err error)
 			continue
 		}
 		h.dirs[dir] = true
+		if added == nil {
+			added = map[string]bool{}
+		}
+		added[dir] = true
 	}
-	return newlyFailed, err
+	return added, newlyFailed, err
+}
+
+// lost forgets the watch of dir, which was removed or renamed (a watch
+// follows the directory's inode, not its path). The next scan adds it again
+// if the path is still a directory to watch.
+func (h *hints) lost(dir string) {
+	_ = h.w.Remove(dir) // gone already when the directory was removed
+	delete(h.dirs, dir)
 }
 
 func (h *hints) close() {
