@@ -62,8 +62,8 @@ build_binary() {
 		cp "$OPS_BINARY" "$OUT/logpump"
 		return
 	fi
-	cd "$ROOT" && CGO_ENABLED=0 go build -trimpath \
-		-ldflags "-s -w -X main.version=$VERSION" -o "$OUT/logpump" ./cmd/agent
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X main.version=$VERSION" -o "$OUT/logpump" ./cmd/agent)
 }
 
 build_tools() {
