@@ -28,57 +28,84 @@ const (
 
 var errMalformed = errors.New("malformed OTLP logs request")
 
-// eachField calls fn for every field of the message b. Length-delimited
-// fields get their contents as v; varint and fixed64 fields their value as n.
-func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error) error {
-	for len(b) > 0 {
-		num, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return errMalformed
+// fields iterates over the fields of one protobuf message without
+// allocating.
+type fields struct{ b []byte }
+
+// next returns the next field: its contents as v for a length-delimited
+// field, its value as n for a varint or fixed64 one. ok is false at the end;
+// err is set when the message is malformed.
+func (f *fields) next() (num protowire.Number, typ protowire.Type, v []byte, n uint64, ok bool, err error) {
+	if len(f.b) == 0 {
+		return 0, 0, nil, 0, false, nil
+	}
+	num, typ, l := protowire.ConsumeTag(f.b)
+	if l < 0 {
+		return 0, 0, nil, 0, false, errMalformed
+	}
+	f.b = f.b[l:]
+	switch typ {
+	case protowire.BytesType:
+		v, l = protowire.ConsumeBytes(f.b)
+	case protowire.VarintType:
+		n, l = protowire.ConsumeVarint(f.b)
+	case protowire.Fixed64Type:
+		n, l = protowire.ConsumeFixed64(f.b)
+	default:
+		l = protowire.ConsumeFieldValue(num, typ, f.b)
+	}
+	if l < 0 {
+		return 0, 0, nil, 0, false, errMalformed
+	}
+	f.b = f.b[l:]
+	return num, typ, v, n, true, nil
+}
+
+// child returns the contents of the next length-delimited field numbered
+// want, skipping others.
+func (f *fields) child(want protowire.Number) ([]byte, bool, error) {
+	for {
+		num, typ, v, _, ok, err := f.next()
+		if !ok || err != nil {
+			return nil, false, err
 		}
-		b = b[l:]
-		var v []byte
-		var n uint64
-		switch typ {
-		case protowire.BytesType:
-			v, l = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			n, l = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			n, l = protowire.ConsumeFixed64(b)
-		default:
-			l = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if l < 0 {
-			return errMalformed
-		}
-		b = b[l:]
-		if err := fn(num, typ, v, n); err != nil {
-			return err
+		if num == want && typ == protowire.BytesType {
+			return v, true, nil
 		}
 	}
-	return nil
 }
 
 // eachRecord calls fn with the bytes of every LogRecord in an
 // ExportLogsServiceRequest, without decoding anything else.
 func eachRecord(req []byte, fn func(rec []byte)) error {
-	return eachField(req, func(num protowire.Number, typ protowire.Type, rl []byte, _ uint64) error {
-		if num != requestResourceLogs || typ != protowire.BytesType {
-			return nil
+	rls := fields{req}
+	for {
+		rl, ok, err := rls.child(requestResourceLogs)
+		if !ok {
+			return err
 		}
-		return eachField(rl, func(num protowire.Number, typ protowire.Type, sl []byte, _ uint64) error {
-			if num != resourceScopeLogs || typ != protowire.BytesType {
-				return nil
+		sls := fields{rl}
+		for {
+			sl, ok, err := sls.child(resourceScopeLogs)
+			if err != nil {
+				return err
 			}
-			return eachField(sl, func(num protowire.Number, typ protowire.Type, rec []byte, _ uint64) error {
-				if num == scopeLogRecords && typ == protowire.BytesType {
-					fn(rec)
+			if !ok {
+				break
+			}
+			recs := fields{sl}
+			for {
+				rec, ok, err := recs.child(scopeLogRecords)
+				if err != nil {
+					return err
 				}
-				return nil
-			})
-		})
-	})
+				if !ok {
+					break
+				}
+				fn(rec)
+			}
+		}
+	}
 }
 
 // RecordSeq finds the sequence number of one encoded LogRecord. It looks,
@@ -89,40 +116,49 @@ func eachRecord(req []byte, fn func(rec []byte)) error {
 // as the body as well as one that parses it into attributes or a map body.
 func RecordSeq(rec []byte) (uint64, bool) {
 	var body []byte
-	var attrs [][]byte // KeyValue messages
-	_ = eachField(rec, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	f := fields{rec}
+	for {
+		num, typ, v, _, ok, _ := f.next()
+		if !ok {
+			break
+		}
 		if typ != protowire.BytesType {
-			return nil
+			continue
 		}
 		switch num {
 		case recordBody:
 			body = v
 		case recordAttributes:
-			attrs = append(attrs, v)
-		}
-		return nil
-	})
-	for _, kv := range attrs {
-		if seq, ok := kvSeq(kv, false); ok {
-			return seq, true
+			if seq, ok := kvSeq(v, false); ok {
+				return seq, true
+			}
 		}
 	}
 	if seq, ok := anySeq(body, 0); ok {
 		return seq, true
 	}
-	for _, kv := range attrs {
+	attrs := fields{rec}
+	for {
+		kv, ok, _ := attrs.child(recordAttributes)
+		if !ok {
+			return 0, false
+		}
 		if seq, ok := kvSeq(kv, true); ok {
 			return seq, true
 		}
 	}
-	return 0, false
 }
 
 // kvSeq returns the value of a KeyValue named "seq"; with deep set it also
 // searches the value of any other key.
 func kvSeq(kv []byte, deep bool) (uint64, bool) {
 	var key, val []byte
-	_ = eachField(kv, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	f := fields{kv}
+	for {
+		num, typ, v, _, ok, _ := f.next()
+		if !ok {
+			break
+		}
 		if typ == protowire.BytesType {
 			switch num {
 			case kvKey:
@@ -131,8 +167,7 @@ func kvSeq(kv []byte, deep bool) (uint64, bool) {
 				val = v
 			}
 		}
-		return nil
-	})
+	}
 	if string(key) == "seq" {
 		return scalarSeq(val)
 	}
@@ -143,69 +178,79 @@ func kvSeq(kv []byte, deep bool) (uint64, bool) {
 }
 
 // scalarSeq reads an AnyValue holding a number or a decimal string.
-func scalarSeq(v []byte) (seq uint64, ok bool) {
-	_ = eachField(v, func(num protowire.Number, typ protowire.Type, s []byte, n uint64) error {
+func scalarSeq(v []byte) (uint64, bool) {
+	f := fields{v}
+	for {
+		num, typ, s, n, ok, _ := f.next()
+		if !ok {
+			return 0, false
+		}
 		switch {
 		case num == anyInt && typ == protowire.VarintType:
-			seq, ok = n, int64(n) >= 0
+			return n, int64(n) >= 0
 		case num == anyDouble && typ == protowire.Fixed64Type:
-			f := math.Float64frombits(n)
-			seq, ok = uint64(f), f >= 0 && f == math.Trunc(f)
+			x := math.Float64frombits(n)
+			return uint64(x), x >= 0 && x == math.Trunc(x)
 		case num == anyString && typ == protowire.BytesType:
-			seq, ok = parseDigits(s)
+			return parseDigits(s)
 		}
-		return nil
-	})
-	return seq, ok
+	}
 }
 
 // anySeq searches an AnyValue: the text of a string, the "seq" key of a
-// map, the elements of a list.
-func anySeq(v []byte, depth int) (seq uint64, ok bool) {
+// map (then the map's other values), the elements of a list.
+func anySeq(v []byte, depth int) (uint64, bool) {
 	if depth > 8 {
 		return 0, false
 	}
-	_ = eachField(v, func(num protowire.Number, typ protowire.Type, s []byte, _ uint64) error {
-		if ok || typ != protowire.BytesType {
-			return nil
+	f := fields{v}
+	for {
+		num, typ, s, _, ok, _ := f.next()
+		if !ok {
+			return 0, false
+		}
+		if typ != protowire.BytesType {
+			continue
 		}
 		switch num {
 		case anyString, anyBytes:
-			seq, ok = TextSeq(s)
+			return TextSeq(s)
 		case anyKvlist:
 			for _, deep := range []bool{false, true} {
-				_ = eachField(s, func(num protowire.Number, typ protowire.Type, kv []byte, _ uint64) error {
-					if !ok && num == listValues && typ == protowire.BytesType {
-						if deep {
-							seq, ok = anySeqKV(kv, depth+1)
-						} else {
-							seq, ok = kvSeq(kv, false)
-						}
+				kvs := fields{s}
+				for {
+					kv, ok, _ := kvs.child(listValues)
+					if !ok {
+						break
 					}
-					return nil
-				})
-			}
-		case anyArray:
-			_ = eachField(s, func(num protowire.Number, typ protowire.Type, el []byte, _ uint64) error {
-				if !ok && num == listValues && typ == protowire.BytesType {
-					seq, ok = anySeq(el, depth+1)
+					if deep {
+						if seq, ok := anySeqKV(kv, depth+1); ok {
+							return seq, true
+						}
+					} else if seq, ok := kvSeq(kv, false); ok {
+						return seq, true
+					}
 				}
-				return nil
-			})
+			}
+			return 0, false
+		case anyArray:
+			els := fields{s}
+			for {
+				el, ok, _ := els.child(listValues)
+				if !ok {
+					return 0, false
+				}
+				if seq, ok := anySeq(el, depth+1); ok {
+					return seq, true
+				}
+			}
 		}
-		return nil
-	})
-	return seq, ok
+	}
 }
 
 func anySeqKV(kv []byte, depth int) (uint64, bool) {
-	var val []byte
-	_ = eachField(kv, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if num == kvValue && typ == protowire.BytesType {
-			val = v
-		}
-		return nil
-	})
+	f := fields{kv}
+	val, _, _ := f.child(kvValue)
 	return anySeq(val, depth)
 }
 

@@ -23,22 +23,21 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
-	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip decompressor
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/stats"
 )
 
 // Counts is a snapshot of what a Sink received.
 type Counts struct {
-	Records    uint64 // log records in all requests
-	Unique     uint64 // distinct sequence numbers in [0, N)
-	Duplicates uint64 // records whose number had already arrived
-	NoSeq      uint64 // records without a recognisable sequence number
-	OutOfRange uint64 // records numbered N or more
-	Requests   uint64 // export requests, both transports
-	Malformed  uint64 // requests that failed to parse
-	WireBytes  uint64 // request payload bytes as sent (compressed if so)
-	RawBytes   uint64 // request payload bytes after decompression
+	Records     uint64 // log records in all requests
+	Unique      uint64 // distinct sequence numbers in [0, N)
+	Duplicates  uint64 // records whose number had already arrived
+	NoSeq       uint64 // records without a recognisable sequence number
+	OutOfRange  uint64 // records numbered N or more
+	Requests    uint64 // export requests, both transports
+	Malformed   uint64 // requests that failed to parse
+	WireBytes   uint64 // request payload bytes as sent (compressed if so)
+	RawBytes    uint64 // request payload bytes after decompression
 	LastArrival time.Time
 }
 
@@ -317,22 +316,76 @@ func (c wireCounter) HandleRPC(_ context.Context, st stats.RPCStats) {
 	}
 }
 
-// zstdCompressor lets gRPC clients send zstd (grpc-encoding: zstd), as the
-// OpenTelemetry Collector's receiver does.
-type zstdCompressor struct{}
+// gRPC decompressors for gzip and zstd (the Collector's receiver accepts
+// both). They reuse decoders across requests, so that the sink's cost per
+// request stays small next to the agent's.
+type (
+	gzipCompressor struct{ readers sync.Pool } // *gzip.Reader
+	zstdCompressor struct{ readers sync.Pool } // *zstd.Decoder
+)
 
-func (zstdCompressor) Name() string { return "zstd" }
+func (*gzipCompressor) Name() string { return "gzip" }
 
-func (zstdCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
-	return zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
+func (*gzipCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
+	return gzip.NewWriterLevel(w, gzip.BestSpeed)
 }
 
-func (zstdCompressor) Decompress(r io.Reader) (io.Reader, error) {
-	d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+func (c *gzipCompressor) Decompress(r io.Reader) (io.Reader, error) {
+	z, _ := c.readers.Get().(*gzip.Reader)
+	var err error
+	if z == nil {
+		z, err = gzip.NewReader(r)
+	} else {
+		err = z.Reset(r)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return d.IOReadCloser(), nil
+	return &pooled{r: z, put: func() { c.readers.Put(z) }}, nil
 }
 
-func init() { encoding.RegisterCompressor(zstdCompressor{}) }
+func (*zstdCompressor) Name() string { return "zstd" }
+
+func (*zstdCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
+	return zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
+}
+
+func (c *zstdCompressor) Decompress(r io.Reader) (io.Reader, error) {
+	d, _ := c.readers.Get().(*zstd.Decoder)
+	var err error
+	if d == nil {
+		d, err = zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+	} else {
+		err = d.Reset(r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pooled{r: d, put: func() { c.readers.Put(d) }}, nil
+}
+
+// pooled returns its decoder to the pool when the message has been read.
+type pooled struct {
+	r   io.Reader
+	put func()
+}
+
+func (p *pooled) Read(b []byte) (int, error) {
+	if p.r == nil {
+		return 0, io.EOF
+	}
+	n, err := p.r.Read(b)
+	if err == io.EOF {
+		p.r = nil
+		p.put()
+	}
+	return n, err
+}
+
+// init registers the decompressors, replacing gRPC's own gzip (the
+// standard library's, several times slower); gRPC wants this done at
+// initialisation.
+func init() {
+	encoding.RegisterCompressor(&gzipCompressor{})
+	encoding.RegisterCompressor(&zstdCompressor{})
+}

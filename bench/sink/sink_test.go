@@ -14,7 +14,6 @@ import (
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	_ "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,7 +21,9 @@ func str(s string) *commonpb.AnyValue {
 	return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
 }
 
-func kv(k string, v *commonpb.AnyValue) *commonpb.KeyValue { return &commonpb.KeyValue{Key: k, Value: v} }
+func kv(k string, v *commonpb.AnyValue) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: v}
+}
 
 func TestTextSeqFindsEveryFormat(t *testing.T) {
 	for _, f := range []workload.Format{workload.Plain, workload.JSON, workload.CRI} {
@@ -70,7 +71,13 @@ func TestRecordSeqShapes(t *testing.T) {
 func request(first, n uint64) *collogspb.ExportLogsServiceRequest {
 	var recs []*logspb.LogRecord
 	for seq := first; seq < first+n; seq++ {
-		recs = append(recs, &logspb.LogRecord{Body: str(string(workload.Append(nil, workload.Plain, seq)))})
+		recs = append(recs, &logspb.LogRecord{
+			Body: str(string(workload.Append(nil, workload.Plain, seq))),
+			Attributes: []*commonpb.KeyValue{
+				kv("log.file.path", str("/var/log/pods/shop_checkout-7d9c_0b1f/app/0.log")),
+				kv("log.file.name", str("0.log")),
+			},
+		})
 	}
 	return &collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{
 		ScopeLogs: []*logspb.ScopeLogs{{LogRecords: recs}},

@@ -108,7 +108,11 @@ func medRange(v []float64, f string) string {
 	if st.lo == st.hi {
 		return fmt.Sprintf(f, st.med)
 	}
-	return fmt.Sprintf(f+" ("+f+"–"+f+")", st.med, st.lo, st.hi)
+	num, unit, _ := strings.Cut(f, "×")
+	if unit != "" || strings.HasSuffix(f, "×") {
+		unit = "×" + unit
+	}
+	return fmt.Sprintf(num+unit+" ("+num+"–"+num+")", st.med, st.lo, st.hi)
 }
 
 func med(v []float64, f string) string {
