@@ -46,7 +46,7 @@ func (h *harness) logpumpCommand(t target) ([]string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state_dir: %s\n", t.StateDir)
 	b.WriteString("shutdown_timeout: 10s\nlog_level: warn\n")
-	b.WriteString("checkpoints: {flush_interval: 1s, max_in_flight: 16MiB}\n")
+	fmt.Fprintf(&b, "checkpoints: {flush_interval: 1s, max_in_flight: %s}\n", h.cfg.LogpumpInFlight)
 	b.WriteString("sources:\n  app:\n    type: file\n")
 	fmt.Fprintf(&b, "    include: [%q]\n    start_at: beginning\n", t.Include)
 	var procs string

@@ -79,6 +79,8 @@ type config struct {
 	Otelcol     string
 	LogpumpJSON string
 	LogpumpCRI  string
+	// LogpumpInFlight is logpump's checkpoints.max_in_flight.
+	LogpumpInFlight string
 }
 
 // envDefault returns $name, or def when it is unset or empty.
@@ -122,6 +124,7 @@ func runCmd(args []string) error {
 	str(&c.Otelcol, "otelcol", "OTELCOL", "bench/.build/otelcol-peer", "Collector binary")
 	str(&c.LogpumpJSON, "logpump-json", "LOGPUMP_JSON", "json", "logpump processor type for JSON lines")
 	str(&c.LogpumpCRI, "logpump-cri", "LOGPUMP_CRI", "cri", "logpump processor type for CRI lines")
+	str(&c.LogpumpInFlight, "logpump-in-flight", "LOGPUMP_MAX_IN_FLIGHT", "16MiB", "logpump checkpoints.max_in_flight")
 	fs.Parse(args)
 
 	var err error

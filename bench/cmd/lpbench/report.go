@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tharness_cpu_s\tdrain_s\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tdetail"
+const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tharness_cpu_s\tdrain_s\trequests\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tdetail"
 
 func (r result) tsv() string {
 	return strings.Join([]string{
@@ -19,7 +19,7 @@ func (r result) tsv() string {
 		fmt.Sprint(r.Expected), fmt.Sprint(r.Counts.Unique), fmt.Sprint(r.Counts.Duplicates), fmt.Sprint(r.Counts.NoSeq),
 		f3(r.Wall.Seconds()), fmt.Sprintf("%.0f", r.LinesPerSec()), f3(r.User.Seconds()), f3(r.Sys.Seconds()),
 		f3(r.CPUPerM()), f3(r.CPUPercent()), f3(r.Window.Seconds()), f3(mib(r.RSS)), f3(mib(r.PeakRSS)),
-		f3(r.HarnessCPU.Seconds()), f3(r.Drain.Seconds()), fmt.Sprint(r.Counts.WireBytes), fmt.Sprint(r.Counts.RawBytes),
+		f3(r.HarnessCPU.Seconds()), f3(r.Drain.Seconds()), fmt.Sprint(r.Counts.Requests), fmt.Sprint(r.Counts.WireBytes), fmt.Sprint(r.Counts.RawBytes),
 		fmt.Sprint(r.FileBytes), f3(r.ExitCPU.Seconds()), f3(r.Shutdown.Seconds()),
 		strings.NewReplacer("\t", " ", "\n", " ").Replace(r.Detail),
 	}, "\t")
@@ -172,6 +172,8 @@ var (
 	rate    = func(r result) float64 { return r.LinesPerSec() }
 	peak    = func(r result) float64 { return mib(r.PeakRSS) }
 	cpuPct  = func(r result) float64 { return r.CPUPercent() }
+	// perRequest is the mean number of records in an export request.
+	perRequest = func(r result) float64 { return float64(r.Counts.Records) / float64(r.Counts.Requests) }
 )
 
 // report renders every table of the run as Markdown.
@@ -268,15 +270,16 @@ func (h *harness) report() string {
 		if idle.name == "quiet" {
 			drain = "s to deliver the files"
 		}
-		fmt.Fprintf(&b, "| agent | ok/runs | CPU %% of one core | RSS MiB | peak RSS MiB | %s |\n|---|---|---|---|---|---|\n", drain)
+		fmt.Fprintf(&b, "| agent | ok/runs | CPU %% of one core | RSS MiB | peak RSS MiB | %s | records per request |\n|---|---|---|---|---|---|---|\n", drain)
 		for _, a := range h.cfg.Agents {
 			ok, total := h.runs(idle.name, a, "")
 			if total == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %d/%d | %s | %s | %s | %s |\n", a, len(ok), total,
+			fmt.Fprintf(&b, "| %s | %d/%d | %s | %s | %s | %s | %s |\n", a, len(ok), total,
 				medRange(collect(ok, cpuPct), "%.2f"), med(collect(ok, func(r result) float64 { return mib(r.RSS) }), "%.1f"),
-				med(collect(ok, peak), "%.1f"), med(collect(ok, func(r result) float64 { return r.Drain.Seconds() }), "%.2f"))
+				med(collect(ok, peak), "%.1f"), med(collect(ok, func(r result) float64 { return r.Drain.Seconds() }), "%.2f"),
+				med(collect(ok, perRequest), "%.1f"))
 		}
 		if both {
 			fmt.Fprintf(&b, "\nlogpump / Collector: CPU %s, peak RSS %s\n",
