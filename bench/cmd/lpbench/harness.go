@@ -64,13 +64,23 @@ type result struct {
 func (r result) ok() bool { return r.Status == "ok" }
 
 // LinesPerSec is expected lines over the time to deliver them.
-func (r result) LinesPerSec() float64 { return float64(r.Expected) / r.Wall.Seconds() }
+func (r result) LinesPerSec() float64 {
+	if r.Wall <= 0 {
+		return 0
+	}
+	return float64(r.Expected) / r.Wall.Seconds()
+}
 
 // CPUPerM is agent CPU seconds per million lines.
 func (r result) CPUPerM() float64 { return (r.User + r.Sys).Seconds() / (float64(r.Expected) / 1e6) }
 
 // CPUPercent is agent CPU over the idle window, in % of one core.
-func (r result) CPUPercent() float64 { return 100 * (r.User + r.Sys).Seconds() / r.Window.Seconds() }
+func (r result) CPUPercent() float64 {
+	if r.Window <= 0 {
+		return 0
+	}
+	return 100 * (r.User + r.Sys).Seconds() / r.Window.Seconds()
+}
 
 type harness struct {
 	cfg     config
