@@ -3,6 +3,7 @@ package otlp
 import (
 	"bytes"
 	"fmt"
+	"github.com/logpump/logpump/event"
 	"io"
 	"sync"
 
@@ -112,8 +113,24 @@ func (c *codec) close() {
 // maxPooledBuffer keeps a buffer grown by one huge request out of the pools.
 const maxPooledBuffer = 16 << 20
 
-// bufferPool recycles request buffers. Safe for concurrent use.
-type bufferPool struct{ p sync.Pool }
+// bufferPool recycles request buffers and encoders. Safe for concurrent use.
+type bufferPool struct{ p, encs sync.Pool }
+
+// encode appends the request for batches to the buffer with a pooled
+// encoder and returns the buffer and the count of strings whose invalid
+// UTF-8 was replaced.
+func (p *bufferPool) encode(dst []byte, batches []*event.Batch) ([]byte, int) {
+	e, _ := p.encs.Get().(*encoder)
+	if e == nil {
+		e = new(encoder)
+	}
+	dst = e.appendRequest(dst, batches)
+	invalid := e.invalid
+	if cap(e.sizes) <= maxPooledBuffer/8 {
+		p.encs.Put(e)
+	}
+	return dst, invalid
+}
 
 func (p *bufferPool) get() *[]byte {
 	bp, _ := p.p.Get().(*[]byte)

@@ -3,6 +3,7 @@ package otlp
 import (
 	"slices"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -75,10 +76,84 @@ func AppendRequest(dst []byte, batches []*event.Batch) []byte {
 	return dst
 }
 
+// Encoder encodes requests as AppendRequest does, reusing its scratch space
+// from one request to the next. The zero value is ready; an Encoder is not
+// safe for concurrent use.
+type Encoder struct{ e encoder }
+
+// AppendRequest appends the request for batches to dst (see [AppendRequest]).
+func (x *Encoder) AppendRequest(dst []byte, batches []*event.Batch) []byte {
+	return x.e.appendRequest(dst, batches)
+}
+
 // appendRequest is AppendRequest that also reports how many strings held
 // invalid UTF-8 and were replaced.
 func appendRequest(dst []byte, batches []*event.Batch) ([]byte, int) {
 	var e encoder
+	dst = e.appendRequest(dst, batches)
+	return dst, e.invalid
+}
+
+func resourceOf(b *event.Batch, r *event.Record) *event.Resource {
+	if r.Resource != nil {
+		return r.Resource
+	}
+	return b.Resource
+}
+
+// encoder writes requests in two passes per ResourceLogs. The size pass
+// computes the size of every nested message once, in the order the append
+// pass writes their length prefixes (a slot is reserved before the children
+// are sized), and checks every string for UTF-8 once, keeping its encoded
+// length. The append pass then only copies. An encoder's scratch space is
+// reused from one request to the next; it is not safe for concurrent use.
+type encoder struct {
+	invalid int // strings whose invalid UTF-8 was replaced, this request
+	// sizes of nested messages and encoded lengths of strings (-n-1 when
+	// the string needs sanitising to n bytes), in append order.
+	sizes, strs []int
+	ns, nstr    int // next entries the append pass reads
+	// kvs remembers the last few string attributes encoded. The same
+	// attribute (same key and value strings, e.g. log.file.path on every
+	// record of a batch) is sized once and then copied from its first
+	// encoding in the request.
+	kvs  [4]kvEntry
+	kvN  int
+	hits []bool // per KeyValue in append order: copy from the cache
+	nhit int
+}
+
+// kvEntry is one remembered attribute: its strings (by address and
+// length), and its KeyValue message size (size pass) or where its field
+// starts in the request and how long it is (append pass).
+type kvEntry struct {
+	key, val   string
+	size       int
+	off, field int
+}
+
+// lookupKV returns the remembered entry for kv, or nil. Strings match by
+// address and length: equal pointers mean equal bytes, and a comparison of
+// contents would cost as much as encoding.
+func (e *encoder) lookupKV(kv *event.KeyValue) *kvEntry {
+	if kv.Value.Kind != event.KindString {
+		return nil
+	}
+	for i := range e.kvs[:min(e.kvN, len(e.kvs))] {
+		c := &e.kvs[i]
+		if sameString(c.key, kv.Key) && sameString(c.val, kv.Value.Str) {
+			return c
+		}
+	}
+	return nil
+}
+
+func sameString(a, b string) bool {
+	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
+}
+
+func (e *encoder) appendRequest(dst []byte, batches []*event.Batch) []byte {
+	e.invalid = 0
 	var buf [16]*event.Resource
 	resources := buf[:0]
 	var last *event.Resource
@@ -96,50 +171,76 @@ func appendRequest(dst []byte, batches []*event.Batch) ([]byte, int) {
 		}
 	}
 	for _, res := range resources {
+		e.sizes, e.strs, e.ns, e.nstr = e.sizes[:0], e.strs[:0], 0, 0
+		e.hits, e.nhit, e.kvN = e.hits[:0], 0, 0
+		e.sizeResourceLogs(batches, res)
+		// The append pass replays the cache from empty: it sees the same
+		// misses in the same order, so its entries match the size pass's.
+		e.kvs, e.kvN = [len(e.kvs)]kvEntry{}, 0
 		dst = e.appendResourceLogs(dst, batches, res)
 	}
-	return dst, e.invalid
+	return dst
 }
 
-func resourceOf(b *event.Batch, r *event.Record) *event.Resource {
-	if r.Resource != nil {
-		return r.Resource
+// reserve adds a slot for the size of a message whose children are sized next.
+func (e *encoder) reserve() int {
+	e.sizes = append(e.sizes, 0)
+	return len(e.sizes) - 1
+}
+
+// nextSize returns the size the size pass found for the next message.
+func (e *encoder) nextSize() int {
+	n := e.sizes[e.ns]
+	e.ns++
+	return n
+}
+
+// strLen is the encoded length of s, its invalid UTF-8 replaced.
+func (e *encoder) strLen(s string) int {
+	if utf8.ValidString(s) {
+		e.strs = append(e.strs, len(s))
+		return len(s)
 	}
-	return b.Resource
+	n := sanitizedLen(s)
+	e.strs = append(e.strs, -n-1)
+	return n
 }
 
-type encoder struct {
-	invalid int // strings whose invalid UTF-8 was replaced
-}
-
-func (e *encoder) appendResourceLogs(dst []byte, batches []*event.Batch, res *event.Resource) []byte {
-	scopeLogs := tagLen + protowire.SizeBytes(len(scopeMessage))
+func (e *encoder) sizeResourceLogs(batches []*event.Batch, res *event.Resource) {
+	slot := e.reserve()
+	n := 0
+	if res != nil {
+		rs := e.reserve()
+		e.sizes[rs] = e.sizeKVs(res.Attrs)
+		n += tagLen + protowire.SizeBytes(e.sizes[rs])
+	}
+	ss := e.reserve()
+	scope := tagLen + protowire.SizeBytes(len(scopeMessage))
 	for _, b := range batches {
 		for i := range b.Records {
 			if r := &b.Records[i]; resourceOf(b, r) == res {
-				scopeLogs += tagLen + protowire.SizeBytes(sizeRecord(r))
+				scope += tagLen + protowire.SizeBytes(e.sizeRecord(r))
 			}
 		}
 	}
-	size := tagLen + protowire.SizeBytes(scopeLogs)
-	resSize := 0
-	if res != nil {
-		resSize = sizeKVs(res.Attrs)
-		size += tagLen + protowire.SizeBytes(resSize)
-	}
+	e.sizes[ss] = scope
+	n += tagLen + protowire.SizeBytes(scope)
+	e.sizes[slot] = n
+}
 
-	dst = appendLen(dst, fRequestResourceLogs, size)
+func (e *encoder) appendResourceLogs(dst []byte, batches []*event.Batch, res *event.Resource) []byte {
+	dst = appendLen(dst, fRequestResourceLogs, e.nextSize())
 	if res != nil {
-		dst = appendLen(dst, fResourceLogsResource, resSize)
+		dst = appendLen(dst, fResourceLogsResource, e.nextSize())
 		dst = e.appendKVs(dst, fResourceAttributes, res.Attrs)
 	}
-	dst = appendLen(dst, fResourceLogsScopeLogs, scopeLogs)
+	dst = appendLen(dst, fResourceLogsScopeLogs, e.nextSize())
 	dst = appendLen(dst, fScopeLogsScope, len(scopeMessage))
 	dst = append(dst, scopeMessage...)
 	for _, b := range batches {
 		for i := range b.Records {
 			if r := &b.Records[i]; resourceOf(b, r) == res {
-				dst = appendLen(dst, fScopeLogsRecords, sizeRecord(r))
+				dst = appendLen(dst, fScopeLogsRecords, e.nextSize())
 				dst = e.appendRecord(dst, r)
 			}
 		}
@@ -147,7 +248,8 @@ func (e *encoder) appendResourceLogs(dst []byte, batches []*event.Batch, res *ev
 	return dst
 }
 
-func sizeRecord(r *event.Record) int {
+func (e *encoder) sizeRecord(r *event.Record) int {
+	slot := e.reserve()
 	n := 0
 	if r.Time != 0 {
 		n += tagLen + 8
@@ -159,19 +261,20 @@ func sizeRecord(r *event.Record) int {
 		n += tagLen + protowire.SizeVarint(uint64(r.Severity))
 	}
 	if r.SeverityText != "" {
-		n += tagLen + protowire.SizeBytes(validLen(r.SeverityText))
+		n += tagLen + protowire.SizeBytes(e.strLen(r.SeverityText))
 	}
 	if r.Body.Kind != event.KindEmpty {
-		n += tagLen + protowire.SizeBytes(sizeAny(&r.Body))
+		n += tagLen + protowire.SizeBytes(e.sizeAny(&r.Body))
 	}
-	n += sizeKVs(r.Attrs)
-	n += sizeKVs(event.FlagAttrs(r.Flags))
+	n += e.sizeKVs(r.Attrs)
+	n += e.sizeKVs(event.FlagAttrs(r.Flags))
 	if r.TraceID != [16]byte{} {
 		n += tagLen + protowire.SizeBytes(16)
 	}
 	if r.SpanID != [8]byte{} {
 		n += tagLen + protowire.SizeBytes(8)
 	}
+	e.sizes[slot] = n
 	return n
 }
 
@@ -208,30 +311,59 @@ func (e *encoder) appendRecord(dst []byte, r *event.Record) []byte {
 }
 
 // sizeKVs is the size of kvs as a repeated KeyValue field.
-func sizeKVs(kvs []event.KeyValue) int {
+func (e *encoder) sizeKVs(kvs []event.KeyValue) int {
 	n := 0
 	for i := range kvs {
-		n += tagLen + protowire.SizeBytes(sizeKV(&kvs[i]))
+		n += tagLen + protowire.SizeBytes(e.sizeKV(&kvs[i]))
 	}
 	return n
 }
 
 func (e *encoder) appendKVs(dst []byte, num protowire.Number, kvs []event.KeyValue) []byte {
 	for i := range kvs {
-		dst = appendLen(dst, num, sizeKV(&kvs[i]))
-		dst = e.appendKV(dst, &kvs[i])
+		kv := &kvs[i]
+		hit := e.hits[e.nhit]
+		e.nhit++
+		if hit {
+			c := e.lookupKV(kv)
+			dst = append(dst, dst[c.off:c.off+c.field]...)
+			continue
+		}
+		start := len(dst)
+		dst = appendLen(dst, num, e.nextSize())
+		dst = e.appendKV(dst, kv)
+		if kv.Value.Kind == event.KindString {
+			e.remember(kvEntry{key: kv.Key, val: kv.Value.Str, off: start, field: len(dst) - start})
+		}
 	}
 	return dst
 }
 
 // sizeKV is the size of a KeyValue message. The value is always present (an
 // empty AnyValue for event.KindEmpty), so that a receiver sees the key.
-func sizeKV(kv *event.KeyValue) int {
-	n := tagLen + protowire.SizeBytes(sizeAny(&kv.Value))
+func (e *encoder) sizeKV(kv *event.KeyValue) int {
+	if c := e.lookupKV(kv); c != nil {
+		e.hits = append(e.hits, true)
+		return c.size
+	}
+	e.hits = append(e.hits, false)
+	slot := e.reserve()
+	n := 0
 	if kv.Key != "" {
-		n += tagLen + protowire.SizeBytes(validLen(kv.Key))
+		n += tagLen + protowire.SizeBytes(e.strLen(kv.Key))
+	}
+	n += tagLen + protowire.SizeBytes(e.sizeAny(&kv.Value))
+	e.sizes[slot] = n
+	if kv.Value.Kind == event.KindString {
+		e.remember(kvEntry{key: kv.Key, val: kv.Value.Str, size: n})
 	}
 	return n
+}
+
+// remember adds an attribute to the cache, replacing the oldest entry.
+func (e *encoder) remember(c kvEntry) {
+	e.kvs[e.kvN%len(e.kvs)] = c
+	e.kvN++
 }
 
 func (e *encoder) appendKV(dst []byte, kv *event.KeyValue) []byte {
@@ -241,53 +373,41 @@ func (e *encoder) appendKV(dst []byte, kv *event.KeyValue) []byte {
 	return e.appendAnyField(dst, fKeyValueValue, &kv.Value)
 }
 
-// appendAnyField appends v as the AnyValue field num. A string is checked
-// for UTF-8 once for both its length and its bytes.
+// appendAnyField appends v as the AnyValue field num.
 func (e *encoder) appendAnyField(dst []byte, num protowire.Number, v *event.Value) []byte {
-	if v.Kind != event.KindString {
-		dst = appendLen(dst, num, sizeAny(v))
-		return e.appendAny(dst, v)
-	}
-	s := v.Str
-	if utf8.ValidString(s) {
-		dst = appendLen(dst, num, tagLen+protowire.SizeBytes(len(s)))
-		dst = appendLen(dst, fAnyString, len(s))
-		return append(dst, s...)
-	}
-	e.invalid++
-	n := sanitizedLen(s)
-	dst = appendLen(dst, num, tagLen+protowire.SizeBytes(n))
-	dst = appendLen(dst, fAnyString, n)
-	return appendSanitized(dst, s)
+	dst = appendLen(dst, num, e.nextSize())
+	return e.appendAny(dst, v)
 }
 
 // sizeAny is the size of v as an AnyValue message.
-func sizeAny(v *event.Value) int {
+func (e *encoder) sizeAny(v *event.Value) int {
+	slot := e.reserve()
+	n := 0
 	switch v.Kind {
 	case event.KindString:
-		return tagLen + protowire.SizeBytes(validLen(v.Str))
+		n = tagLen + protowire.SizeBytes(e.strLen(v.Str))
 	case event.KindBytes:
-		return tagLen + protowire.SizeBytes(len(v.Str))
+		n = tagLen + protowire.SizeBytes(len(v.Str))
 	case event.KindBool:
-		return tagLen + 1
+		n = tagLen + 1
 	case event.KindInt:
-		return tagLen + protowire.SizeVarint(v.Num)
+		n = tagLen + protowire.SizeVarint(v.Num)
 	case event.KindDouble:
-		return tagLen + 8
+		n = tagLen + 8
 	case event.KindArray:
-		return tagLen + protowire.SizeBytes(sizeArray(v.List))
+		list := e.reserve()
+		inner := 0
+		for i := range v.List {
+			inner += tagLen + protowire.SizeBytes(e.sizeAny(&v.List[i].Value))
+		}
+		e.sizes[list] = inner
+		n = tagLen + protowire.SizeBytes(inner)
 	case event.KindMap:
-		return tagLen + protowire.SizeBytes(sizeKVs(v.List))
+		list := e.reserve()
+		e.sizes[list] = e.sizeKVs(v.List)
+		n = tagLen + protowire.SizeBytes(e.sizes[list])
 	}
-	return 0
-}
-
-// sizeArray is the size of an ArrayValue holding the values of elems.
-func sizeArray(elems []event.KeyValue) int {
-	n := 0
-	for i := range elems {
-		n += tagLen + protowire.SizeBytes(sizeAny(&elems[i].Value))
-	}
+	e.sizes[slot] = n
 	return n
 }
 
@@ -308,40 +428,40 @@ func (e *encoder) appendAny(dst []byte, v *event.Value) []byte {
 		dst = protowire.AppendTag(dst, fAnyDouble, protowire.Fixed64Type)
 		return protowire.AppendFixed64(dst, v.Num)
 	case event.KindArray:
-		dst = appendLen(dst, fAnyArray, sizeArray(v.List))
+		dst = appendLen(dst, fAnyArray, e.nextSize())
 		for i := range v.List {
 			dst = e.appendAnyField(dst, fListValues, &v.List[i].Value)
 		}
 		return dst
 	case event.KindMap:
-		dst = appendLen(dst, fAnyKVList, sizeKVs(v.List))
+		dst = appendLen(dst, fAnyKVList, e.nextSize())
 		return e.appendKVs(dst, fListValues, v.List)
 	}
 	return dst
 }
 
-// appendLen appends the tag and length of a length-delimited field.
+// appendLen appends the tag and length of a length-delimited field. Every
+// field number here is below 16, so the tag is one byte.
 func appendLen(dst []byte, num protowire.Number, n int) []byte {
-	dst = protowire.AppendTag(dst, num, protowire.BytesType)
-	return protowire.AppendVarint(dst, uint64(n))
+	tag := byte(num)<<3 | byte(protowire.BytesType)
+	if n < 0x80 {
+		return append(dst, tag, byte(n))
+	}
+	return protowire.AppendVarint(append(dst, tag), uint64(n))
 }
 
+// appendString appends the next string of the size pass, sanitised when
+// that pass found invalid UTF-8 in it.
 func (e *encoder) appendString(dst []byte, num protowire.Number, s string) []byte {
-	if utf8.ValidString(s) {
-		dst = appendLen(dst, num, len(s))
+	n := e.strs[e.nstr]
+	e.nstr++
+	if n >= 0 {
+		dst = appendLen(dst, num, n)
 		return append(dst, s...)
 	}
 	e.invalid++
-	dst = appendLen(dst, num, sanitizedLen(s))
+	dst = appendLen(dst, num, -n-1)
 	return appendSanitized(dst, s)
-}
-
-// validLen is the length of s once its invalid UTF-8 is replaced.
-func validLen(s string) int {
-	if utf8.ValidString(s) {
-		return len(s)
-	}
-	return sanitizedLen(s)
 }
 
 const replacement = "\uFFFD"

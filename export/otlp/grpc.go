@@ -119,7 +119,7 @@ func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 	bp := c.bufs.get()
 	defer c.bufs.put(bp)
 	var invalid int
-	*bp, invalid = appendRequest(*bp, batches)
+	*bp, invalid = c.bufs.encode(*bp, batches)
 	if invalid > 0 {
 		c.invalid.Add(int64(invalid))
 	}

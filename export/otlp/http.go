@@ -79,7 +79,7 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
 	bp := c.bufs.get()
 	var invalid int
-	*bp, invalid = appendRequest(*bp, batches)
+	*bp, invalid = c.bufs.encode(*bp, batches)
 	if invalid > 0 {
 		c.invalid.Add(int64(invalid))
 	}
