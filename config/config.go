@@ -55,6 +55,17 @@ type Checkpoints struct {
 type Admin struct {
 	Address string `yaml:"address"`
 	Pprof   bool   `yaml:"pprof"`
+	// MetricsPush, when its endpoint is set, also pushes the agent's own
+	// metrics to an OTLP/gRPC receiver.
+	MetricsPush MetricsPush `yaml:"metrics_push"`
+}
+
+// MetricsPush configures the OTLP push of the agent's own metrics.
+type MetricsPush struct {
+	Endpoint string            `yaml:"endpoint"`
+	Insecure bool              `yaml:"insecure"`
+	Headers  map[string]string `yaml:"headers"`
+	Interval time.Duration     `yaml:"interval"`
 }
 
 // Component is a named source, processor or exporter: its type and the raw

@@ -31,7 +31,18 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		return 1
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	metrics, err := selfmetrics.New(selfmetrics.Options{Version: buildVersion()})
+	mopts := selfmetrics.Options{Version: buildVersion()}
+	if push := cfg.Admin.MetricsPush; push.Endpoint != "" {
+		reader, err := selfmetrics.OTLPReader(context.Background(), selfmetrics.PushOptions{
+			Endpoint: push.Endpoint, Insecure: push.Insecure, Headers: push.Headers, Interval: push.Interval,
+		})
+		if err != nil {
+			fmt.Fprintln(stderr, "logpump: admin.metrics_push:", err)
+			return 1
+		}
+		mopts.Readers = append(mopts.Readers, reader)
+	}
+	metrics, err := selfmetrics.New(mopts)
 	if err != nil {
 		fmt.Fprintln(stderr, "logpump: metrics:", err)
 		return 1
