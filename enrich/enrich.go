@@ -230,10 +230,18 @@ type KubernetesOptions struct {
 	// NodeName is reported as k8s.node.name; default the agent's node name
 	// (NODE_NAME from the downward API).
 	NodeName string `yaml:"node_name"`
+	// Metadata, when set, adds pod labels, annotations and owners from the
+	// Kubernetes API (see [KubernetesMetadata]).
+	Metadata *MetadataOptions `yaml:"metadata"`
 }
 
 // Validate checks o.
-func (o *KubernetesOptions) Validate() error { return nil }
+func (o *KubernetesOptions) Validate() error {
+	if o.Metadata != nil {
+		return o.Metadata.Validate()
+	}
+	return nil
+}
 
 // PodLog is what a Kubernetes log path tells about its container.
 type PodLog struct {

@@ -157,7 +157,19 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		if err := decode(&o); err != nil {
 			return nil, err
 		}
-		stage, err = enrich.Kubernetes(o, env.NodeName)
+		if o.Metadata == nil {
+			stage, err = enrich.Kubernetes(o, env.NodeName)
+			break
+		}
+		node := o.NodeName
+		if node == "" {
+			node = env.NodeName
+		}
+		watch, werr := podMetadata(o.Metadata, node, env.Log)
+		if werr != nil {
+			return nil, config.At(c.Node, c.Key, werr).Err()
+		}
+		stage, err = enrich.KubernetesMetadata(o, env.NodeName, watch)
 	case "transform":
 		var o transform.Options
 		if err := decode(&o); err != nil {
