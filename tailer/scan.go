@@ -7,18 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/logpump/logpump/checkpoint"
-)
-
-type fsnotifyOp = fsnotify.Op
-
-const (
-	opCreate = fsnotify.Create
-	opWrite  = fsnotify.Write
-	opRemove = fsnotify.Remove
-	opRename = fsnotify.Rename
 )
 
 // fullScanEvery is how many scans apart full scans are. A full scan lists
@@ -182,7 +171,8 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo) {
 			r.t.counters.open.Add(1)
 		}
 	}
-	if f.path != path {
+	moved := f.path != path
+	if moved {
 		if r.byPath[f.path] == f {
 			delete(r.byPath, f.path)
 		}
@@ -191,8 +181,10 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo) {
 		f.attrs = fileAttrs(r.opts, path)
 		r.t.mu.Unlock()
 	}
+	if r.full || moved || !r.clean[filepath.Dir(path)] {
+		f.polled = r.polledPath(path) // a link, or a directory without watch
+	}
 	r.byPath[path] = f
-	f.polled = r.polledPath(path)
 	f.changed = false
 	size := st.Size()
 	f.statSize.Store(size)

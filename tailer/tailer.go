@@ -57,6 +57,8 @@ type Tailer struct {
 	res  *event.Resource
 	log  *slog.Logger
 	used atomic.Bool
+	// newWatcher makes the directory watcher: inotify, or a test's.
+	newWatcher newWatcherFunc
 
 	mu    sync.Mutex // guards files and the path, state and fp of each file, for Stats
 	files map[devIno]*file
@@ -133,8 +135,9 @@ func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *sl
 	}
 	return &Tailer{
 		name: name, opts: opts, cp: cp, res: res,
-		log:   log,
-		files: map[devIno]*file{},
+		log:        log,
+		files:      map[devIno]*file{},
+		newWatcher: newInotify,
 	}, nil
 }
 
@@ -188,9 +191,9 @@ type run struct {
 	pool event.Pool
 	lim  limits
 
-	fpBuf  []byte
-	glob   globber
-	hints  *hints
+	fpBuf []byte
+	glob  globber
+	hints *hints
 	// clean are the watched directories whose listing is still true: watched
 	// before it was taken, no names changed since (see scan).
 	clean  map[string]bool
@@ -224,7 +227,7 @@ const rescanDelay = 50 * time.Millisecond
 func (r *run) loop(yield func(*event.Batch) bool) {
 	if !r.opts.Watch {
 		// Polling only, by configuration.
-	} else if h, err := newHints(); err != nil {
+	} else if h, err := newHints(r.t.newWatcher); err != nil {
 		r.t.log.Warn("cannot watch directories; polling every file", "err", err, "poll_interval", r.opts.PollInterval)
 		r.t.counters.pollFallbacks.Add(1)
 	} else {
@@ -311,7 +314,7 @@ func earliest(a, b time.Time) time.Time {
 // takeHints turns directory events into ready files and scan requests.
 func (r *run) takeHints() {
 	now := time.Now()
-	overflow := r.hints.take(func(name string, op fsnotifyOp) {
+	overflow := r.hints.take(func(name string, op op) {
 		f := r.byPath[name]
 		if f != nil && op&opWrite != 0 {
 			f.changed = true
@@ -394,7 +397,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		}
 		start = f.cur.offset
 		var err error
-		res, err = r.lr.read(f.fd, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
+		res, err = r.lr.read(preader{f.fd}, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
 		if err != nil {
 			b.Done()
 			r.t.counters.errors.Add(1)

@@ -4,23 +4,48 @@ import (
 	"errors"
 	"io/fs"
 	"sync"
-
-	"github.com/fsnotify/fsnotify"
+	"time"
 )
 
-// hints collects directory events from one fsnotify watcher as wake-up
-// hints: the names that changed and whether the kernel queue overflowed.
-// Events are only hints; the periodic scan decides what exists.
+// op is what a directory event says happened to a name.
+type op uint8
+
+const (
+	opCreate op = 1 << iota // created, or moved in
+	opWrite                 // written or truncated
+	opRemove                // removed (for a watched directory: the watch is gone)
+	opRename                // moved away
+)
+
+// dirWatcher watches directories for changes of the names in them and
+// writes to the files they hold, reporting to the hints it was made for.
+// The production watcher is inotify (newInotify); tests inject others
+// through Tailer.newWatcher.
+type dirWatcher interface {
+	// Add watches dir. Errors: fs.ErrNotExist when dir is gone; ENOSPC
+	// when the kernel's watch limit (max_user_watches) is reached.
+	Add(dir string) error
+	Remove(dir string) error
+	// Close stops the watcher; no report follows its return.
+	Close() error
+}
+
+// newWatcherFunc makes a watcher reporting to h. The inotify one fails with
+// EMFILE when the kernel's instance limit (max_user_instances) is reached.
+type newWatcherFunc func(h *hints) (dirWatcher, error)
+
+// hints collects directory events as wake-up hints: the names that changed
+// and whether the kernel's event queue overflowed. Events are only hints;
+// the periodic scan decides what exists.
 //
-// One goroutine (started by newHints, ended by close) drains the watcher's
-// channels; the tailer's loop calls add, remove and take.
+// The watcher's goroutine reports through event, overflowed and signal;
+// the tailer's loop calls sync, lost and take.
 type hints struct {
-	w    *fsnotify.Watcher
+	w    dirWatcher
 	wake chan struct{} // capacity 1: a pending wake-up
-	done chan struct{}
 
 	mu       sync.Mutex
-	names    map[string]fsnotify.Op
+	names    map[string]op
 	overflow bool
 
 	dirs   map[string]bool // watched directories; owned by the loop
@@ -31,69 +56,67 @@ type hints struct {
 // are dropped and reported as an overflow (a rescan).
 const maxHintNames = 1 << 16
 
-func newHints() (*hints, error) {
-	w, err := fsnotify.NewWatcher()
+// hintWindow is the least time between two wake-ups of the tailer by
+// directory events. The first event of a quiet period wakes it at once; the
+// events of the window after it wait in the kernel's queue (which merges
+// repeated writes to one file) and are read and handed over together, so
+// that a steady trickle of lines into many files costs one read and one
+// wake-up per window rather than one per line.
+const hintWindow = 250 * time.Millisecond
+
+func newHints(newWatcher newWatcherFunc) (*hints, error) {
+	h := &hints{
+		wake:  make(chan struct{}, 1),
+		names: map[string]op{}, dirs: map[string]bool{}, failed: map[string]bool{},
+	}
+	w, err := newWatcher(h)
 	if err != nil {
 		return nil, err
 	}
-	h := &hints{
-		w: w, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		names: map[string]fsnotify.Op{}, dirs: map[string]bool{}, failed: map[string]bool{},
-	}
-	go h.drain()
+	h.w = w
 	return h, nil
 }
 
-func (h *hints) drain() {
-	defer close(h.done)
-	events, errs := h.w.Events, h.w.Errors
-	for events != nil || errs != nil {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			h.mu.Lock()
-			if len(h.names) < maxHintNames {
-				h.names[ev.Name] |= ev.Op
-			} else {
-				h.overflow = true
-			}
-			h.mu.Unlock()
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			if !errors.Is(err, fsnotify.ErrEventOverflow) {
-				continue // other errors are per-watch and show up again on Add
-			}
-			h.mu.Lock()
-			h.overflow = true
-			h.mu.Unlock()
-		}
-		select {
-		case h.wake <- struct{}{}:
-		default:
-		}
+// event records that something happened to name (watcher goroutine).
+func (h *hints) event(name string, o op) {
+	h.mu.Lock()
+	if len(h.names) < maxHintNames {
+		h.names[name] |= o
+	} else {
+		h.overflow = true
+	}
+	h.mu.Unlock()
+}
+
+// overflowed records that events were lost (watcher goroutine).
+func (h *hints) overflowed() {
+	h.mu.Lock()
+	h.overflow = true
+	h.mu.Unlock()
+}
+
+// signal wakes the tailer's loop after a run of events (watcher goroutine).
+func (h *hints) signal() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
 	}
 }
 
 // take hands the collected names to f and clears them; it reports whether
 // the queue overflowed since the last take.
-func (h *hints) take(f func(name string, op fsnotify.Op)) (overflow bool) {
+func (h *hints) take(f func(name string, o op)) (overflow bool) {
 	h.mu.Lock()
-	var names map[string]fsnotify.Op
+	var names map[string]op
 	if len(h.names) > 0 {
 		names = h.names
-		h.names = make(map[string]fsnotify.Op, len(names))
+		h.names = make(map[string]op, len(names))
 	}
 	overflow = h.overflow
 	h.overflow = false
 	h.mu.Unlock()
-	for name, op := range names {
-		f(name, op)
+	for name, o := range names {
+		f(name, o)
 	}
 	return overflow
 }
@@ -145,5 +168,4 @@ func (h *hints) lost(dir string) {
 
 func (h *hints) close() {
 	h.w.Close()
-	<-h.done
 }
