@@ -283,7 +283,7 @@ func (h *harness) report() string {
 		}
 		if both {
 			fmt.Fprintf(&b, "\nlogpump / Collector: CPU %s, peak RSS %s\n",
-				medRange(h.ratios(idle.name, "", "logpump", peer, cpuPct), "%.2f×"),
+				medRange(h.ratios(idle.name, "", "logpump", peer, cpuPct), "%.3f×"),
 				medRange(h.ratios(idle.name, "", "logpump", peer, peak), "%.2f×"))
 		}
 	}
