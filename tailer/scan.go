@@ -336,7 +336,7 @@ func (r *run) syncWatches() {
 	r.glob.forget(func(dir string) bool { return r.hints.dirs[dir] })
 	if len(failed) > 0 {
 		r.t.counters.pollFallbacks.Add(uint64(len(failed)))
-		r.t.log.Warn("cannot watch directories; polling their files", "dirs", len(failed), "first", failed[0],
+		r.fallback("cannot watch directories; polling their files", "dirs", len(failed), "first", failed[0],
 			"err", err, "poll_interval", r.opts.PollInterval)
 	}
 	r.t.counters.watched.Store(int64(len(r.hints.dirs)))

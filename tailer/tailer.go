@@ -215,9 +215,22 @@ type run struct {
 	nextMaint time.Time // the next deadline of a file (flush, drain, delete)
 	nextPoll  time.Time
 
+	warned bool // a fallback to polling or rescanning was logged at warning level
+
 	yielded  bool // data yielded since the last tick
 	lastData time.Time
 	timer    *time.Timer
+}
+
+// fallback logs a fallback to polling or rescanning: the first at warning
+// level, later ones at debug level (they are counted in Stats).
+func (r *run) fallback(msg string, args ...any) {
+	if r.warned {
+		r.t.log.Debug(msg, args...)
+		return
+	}
+	r.warned = true
+	r.t.log.Warn(msg+" (logged once; see the poll_fallbacks and overflows counters)", args...)
 }
 
 // rescanDelay is the least time between two scans triggered by directory
@@ -228,7 +241,7 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 	if !r.opts.Watch {
 		// Polling only, by configuration.
 	} else if h, err := newHints(r.t.newWatcher); err != nil {
-		r.t.log.Warn("cannot watch directories; polling every file", "err", err, "poll_interval", r.opts.PollInterval)
+		r.fallback("cannot watch directories; polling every file", "err", err, "poll_interval", r.opts.PollInterval)
 		r.t.counters.pollFallbacks.Add(1)
 	} else {
 		r.hints = h
@@ -339,7 +352,8 @@ func (r *run) takeHints() {
 	if overflow {
 		r.t.counters.overflows.Add(1)
 		r.t.counters.pollFallbacks.Add(1)
-		r.t.log.Warn("directory events overflowed; rescanning and checking every open file")
+		r.fallback("directory events overflowed; rescanning and checking every open file",
+			"overflows", r.t.counters.overflows.Load())
 		clear(r.clean)
 		r.nextFull = now // the next scan lists and stats everything
 		r.scanSoon = true

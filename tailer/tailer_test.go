@@ -64,13 +64,23 @@ type harness struct {
 
 func startTailer(t testing.TB, opts Options, stateDir string, count *tailertest.Counter) *harness {
 	t.Helper()
+	return startTailerWith(t, opts, stateDir, count, testLogger(t), nil)
+}
+
+// startTailerWith is startTailer with a logger and a function that may set
+// the tailer's test hooks before it starts.
+func startTailerWith(t testing.TB, opts Options, stateDir string, count *tailertest.Counter, log *slog.Logger, setup func(*Tailer)) *harness {
+	t.Helper()
 	tracker := checkpoint.NewTracker(checkpoint.NewStore(stateDir), testLogger(t), checkpoint.Options{})
 	if err := tracker.Load(); err != nil {
 		t.Fatalf("load checkpoints: %v", err)
 	}
-	tl, err := New("app", opts, tracker, &event.Resource{}, testLogger(t))
+	tl, err := New("app", opts, tracker, &event.Resource{}, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if setup != nil {
+		setup(tl)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, tracker: tracker, tl: tl, count: count, cancel: cancel,
