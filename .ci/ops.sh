@@ -298,8 +298,12 @@ kube_kustomize() {
 
 image() {
 	rm -f "$OUT/logpump-image.tar"
+	# The image runs on Kubernetes: it carries the pod-metadata API client
+	# (build tag k8smeta), which host packages leave out.
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -tags k8smeta \
+		-ldflags "-s -w -X main.version=$VERSION" -o "$OUT/logpump-k8s" ./cmd/agent) &&
 	(cd "$ROOT/packaging/image" && go test -count=1 ./... &&
-		go run . -binary "$OUT/logpump" -config ../config.yaml -version "$VERSION" -arch "$ARCH" \
+		go run . -binary "$OUT/logpump-k8s" -config ../config.yaml -version "$VERSION" -arch "$ARCH" \
 			-out "$OUT/logpump-image.tar") &&
 		echo "image tarball: $OUT/logpump-image.tar ($(du -h "$OUT/logpump-image.tar" | cut -f1))"
 }
