@@ -68,6 +68,9 @@ func (h *harness) logpumpCommand(t target) ([]string, error) {
 	b.WriteString("    tls: {insecure: true}\n")
 	fmt.Fprintf(&b, "    compression: %s\n", t.Compression)
 	fmt.Fprintf(&b, "    batch: {max_records: %d, timeout: 200ms}\n", t.Batch)
+	if h.cfg.LogpumpExporterExtra != "" {
+		fmt.Fprintf(&b, "    %s\n", h.cfg.LogpumpExporterExtra)
+	}
 	b.WriteString("pipelines:\n  main: {sources: [app], ")
 	if procs != "" {
 		b.WriteString("processors: [parse], ")

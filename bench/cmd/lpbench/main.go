@@ -81,6 +81,9 @@ type config struct {
 	LogpumpCRI  string
 	// LogpumpInFlight is logpump's checkpoints.max_in_flight.
 	LogpumpInFlight string
+	// LogpumpExporterExtra is one more line of YAML for logpump's exporter,
+	// e.g. "queue: {size: 8}".
+	LogpumpExporterExtra string
 }
 
 // envDefault returns $name, or def when it is unset or empty.
@@ -125,6 +128,7 @@ func runCmd(args []string) error {
 	str(&c.LogpumpJSON, "logpump-json", "LOGPUMP_JSON", "json", "logpump processor type for JSON lines")
 	str(&c.LogpumpCRI, "logpump-cri", "LOGPUMP_CRI", "cri", "logpump processor type for CRI lines")
 	str(&c.LogpumpInFlight, "logpump-in-flight", "LOGPUMP_MAX_IN_FLIGHT", "16MiB", "logpump checkpoints.max_in_flight")
+	str(&c.LogpumpExporterExtra, "logpump-exporter-extra", "LOGPUMP_EXPORTER_EXTRA", "", `extra YAML line for logpump's exporter, e.g. "queue: {size: 8}"`)
 	fs.Parse(args)
 
 	var err error
