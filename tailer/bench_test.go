@@ -28,6 +28,7 @@ func BenchmarkReadLines(b *testing.B) {
 	r := bytes.NewReader(data)
 	b.Run("tailer", func(b *testing.B) {
 		lr := newLineReader("utf-8", 1<<20)
+		lr.use(devIno{1, 1})
 		var pool event.Pool
 		attrs := fileAttrs(&Options{IncludeFilePath: true, IncludeFileName: true}, "/var/log/app.log")
 		lim := limits{records: 1000, bytes: 1 << 20}

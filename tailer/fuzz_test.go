@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/logpump/logpump/event"
 )
@@ -20,6 +21,7 @@ func fuzzRead(t *testing.T, data []byte, maxLine, batch int, whole bool) ([]fuzz
 		r = bytes.NewReader(data)
 	}
 	lr := newLineReader("utf-8", maxLine)
+	lr.use(devIno{1, 1}) // bytes left by one read are used by the next
 	var c cursor
 	var pool event.Pool
 	var out []fuzzRecord
@@ -85,6 +87,9 @@ func FuzzReadLines(f *testing.F) {
 			}
 			if !bytes.HasPrefix(src, []byte(r.body)) {
 				t.Fatalf("body %q is not the input at %d", r.body, r.offset)
+			}
+			if invalid := r.flags&event.InvalidUTF8 != 0; invalid == utf8.ValidString(r.body) {
+				t.Fatalf("body %q flagged invalid UTF-8: %v", r.body, invalid)
 			}
 			if r.flags&event.Truncated != 0 {
 				if len(r.body) < maxLine-3 {

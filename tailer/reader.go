@@ -2,6 +2,7 @@ package tailer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -129,14 +130,29 @@ type readResult struct {
 }
 
 // lineReader splits files into lines and appends them to batches. One
-// lineReader serves every file of a tailer, one read at a time: its buffer
-// holds no state between reads (a partial line is read again from the file).
-// Not safe for concurrent use.
+// lineReader serves every file of a tailer, one read at a time. What a read
+// left unconsumed in the buffer (the rest of the last fill when the batch
+// was full, or a partial line) is used by the next read if it is of the same
+// file (see use) at the same offset; otherwise it is read again from the
+// file. Not safe for concurrent use.
 type lineReader struct {
 	codec   codec
 	maxLine int    // bytes kept of a long line, a multiple of the code unit
 	buf     []byte // read buffer; grows up to maxLine+unit for a long line
 	scratch []byte // decoding output
+
+	// src is the file being read (zero: none, nothing is kept). held says
+	// buf[heldStart:heldEnd] are the bytes of src from heldOff on.
+	src                devIno
+	held               bool
+	heldStart, heldEnd int
+	heldOff            int64
+	// asciiEnd: buf[:asciiEnd] past the current line start is known ASCII.
+	asciiEnd int
+	// reg holds the file's bytes from regOff on, copied into the batch's
+	// arena in one piece: bodies of the lines inside it are substrings.
+	reg    string
+	regOff int64
 }
 
 const readBufferSize = 64 << 10
@@ -146,6 +162,17 @@ func newLineReader(enc string, maxLine int) *lineReader {
 	maxLine -= maxLine % c.unit
 	return &lineReader{codec: c, maxLine: maxLine, buf: make([]byte, min(readBufferSize, maxLine+c.unit))}
 }
+
+// use says which file the following reads are of; bytes held from another
+// file are dropped. The zero devIno keeps nothing between reads.
+func (lr *lineReader) use(id devIno) {
+	if id != lr.src {
+		lr.src, lr.held = id, false
+	}
+}
+
+// drop forgets the bytes held: the file's content changed (truncated).
+func (lr *lineReader) drop() { lr.held = false }
 
 // read appends to b the lines of r from c.offset on, advancing c, until the
 // batch reaches lim or the end of the file. A last line without a newline is
@@ -160,6 +187,17 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 	n, i := 0, 0       // valid bytes in buf; next unconsumed byte
 	size := 0          // body bytes appended to b
 	eof := false       // a read reached the end of the file
+	if lr.held && lr.heldOff == c.offset && lr.src != (devIno{}) {
+		i, n = lr.heldStart, lr.heldEnd
+		bufOff = c.offset - int64(i)
+	}
+	lr.held = false
+	lr.asciiEnd = 0
+	lr.reg = ""
+	// Keep what is left for the next read of the same file.
+	hold := func() {
+		lr.held, lr.heldStart, lr.heldEnd, lr.heldOff = lr.src != (devIno{}), i, n, bufOff+int64(i)
+	}
 	full := func() bool { return len(b.Records) >= lim.records || size >= lim.bytes }
 	consume := func(to int) {
 		res.bytes += int64(to - i)
@@ -189,11 +227,13 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 				break // an incomplete line: read more
 			}
 			if full() {
+				hold()
 				return res, nil
 			}
 			start := c.offset
 			if j >= 0 && j <= lr.maxLine {
-				size += lr.emit(b, lr.buf[i:i+j], start, 0, now, attrs, &res)
+				lr.region(b, i, j+unit, n, start, lim.bytes-size, lim.records-len(b.Records))
+				size += lr.emit(b, lr.buf[i:i+j], start, 0, now, attrs, &res, lr.ascii(i, i+j, n))
 				consume(i + j + unit)
 				continue
 			}
@@ -203,7 +243,7 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 					cut--
 				}
 			}
-			size += lr.emit(b, lr.buf[i:i+cut], start, event.Truncated, now, attrs, &res)
+			size += lr.emit(b, lr.buf[i:i+cut], start, event.Truncated, now, attrs, &res, lr.ascii(i, i+cut, n))
 			res.truncated++
 			if j >= 0 {
 				consume(i + j + unit)
@@ -213,6 +253,7 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 			}
 		}
 		if i == n && full() {
+			hold()
 			return res, nil
 		}
 		// Keep the unconsumed tail and read after it.
@@ -220,6 +261,7 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 			copy(lr.buf, lr.buf[i:n])
 			n -= i
 			bufOff += int64(i)
+			lr.asciiEnd = max(lr.asciiEnd-i, 0)
 			i = 0
 		}
 		if !eof {
@@ -245,22 +287,91 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 			consume(n)
 		}
 		if n > 0 && !c.skipping && flush && !full() {
-			size += lr.emit(b, lr.buf[:n], c.offset, event.Unterminated, now, attrs, &res)
+			size += lr.emit(b, lr.buf[:n], c.offset, event.Unterminated, now, attrs, &res, false)
 			consume(n)
 		}
 		res.partial = n - i
 		// A flush that did not fit in a full batch is still owed: not at EOF.
 		res.eof = res.partial == 0 || !flush
+		hold()
 		return res, nil
 	}
 }
 
+// asciiChunk is how far ahead of a line the ASCII check looks at once.
+const asciiChunk = 4 << 10
+
+// ascii reports whether buf[from:to] is all ASCII, checking buf ahead of to
+// (up to n) in one pass so that the lines after it need no check of their
+// own. Only for UTF-8 files.
+func (lr *lineReader) ascii(from, to, n int) bool {
+	if !lr.codec.checkUTF8 {
+		return false
+	}
+	if to <= lr.asciiEnd {
+		return true
+	}
+	j := max(from, lr.asciiEnd)
+	end := min(n, max(to, j+asciiChunk))
+	lr.asciiEnd = j + asciiPrefix(lr.buf[j:end])
+	return to <= lr.asciiEnd
+}
+
+// asciiPrefix returns the length of the ASCII prefix of p, looking at 32
+// bytes per step.
+func asciiPrefix(p []byte) int {
+	const high = 0x8080808080808080
+	k := 0
+	for ; k+32 <= len(p); k += 32 {
+		q := p[k : k+32 : k+32]
+		w := binary.LittleEndian.Uint64(q[0:8]) | binary.LittleEndian.Uint64(q[8:16]) |
+			binary.LittleEndian.Uint64(q[16:24]) | binary.LittleEndian.Uint64(q[24:32])
+		if w&high != 0 {
+			break
+		}
+	}
+	for ; k+8 <= len(p); k += 8 {
+		if binary.LittleEndian.Uint64(p[k:k+8])&high != 0 {
+			break
+		}
+	}
+	for k < len(p) && p[k] < utf8.RuneSelf {
+		k++
+	}
+	return k
+}
+
+// region copies to b's arena, unless the region already holds it, the
+// line of ln bytes at buf[i:] (file offset off) and the complete lines after
+// it in buf[:n], as far as the batch's remaining bytes and records are likely
+// to take them: one copy for many lines. Only for UTF-8 files.
+func (lr *lineReader) region(b *event.Batch, i, ln, n int, off int64, bytesLeft, recordsLeft int) {
+	if !lr.codec.checkUTF8 {
+		return
+	}
+	if off >= lr.regOff && off+int64(ln) <= lr.regOff+int64(len(lr.reg)) {
+		return
+	}
+	end := i + ln
+	if k := bytes.LastIndexByte(lr.buf[end:n], '\n'); k >= 0 {
+		want := min(bytesLeft+recordsLeft*2, recordsLeft*ln*2) // line ends and a margin
+		end = max(end, min(end+k+1, i+want))
+	}
+	lr.reg, lr.regOff = b.Copy(lr.buf[i:end]), off
+}
+
 // emit appends one line (without its newline) and returns its body size.
-func (lr *lineReader) emit(b *event.Batch, line []byte, off int64, flags event.Flags, now int64, attrs []event.KeyValue, res *readResult) int {
+// ascii says the line is known to be ASCII (no UTF-8 check needed).
+func (lr *lineReader) emit(b *event.Batch, line []byte, off int64, flags event.Flags, now int64, attrs []event.KeyValue, res *readResult, ascii bool) int {
+	full := line
 	if off == 0 && len(lr.codec.bom) > 0 && bytes.HasPrefix(line, lr.codec.bom) {
 		line = line[len(lr.codec.bom):]
 	}
-	if bytes.HasSuffix(line, lr.codec.cr) {
+	if lr.codec.unit == 1 {
+		if k := len(line) - 1; k >= 0 && line[k] == '\r' {
+			line = line[:k]
+		}
+	} else if bytes.HasSuffix(line, lr.codec.cr) {
 		line = line[:len(line)-len(lr.codec.cr)]
 	}
 	var body string
@@ -268,11 +379,17 @@ func (lr *lineReader) emit(b *event.Batch, line []byte, off int64, flags event.F
 	case lr.codec.dec != nil:
 		body = b.Copy(lr.decode(line))
 	default:
-		if !utf8.Valid(line) {
+		if !ascii && !utf8.Valid(line) {
 			flags |= event.InvalidUTF8
 			res.invalid++
 		}
-		body = b.Copy(line)
+		// The body's file offset: off, or after a byte order mark.
+		from := off + int64(cap(full)-cap(line))
+		if k := from - lr.regOff; from >= lr.regOff && k+int64(len(line)) <= int64(len(lr.reg)) {
+			body = lr.reg[k : k+int64(len(line))]
+		} else {
+			body = b.Copy(line)
+		}
 	}
 	rec := b.Next()
 	rec.Body = event.String(body)

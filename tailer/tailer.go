@@ -411,6 +411,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		}
 		start = f.cur.offset
 		var err error
+		r.lr.use(f.id)
 		res, err = r.lr.read(preader{f.fd}, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
 		if err != nil {
 			b.Done()
@@ -532,6 +533,8 @@ func (r *run) count(res readResult) {
 func (r *run) truncated(f *file, size int64) {
 	r.t.log.Info("file truncated; reading it from the start", "path", f.path, "offset", f.cur.offset, "size", size)
 	r.t.counters.truncations.Add(1)
+	r.lr.use(f.id)
+	r.lr.drop()
 	f.cur = cursor{}
 	f.offset.Store(0)
 	f.partial, f.flush = 0, false
