@@ -132,6 +132,25 @@ func TestLogrotate(t *testing.T) {
 			},
 		},
 		{
+			name: "copytruncate, copies matched", conf: "copytruncate\nrotate 5", pattern: "app.log*",
+			// The copy starts like the file just read (or just truncated): it is
+			// read from the offset already read, so nothing comes twice.
+			run: func(e *rotateEnv) {
+				e.start()
+				for range 3 {
+					e.write(1000)
+					e.settle()
+					e.rotate()
+					e.write(100)
+				}
+				e.settle()
+				e.stop()
+				if st := e.h.tl.Stats(); st.Copies != 3 {
+					e.t.Errorf("copies resumed: %d, want 3", st.Copies)
+				}
+			},
+		},
+		{
 			name: "compress and delaycompress, .gz not read", conf: "create\nrotate 5\ncompress\ndelaycompress", pattern: "app.log*",
 			run: func(e *rotateEnv) {
 				e.start()

@@ -1,6 +1,7 @@
 package tailer
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -243,5 +244,56 @@ func TestMatch(t *testing.T) {
 		if got := match(tt.pattern, tt.path); got != tt.want {
 			t.Errorf("match(%q, %q) = %v, want %v", tt.pattern, tt.path, got, tt.want)
 		}
+	}
+}
+
+// Copytruncate by hand with the copy's name matched, the copy written in
+// two steps while the tailer looks (a copy in progress is shorter than what
+// was read of the original: the tailer waits instead of reading it from 0),
+// and a file with the same first line that is not a copy (read whole).
+func TestCopyOfFollowedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	w := newWriter(t, path, "a")
+	count := tailertest.NewCounter()
+	h := startTailer(t, testOptions(filepath.Join(dir, "app.log*")), t.TempDir(), count)
+	mustWrite(t, w, 500)
+	h.waitCount(500)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := os.Create(path + ".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(data) / 2
+	if _, err := cp.Write(data[:half]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond) // the tailer finds the copy half written
+	if _, err := cp.Write(data[half:]); err != nil {
+		t.Fatal(err)
+	}
+	cp.Close()
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, w, 200)
+	// Not a copy: same first line, then other lines.
+	other := append(data[:bytes.IndexByte(data, '\n')+1:bytes.IndexByte(data, '\n')+1], "w=b seq=0 other\nw=b seq=1 other\n"...)
+	writeFile(t, filepath.Join(dir, "app.log.other"), string(other))
+	h.waitCount(700 + 3)
+	time.Sleep(5 * testOptions().ScanInterval)
+	st := h.tl.Stats()
+	h.stop()
+	res := count.Result(map[string]int{"a": 700, "b": 2})
+	t.Logf("%s", res)
+	// The other file's first line is a/0 again: one duplicate, by design.
+	if res.Missing > 0 || res.Duplicated != 1 {
+		t.Errorf("%s; want none missing and exactly one duplicate (the other file's copied first line)", res)
+	}
+	if st.Copies != 1 {
+		t.Errorf("copies resumed: %d, want 1", st.Copies)
 	}
 }

@@ -262,6 +262,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 	}
 	if f.cur.offset < 0 && !startup {
 		f.cur.offset = 0
+		f.fresh, f.found = true, now // maybe a copy of a followed file
 	}
 	if f.cur.offset >= 0 {
 		f.offset.Store(f.cur.offset)

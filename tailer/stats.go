@@ -32,6 +32,9 @@ type Stats struct {
 	PollFallbacks, Overflows uint64
 	// Ticks yielded; ReadErrors met (each retried).
 	Ticks, ReadErrors uint64
+	// Copies counts new files found to be copies of followed files
+	// (copytruncate) and read from the offset already read of the original.
+	Copies uint64
 }
 
 // FileStats is the state of one followed file.
@@ -58,7 +61,7 @@ func (t *Tailer) Stats() Stats {
 		TruncatedLines: c.truncated.Load(), InvalidUTF8Lines: c.invalid.Load(), NULBytes: c.nulBytes.Load(),
 		Rotations: c.rotations.Load(), Truncations: c.truncations.Load(), Deleted: c.deleted.Load(),
 		PollFallbacks: c.pollFallbacks.Load(), Overflows: c.overflows.Load(),
-		Ticks: c.ticks.Load(), ReadErrors: c.errors.Load(),
+		Ticks: c.ticks.Load(), ReadErrors: c.errors.Load(), Copies: c.copies.Load(),
 	}
 	t.mu.Lock()
 	s.Files = make([]FileStats, 0, len(t.files))

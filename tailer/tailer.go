@@ -70,6 +70,7 @@ type counters struct {
 	lines, bytes, truncated, invalid, nulBytes atomic.Uint64
 	rotations, truncations, deleted            atomic.Uint64
 	pollFallbacks, overflows, ticks, errors    atomic.Uint64
+	copies                                     atomic.Uint64
 	open, watched, polledDirs                  atomic.Int64
 }
 
@@ -107,6 +108,8 @@ type file struct {
 	queued     bool
 	polled     bool // no directory watch reports its writes
 	changed    bool // a write was reported since the file's last scan
+	fresh      bool // found while running with no checkpoint: maybe a copy (copy.go)
+	found      time.Time
 	atEOF      bool
 	flush      bool // the partial last line is due
 	partial    int
@@ -196,9 +199,11 @@ type run struct {
 	hints *hints
 	// clean are the watched directories whose listing is still true: watched
 	// before it was taken, no names changed since (see scan).
-	clean  map[string]bool
-	byPath map[string]*file // live files by the path the scan found them at
-	polls  []*file          // files no watch covers, from the last scan
+	clean           map[string]bool
+	byPath          map[string]*file // live files by the path the scan found them at
+	polls           []*file          // files no watch covers, from the last scan
+	truncs          []truncation     // recent truncations, for their copies
+	cmpBuf, cmpBuf2 []byte           // scratch for comparing file contents
 	// skipped are compressed files not read, with their size and time: a
 	// change (a recycled inode) makes the file looked at again.
 	skipped map[devIno]skipped
@@ -398,6 +403,9 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	if f.fd == nil && !r.reopen(f, now) {
 		return true
 	}
+	if f.fresh && f.cur.offset == 0 && !r.copyCheck(f, now) {
+		return true // maybe a copy still being written
+	}
 	b := r.pool.Get()
 	b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
 	flush := f.flush
@@ -533,6 +541,7 @@ func (r *run) count(res readResult) {
 func (r *run) truncated(f *file, size int64) {
 	r.t.log.Info("file truncated; reading it from the start", "path", f.path, "offset", f.cur.offset, "size", size)
 	r.t.counters.truncations.Add(1)
+	r.noteTruncation(f, time.Now())
 	r.lr.use(f.id)
 	r.lr.drop()
 	f.cur = cursor{}
@@ -647,6 +656,11 @@ func (r *run) poll(now time.Time) {
 func (r *run) maintain(now time.Time) {
 	next := now.Add(time.Hour)
 	for _, f := range r.t.files {
+		if f.fresh && !f.queued && f.cur.offset == 0 {
+			if due := f.found.Add(r.opts.RotateWait); !now.Before(due) {
+				r.markReady(f) // a copy check that waited: decide now
+			}
+		}
 		if f.queued || !f.atEOF {
 			continue
 		}
