@@ -39,6 +39,11 @@ type Counts struct {
 	WireBytes   uint64 // request payload bytes as sent (compressed if so)
 	RawBytes    uint64 // request payload bytes after decompression
 	LastArrival time.Time
+	// MaxGap is the longest time between two requests that carried
+	// records, and GapAt when the longer one of them arrived: a stall in
+	// the middle of a run shows here.
+	MaxGap time.Duration
+	GapAt  time.Time
 }
 
 // Sink counts sequence-numbered log records. Create it with New, serve
@@ -50,6 +55,7 @@ type Sink struct {
 	records, unique, dups, noSeq, outOfRange atomic.Uint64
 	requests, malformed, wire, raw           atomic.Uint64
 	last                                     atomic.Int64 // unix nanos of the last record
+	maxGap, gapAt                            atomic.Int64 // nanos; unix nanos
 
 	mu      sync.Mutex
 	samples []string // a few records without a number, for diagnosis
@@ -122,6 +128,10 @@ func (s *Sink) Counts() Counts {
 	if ns := s.last.Load(); ns != 0 {
 		c.LastArrival = time.Unix(0, ns)
 	}
+	c.MaxGap = time.Duration(s.maxGap.Load())
+	if ns := s.gapAt.Load(); ns != 0 {
+		c.GapAt = time.Unix(0, ns)
+	}
 	return c
 }
 
@@ -186,7 +196,15 @@ func (s *Sink) Consume(req []byte) error {
 	s.noSeq.Add(noSeq)
 	s.outOfRange.Add(outOfRange)
 	if records > 0 {
-		s.last.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		if prev := s.last.Swap(now); prev != 0 && now-prev > s.maxGap.Load() {
+			s.mu.Lock()
+			if now-prev > s.maxGap.Load() {
+				s.maxGap.Store(now - prev)
+				s.gapAt.Store(now)
+			}
+			s.mu.Unlock()
+		}
 	}
 	if err != nil {
 		s.malformed.Add(1)

@@ -58,10 +58,17 @@ type result struct {
 	Drain           time.Duration // trickle: writer stop to last record; quiet: start to last record
 	FileBytes       int64
 	ExitCPU         time.Duration // agent CPU at exit, shutdown included
+	Started         time.Time     // when the agent was started
 	Shutdown        time.Duration // SIGTERM to exit
 }
 
 func (r result) ok() bool { return r.Status == "ok" }
+
+// paused reports a throughput run in which no records arrived for over a
+// second between two requests.
+func (r result) paused() bool {
+	return !r.Started.IsZero() && r.Counts.MaxGap > time.Second
+}
 
 // LinesPerSec is expected lines over the time to deliver them.
 func (r result) LinesPerSec() float64 {
@@ -201,6 +208,9 @@ func (h *harness) record(r result) {
 		line += fmt.Sprintf(" %6.2fs %9.0f lines/s  cpu %6.2fs = %5.2f s/M  peak %6.1f MiB  delivered %d/%d dup %d",
 			r.Wall.Seconds(), r.LinesPerSec(), (r.User + r.Sys).Seconds(), r.CPUPerM(), mib(r.PeakRSS),
 			r.Counts.Unique, r.Expected, r.Counts.Duplicates)
+	}
+	if r.paused() {
+		line += fmt.Sprintf("  pause of %.1fs ending %.1fs after start", r.Counts.MaxGap.Seconds(), gapAt(r))
 	}
 	if r.Detail != "" {
 		line += "  (" + r.Detail + ")"
@@ -467,6 +477,7 @@ func (h *harness) throughput(ctx context.Context, sc scenario, a agent, rep int,
 	t.Include = filepath.Join(filepath.Dir(path), "*.log")
 	cpu0 := selfCPU()
 	t0 := time.Now()
+	r.Started = t0
 	p, err := start(a, t)
 	if err != nil {
 		s.Close()
