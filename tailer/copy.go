@@ -2,6 +2,8 @@ package tailer
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"path/filepath"
 	"time"
 
@@ -15,8 +17,8 @@ import (
 // offset rather than from 0. Without this the read part of every rotation
 // came through twice.
 
-// truncation is what is kept of a file truncated (copytruncate), for a copy
-// found after the truncation was noticed.
+// truncation is what is kept of a file truncated (copytruncate) or deleted
+// (logrotate's compress), for a copy found after that was noticed.
 type truncation struct {
 	fp     event.Fingerprint // of the content before the truncation
 	offset int64             // read up to here
@@ -26,9 +28,10 @@ type truncation struct {
 // copyWindow is how long after a truncation a new file may be its copy.
 func (r *run) copyWindow() time.Duration { return r.opts.RotateWait + 2*r.opts.ScanInterval }
 
-// noteTruncation remembers f's content before it is read again from 0.
-func (r *run) noteTruncation(f *file, now time.Time) {
-	if f.cur.offset == 0 || f.fp.Len == 0 {
+// noteGone remembers f's content, read up to its offset, when it is gone:
+// truncated (read again from 0) or deleted.
+func (r *run) noteGone(f *file, now time.Time) {
+	if f.cur.offset == 0 || f.fp.Len == 0 || f.gz != nil {
 		return
 	}
 	keep := r.truncs[:0]
@@ -42,69 +45,99 @@ func (r *run) noteTruncation(f *file, now time.Time) {
 
 // copyCheck decides, before the first read of a file found while running
 // with no checkpoint (f.fresh), whether it is a copy of a followed or just
-// truncated file. It returns false when the decision must wait: the file
-// starts like a followed file but is shorter than what was read of it (a
-// copy being written). Waiting ends when the file grows, or after
-// RotateWait; the file is then read from 0.
+// truncated or deleted file, compressed or not. It returns false when the
+// decision must wait: the file starts like such a file but holds less than
+// was read of it (a copy being written). Waiting ends when the file grows,
+// or after RotateWait; the file is then read from 0.
 func (r *run) copyCheck(f *file, now time.Time) bool {
-	st, err := f.fd.Stat()
-	if err != nil {
+	var src io.ReaderAt = f.fd
+	if f.gz != nil {
+		src = f.gz
+	}
+	// has reports whether src holds at least off bytes.
+	var one [1]byte
+	has := func(off int64) bool {
+		if off == 0 {
+			return true
+		}
+		k, _ := src.ReadAt(one[:], off-1)
+		return k == 1
+	}
+	n := r.opts.FingerprintBytes
+	if cap(r.cmpBuf) < 2*n {
+		r.cmpBuf = make([]byte, 2*n)
+	}
+	k, err := src.ReadAt(r.cmpBuf[:n], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		f.fresh = false
 		return true
 	}
-	size := st.Size()
-	for _, t := range r.truncs {
-		if now.Sub(t.at) < r.copyWindow() && size >= t.offset {
-			if same, err := sameStart(f.fd, t.fp, r.fpBuf); err == nil && same {
-				r.resumeCopy(f, t.offset, "")
-				return true
-			}
+	head := r.cmpBuf[:k]
+	sums := map[int]uint64{} // hash of head[:len] by len
+	sum := func(l int) uint64 {
+		s, ok := sums[l]
+		if !ok {
+			s = fnv1a(fnvOffset, head[:l])
+			sums[l] = s
 		}
+		return s
+	}
+	wait := false
+	for _, t := range r.truncs {
+		if now.Sub(t.at) >= r.copyWindow() || t.fp.Len > len(head) || sum(t.fp.Len) != t.fp.Sum {
+			continue
+		}
+		if !has(t.offset) {
+			wait = true
+			continue
+		}
+		r.resumeCopy(f, t.offset, "")
+		return true
 	}
 	// Followed files in the same directory whose start f shares.
-	n := min(size, int64(r.opts.FingerprintBytes))
-	if cap(r.cmpBuf) < int(2*r.opts.FingerprintBytes) {
-		r.cmpBuf = make([]byte, 2*r.opts.FingerprintBytes)
-	}
-	head := r.cmpBuf[:n]
-	if k, _ := f.fd.ReadAt(head, 0); int64(k) < n {
-		f.fresh = false
-		return true
-	}
 	dir := filepath.Dir(f.path)
 	var cands []*file
 	for _, o := range r.t.files {
-		if o != f && o.fd != nil && o.cur.offset > 0 && o.fp.Len > 0 && filepath.Dir(o.path) == dir {
+		if o != f && o.fd != nil && o.gz == nil && filepath.Dir(o.path) == dir {
 			cands = append(cands, o)
 		}
 	}
-	sums := map[int]uint64{} // hash of head[:len] by len
-	wait := false
 	for _, o := range cands {
 		same := false
-		if l := o.fp.Len; l <= len(head) {
-			sum, ok := sums[l]
-			if !ok {
-				sum = fnv1a(fnvOffset, head[:l])
-				sums[l] = sum
-			}
-			same = sum == o.fp.Sum
-		} else if len(cands) <= maxCopyCandidates {
-			// f is shorter than o's fingerprint: compare the bytes it has.
-			same = r.sameBytes(o, head, 0)
+		switch l := o.fp.Len; {
+		case l == len(head) && l > 0:
+			same = sum(l) == o.fp.Sum
+		case len(cands) <= maxCopyCandidates:
+			// Fingerprints of other lengths: compare the bytes.
+			same = len(head) > 0 && r.sameBytes(o, head, 0)
+		case l > 0 && l < len(head):
+			same = sum(l) == o.fp.Sum
 		}
 		if !same {
 			continue
 		}
-		if size < o.cur.offset {
+		if o.cur.offset == 0 && o.state == live {
+			// Nothing read of o yet: whether f is a copy to skip (o renamed
+			// away) or to read (o truncated) shows soon.
+			wait = true
+			continue
+		}
+		if !has(o.cur.offset) {
 			wait = true // a copy being written, or another file with the same start
 			continue
 		}
 		// The window before the offset must match too: a shared header
 		// alone does not make a copy.
-		from := max(o.cur.offset-int64(r.opts.FingerprintBytes), 0)
-		win := r.cmpBuf[r.opts.FingerprintBytes : r.opts.FingerprintBytes+int(o.cur.offset-from)]
-		if k, _ := f.fd.ReadAt(win, from); k == len(win) && r.sameBytes(o, win, from) {
+		from := max(o.cur.offset-int64(n), 0)
+		win := r.cmpBuf[n : n+int(o.cur.offset-from)]
+		if k, _ := src.ReadAt(win, from); k == len(win) && r.sameBytes(o, win, from) {
+			if o.state == draining {
+				// o, renamed or deleted, is read to its end through its
+				// descriptor, with any lines written to it after the copy:
+				// the copy holds nothing else.
+				r.skipCopy(f, o)
+				return true
+			}
 			r.resumeCopy(f, o.cur.offset, o.path)
 			return true
 		}
@@ -132,6 +165,26 @@ func (r *run) sameBytes(o *file, p []byte, off int64) bool {
 	q := r.cmpBuf2[:len(p)]
 	k, _ := o.fd.ReadAt(q, off)
 	return k == len(p) && bytes.Equal(p, q)
+}
+
+// skipCopy marks f, a copy of the draining file o, as read.
+func (r *run) skipCopy(f *file, o *file) {
+	r.t.log.Info("file is a copy of a file being read to its end; not read again", "path", f.path, "copy_of", o.path)
+	r.t.counters.copies.Add(1)
+	f.fresh = false
+	if f.gz != nil {
+		if isize, ok := gzipSize(f.fd); ok {
+			if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, int64(isize), int64(isize)); err == nil {
+				ack()
+			}
+		}
+		r.finishCompressed(f)
+		return
+	}
+	if st, err := f.fd.Stat(); err == nil {
+		r.resumeCopy(f, st.Size(), o.path)
+		r.t.counters.copies.Add(^uint64(0)) // counted once
+	}
 }
 
 // resumeCopy starts f at offset, recording it as its checkpoint so that a

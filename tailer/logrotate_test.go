@@ -22,6 +22,8 @@ type logrotateCase struct {
 	// maxDup bounds the duplicates accepted (they must be explained in
 	// docs/tailer.md); missing lines are never accepted.
 	maxDup int
+	// modify changes the test options.
+	modify func(*Options)
 }
 
 // rotateEnv is a log directory with one writer, a logrotate configuration
@@ -165,6 +167,32 @@ func TestLogrotate(t *testing.T) {
 			},
 		},
 		{
+			name: "compress, .gz matched and read (compression: gzip)", conf: "create\nrotate 5\ncompress", pattern: "app.log*",
+			modify: func(o *Options) { o.Compression = CompressionGzip },
+			// Each .gz holds the renamed file, which is still open and read
+			// to its end (or was, and is gone): the .gz is read from the
+			// offset already read, or not at all, so nothing comes twice. The
+			// last rotation happens before the tailer read the lines.
+			run: func(e *rotateEnv) {
+				e.start()
+				for range 4 {
+					e.write(500)
+					e.settle()
+					e.rotate()
+					e.reopen()
+					e.write(50)
+				}
+				e.write(100)
+				e.rotate()
+				e.reopen()
+				e.settle()
+				e.stop()
+				if st := e.h.tl.Stats(); st.Copies < 4 {
+					e.t.Errorf("compressed copies resumed: %d, want at least 4", st.Copies)
+				}
+			},
+		},
+		{
 			name: "several rotations while stopped", conf: "create\nrotate 5", pattern: "app.log*",
 			run: func(e *rotateEnv) {
 				e.start()
@@ -212,6 +240,9 @@ func TestLogrotate(t *testing.T) {
 				count: tailertest.NewCounter(),
 			}
 			e.opts.Exclude = []string{filepath.Join(dir, "logrotate.*")}
+			if tc.modify != nil {
+				tc.modify(&e.opts)
+			}
 			writeFile(t, e.conf, fmt.Sprintf("%s {\n%s\n}\n", e.path, tc.conf))
 			e.w = newWriter(t, e.path, "a")
 			tc.run(e)

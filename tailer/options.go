@@ -78,6 +78,15 @@ type Options struct {
 	// new files are found by the scan; use false on network filesystems,
 	// where watches report nothing. Default true.
 	Watch bool `yaml:"watch"`
+	// Compression says what to do with gzip-compressed files the patterns
+	// match (rotated logs compressed by logrotate, archives): "none"
+	// (default) skips them; "gzip" reads files named *.gz that are gzip,
+	// decompressed; "auto" reads every gzip file (known by its first bytes)
+	// decompressed. A compressed file is read once, as a complete file, and
+	// checkpointed by identity like the others; one whose content starts
+	// like a file already read (logrotate's compress of a followed file) is
+	// read from the offset already read of that file.
+	Compression string `yaml:"compression"`
 	// DeleteAfterRead removes a file once it was read to its end, stayed
 	// unchanged for RotateWait and every line of it was acknowledged. Only
 	// for files that are complete when they appear (spool directories).
@@ -108,6 +117,7 @@ func DefaultOptions() Options {
 		FingerprintBytes: 1024,
 		MaxOpenFiles:     1024,
 		Encoding:         "utf-8",
+		Compression:      CompressionNone,
 		IncludeFilePath:  true,
 		IncludeFileName:  true,
 		Watch:            true,
@@ -178,6 +188,11 @@ func (o Options) Validate() error {
 	}
 	if o.DeleteAfterRead && o.StartAt == StartEnd {
 		bad("delete_after_read", "needs start_at: %s (a file skipped to its end would be deleted unread)", StartBeginning)
+	}
+	switch o.Compression {
+	case CompressionNone, CompressionGzip, CompressionAuto:
+	default:
+		bad("compression", "must be %s, %s or %s; got %q", CompressionNone, CompressionGzip, CompressionAuto, o.Compression)
 	}
 	known := false
 	for _, e := range encodings {

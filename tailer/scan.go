@@ -49,6 +49,17 @@ func (r *run) scan(now time.Time, startup bool) {
 			continue
 		}
 		f.cur.offset = 0
+		if startup && !anyKnown && r.opts.StartAt == StartEnd && f.gz != nil {
+			// Skipped like the text files' starts: checkpointed at the end
+			// its trailer records, so that a restart skips it too.
+			if isize, ok := gzipSize(f.fd); ok {
+				if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, int64(isize), int64(isize)); err == nil {
+					ack()
+				}
+			}
+			r.finishCompressed(f)
+			continue
+		}
 		if startup && !anyKnown && r.opts.StartAt == StartEnd {
 			f.cur.offset = f.size
 			// Record the start so that a restart resumes here rather than
@@ -226,7 +237,8 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 		fd.Close()
 		return nil, false
 	}
-	if bytes.HasPrefix(r.fpBuf[:fp.Len], []byte(gzipMagic)) {
+	gz := bytes.HasPrefix(r.fpBuf[:fp.Len], []byte(gzipMagic))
+	if gz && !r.opts.readsGzip(path) {
 		// A rotated log compressed by logrotate: its lines were read from
 		// the original (or are in an older rotation); never read as text.
 		r.t.log.Debug("skipping compressed file", "path", path)
@@ -248,10 +260,24 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 	}
 	f.cur.offset = -1
 	f.statSize.Store(f.size)
+	if gz {
+		f.gz = newGzReader(fd, r.opts, id)
+	}
 	off, stored, known := r.t.cp.Resume(f.key)
 	if known {
 		same, err := sameStart(fd, stored, r.fpBuf)
 		switch {
+		case err == nil && same && gz:
+			// Offsets count decompressed bytes. A checkpoint at the size
+			// the trailer records means the file was read: skip it without
+			// decompressing it again.
+			if isize, ok := gzipSize(fd); ok && uint32(off) == isize {
+				r.t.log.Debug("compressed file read before", "path", path, "offset", off)
+				r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen}
+				fd.Close()
+				return nil, true
+			}
+			f.cur.offset = off
 		case err == nil && same && off <= f.size:
 			f.cur.offset = off
 			r.t.log.Debug("resume file", "path", path, "offset", off)
@@ -266,8 +292,8 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 	}
 	if f.cur.offset >= 0 {
 		f.offset.Store(f.cur.offset)
-		f.atEOF = f.size == f.cur.offset
-		if f.size > f.cur.offset {
+		f.atEOF = f.size == f.cur.offset && f.gz == nil
+		if f.size > f.cur.offset || f.gz != nil {
 			r.markReady(f)
 		}
 	}

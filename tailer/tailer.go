@@ -97,6 +97,7 @@ type file struct {
 	path  string
 	attrs []event.KeyValue
 	fd    *os.File
+	gz    *gzReader // set for a gzip file read decompressed
 	fp    event.Fingerprint
 	cur   cursor
 	state fileState
@@ -403,8 +404,14 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	if f.fd == nil && !r.reopen(f, now) {
 		return true
 	}
+	if f.cur.offset == 0 && f.gz == nil && r.compressed(f) {
+		return true
+	}
 	if f.fresh && f.cur.offset == 0 && !r.copyCheck(f, now) {
 		return true // maybe a copy still being written
+	}
+	if f.fd == nil {
+		return true // a compressed copy found read already
 	}
 	b := r.pool.Get()
 	b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
@@ -413,14 +420,18 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	var start int64
 	var res readResult
 	for retried := false; ; retried = true {
-		if f.cur.offset == 0 && r.compressed(f) {
+		if f.cur.offset == 0 && f.gz == nil && r.compressed(f) {
 			b.Done()
 			return true
 		}
 		start = f.cur.offset
 		var err error
-		r.lr.use(f.id)
-		res, err = r.lr.read(preader{f.fd}, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
+		if f.gz != nil {
+			res, err = f.gz.lr.read(f.gz, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
+		} else {
+			r.lr.use(f.id)
+			res, err = r.lr.read(preader{f.fd}, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
+		}
 		if err != nil {
 			b.Done()
 			r.t.counters.errors.Add(1)
@@ -432,7 +443,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 			r.closeFile(f)
 			return true
 		}
-		if f.cur.offset > start || len(b.Records) > 0 || retried {
+		if f.cur.offset > start || len(b.Records) > 0 || retried || f.gz != nil {
 			break
 		}
 		// Nothing new. Only now is the size worth a look: below the offset,
@@ -480,8 +491,16 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		f.partial = 0
 		r.markReady(f)
 	}
+	done := f.gz != nil && res.eof && f.gz.complete
+	if f.gz != nil && f.gz.complete && res.partial > 0 {
+		f.flush = true // a complete file: its last line has no more to wait for
+		r.markReady(f)
+	}
 	if len(b.Records) == 0 && end == start {
 		b.Done()
+		if done {
+			r.finishCompressed(f)
+		}
 		return true
 	}
 	b.File = event.FileID{Dev: f.id.dev, Ino: f.id.ino, Fingerprint: f.fp}
@@ -501,7 +520,22 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		return false
 	}
 	r.yielded, r.lastData = true, now
+	if done {
+		r.finishCompressed(f)
+	}
 	return true
+}
+
+// finishCompressed closes a compressed file read to its end. It is not read
+// again: its checkpoint is at its end, and the scans skip it while its size
+// and time stay the same.
+func (r *run) finishCompressed(f *file) {
+	r.t.log.Debug("read compressed file", "path", f.path, "bytes", f.cur.offset)
+	if st, err := f.fd.Stat(); err == nil {
+		r.skipped[f.id] = skipped{st.Size(), st.ModTime(), r.gen}
+	}
+	r.closeFile(f)
+	r.forget(f, false)
 }
 
 // compressed stops following a file that turns out to be gzip-compressed
@@ -509,6 +543,10 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 func (r *run) compressed(f *file) bool {
 	var magic [len(gzipMagic)]byte
 	if n, _ := f.fd.ReadAt(magic[:], 0); n < len(magic) || string(magic[:]) != gzipMagic {
+		return false
+	}
+	if r.opts.readsGzip(f.path) {
+		f.gz = newGzReader(f.fd, r.opts, f.id)
 		return false
 	}
 	r.t.log.Debug("skipping compressed file", "path", f.path)
@@ -541,7 +579,7 @@ func (r *run) count(res readResult) {
 func (r *run) truncated(f *file, size int64) {
 	r.t.log.Info("file truncated; reading it from the start", "path", f.path, "offset", f.cur.offset, "size", size)
 	r.t.counters.truncations.Add(1)
-	r.noteTruncation(f, time.Now())
+	r.noteGone(f, time.Now())
 	r.lr.use(f.id)
 	r.lr.drop()
 	f.cur = cursor{}
@@ -584,6 +622,9 @@ func (r *run) reopen(f *file, now time.Time) bool {
 	f.fd = fd
 	r.t.mu.Unlock()
 	r.t.counters.open.Add(1)
+	if f.gz != nil {
+		f.gz.f, f.gz.broken = fd, true // decompress again up to the offset
+	}
 	if same, err := sameStart(fd, f.fp, r.fpBuf); err == nil && !same {
 		r.truncated(f, st.Size()) // same inode, other content: recycled or rewritten
 	}
@@ -664,6 +705,9 @@ func (r *run) maintain(now time.Time) {
 		if f.queued || !f.atEOF {
 			continue
 		}
+		if f.partial > 0 && f.gz != nil {
+			continue // a compressed file's last line is flushed when its stream is complete
+		}
 		if f.partial > 0 {
 			if due := f.partialAt.Add(r.opts.FlushTimeout); !now.Before(due) {
 				f.flush = true
@@ -703,6 +747,9 @@ func (r *run) retire(f *file) {
 		}
 	}
 	r.t.log.Debug("closing drained file", "path", f.path, "offset", f.cur.offset, "deleted", deleted)
+	if deleted {
+		r.noteGone(f, time.Now()) // a compressed copy may follow
+	}
 	r.closeFile(f)
 	r.forget(f, deleted)
 }

@@ -324,6 +324,7 @@ func TestValidate(t *testing.T) {
 			[]string{"scan_interval: must be positive", "max_open_files: must be at least 1", "encoding: must be one of"}},
 		{"delete needs beginning", func(o *Options) { o.DeleteAfterRead = true }, []string{"delete_after_read: needs start_at: beginning"}},
 		{"tiny lines", func(o *Options) { o.MaxLineBytes = 4 }, []string{"max_line_bytes: must be between"}},
+		{"compression", func(o *Options) { o.Compression = "zstd" }, []string{`compression: must be none, gzip or auto; got "zstd"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
