@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -141,4 +143,60 @@ func TestIdleWriterChild(t *testing.T) {
 	for _, w := range ws {
 		w.Close()
 	}
+}
+
+// TestRSSPerFile measures the resident memory a followed open file costs:
+// VmRSS with n files followed (every one open, read to its end) minus VmRSS
+// before the tailer started, over n. A measurement, run only when asked:
+//
+//	LOGPUMP_RSS_FILES=1000 go test ./tailer -run RSSPerFile -v
+func TestRSSPerFile(t *testing.T) {
+	s := os.Getenv("LOGPUMP_RSS_FILES")
+	if s == "" {
+		t.Skip("set LOGPUMP_RSS_FILES=n to measure")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i := range n {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%05d.log", i)), fmt.Sprintf("w=f%d seq=0\n", i))
+	}
+	opts := DefaultOptions()
+	opts.Include = []string{filepath.Join(dir, "*.log")}
+	opts.StartAt = StartBeginning
+	opts.MaxOpenFiles = n + 10
+	before := settledRSS(t)
+	count := tailertest.NewCounter()
+	h := startTailer(t, opts, t.TempDir(), count)
+	h.waitCount(n)
+	time.Sleep(2 * time.Second) // a few scans: listings cached, maps grown
+	after := settledRSS(t)
+	st := h.tl.Stats()
+	h.stop()
+	t.Logf("%d open files: VmRSS %d KiB before, %d KiB after: %.1f KiB per file (open %d)",
+		n, before>>10, after>>10, float64(after-before)/1024/float64(n), st.OpenFiles)
+}
+
+// settledRSS returns VmRSS in bytes after a garbage collection that returns
+// freed memory to the system.
+func settledRSS(t *testing.T) int64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
 }
