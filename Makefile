@@ -1,6 +1,9 @@
 # logpump: common tasks. `make test` is what CI runs (through .ci/run).
 GO ?= go
 FUZZTIME ?= 10s
+SHELL := /bin/bash
+# Lines worth seeing from passing tests: per-case loss/duplicate summaries.
+SUMMARY := '^(ok|FAIL|--- FAIL|panic:)|written [0-9]+, delivered|^E2E '
 
 .PHONY: build demo test unit e2e fuzz vet bench clean
 
@@ -21,10 +24,12 @@ vet:
 	  if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 
 unit:
-	$(GO) test -race -count=1 ./...
+	set -o pipefail; $(GO) test -race -count=1 -v ./... 2>&1 | tee unit-test.log | grep -E $(SUMMARY) \
+	  || { grep -B5 -A40 -E '^\s*--- FAIL|^panic:' unit-test.log | head -400; exit 1; }
 
 e2e:
-	cd test/e2e && $(GO) test -count=1 -timeout 20m ./...
+	set -o pipefail; cd test/e2e && $(GO) test -count=1 -timeout 20m -v ./... 2>&1 | tee ../../e2e-test.log | grep -E $(SUMMARY) \
+	  || { grep -B5 -A60 -E '^\s*--- FAIL|^panic:' ../../e2e-test.log | head -400; exit 1; }
 
 # fuzz runs every Fuzz target of the module for FUZZTIME each.
 fuzz:
