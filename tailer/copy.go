@@ -182,8 +182,7 @@ func (r *run) skipCopy(f *file, o *file) {
 		return
 	}
 	if st, err := f.fd.Stat(); err == nil {
-		r.resumeCopy(f, st.Size(), o.path)
-		r.t.counters.copies.Add(^uint64(0)) // counted once
+		r.startAt(f, st.Size())
 	}
 }
 
@@ -193,6 +192,11 @@ func (r *run) resumeCopy(f *file, offset int64, of string) {
 	r.t.log.Info("file is a copy of a followed file; reading it from the offset already read",
 		"path", f.path, "copy_of", of, "offset", offset)
 	r.t.counters.copies.Add(1)
+	r.startAt(f, offset)
+}
+
+// startAt sets f's offset and checkpoint.
+func (r *run) startAt(f *file, offset int64) {
 	f.fresh = false
 	f.cur = cursor{offset: offset}
 	f.offset.Store(offset)

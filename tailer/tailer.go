@@ -3,7 +3,7 @@
 //
 // A [Tailer] is one configured file source. Its [Tailer.Batches] iterator
 // does all the reading in the goroutine that ranges over it: a periodic glob
-// scan decides which files exist, directory watches (fsnotify) and polling
+// scan decides which files exist, directory watches (inotify) and polling
 // only say when to look, and files with data are read in round-robin turns of
 // at most one batch each. Every batch is registered with the checkpoint
 // tracker before it is yielded; the tracker's in-flight cap is what stops
