@@ -60,6 +60,8 @@ type Sink struct {
 	mu      sync.Mutex
 	samples []string // a few records without a number, for diagnosis
 	first   []byte   // the first record received, encoded
+	born    time.Time
+	buckets []uint64 // records per 100 ms since born
 
 	grpcLis, httpLis net.Listener
 	grpcSrv          *grpc.Server
@@ -68,7 +70,7 @@ type Sink struct {
 
 // New returns a sink expecting sequence numbers 0 .. n-1. It does no I/O.
 func New(n uint64) *Sink {
-	return &Sink{n: n, bits: make([]atomic.Uint64, (n+63)/64)}
+	return &Sink{n: n, bits: make([]atomic.Uint64, (n+63)/64), born: time.Now()}
 }
 
 // Start listens on 127.0.0.1 with kernel-chosen ports for OTLP/gRPC and
@@ -196,6 +198,7 @@ func (s *Sink) Consume(req []byte) error {
 	s.noSeq.Add(noSeq)
 	s.outOfRange.Add(outOfRange)
 	if records > 0 {
+		s.arrive(records)
 		now := time.Now().UnixNano()
 		if prev := s.last.Swap(now); prev != 0 && now-prev > s.maxGap.Load() {
 			s.mu.Lock()
@@ -210,6 +213,49 @@ func (s *Sink) Consume(req []byte) error {
 		s.malformed.Add(1)
 	}
 	return err
+}
+
+// Bucket is the resolution of [Sink.Arrivals].
+const Bucket = 100 * time.Millisecond
+
+func (s *Sink) arrive(records uint64) {
+	i := int(time.Since(s.born) / Bucket)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.buckets) <= i {
+		s.buckets = append(s.buckets, 0)
+	}
+	s.buckets[i] += records
+}
+
+// Arrivals returns how many records arrived in each [Bucket] since the sink
+// was created.
+func (s *Sink) Arrivals() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint64(nil), s.buckets...)
+}
+
+// Idle returns the time between the first and the last arrival during
+// which no record arrived, at the resolution of [Bucket].
+func (s *Sink) Idle() time.Duration {
+	b := s.Arrivals()
+	first, last := -1, -1
+	for i, n := range b {
+		if n > 0 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	var idle time.Duration
+	for i := first + 1; i < last; i++ {
+		if b[i] == 0 {
+			idle += Bucket
+		}
+	}
+	return idle
 }
 
 func (s *Sink) keepFirst(rec []byte) {

@@ -59,6 +59,7 @@ type result struct {
 	FileBytes       int64
 	ExitCPU         time.Duration // agent CPU at exit, shutdown included
 	Started         time.Time     // when the agent was started
+	Idle            time.Duration // time between first and last record with none arriving
 	Shutdown        time.Duration // SIGTERM to exit
 }
 
@@ -405,6 +406,10 @@ func (h *harness) finish(r *result, s *sink.Sink, p *process, waitErr error, a a
 	r.Shutdown, r.ExitCPU = p.stop()
 	s.Close()
 	writeFirstRecord(filepath.Join(p.dir, "first-record.json"), s.First())
+	writeArrivals(filepath.Join(p.dir, "arrivals.tsv"), s.Arrivals())
+	if !r.Started.IsZero() { // throughput runs: arrivals should never stop
+		r.Idle = s.Idle()
+	}
 	r.Counts = s.Counts()
 	switch {
 	case waitErr != nil && waitErr.Error() == "exited":
@@ -444,6 +449,16 @@ func writeFirstRecord(path string, rec []byte) {
 	if err == nil {
 		os.WriteFile(path, append(b, '\n'), 0o644)
 	}
+}
+
+// writeArrivals saves records received per 100 ms, from the sink's start.
+func writeArrivals(path string, buckets []uint64) {
+	var b strings.Builder
+	b.WriteString("t_s\trecords\n")
+	for i, n := range buckets {
+		fmt.Fprintf(&b, "%.1f\t%d\n", float64(i)*sink.Bucket.Seconds(), n)
+	}
+	os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func firstOr(s []string) string {

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tharness_cpu_s\tdrain_s\trequests\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tmax_gap_s\tmax_gap_at_s\tdetail"
+const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tharness_cpu_s\tdrain_s\trequests\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tmax_gap_s\tmax_gap_at_s\tidle_s\tdetail"
 
 func (r result) tsv() string {
 	return strings.Join([]string{
@@ -21,7 +21,7 @@ func (r result) tsv() string {
 		f3(r.CPUPerM()), f3(r.CPUPercent()), f3(r.Window.Seconds()), f3(mib(r.RSS)), f3(mib(r.PeakRSS)),
 		f3(r.HarnessCPU.Seconds()), f3(r.Drain.Seconds()), fmt.Sprint(r.Counts.Requests), fmt.Sprint(r.Counts.WireBytes), fmt.Sprint(r.Counts.RawBytes),
 		fmt.Sprint(r.FileBytes), f3(r.ExitCPU.Seconds()), f3(r.Shutdown.Seconds()),
-		f3(r.Counts.MaxGap.Seconds()), f3(gapAt(r)),
+		f3(r.Counts.MaxGap.Seconds()), f3(gapAt(r)), f3(r.Idle.Seconds()),
 		strings.NewReplacer("\t", " ", "\n", " ").Replace(r.Detail),
 	}, "\t")
 }
@@ -317,10 +317,10 @@ func (h *harness) report() string {
 		}
 	}
 	if len(paused) > 0 {
-		b.WriteString("\n## Runs in which delivery paused for over a second\n\n| scenario | agent | rep | wall s | longest pause s | pause ended, s after start |\n|---|---|---|---|---|---|\n")
+		b.WriteString("\n## Runs in which delivery paused for over a second\n\n| scenario | agent | rep | wall s | longest pause s | pause ended, s after start | time with no arrivals s |\n|---|---|---|---|---|---|---|\n")
 		for _, r := range paused {
-			fmt.Fprintf(&b, "| %s %s | %s | %d | %.2f | %.2f | %.2f |\n", r.Scenario, r.Variant, r.Agent, r.Rep,
-				r.Wall.Seconds(), r.Counts.MaxGap.Seconds(), gapAt(r))
+			fmt.Fprintf(&b, "| %s %s | %s | %d | %.2f | %.2f | %.2f | %.1f |\n", r.Scenario, r.Variant, r.Agent, r.Rep,
+				r.Wall.Seconds(), r.Counts.MaxGap.Seconds(), gapAt(r), r.Idle.Seconds())
 		}
 	}
 
