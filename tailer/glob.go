@@ -35,11 +35,21 @@ type dirent struct {
 	dir, link bool
 }
 
+// linkKind says whether a path is a symbolic link, when a directory listing
+// told.
+type linkKind int8
+
+const (
+	linkUnknown linkKind = iota
+	linkNo
+	linkYes
+)
+
 // expand calls visit for every path that pattern may name, with whether the
-// path's directory is clean (see globber). Paths are not checked to exist
+// path's directory is clean (see globber) and whether it is a link. Paths are not checked to exist
 // (the caller stats them) and may repeat when a pattern has several "**"
 // elements. Unreadable directories are skipped.
-func (g *globber) expand(pattern string, visit func(path string, clean bool)) {
+func (g *globber) expand(pattern string, visit func(path string, clean bool, link linkKind)) {
 	pattern = filepath.Clean(pattern)
 	elems := strings.Split(strings.TrimPrefix(pattern, string(filepath.Separator)), string(filepath.Separator))
 	g.walk(string(filepath.Separator), elems, visit)
@@ -95,9 +105,9 @@ func (g *globber) forget(keep func(dir string) bool) {
 	}
 }
 
-func (g *globber) walk(dir string, elems []string, visit func(string, bool)) {
+func (g *globber) walk(dir string, elems []string, visit func(string, bool, linkKind)) {
 	if len(elems) == 0 {
-		visit(dir, g.isClean(filepath.Dir(dir)))
+		visit(dir, g.isClean(filepath.Dir(dir)), linkUnknown)
 		return
 	}
 	e := elems[0]
@@ -130,7 +140,11 @@ func (g *globber) walk(dir string, elems []string, visit func(string, bool)) {
 	clean := g.isClean(dir)
 	for _, ent := range l.match(e) {
 		if len(elems) == 1 {
-			visit(ent.path, clean)
+			link := linkNo
+			if ent.link {
+				link = linkYes
+			}
+			visit(ent.path, clean, link)
 		} else if ent.dir || ent.link {
 			g.walk(ent.path, elems[1:], visit)
 		}

@@ -31,11 +31,11 @@ func (r *run) scan(now time.Time, startup bool) {
 	var fresh []*file
 	anyKnown := false
 	for _, pattern := range r.opts.Include {
-		r.glob.expand(pattern, func(path string, clean bool) {
+		r.glob.expand(pattern, func(path string, clean bool, link linkKind) {
 			if clean && r.quiet(path) {
 				return
 			}
-			if f, known := r.visit(path, now, startup); f != nil {
+			if f, known := r.visit(path, now, startup, link); f != nil {
 				fresh = append(fresh, f)
 				anyKnown = anyKnown || known
 			}
@@ -112,7 +112,7 @@ const gzipMagic = "\x1f\x8b\x08"
 // visit looks at one path the patterns produced: a known file is rescanned,
 // an unknown one discovered. It returns a file discovered at startup whose
 // start is not decided yet (cur.offset -1), and whether a checkpoint knew it.
-func (r *run) visit(path string, now time.Time, startup bool) (*file, bool) {
+func (r *run) visit(path string, now time.Time, startup bool, link linkKind) (*file, bool) {
 	for _, ex := range r.opts.Exclude {
 		if match(ex, path) {
 			return nil, false
@@ -124,7 +124,7 @@ func (r *run) visit(path string, now time.Time, startup bool) (*file, bool) {
 	}
 	id := idOf(st)
 	if f := r.t.files[id]; f != nil {
-		r.rescan(f, path, st)
+		r.rescan(f, path, st, link)
 		return nil, false
 	}
 	if sk, ok := r.skipped[id]; ok && sk.size == st.Size() && sk.mtime.Equal(st.ModTime()) {
@@ -135,7 +135,7 @@ func (r *run) visit(path string, now time.Time, startup bool) (*file, bool) {
 	if r.opts.ExcludeOlderThan > 0 && now.Sub(st.ModTime()) > r.opts.ExcludeOlderThan {
 		return nil, false
 	}
-	f, known := r.discover(path, id, startup, now)
+	f, known := r.discover(path, id, startup, now, link)
 	if f == nil || f.cur.offset >= 0 {
 		return nil, known
 	}
@@ -147,7 +147,7 @@ func (r *run) visit(path string, now time.Time, startup bool) (*file, bool) {
 // renamed away soon after its creation is not missed.
 func (r *run) created(path string, now time.Time) {
 	if r.matched(path) {
-		r.visit(path, now, false)
+		r.visit(path, now, false, linkUnknown)
 	}
 }
 
@@ -168,7 +168,7 @@ func (r *run) matched(path string) bool {
 }
 
 // rescan updates a known file found again by a scan at path.
-func (r *run) rescan(f *file, path string, st fs.FileInfo) {
+func (r *run) rescan(f *file, path string, st fs.FileInfo, link linkKind) {
 	if f.gen == r.gen {
 		return // a second path to the same file (link): read it once
 	}
@@ -193,7 +193,7 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo) {
 		r.t.mu.Unlock()
 	}
 	if r.full || moved || !r.clean[filepath.Dir(path)] {
-		f.polled = r.polledPath(path) // a link, or a directory without watch
+		f.polled = r.polledPath(path, link) // a link, or a directory without watch
 	}
 	r.byPath[path] = f
 	f.changed = false
@@ -220,7 +220,7 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo) {
 // checkpoint. It returns the file with cur.offset set when a checkpoint of
 // the same content was found and -1 otherwise, and whether any checkpoint
 // of the key existed.
-func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*file, bool) {
+func (r *run) discover(path string, id devIno, startup bool, now time.Time, link linkKind) (*file, bool) {
 	fd, err := os.Open(path)
 	if err != nil {
 		r.t.log.Debug("open file", "path", path, "err", err)
@@ -255,7 +255,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time) (*fi
 		fp:    fp,
 		size:  st.Size(), scanSize: st.Size(), scanTime: st.ModTime(),
 		gen:        r.gen,
-		polled:     r.polledPath(path),
+		polled:     r.polledPath(path, link),
 		lastGrowth: now,
 	}
 	f.cur.offset = -1
@@ -335,11 +335,17 @@ func (r *run) orphan(f *file, now time.Time) {
 }
 
 // polledPath reports whether no directory watch reports writes to path.
-func (r *run) polledPath(path string) bool {
+func (r *run) polledPath(path string, link linkKind) bool {
 	if r.hints == nil {
 		return true
 	}
-	if lst, err := os.Lstat(path); err == nil && lst.Mode()&os.ModeSymlink != 0 {
+	if link == linkUnknown {
+		link = linkNo
+		if lst, err := os.Lstat(path); err == nil && lst.Mode()&os.ModeSymlink != 0 {
+			link = linkYes
+		}
+	}
+	if link == linkYes {
 		return true // writes happen in the target's directory
 	}
 	dir := filepath.Dir(path)
