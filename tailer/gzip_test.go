@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -81,5 +82,26 @@ func TestCompressedCatchUp(t *testing.T) {
 				t.Errorf("after a restart %d lines of compressed files were read again", n)
 			}
 		})
+	}
+}
+
+// The last line of a compressed file without a newline is emitted, flagged
+// unterminated, once the stream is complete.
+func TestCompressedLastLineUnterminated(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte("w=z seq=0 x\nw=z seq=1 x\nw=z seq=2 no newline"))
+	zw.Close()
+	writeFile(t, filepath.Join(dir, "a.log.gz"), buf.String())
+	opts := testOptions(filepath.Join(dir, "*"))
+	opts.Compression = CompressionAuto
+	count := tailertest.NewCounter()
+	h := startTailer(t, opts, t.TempDir(), count)
+	h.waitCount(3)
+	h.stop()
+	expect(t, count, map[string]int{"z": 3}, 0)
+	if count.Flags()&event.Unterminated == 0 {
+		t.Errorf("last line not flagged unterminated")
 	}
 }

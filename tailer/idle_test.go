@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ import (
 // The lines are written by a child process (this test binary again), so the
 // CPU measured (getrusage of this process) is the tailer's and the counting
 // consumer's only. LOGPUMP_IDLE_PROFILE=path writes a CPU profile of the
-// measured window. Defaults are used except start_at: beginning.
+// measured window, LOGPUMP_IDLE_TRACE=path an execution trace. Defaults are used except start_at: beginning.
 func TestIdleCPU(t *testing.T) {
 	spec := os.Getenv("LOGPUMP_IDLE")
 	if spec == "" {
@@ -68,6 +69,17 @@ func TestIdleCPU(t *testing.T) {
 		}
 		defer f.Close()
 		defer pprof.StopCPUProfile()
+	}
+	if p := os.Getenv("LOGPUMP_IDLE_TRACE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		defer trace.Stop()
 	}
 	cpu0, wall0 := cpuTime(), time.Now()
 	time.Sleep(time.Duration(seconds) * time.Second)

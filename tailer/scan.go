@@ -95,14 +95,25 @@ func (r *run) scan(now time.Time, startup bool) {
 }
 
 // quiet reports whether path, found in a clean watched directory, is a live
-// file with nothing to look at: no write reported since the last scan and
-// no polling needed. It is then seen by this scan without a system call.
+// file the scan need not stat: its path still leads to it (no name changed
+// in the directory) and no polling is needed. A file with no write reported
+// since the last scan costs no system call; a written one gets its start
+// compared with its fingerprint (content replaced in place, see rescan).
 func (r *run) quiet(path string) bool {
 	f := r.byPath[path]
-	if f == nil || f.gen == r.gen || f.state != live || f.polled || f.changed {
+	if f == nil || f.gen == r.gen || f.state != live || f.polled {
 		return false
 	}
 	f.gen = r.gen
+	if f.changed {
+		f.changed = false
+		if f.fd != nil && f.fp.Len > 0 && f.gz == nil {
+			if same, err := sameStart(f.fd, f.fp, r.fpBuf); err == nil && !same {
+				r.truncated(f, -1)
+				r.markReady(f)
+			}
+		}
+	}
 	return true
 }
 

@@ -420,7 +420,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	var start int64
 	var res readResult
 	for retried := false; ; retried = true {
-		if f.cur.offset == 0 && f.gz == nil && r.compressed(f) {
+		if retried && f.cur.offset == 0 && f.gz == nil && r.compressed(f) {
 			b.Done()
 			return true
 		}
@@ -491,7 +491,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		f.partial = 0
 		r.markReady(f)
 	}
-	done := f.gz != nil && res.eof && f.gz.complete
+	done := f.gz != nil && f.gz.complete && res.eof && res.partial == 0
 	if f.gz != nil && f.gz.complete && res.partial > 0 {
 		f.flush = true // a complete file: its last line has no more to wait for
 		r.markReady(f)
