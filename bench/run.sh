@@ -4,7 +4,7 @@
 # Knobs are environment variables (N, REPS, SCENARIOS, AGENTS, PROTOCOL, ...;
 # `bench/run.sh -help` lists them all); extra arguments go to `lpbench run`.
 #
-#   bench/run.sh                                  # default: N=2000000 REPS=3, ~15 min
+#   bench/run.sh                                  # default: N=2000000 REPS=3, 12-14 min
 #   N=200000 REPS=1 SCENARIOS="plain json" bench/run.sh
 #   SCENARIOS=rss bench/run.sh                    # 1 GiB vs 16 MiB file, on demand
 set -euo pipefail
