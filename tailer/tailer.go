@@ -39,6 +39,9 @@ type Checkpoints interface {
 	Track(ctx context.Context, k checkpoint.Key, fp event.Fingerprint, path string, start, end int64) (func(), error)
 	Touch(k checkpoint.Key, fp event.Fingerprint, path string)
 	Forget(k checkpoint.Key)
+	// InFlight counts the source's ranges not yet acknowledged: while there
+	// are any, something downstream may hold an open event, so ticks go on.
+	InFlight(source string) int
 }
 
 // Attribute keys set on every record when enabled (OpenTelemetry semantic
@@ -159,8 +162,10 @@ func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *sl
 // file order with contiguous ranges.
 //
 // A batch with no records and a zero File is a tick: after yielding data, a
-// tailer with nothing to read yields one tick per TickInterval of idleness so
-// that stages holding an open event can flush it. Ticks carry no ack.
+// tailer with nothing to read yields one tick per TickInterval of idleness,
+// for as long as some of what it yielded is not acknowledged, so that stages
+// holding an open event (multiline) can flush it on their own timeout. Once
+// everything is acknowledged an idle tailer stops ticking. Ticks carry no ack.
 //
 // When ctx is cancelled the iterator returns at the next batch boundary;
 // whatever was read but not yielded is read again on the next start.
@@ -278,7 +283,10 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 			continue
 		}
 		if r.yielded && !now.Before(r.lastData.Add(r.opts.TickInterval)) {
-			r.yielded = false
+			// Tick again later while a stage or an exporter still holds
+			// something of this source.
+			r.yielded = r.t.cp.InFlight(r.t.name) > 0
+			r.lastData = now
 			r.t.counters.ticks.Add(1)
 			if !yield(event.NewBatch()) {
 				return

@@ -41,9 +41,9 @@ sources:
     flush_timeout: 200ms
 processors:
   container: {type: container}
-  # Below the tailer's idle tick (200ms), which comes once per idle spell:
-  # the last event of each stream is flushed on it.
-  stacktraces: {type: multiline, preset: java, flush_timeout: 100ms}
+  # The default flush_timeout (1s): the tailer keeps ticking while the last
+  # event of each stream is held, so it goes out without a new line.
+  stacktraces: {type: multiline, preset: java}
   json:
     type: json
     body_field: msg
