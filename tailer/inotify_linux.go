@@ -24,9 +24,9 @@ import (
 //     window rather than per line.
 //
 // fsnotify was used before; its reader hands over each event as it comes,
-// which costs a read and two goroutine switches per written line (12% of a
-// CPU for 1,000 lines/s into 100 files, against about 2% for this; see
-// docs/tailer.md).
+// which costs a read and two goroutine switches per written line: the
+// tailer used 10% of a CPU for 1,000 lines/s into 100 files then, 2.4% with
+// this (docs/tailer.md).
 type inotify struct {
 	names, writes *inotifyFD
 }
