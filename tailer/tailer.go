@@ -226,21 +226,24 @@ type run struct {
 	nextMaint time.Time // the next deadline of a file (flush, drain, delete)
 	nextPoll  time.Time
 
-	warned bool // a fallback to polling or rescanning was logged at warning level
+	warned map[string]bool // fallbacks logged at warning level, by message
 
 	yielded  bool // data yielded since the last tick
 	lastData time.Time
 	timer    *time.Timer
 }
 
-// fallback logs a fallback to polling or rescanning: the first at warning
-// level, later ones at debug level (they are counted in Stats).
+// fallback logs a fallback to polling or rescanning: the first of each kind
+// at warning level, later ones at debug level (all are counted in Stats).
 func (r *run) fallback(msg string, args ...any) {
-	if r.warned {
+	if r.warned[msg] {
 		r.t.log.Debug(msg, args...)
 		return
 	}
-	r.warned = true
+	if r.warned == nil {
+		r.warned = map[string]bool{}
+	}
+	r.warned[msg] = true
 	r.t.log.Warn(msg+" (logged once; see the poll_fallbacks and overflows counters)", args...)
 }
 
