@@ -34,6 +34,8 @@ func BenchmarkReadLines(b *testing.B) {
 		lim := limits{records: 1000, bytes: 1 << 20}
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
+		lines := bytes.Count(data, []byte{'\n'})
+		defer func() { b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line") }()
 		for b.Loop() {
 			var c cursor
 			for {
@@ -52,6 +54,8 @@ func BenchmarkReadLines(b *testing.B) {
 	b.Run("bufio.Scanner", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
+		lines := bytes.Count(data, []byte{'\n'})
+		defer func() { b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line") }()
 		for b.Loop() {
 			r.Seek(0, io.SeekStart)
 			sc := bufio.NewScanner(r)
