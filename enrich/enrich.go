@@ -11,7 +11,6 @@ package enrich
 
 import (
 	"errors"
-	"fmt"
 	"iter"
 	"maps"
 	"runtime"
@@ -45,7 +44,7 @@ func (o *StaticOptions) Validate() error {
 		m   map[string]any
 	}{{"attributes", o.Attributes}, {"resource", o.Resource}} {
 		for _, k := range slices.Sorted(maps.Keys(sec.m)) {
-			if _, err := scalar(sec.m[k]); err != nil {
+			if _, err := event.Scalar(sec.m[k]); err != nil {
 				errs = append(errs, config.Fieldf(sec.key+"."+k, "%v", err))
 			}
 		}
@@ -53,29 +52,10 @@ func (o *StaticOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
-// scalar converts a YAML scalar to a Value.
-func scalar(v any) (event.Value, error) {
-	switch x := v.(type) {
-	case string:
-		return event.String(x), nil
-	case int:
-		return event.Int(int64(x)), nil
-	case int64:
-		return event.Int(x), nil
-	case uint64:
-		return event.Int(int64(x)), nil
-	case float64:
-		return event.Double(x), nil
-	case bool:
-		return event.Bool(x), nil
-	}
-	return event.Value{}, fmt.Errorf("want a string, number or bool, got %T", v)
-}
-
 func sortedValues(m map[string]any) []event.KeyValue {
 	var kvs []event.KeyValue
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		v, _ := scalar(m[k])
+		v, _ := event.Scalar(m[k])
 		kvs = append(kvs, event.KeyValue{Key: k, Value: v})
 	}
 	return kvs

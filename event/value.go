@@ -1,6 +1,8 @@
 package event
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"strconv"
 )
@@ -163,4 +165,26 @@ func Delete(kvs []KeyValue, key string) []KeyValue {
 	}
 	clear(kvs[len(out):])
 	return out
+}
+
+// Scalar converts a scalar decoded from YAML or JSON (string, int, int64,
+// uint64, float64, bool) to a Value. nil and other types are errors.
+func Scalar(v any) (Value, error) {
+	switch x := v.(type) {
+	case string:
+		return String(x), nil
+	case int:
+		return Int(int64(x)), nil
+	case int64:
+		return Int(x), nil
+	case uint64:
+		return Int(int64(x)), nil
+	case float64:
+		return Double(x), nil
+	case bool:
+		return Bool(x), nil
+	case nil:
+		return Value{}, errors.New("missing value")
+	}
+	return Value{}, fmt.Errorf("want a string, number or bool, got %T", v)
 }

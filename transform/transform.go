@@ -194,7 +194,7 @@ func compile(actions []Action) ([]op, error) {
 		}
 		switch verb {
 		case "set":
-			v, err := scalar(a.Value)
+			v, err := event.Scalar(a.Value)
 			if err != nil {
 				bad("value", err)
 			}
@@ -213,22 +213,6 @@ func compile(actions []Action) ([]op, error) {
 		ops = append(ops, o)
 	}
 	return ops, errors.Join(errs...)
-}
-
-func scalar(v any) (event.Value, error) {
-	switch x := v.(type) {
-	case string:
-		return event.String(x), nil
-	case int:
-		return event.Int(int64(x)), nil
-	case float64:
-		return event.Double(x), nil
-	case bool:
-		return event.Bool(x), nil
-	case nil:
-		return event.Value{}, errors.New("missing value")
-	}
-	return event.Value{}, fmt.Errorf("want a string, number or bool, got %T", v)
 }
 
 // Transform returns a stage applying the actions in order to every record.
