@@ -51,12 +51,12 @@ type RetryOptions struct {
 }
 
 // DefaultQueueOptions returns the defaults: requests of up to 1000 records,
-// 1MiB or 200ms; 8 batches buffered; 2 requests in flight; retries from 1s
+// 1MiB or 200ms; 4 batches buffered; 2 requests in flight; retries from 1s
 // growing 1.5x up to 30s, each delay jittered by ±50%.
 func DefaultQueueOptions() QueueOptions {
 	return QueueOptions{
 		Batch: BatchOptions{MaxRecords: 1000, MaxBytes: 1 << 20, Timeout: 200 * time.Millisecond},
-		Queue: BufferOptions{Size: 8, InFlight: 2},
+		Queue: BufferOptions{Size: 4, InFlight: 2},
 		Retry: RetryOptions{InitialInterval: time.Second, MaxInterval: 30 * time.Second, Multiplier: 1.5},
 	}
 }

@@ -75,6 +75,8 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithUserAgent("logpump"),
+		grpc.WithWriteBufferSize(writeBufferSize),
+		grpc.WithSharedWriteBuffer(true),
 		// gRPC's own reconnect backoff grows to 120s: after an outage the
 		// queue's retries would meet a connection still waiting to redial.
 		// Cap it at the queue's retry interval so delivery resumes as soon
@@ -227,3 +229,8 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (rawCodec) Name() string { return "proto" }
+
+// writeBufferSize is gRPC's write buffer: a request goes to the socket in
+// writes of this size. gRPC's default, 32 KiB, cuts a 1,000-record request
+// (about 230 KiB) into eight writes.
+const writeBufferSize = 256 << 10
