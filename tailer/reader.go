@@ -2,7 +2,6 @@ package tailer
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/text/transform"
 
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/ascii"
 )
 
 // codec finds line ends in one file encoding and turns lines into UTF-8.
@@ -313,32 +313,8 @@ func (lr *lineReader) ascii(from, to, n int) bool {
 	}
 	j := max(from, lr.asciiEnd)
 	end := min(n, max(to, j+asciiChunk))
-	lr.asciiEnd = j + asciiPrefix(lr.buf[j:end])
+	lr.asciiEnd = j + ascii.Prefix(lr.buf[j:end])
 	return to <= lr.asciiEnd
-}
-
-// asciiPrefix returns the length of the ASCII prefix of p, looking at 32
-// bytes per step.
-func asciiPrefix(p []byte) int {
-	const high = 0x8080808080808080
-	k := 0
-	for ; k+32 <= len(p); k += 32 {
-		q := p[k : k+32 : k+32]
-		w := binary.LittleEndian.Uint64(q[0:8]) | binary.LittleEndian.Uint64(q[8:16]) |
-			binary.LittleEndian.Uint64(q[16:24]) | binary.LittleEndian.Uint64(q[24:32])
-		if w&high != 0 {
-			break
-		}
-	}
-	for ; k+8 <= len(p); k += 8 {
-		if binary.LittleEndian.Uint64(p[k:k+8])&high != 0 {
-			break
-		}
-	}
-	for k < len(p) && p[k] < utf8.RuneSelf {
-		k++
-	}
-	return k
 }
 
 // region copies to b's arena, unless the region already holds it, the

@@ -126,7 +126,7 @@ func (p *bufferPool) encode(dst []byte, batches []*event.Batch) ([]byte, int) {
 	}
 	dst = e.appendRequest(dst, batches)
 	invalid := e.invalid
-	if cap(e.sizes) <= maxPooledBuffer/8 {
+	if cap(e.buf) <= maxPooledBuffer {
 		p.encs.Put(e)
 	}
 	return dst, invalid

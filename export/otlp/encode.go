@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"encoding/binary"
 	"slices"
 	"unicode/utf8"
 	"unsafe"
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/ascii"
 )
 
 // ScopeName is the instrumentation scope of every record logpump sends.
@@ -101,47 +103,44 @@ func resourceOf(b *event.Batch, r *event.Record) *event.Resource {
 	return b.Resource
 }
 
-// encoder writes requests in two passes per ResourceLogs. The size pass
-// computes the size of every nested message once, in the order the append
-// pass writes their length prefixes (a slot is reserved before the children
-// are sized), and checks every string for UTF-8 once, keeping its encoded
-// length. The append pass then only copies. An encoder's scratch space is
-// reused from one request to the next; it is not safe for concurrent use.
+// encoder writes a request back to front in one pass: every message's
+// fields are written last field first, and its tag and length are then put
+// in front of them, when the length is known. Nothing is sized in advance and
+// every string is checked for UTF-8 once. The request is then copied once
+// into the caller's buffer. An encoder's scratch space is reused from one
+// request to the next; it is not safe for concurrent use.
 type encoder struct {
 	invalid int // strings whose invalid UTF-8 was replaced, this request
-	// sizes of nested messages and encoded lengths of strings (-n-1 when
-	// the string needs sanitising to n bytes), in append order.
-	sizes, strs []int
-	ns, nstr    int // next entries the append pass reads
-	// kvs remembers the last few string attributes encoded. The same
+	// buf[pos:] is what has been written so far; it grows towards the front.
+	buf []byte
+	pos int
+	// kvs remembers the last few string attributes written. The same
 	// attribute (same key and value strings, e.g. log.file.path on every
-	// record of a batch) is sized once and then copied from its first
-	// encoding in the request.
-	kvs  [4]kvEntry
-	kvN  int
-	hits []bool // per KeyValue in append order: copy from the cache
-	nhit int
+	// record of a batch) is then copied from where it was first written.
+	kvs       [4]kvEntry
+	kvN       int
+	sanitized []byte // scratch for strings with invalid UTF-8
 }
 
-// kvEntry is one remembered attribute: its strings (by address and
-// length), and its KeyValue message size (size pass) or where its field
-// starts in the request and how long it is (append pass).
+// kvEntry is one remembered attribute field: its tag, its strings (by
+// address and length), and where its bytes lie, as distances from the end of
+// the request (which do not change as the request grows towards the front).
 type kvEntry struct {
-	key, val   string
-	size       int
-	off, field int
+	num      protowire.Number
+	key, val string
+	from, to int
 }
 
-// lookupKV returns the remembered entry for kv, or nil. Strings match by
-// address and length: equal pointers mean equal bytes, and a comparison of
-// contents would cost as much as encoding.
-func (e *encoder) lookupKV(kv *event.KeyValue) *kvEntry {
-	if kv.Value.Kind != event.KindString {
+// lookupKV returns the remembered entry for kv written as field num, or nil.
+// Strings match by address and length: equal pointers mean equal bytes, and
+// a comparison of contents would cost as much as encoding.
+func (e *encoder) lookupKV(num protowire.Number, kv *event.KeyValue) *kvEntry {
+	if kv.Value.Kind != event.KindString || e.kvN == 0 {
 		return nil
 	}
 	for i := range e.kvs[:min(e.kvN, len(e.kvs))] {
 		c := &e.kvs[i]
-		if sameString(c.key, kv.Key) && sameString(c.val, kv.Value.Str) {
+		if c.num == num && sameString(c.key, kv.Key) && sameString(c.val, kv.Value.Str) {
 			return c
 		}
 	}
@@ -153,7 +152,8 @@ func sameString(a, b string) bool {
 }
 
 func (e *encoder) appendRequest(dst []byte, batches []*event.Batch) []byte {
-	e.invalid = 0
+	e.invalid, e.kvN = 0, 0
+	e.pos = len(e.buf)
 	var buf [16]*event.Resource
 	resources := buf[:0]
 	var last *event.Resource
@@ -170,330 +170,230 @@ func (e *encoder) appendRequest(dst []byte, batches []*event.Batch) []byte {
 			}
 		}
 	}
-	for _, res := range resources {
-		e.sizes, e.strs, e.ns, e.nstr = e.sizes[:0], e.strs[:0], 0, 0
-		e.hits, e.nhit, e.kvN = e.hits[:0], 0, 0
-		e.sizeResourceLogs(batches, res)
-		// The append pass replays the cache from empty: it sees the same
-		// misses in the same order, so its entries match the size pass's.
-		e.kvs, e.kvN = [len(e.kvs)]kvEntry{}, 0
-		dst = e.appendResourceLogs(dst, batches, res)
+	for _, res := range slices.Backward(resources) {
+		e.resourceLogs(batches, res)
 	}
+	dst = append(dst, e.buf[e.pos:]...)
+	e.kvs = [len(e.kvs)]kvEntry{} // drop the strings
 	return dst
 }
 
-// reserve adds a slot for the size of a message whose children are sized next.
-func (e *encoder) reserve() int {
-	e.sizes = append(e.sizes, 0)
-	return len(e.sizes) - 1
-}
+// written is how many bytes have been written: a message's length is the
+// difference between two readings.
+func (e *encoder) written() int { return len(e.buf) - e.pos }
 
-// nextSize returns the size the size pass found for the next message.
-func (e *encoder) nextSize() int {
-	n := e.sizes[e.ns]
-	e.ns++
-	return n
-}
-
-// strLen is the encoded length of s, its invalid UTF-8 replaced.
-func (e *encoder) strLen(s string) int {
-	if utf8.ValidString(s) {
-		e.strs = append(e.strs, len(s))
-		return len(s)
+// room makes room for n more bytes in front of what was written.
+func (e *encoder) room(n int) {
+	if n > e.pos {
+		e.grow(n)
 	}
-	n := sanitizedLen(s)
-	e.strs = append(e.strs, -n-1)
-	return n
 }
 
-func (e *encoder) sizeResourceLogs(batches []*event.Batch, res *event.Resource) {
-	slot := e.reserve()
-	n := 0
-	if res != nil {
-		rs := e.reserve()
-		e.sizes[rs] = e.sizeKVs(res.Attrs)
-		n += tagLen + protowire.SizeBytes(e.sizes[rs])
+func (e *encoder) grow(n int) {
+	used := e.written()
+	size := max(2*len(e.buf), used+n, 4096)
+	buf := make([]byte, size)
+	copy(buf[size-used:], e.buf[e.pos:])
+	e.buf, e.pos = buf, size-used
+}
+
+// varint writes v in front.
+func (e *encoder) varint(v uint64) {
+	if v < 0x80 {
+		e.room(1)
+		e.pos--
+		e.buf[e.pos] = byte(v)
+		return
 	}
-	ss := e.reserve()
-	scope := tagLen + protowire.SizeBytes(len(scopeMessage))
-	for _, b := range batches {
-		for i := range b.Records {
+	n := protowire.SizeVarint(v)
+	e.room(n)
+	e.pos -= n
+	protowire.AppendVarint(e.buf[e.pos:e.pos], v)
+}
+
+// tag writes the tag of field num; every field number here is below 16,
+// so the tag is one byte.
+func (e *encoder) tag(num protowire.Number, typ protowire.Type) {
+	e.room(1)
+	e.pos--
+	e.buf[e.pos] = byte(num)<<3 | byte(typ)
+}
+
+// lenField puts the tag and length of a length-delimited field of n bytes
+// in front of its contents, written just before.
+func (e *encoder) lenField(num protowire.Number, n int) {
+	if n < 0x80 { // most fields: one byte of tag, one of length
+		e.room(2)
+		e.pos -= 2
+		b := e.buf[e.pos : e.pos+2]
+		b[0], b[1] = byte(num)<<3|byte(protowire.BytesType), byte(n)
+		return
+	}
+	e.varint(uint64(n))
+	e.tag(num, protowire.BytesType)
+}
+
+// message closes the length-delimited field num whose contents started when
+// written() was mark.
+func (e *encoder) message(num protowire.Number, mark int) {
+	e.lenField(num, e.written()-mark)
+}
+
+func (e *encoder) raw(s string) {
+	e.room(len(s))
+	e.pos -= len(s)
+	copy(e.buf[e.pos:], s)
+}
+
+func (e *encoder) varintField(num protowire.Number, v uint64) {
+	if v < 0x80 {
+		e.room(2)
+		e.pos -= 2
+		b := e.buf[e.pos : e.pos+2]
+		b[0], b[1] = byte(num)<<3|byte(protowire.VarintType), byte(v)
+		return
+	}
+	e.varint(v)
+	e.tag(num, protowire.VarintType)
+}
+
+func (e *encoder) fixed64Field(num protowire.Number, v uint64) {
+	e.room(9)
+	e.pos -= 9
+	b := e.buf[e.pos : e.pos+9]
+	b[0] = byte(num)<<3 | byte(protowire.Fixed64Type)
+	binary.LittleEndian.PutUint64(b[1:], v)
+}
+
+func (e *encoder) bytesField(num protowire.Number, s string) {
+	e.raw(s)
+	e.lenField(num, len(s))
+}
+
+// stringField writes s, its invalid UTF-8 replaced.
+func (e *encoder) stringField(num protowire.Number, s string) {
+	if !ascii.ValidString(s) {
+		e.invalid++
+		e.sanitized = appendSanitized(e.sanitized[:0], s)
+		s = unsafe.String(unsafe.SliceData(e.sanitized), len(e.sanitized))
+	}
+	e.bytesField(num, s)
+}
+
+func (e *encoder) resourceLogs(batches []*event.Batch, res *event.Resource) {
+	mark := e.written()
+	scope := e.written()
+	for _, b := range slices.Backward(batches) {
+		for i := len(b.Records) - 1; i >= 0; i-- {
 			if r := &b.Records[i]; resourceOf(b, r) == res {
-				scope += tagLen + protowire.SizeBytes(e.sizeRecord(r))
+				e.record(r)
 			}
 		}
 	}
-	e.sizes[ss] = scope
-	n += tagLen + protowire.SizeBytes(scope)
-	e.sizes[slot] = n
-}
-
-func (e *encoder) appendResourceLogs(dst []byte, batches []*event.Batch, res *event.Resource) []byte {
-	dst = appendLen(dst, fRequestResourceLogs, e.nextSize())
+	e.bytesField(fScopeLogsScope, scopeMessage)
+	e.message(fResourceLogsScopeLogs, scope)
 	if res != nil {
-		dst = appendLen(dst, fResourceLogsResource, e.nextSize())
-		dst = e.appendKVs(dst, fResourceAttributes, res.Attrs)
+		m := e.written()
+		e.kvList(fResourceAttributes, res.Attrs)
+		e.message(fResourceLogsResource, m)
 	}
-	dst = appendLen(dst, fResourceLogsScopeLogs, e.nextSize())
-	dst = appendLen(dst, fScopeLogsScope, len(scopeMessage))
-	dst = append(dst, scopeMessage...)
-	for _, b := range batches {
-		for i := range b.Records {
-			if r := &b.Records[i]; resourceOf(b, r) == res {
-				dst = appendLen(dst, fScopeLogsRecords, e.nextSize())
-				dst = e.appendRecord(dst, r)
-			}
-		}
-	}
-	return dst
+	e.message(fRequestResourceLogs, mark)
 }
 
-func (e *encoder) sizeRecord(r *event.Record) int {
-	slot := e.reserve()
-	n := 0
-	if r.Time != 0 {
-		n += tagLen + 8
-	}
+// record writes r as a ScopeLogs.log_records field, fields in descending
+// order as they are written back to front.
+func (e *encoder) record(r *event.Record) {
+	mark := e.written()
 	if r.Observed != 0 {
-		n += tagLen + 8
-	}
-	if r.Severity != 0 {
-		n += tagLen + protowire.SizeVarint(uint64(r.Severity))
-	}
-	if r.SeverityText != "" {
-		n += tagLen + protowire.SizeBytes(e.strLen(r.SeverityText))
-	}
-	if r.Body.Kind != event.KindEmpty {
-		n += tagLen + protowire.SizeBytes(e.sizeAny(&r.Body))
-	}
-	n += e.sizeKVs(r.Attrs)
-	n += e.sizeKVs(event.FlagAttrs(r.Flags))
-	if r.TraceID != [16]byte{} {
-		n += tagLen + protowire.SizeBytes(16)
+		e.fixed64Field(fRecordObserved, uint64(r.Observed))
 	}
 	if r.SpanID != [8]byte{} {
-		n += tagLen + protowire.SizeBytes(8)
+		e.bytesField(fRecordSpanID, unsafe.String(&r.SpanID[0], len(r.SpanID)))
 	}
-	e.sizes[slot] = n
-	return n
-}
-
-func (e *encoder) appendRecord(dst []byte, r *event.Record) []byte {
-	if r.Time != 0 {
-		dst = protowire.AppendTag(dst, fRecordTime, protowire.Fixed64Type)
-		dst = protowire.AppendFixed64(dst, uint64(r.Time))
+	if r.TraceID != [16]byte{} {
+		e.bytesField(fRecordTraceID, unsafe.String(&r.TraceID[0], len(r.TraceID)))
 	}
-	if r.Severity != 0 {
-		dst = protowire.AppendTag(dst, fRecordSeverity, protowire.VarintType)
-		dst = protowire.AppendVarint(dst, uint64(r.Severity))
+	e.kvList(fRecordAttributes, event.FlagAttrs(r.Flags))
+	e.kvList(fRecordAttributes, r.Attrs)
+	if r.Body.Kind != event.KindEmpty {
+		e.anyField(fRecordBody, &r.Body)
 	}
 	if r.SeverityText != "" {
-		dst = e.appendString(dst, fRecordSeverityText, r.SeverityText)
+		e.stringField(fRecordSeverityText, r.SeverityText)
 	}
-	if r.Body.Kind != event.KindEmpty {
-		dst = e.appendAnyField(dst, fRecordBody, &r.Body)
+	if r.Severity != 0 {
+		e.varintField(fRecordSeverity, uint64(r.Severity))
 	}
-	dst = e.appendKVs(dst, fRecordAttributes, r.Attrs)
-	dst = e.appendKVs(dst, fRecordAttributes, event.FlagAttrs(r.Flags))
-	if r.TraceID != [16]byte{} {
-		dst = appendLen(dst, fRecordTraceID, 16)
-		dst = append(dst, r.TraceID[:]...)
+	if r.Time != 0 {
+		e.fixed64Field(fRecordTime, uint64(r.Time))
 	}
-	if r.SpanID != [8]byte{} {
-		dst = appendLen(dst, fRecordSpanID, 8)
-		dst = append(dst, r.SpanID[:]...)
-	}
-	if r.Observed != 0 {
-		dst = protowire.AppendTag(dst, fRecordObserved, protowire.Fixed64Type)
-		dst = protowire.AppendFixed64(dst, uint64(r.Observed))
-	}
-	return dst
+	e.message(fScopeLogsRecords, mark)
 }
 
-// sizeKVs is the size of kvs as a repeated KeyValue field.
-func (e *encoder) sizeKVs(kvs []event.KeyValue) int {
-	n := 0
-	for i := range kvs {
-		n += tagLen + protowire.SizeBytes(e.sizeKV(&kvs[i]))
-	}
-	return n
-}
-
-func (e *encoder) appendKVs(dst []byte, num protowire.Number, kvs []event.KeyValue) []byte {
-	for i := range kvs {
+// kvList writes kvs as the repeated KeyValue field num, in order.
+func (e *encoder) kvList(num protowire.Number, kvs []event.KeyValue) {
+	for i := len(kvs) - 1; i >= 0; i-- {
 		kv := &kvs[i]
-		hit := e.hits[e.nhit]
-		e.nhit++
-		if hit {
-			c := e.lookupKV(kv)
-			dst = append(dst, dst[c.off:c.off+c.field]...)
+		if c := e.lookupKV(num, kv); c != nil {
+			n := c.to - c.from
+			e.room(n)
+			end := len(e.buf)
+			copy(e.buf[e.pos-n:e.pos], e.buf[end-c.to:end-c.from])
+			e.pos -= n
 			continue
 		}
-		start := len(dst)
-		dst = appendLen(dst, num, e.nextSize())
-		dst = e.appendKV(dst, kv)
+		from := e.written()
+		e.keyValue(num, kv)
 		if kv.Value.Kind == event.KindString {
-			e.remember(kvEntry{key: kv.Key, val: kv.Value.Str, off: start, field: len(dst) - start})
+			e.kvs[e.kvN%len(e.kvs)] = kvEntry{num: num, key: kv.Key, val: kv.Value.Str, from: from, to: e.written()}
+			e.kvN++
 		}
 	}
-	return dst
 }
 
-// sizeKV is the size of a KeyValue message. The value is always present (an
-// empty AnyValue for event.KindEmpty), so that a receiver sees the key.
-func (e *encoder) sizeKV(kv *event.KeyValue) int {
-	if c := e.lookupKV(kv); c != nil {
-		e.hits = append(e.hits, true)
-		return c.size
-	}
-	e.hits = append(e.hits, false)
-	slot := e.reserve()
-	n := 0
+// keyValue writes kv as field num. The value is always present (an empty
+// AnyValue for event.KindEmpty), so that a receiver sees the key.
+func (e *encoder) keyValue(num protowire.Number, kv *event.KeyValue) {
+	mark := e.written()
+	e.anyField(fKeyValueValue, &kv.Value)
 	if kv.Key != "" {
-		n += tagLen + protowire.SizeBytes(e.strLen(kv.Key))
+		e.stringField(fKeyValueKey, kv.Key)
 	}
-	n += tagLen + protowire.SizeBytes(e.sizeAny(&kv.Value))
-	e.sizes[slot] = n
-	if kv.Value.Kind == event.KindString {
-		e.remember(kvEntry{key: kv.Key, val: kv.Value.Str, size: n})
-	}
-	return n
+	e.message(num, mark)
 }
 
-// remember adds an attribute to the cache, replacing the oldest entry.
-func (e *encoder) remember(c kvEntry) {
-	e.kvs[e.kvN%len(e.kvs)] = c
-	e.kvN++
-}
-
-func (e *encoder) appendKV(dst []byte, kv *event.KeyValue) []byte {
-	if kv.Key != "" {
-		dst = e.appendString(dst, fKeyValueKey, kv.Key)
-	}
-	return e.appendAnyField(dst, fKeyValueValue, &kv.Value)
-}
-
-// appendAnyField appends v as the AnyValue field num.
-func (e *encoder) appendAnyField(dst []byte, num protowire.Number, v *event.Value) []byte {
-	dst = appendLen(dst, num, e.nextSize())
-	return e.appendAny(dst, v)
-}
-
-// sizeAny is the size of v as an AnyValue message.
-func (e *encoder) sizeAny(v *event.Value) int {
-	slot := e.reserve()
-	n := 0
+// anyField writes v as the AnyValue field num.
+func (e *encoder) anyField(num protowire.Number, v *event.Value) {
+	mark := e.written()
 	switch v.Kind {
 	case event.KindString:
-		n = tagLen + protowire.SizeBytes(e.strLen(v.Str))
+		e.stringField(fAnyString, v.Str)
 	case event.KindBytes:
-		n = tagLen + protowire.SizeBytes(len(v.Str))
+		e.bytesField(fAnyBytes, v.Str)
 	case event.KindBool:
-		n = tagLen + 1
+		e.varintField(fAnyBool, v.Num&1)
 	case event.KindInt:
-		n = tagLen + protowire.SizeVarint(v.Num)
+		e.varintField(fAnyInt, v.Num)
 	case event.KindDouble:
-		n = tagLen + 8
+		e.fixed64Field(fAnyDouble, v.Num)
 	case event.KindArray:
-		list := e.reserve()
-		inner := 0
-		for i := range v.List {
-			inner += tagLen + protowire.SizeBytes(e.sizeAny(&v.List[i].Value))
+		m := e.written()
+		for i := len(v.List) - 1; i >= 0; i-- {
+			e.anyField(fListValues, &v.List[i].Value)
 		}
-		e.sizes[list] = inner
-		n = tagLen + protowire.SizeBytes(inner)
+		e.message(fAnyArray, m)
 	case event.KindMap:
-		list := e.reserve()
-		e.sizes[list] = e.sizeKVs(v.List)
-		n = tagLen + protowire.SizeBytes(e.sizes[list])
+		m := e.written()
+		e.kvList(fListValues, v.List)
+		e.message(fAnyKVList, m)
 	}
-	e.sizes[slot] = n
-	return n
-}
-
-func (e *encoder) appendAny(dst []byte, v *event.Value) []byte {
-	switch v.Kind {
-	case event.KindString:
-		return e.appendString(dst, fAnyString, v.Str)
-	case event.KindBytes:
-		dst = appendLen(dst, fAnyBytes, len(v.Str))
-		return append(dst, v.Str...)
-	case event.KindBool:
-		dst = protowire.AppendTag(dst, fAnyBool, protowire.VarintType)
-		return protowire.AppendVarint(dst, v.Num&1)
-	case event.KindInt:
-		dst = protowire.AppendTag(dst, fAnyInt, protowire.VarintType)
-		return protowire.AppendVarint(dst, v.Num)
-	case event.KindDouble:
-		dst = protowire.AppendTag(dst, fAnyDouble, protowire.Fixed64Type)
-		return protowire.AppendFixed64(dst, v.Num)
-	case event.KindArray:
-		dst = appendLen(dst, fAnyArray, e.nextSize())
-		for i := range v.List {
-			dst = e.appendAnyField(dst, fListValues, &v.List[i].Value)
-		}
-		return dst
-	case event.KindMap:
-		dst = appendLen(dst, fAnyKVList, e.nextSize())
-		return e.appendKVs(dst, fListValues, v.List)
-	}
-	return dst
-}
-
-// appendLen appends the tag and length of a length-delimited field. Every
-// field number here is below 16, so the tag is one byte.
-func appendLen(dst []byte, num protowire.Number, n int) []byte {
-	tag := byte(num)<<3 | byte(protowire.BytesType)
-	if n < 0x80 {
-		return append(dst, tag, byte(n))
-	}
-	return protowire.AppendVarint(append(dst, tag), uint64(n))
-}
-
-// appendString appends the next string of the size pass, sanitised when
-// that pass found invalid UTF-8 in it.
-func (e *encoder) appendString(dst []byte, num protowire.Number, s string) []byte {
-	n := e.strs[e.nstr]
-	e.nstr++
-	if n >= 0 {
-		dst = appendLen(dst, num, n)
-		return append(dst, s...)
-	}
-	e.invalid++
-	dst = appendLen(dst, num, -n-1)
-	return appendSanitized(dst, s)
+	e.message(num, mark)
 }
 
 const replacement = "\uFFFD"
 
-// sanitizedLen and appendSanitized follow strings.ToValidUTF8(s, "\uFFFD"):
-// each run of invalid bytes becomes one replacement character.
-func sanitizedLen(s string) int {
-	n := 0
-	inBad := false
-	for i := 0; i < len(s); {
-		if s[i] < utf8.RuneSelf {
-			i++
-			n++
-			inBad = false
-			continue
-		}
-		_, w := utf8.DecodeRuneInString(s[i:])
-		if w == 1 {
-			if !inBad {
-				n += len(replacement)
-				inBad = true
-			}
-			i++
-			continue
-		}
-		inBad = false
-		n += w
-		i += w
-	}
-	return n
-}
-
+// appendSanitized follows strings.ToValidUTF8(s, "\uFFFD"): each run of
+// invalid bytes becomes one replacement character.
 func appendSanitized(dst []byte, s string) []byte {
 	inBad := false
 	for i := 0; i < len(s); {
