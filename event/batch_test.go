@@ -98,3 +98,34 @@ func TestSeverityString(t *testing.T) {
 		}
 	}
 }
+
+func TestBodyValidUTF8FollowsTheBodyString(t *testing.T) {
+	b := NewBatch()
+	line := b.Copy([]byte("GET /cart 200"))
+	r := b.Next()
+	r.SetValidBody(line)
+	if !r.BodyValidUTF8() {
+		t.Fatal("body set with SetValidBody not known valid")
+	}
+	for name, body := range map[string]Value{
+		"prefix":      String(line[:3]),
+		"suffix":      String(line[4:]),
+		"copy":        String(b.Copy([]byte(line))),
+		"bytes value": {Kind: KindBytes, Str: line},
+		"map":         Map([]KeyValue{{Key: "msg", Value: String(line)}}),
+	} {
+		r.Body = body
+		if r.BodyValidUTF8() {
+			t.Errorf("%s: replaced body still known valid", name)
+		}
+	}
+	r.Body = String(line)
+	if !r.BodyValidUTF8() {
+		t.Error("the same string put back is no longer known valid")
+	}
+	r.Reset()
+	r.Body = String(line)
+	if r.BodyValidUTF8() {
+		t.Error("Reset kept the checked body")
+	}
+}

@@ -8,6 +8,8 @@
 // holder of the batch is done with it.
 package event
 
+import "unsafe"
+
 // Severity is an OpenTelemetry severity number (1-24); 0 means unspecified.
 type Severity uint8
 
@@ -81,6 +83,27 @@ type Record struct {
 	Flags Flags
 	// Resource overrides the batch's resource when set (e.g. per-pod metadata).
 	Resource *Resource
+
+	// validBody is a body string already found to be valid UTF-8 (see
+	// [Record.SetValidBody]).
+	validBody string
+}
+
+// SetValidBody sets a string body that the caller has checked to be valid
+// UTF-8 and records that it was checked, so that an exporter need not check
+// it again ([Record.BodyValidUTF8]).
+func (r *Record) SetValidBody(s string) {
+	r.Body = String(s)
+	r.validBody = s
+}
+
+// BodyValidUTF8 reports whether the body is a string known to be valid UTF-8:
+// the very string (same bytes in memory, same length) set by
+// [Record.SetValidBody]. A stage that replaces the body replaces the string,
+// so nothing needs clearing; false means unknown, not invalid.
+func (r *Record) BodyValidUTF8() bool {
+	return r.Body.Kind == KindString && len(r.Body.Str) == len(r.validBody) &&
+		unsafe.StringData(r.Body.Str) == unsafe.StringData(r.validBody)
 }
 
 // Reset clears r for reuse, keeping the capacity of its attribute slice.

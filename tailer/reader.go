@@ -368,7 +368,11 @@ func (lr *lineReader) emit(b *event.Batch, line []byte, off int64, flags event.F
 		}
 	}
 	rec := b.Next()
-	rec.Body = event.String(body)
+	if lr.codec.dec == nil && flags&event.InvalidUTF8 == 0 {
+		rec.SetValidBody(body) // checked above: ASCII or valid UTF-8
+	} else {
+		rec.Body = event.String(body)
+	}
 	rec.Observed = now
 	rec.Offset = off
 	rec.Flags = flags

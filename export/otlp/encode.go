@@ -315,7 +315,12 @@ func (e *encoder) record(r *event.Record) {
 	}
 	e.kvList(fRecordAttributes, event.FlagAttrs(r.Flags))
 	e.kvList(fRecordAttributes, r.Attrs)
-	if r.Body.Kind != event.KindEmpty {
+	switch {
+	case r.BodyValidUTF8(): // checked when the line was read
+		mark := e.written()
+		e.bytesField(fAnyString, r.Body.Str)
+		e.message(fRecordBody, mark)
+	case r.Body.Kind != event.KindEmpty:
 		e.anyField(fRecordBody, &r.Body)
 	}
 	if r.SeverityText != "" {

@@ -233,6 +233,20 @@ func TestAppendRequestCountsInvalidUTF8(t *testing.T) {
 	}
 }
 
+// TestReplacedCheckedBodyIsSanitized replaces a body the tailer checked with
+// one holding invalid UTF-8: the encoder must check the new one.
+func TestReplacedCheckedBodyIsSanitized(t *testing.T) {
+	b := event.NewBatch()
+	r := b.Next()
+	r.SetValidBody(b.Copy([]byte("checked line")))
+	checkEncoding(t, []*event.Batch{b})
+	r.Body = event.String(b.Copy([]byte("new \xff body")))
+	checkEncoding(t, []*event.Batch{b})
+	if _, invalid := appendRequest(nil, []*event.Batch{b}); invalid != 1 {
+		t.Errorf("replaced strings = %d, want 1", invalid)
+	}
+}
+
 func TestSanitizedMatchesToValidUTF8(t *testing.T) {
 	for _, s := range []string{"", "abc", "\xff", "\xff\xfe", "a\xffb\xfec", "\xed\xa0\x80", "\xf0\x9f\x98", "é\x80é", "\uFFFD\xff"} {
 		want := strings.ToValidUTF8(s, "\uFFFD")
