@@ -53,6 +53,11 @@ type Batch struct {
 	pool  *Pool
 	// parent is set on views made by View; Done is forwarded to it.
 	parent *Batch
+	// dirty counts the records at the start of the Records array that Next
+	// handed out since the last reset; the rest are still zero. Stages only
+	// ever shorten Records, so this bounds what reset must clear: a batch
+	// of one line in a pooled array of 1,000 records clears one.
+	dirty int
 }
 
 // Pool recycles batches, their record slices and arenas. The zero value is
@@ -136,7 +141,7 @@ func (b *Batch) View(records []Record) *Batch {
 
 func (b *Batch) reset() {
 	recs := b.Records[:cap(b.Records)]
-	for i := range recs {
+	for i := range recs[:b.dirty] {
 		recs[i].Reset()
 	}
 	arena := b.arena[:0]
@@ -159,6 +164,7 @@ func (b *Batch) Next() *Record {
 	} else {
 		b.Records = append(b.Records, Record{})
 	}
+	b.dirty = max(b.dirty, n+1)
 	return &b.Records[n]
 }
 

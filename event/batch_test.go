@@ -72,6 +72,43 @@ func TestNextReusesAttributeSlices(t *testing.T) {
 	}
 }
 
+// TestResetClearsEveryRecordHandedOut shortens a batch, as a filter does,
+// and reuses it: every record Next hands out again must be empty.
+func TestResetClearsEveryRecordHandedOut(t *testing.T) {
+	b := NewBatch()
+	for i := range 10 {
+		r := b.Next()
+		r.Body = String("line")
+		r.Time = int64(i + 1)
+		r.Attrs = append(r.Attrs, KeyValue{Key: "k", Value: Int(1)})
+	}
+	b.Records[0], b.Records[7] = b.Records[7], b.Records[0]
+	b.Records = b.Records[:2]
+	b.reset()
+	for i := range 12 {
+		if r := b.Next(); r.Time != 0 || r.Body.Kind != KindEmpty || len(r.Attrs) != 0 {
+			t.Fatalf("record %d after reset = %+v, want empty", i, r)
+		}
+	}
+}
+
+// BenchmarkRecycleSmallBatch is a trickle: one line per batch, batches
+// drawn from a pool whose record arrays once held 1,000 records.
+func BenchmarkRecycleSmallBatch(b *testing.B) {
+	var pool Pool
+	big := pool.Get()
+	for range 1000 {
+		big.Next()
+	}
+	big.Done()
+	b.ReportAllocs()
+	for b.Loop() {
+		bt := pool.Get()
+		bt.Next().Body = String("one line")
+		bt.Done()
+	}
+}
+
 func BenchmarkFillBatch(b *testing.B) {
 	var pool Pool
 	line := []byte(`2026-11-25T10:00:00Z INFO request served method=GET path=/api/orders status=200 duration=12ms`)
