@@ -5,8 +5,9 @@
 // Every parser is a [pipe.Stage] built from an options struct that is decoded
 // from the YAML of a processor. Parsers rewrite records in place:
 //
-//   - strings they create are copied into the batch's arena ([event.Batch.Copy])
-//     or are constants, so a record never points into a parser's buffer;
+//   - strings they create are substrings of the body (which lives as long as
+//     the batch), copies in the batch's arena ([event.Batch.Copy]) or
+//     constants, so a record never points into a parser's buffer;
 //   - nested maps and arrays use slices carved from a per-stage slab, so
 //     parsing allocates only when a slab is used up (amortised, see the
 //     benchmarks), never per record;
@@ -281,19 +282,29 @@ type interner struct {
 
 const maxInterned = 4096
 
-func (in *interner) key(b *event.Batch, k []byte) string {
-	if s, ok := in.m[string(k)]; ok {
+// key returns the interned k, or k copied into b's arena once the interner
+// is full. k may alias any memory; it is not retained.
+func (in *interner) key(b *event.Batch, k string) string {
+	if s, ok := in.intern(k); ok {
 		return s
+	}
+	return b.CopyString(k)
+}
+
+// intern returns the heap copy of k, making one if the interner is not full.
+func (in *interner) intern(k string) (string, bool) {
+	if s, ok := in.m[k]; ok {
+		return s, true
 	}
 	if in.m == nil {
 		in.m = make(map[string]string)
 	}
 	if len(in.m) >= maxInterned {
-		return b.Copy(k)
+		return "", false
 	}
-	s := string(k)
+	s := strings.Clone(k)
 	in.m[s] = s
-	return s
+	return s, true
 }
 
 func optionsError(kind string, err error) error {
