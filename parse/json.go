@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"math"
 	"math/bits"
 	"strings"
 	"time"
@@ -19,7 +20,8 @@ type JSONOptions struct {
 }
 
 // JSON returns a stage that parses each record's string body as a JSON
-// object (RFC 8259). Top-level fields become attributes (or the body, see
+// object (RFC 8259, with two extensions that loggers emit: raw control
+// characters inside strings, and the numbers NaN, Infinity and -Infinity). Top-level fields become attributes (or the body, see
 // [Options.Target]); nested objects and arrays are kept as map and array
 // values; integers stay integers, other numbers become doubles, null becomes
 // an empty value. A body that is not a JSON object is a parse error. now
@@ -155,6 +157,14 @@ func (j *jsonParser) value(b *event.Batch, s string, i, depth int) (event.Value,
 		if len(s)-i >= 4 && s[i:i+4] == "null" {
 			return event.Value{}, i + 4, true
 		}
+	case c == 'N':
+		if strings.HasPrefix(s[i:], "NaN") {
+			return event.Double(math.NaN()), i + 3, true
+		}
+	case c == 'I':
+		if strings.HasPrefix(s[i:], "Infinity") {
+			return event.Double(math.Inf(1)), i + len("Infinity"), true
+		}
 	}
 	return event.Value{}, i, false
 }
@@ -271,7 +281,8 @@ func (j *jsonParser) str(b *event.Batch, s string, i int) (string, int, bool) {
 
 // scanString finds the closing quote of the string that starts at s[i]. It
 // reports whether the string has escapes, and fails on an unterminated
-// string or a control character. Escapes are checked by unescape.
+// string. Escapes are checked by unescape. Control characters are kept as
+// they are: some loggers write raw tabs and newlines into strings.
 func scanString(s string, i int) (end int, esc bool, ok bool) {
 	for {
 		i = nextSpecial(s, i)
@@ -281,17 +292,15 @@ func scanString(s string, i int) (end int, esc bool, ok bool) {
 		switch s[i] {
 		case '"':
 			return i, esc, true
-		case '\\':
+		default: // '\\'
 			esc = true
 			i += 2
-		default:
-			return i, esc, false
 		}
 	}
 }
 
-// nextSpecial returns the index of the first quote, backslash or control
-// character at or after s[i], or len(s). It tests eight bytes at a time.
+// nextSpecial returns the index of the first quote or backslash at or after
+// s[i], or len(s). It tests eight bytes at a time.
 func nextSpecial(s string, i int) int {
 	for ; i+8 <= len(s); i += 8 {
 		if m := specialMask(load64(s, i)); m != 0 {
@@ -299,7 +308,7 @@ func nextSpecial(s string, i int) int {
 		}
 	}
 	for ; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' || c < 0x20 {
+		if c := s[i]; c == '"' || c == '\\' {
 			return i
 		}
 	}
@@ -312,13 +321,13 @@ const (
 )
 
 // specialMask sets the high bit of the bytes of w (little endian) that are a
-// quote, a backslash or a control character. Above the first such byte,
+// quote or a backslash. Above the first such byte,
 // other bits may be set too (a borrow carries over); the lowest set bit is
 // always exact.
 func specialMask(w uint64) uint64 {
 	quote := w ^ ('"' * ones)
 	bslash := w ^ ('\\' * ones)
-	return ((quote-ones)&^quote | (bslash-ones)&^bslash | (w-0x20*ones)&^w) & highs
+	return ((quote-ones)&^quote | (bslash-ones)&^bslash) & highs
 }
 
 // load64 reads s[i:i+8] as a little-endian word; the caller checks bounds.
@@ -403,6 +412,9 @@ func scanNumber(s string, i int) (event.Value, int, bool) {
 	neg := s[i] == '-'
 	if neg {
 		i++
+		if strings.HasPrefix(s[i:], "Infinity") {
+			return event.Double(math.Inf(-1)), i + len("Infinity"), true
+		}
 	}
 	var n int64
 	switch {
