@@ -1,6 +1,7 @@
 package event
 
 import (
+	"strings"
 	"sync"
 	"testing"
 )
@@ -136,33 +137,36 @@ func TestSeverityString(t *testing.T) {
 	}
 }
 
-func TestBodyValidUTF8FollowsTheBodyString(t *testing.T) {
+func TestValidUTF8FollowsTheCheckedBody(t *testing.T) {
 	b := NewBatch()
-	line := b.Copy([]byte("GET /cart 200"))
+	line := b.Copy([]byte(`{"msg":"héllo wörld","n":1}`))
 	r := b.Next()
-	r.SetValidBody(line)
-	if !r.BodyValidUTF8() {
-		t.Fatal("body set with SetValidBody not known valid")
+	if r.ValidUTF8(line) {
+		t.Fatal("unchecked string known valid")
 	}
-	for name, body := range map[string]Value{
-		"prefix":      String(line[:3]),
-		"suffix":      String(line[4:]),
-		"copy":        String(b.Copy([]byte(line))),
-		"bytes value": {Kind: KindBytes, Str: line},
-		"map":         Map([]KeyValue{{Key: "msg", Value: String(line)}}),
+	r.SetValidBody(line)
+	hello := strings.Index(line, "h")
+	for _, tt := range []struct {
+		name string
+		s    string
+		want bool
+	}{
+		{"the body", line, true},
+		{"a quoted value", line[hello : hello+len("héllo wörld")], true},
+		{"a prefix", line[:5], true},
+		{"a suffix", line[len(line)-3:], true},
+		{"empty", "", true},
+		{"cut after the first byte of é", line[hello : hello+2], false},
+		{"starting inside é", line[hello+2 : hello+5], false},
+		{"a copy", b.Copy([]byte(line)), false},
+		{"a constant", "héllo", false},
 	} {
-		r.Body = body
-		if r.BodyValidUTF8() {
-			t.Errorf("%s: replaced body still known valid", name)
+		if got := r.ValidUTF8(tt.s); got != tt.want {
+			t.Errorf("%s: ValidUTF8(%q) = %v, want %v", tt.name, tt.s, got, tt.want)
 		}
 	}
-	r.Body = String(line)
-	if !r.BodyValidUTF8() {
-		t.Error("the same string put back is no longer known valid")
-	}
 	r.Reset()
-	r.Body = String(line)
-	if r.BodyValidUTF8() {
+	if r.ValidUTF8(line) {
 		t.Error("Reset kept the checked body")
 	}
 }

@@ -97,14 +97,29 @@ func (r *Record) SetValidBody(s string) {
 	r.validBody = s
 }
 
-// BodyValidUTF8 reports whether the body is a string known to be valid UTF-8:
-// the very string (same bytes in memory, same length) set by
-// [Record.SetValidBody]. A stage that replaces the body replaces the string,
-// so nothing needs clearing; false means unknown, not invalid.
-func (r *Record) BodyValidUTF8() bool {
-	return r.Body.Kind == KindString && len(r.Body.Str) == len(r.validBody) &&
-		unsafe.StringData(r.Body.Str) == unsafe.StringData(r.validBody)
+// ValidUTF8 reports whether s is known to be valid UTF-8 without reading
+// it: s lies within the body set by [Record.SetValidBody] (the very bytes in
+// memory, so a stage that replaced the body needs no bookkeeping) and starts
+// and ends on character boundaries, as the strings a parser cuts out of the
+// body at quotes or delimiters do. A cut inside a multi-byte character, or
+// any other string, is unknown: false means unknown, not invalid.
+func (r *Record) ValidUTF8(s string) bool {
+	v := r.validBody
+	if len(s) == 0 || len(v) == 0 {
+		return len(s) == 0
+	}
+	base := uintptr(unsafe.Pointer(unsafe.StringData(v)))
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	if p < base || p-base > uintptr(len(v)) || uintptr(len(v))-(p-base) < uintptr(len(s)) {
+		return false
+	}
+	from := int(p - base)
+	to := from + len(s)
+	return !continuation(v[from]) && (to == len(v) || !continuation(v[to]))
 }
+
+// continuation reports whether c continues a multi-byte UTF-8 character.
+func continuation(c byte) bool { return c&0xC0 == 0x80 }
 
 // Reset clears r for reuse, keeping the capacity of its attribute slice.
 func (r *Record) Reset() {

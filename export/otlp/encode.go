@@ -120,6 +120,9 @@ type encoder struct {
 	kvs       [4]kvEntry
 	kvN       int
 	sanitized []byte // scratch for strings with invalid UTF-8
+	// rec is the record being written: strings cut from its checked body
+	// need no UTF-8 check.
+	rec *event.Record
 }
 
 // kvEntry is one remembered attribute field: its tag, its strings (by
@@ -272,7 +275,7 @@ func (e *encoder) bytesField(num protowire.Number, s string) {
 
 // stringField writes s, its invalid UTF-8 replaced.
 func (e *encoder) stringField(num protowire.Number, s string) {
-	if !ascii.ValidString(s) {
+	if (e.rec == nil || !e.rec.ValidUTF8(s)) && !ascii.ValidString(s) {
 		e.invalid++
 		e.sanitized = appendSanitized(e.sanitized[:0], s)
 		s = unsafe.String(unsafe.SliceData(e.sanitized), len(e.sanitized))
@@ -303,6 +306,7 @@ func (e *encoder) resourceLogs(batches []*event.Batch, res *event.Resource) {
 // record writes r as a ScopeLogs.log_records field, fields in descending
 // order as they are written back to front.
 func (e *encoder) record(r *event.Record) {
+	e.rec = r
 	mark := e.written()
 	if r.Observed != 0 {
 		e.fixed64Field(fRecordObserved, uint64(r.Observed))
@@ -315,12 +319,7 @@ func (e *encoder) record(r *event.Record) {
 	}
 	e.kvList(fRecordAttributes, event.FlagAttrs(r.Flags))
 	e.kvList(fRecordAttributes, r.Attrs)
-	switch {
-	case r.BodyValidUTF8(): // checked when the line was read
-		mark := e.written()
-		e.bytesField(fAnyString, r.Body.Str)
-		e.message(fRecordBody, mark)
-	case r.Body.Kind != event.KindEmpty:
+	if r.Body.Kind != event.KindEmpty {
 		e.anyField(fRecordBody, &r.Body)
 	}
 	if r.SeverityText != "" {
@@ -333,6 +332,7 @@ func (e *encoder) record(r *event.Record) {
 		e.fixed64Field(fRecordTime, uint64(r.Time))
 	}
 	e.message(fScopeLogsRecords, mark)
+	e.rec = nil
 }
 
 // kvList writes kvs as the repeated KeyValue field num, in order.

@@ -245,6 +245,17 @@ func TestReplacedCheckedBodyIsSanitized(t *testing.T) {
 	if _, invalid := appendRequest(nil, []*event.Batch{b}); invalid != 1 {
 		t.Errorf("replaced strings = %d, want 1", invalid)
 	}
+	// Parts of a checked body: whole characters need no check, a cut
+	// inside é is invalid and replaced.
+	line := b.Copy([]byte("msg=héllo"))
+	r.SetValidBody(line)
+	r.Attrs = append(r.Attrs,
+		event.KeyValue{Key: "msg", Value: event.String(line[4:])},
+		event.KeyValue{Key: "cut", Value: event.String(line[6:8])})
+	checkEncoding(t, []*event.Batch{b})
+	if _, invalid := appendRequest(nil, []*event.Batch{b}); invalid != 1 {
+		t.Errorf("replaced strings = %d, want 1 (the cut)", invalid)
+	}
 }
 
 func TestSanitizedMatchesToValidUTF8(t *testing.T) {
