@@ -73,3 +73,26 @@ func Memory(pid int) (rss, peak int64, err error) {
 	}
 	return rss, peak, nil
 }
+
+// Anon returns the process's anonymous resident memory now (RssAnon): its
+// heap, stacks and other private pages, without the pages of its executable
+// and libraries, which the page cache shares with other processes.
+func Anon(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		val, ok := strings.CutPrefix(line, "RssAnon:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(val) // "12345 kB"
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if len(f) != 2 || f[1] != "kB" || err != nil {
+			return 0, fmt.Errorf("parse /proc/%d/status: %s", pid, strings.TrimSpace(line))
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no RssAnon", pid)
+}

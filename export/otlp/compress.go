@@ -118,23 +118,26 @@ func (c *codec) close() {
 // maxPooledBuffer keeps a buffer grown by one huge request out of the pools.
 const maxPooledBuffer = 16 << 20
 
-// bufferPool recycles request buffers and encoders. Safe for concurrent use.
+// bufferPool recycles encoders, each with the buffer its last request was
+// written in, and buffers for compressed requests. Safe for concurrent use.
 type bufferPool struct{ p, encs sync.Pool }
 
-// encode appends the request for batches to the buffer with a pooled
-// encoder and returns the buffer and the count of strings whose invalid
-// UTF-8 was replaced.
-func (p *bufferPool) encode(dst []byte, batches []*event.Batch) ([]byte, int) {
+// encode writes the request for batches with a pooled encoder and returns
+// the encoder: the request is e.request() (not copied anywhere else), valid
+// until release(e).
+func (p *bufferPool) encode(batches []*event.Batch) *encoder {
 	e, _ := p.encs.Get().(*encoder)
 	if e == nil {
 		e = new(encoder)
 	}
-	dst = e.appendRequest(dst, batches)
-	invalid := e.invalid
+	e.encode(batches)
+	return e
+}
+
+func (p *bufferPool) release(e *encoder) {
 	if cap(e.buf) <= maxPooledBuffer {
 		p.encs.Put(e)
 	}
-	return dst, invalid
 }
 
 func (p *bufferPool) get() *[]byte {

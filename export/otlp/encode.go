@@ -106,9 +106,9 @@ func resourceOf(b *event.Batch, r *event.Record) *event.Resource {
 // encoder writes a request back to front in one pass: every message's
 // fields are written last field first, and its tag and length are then put
 // in front of them, when the length is known. Nothing is sized in advance and
-// every string is checked for UTF-8 once. The request is then copied once
-// into the caller's buffer. An encoder's scratch space is reused from one
-// request to the next; it is not safe for concurrent use.
+// every string is checked for UTF-8 once. The request stays in the
+// encoder's buffer, which is reused from one request to the next (the
+// clients send it from there); an encoder is not safe for concurrent use.
 type encoder struct {
 	invalid int // strings whose invalid UTF-8 was replaced, this request
 	// buf[pos:] is what has been written so far; it grows towards the front.
@@ -155,6 +155,16 @@ func sameString(a, b string) bool {
 }
 
 func (e *encoder) appendRequest(dst []byte, batches []*event.Batch) []byte {
+	e.encode(batches)
+	return append(dst, e.request()...)
+}
+
+// request is the request written by the last encode; it stays valid until
+// the next.
+func (e *encoder) request() []byte { return e.buf[e.pos:] }
+
+// encode writes the request for batches in the encoder's own buffer.
+func (e *encoder) encode(batches []*event.Batch) {
 	e.invalid, e.kvN = 0, 0
 	e.pos = len(e.buf)
 	var buf [16]*event.Resource
@@ -176,9 +186,7 @@ func (e *encoder) appendRequest(dst []byte, batches []*event.Batch) []byte {
 	for _, res := range slices.Backward(resources) {
 		e.resourceLogs(batches, res)
 	}
-	dst = append(dst, e.buf[e.pos:]...)
 	e.kvs = [len(e.kvs)]kvEntry{} // drop the strings
-	return dst
 }
 
 // written is how many bytes have been written: a message's length is the

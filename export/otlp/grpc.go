@@ -118,14 +118,13 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 // (carrying the server's RetryInfo delay when given), as the OTLP
 // specification classifies gRPC status codes. It does not keep batches.
 func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
-	bp := c.bufs.get()
-	defer c.bufs.put(bp)
-	var invalid int
-	*bp, invalid = c.bufs.encode(*bp, batches)
-	if invalid > 0 {
-		c.invalid.Add(int64(invalid))
+	e := c.bufs.encode(batches)
+	defer c.bufs.release(e)
+	if e.invalid > 0 {
+		c.invalid.Add(int64(e.invalid))
 	}
-	c.reqBytes.Add(int64(len(*bp)))
+	req := e.request()
+	c.reqBytes.Add(int64(len(req)))
 
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
@@ -136,7 +135,7 @@ func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 		ctx = metadata.NewOutgoingContext(ctx, c.md)
 	}
 	var resp collogspb.ExportLogsServiceResponse
-	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(*bp), &resp, grpc.ForceCodecV2(rawCodec{}))
+	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
 		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
 	}

@@ -77,22 +77,23 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 // when the server sent one), as the OTLP specification says. It does not keep
 // batches.
 func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
-	bp := c.bufs.get()
-	var invalid int
-	*bp, invalid = c.bufs.encode(*bp, batches)
-	if invalid > 0 {
-		c.invalid.Add(int64(invalid))
+	e := c.bufs.encode(batches)
+	if e.invalid > 0 {
+		c.invalid.Add(int64(e.invalid))
 	}
-	c.reqBytes.Add(int64(len(*bp)))
-	payload := bp
+	payload := e.request()
+	c.reqBytes.Add(int64(len(payload)))
+	// release returns the buffer the body was read from.
+	release := func() { c.bufs.release(e) }
 	if c.codec != nil {
-		payload = c.bufs.get()
-		err := c.codec.compressTo(appendWriter{payload}, *bp)
-		c.bufs.put(bp)
+		zp := c.bufs.get()
+		err := c.codec.compressTo(appendWriter{zp}, payload)
+		c.bufs.release(e)
 		if err != nil {
-			c.bufs.put(payload)
+			c.bufs.put(zp)
 			return fmt.Errorf("compress request for %s: %w", c.url, err)
 		}
+		payload, release = *zp, func() { c.bufs.put(zp) }
 	}
 
 	if c.timeout > 0 {
@@ -100,13 +101,13 @@ func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	body := &requestBody{Reader: bytes.NewReader(*payload), closed: make(chan struct{})}
+	body := &requestBody{Reader: bytes.NewReader(payload), closed: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, body)
 	if err != nil {
-		c.bufs.put(payload)
+		release()
 		return export.Permanent(fmt.Errorf("create request for %s: %w", c.url, err))
 	}
-	req.ContentLength = int64(len(*payload))
+	req.ContentLength = int64(len(payload))
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
 	}
@@ -123,7 +124,7 @@ func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
 	// only once it closed the body, else leave the buffer to the collector.
 	select {
 	case <-body.closed:
-		c.bufs.put(payload)
+		release()
 	default:
 	}
 	if err != nil {

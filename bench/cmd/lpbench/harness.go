@@ -54,6 +54,7 @@ type result struct {
 	User, Sys       time.Duration // agent CPU at that moment, or over the idle window
 	Window          time.Duration // idle: length of the measuring window
 	RSS, PeakRSS    int64
+	PeakAnon        int64         // largest RssAnon seen while waiting (sampled every 20 ms)
 	HarnessCPU      time.Duration // sink (and, for trickle, writer) CPU in this process
 	Drain           time.Duration // trickle: writer stop to last record; quiet: start to last record
 	FileBytes       int64
@@ -367,13 +368,16 @@ var errStalled = errors.New("stalled")
 
 // waitFor polls the sink until want distinct lines arrived, the agent
 // exits, nothing arrives for STALL, or the run times out.
-func (h *harness) waitFor(ctx context.Context, s *sink.Sink, p *process, want uint64) error {
+func (h *harness) waitFor(ctx context.Context, s *sink.Sink, p *process, want uint64, peakAnon *int64) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(h.cfg.Timeout)
 	var last uint64
 	lastChange := time.Now()
 	for {
+		if a, err := proc.Anon(p.pid()); err == nil {
+			*peakAnon = max(*peakAnon, a)
+		}
 		c := s.Counts()
 		if c.Unique >= want {
 			return nil
@@ -499,7 +503,7 @@ func (h *harness) throughput(ctx context.Context, sc scenario, a agent, rep int,
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
-	waitErr := h.waitFor(ctx, s, p, n)
+	waitErr := h.waitFor(ctx, s, p, n, &r.PeakAnon)
 	r.User, r.Sys, _ = proc.CPU(p.pid())
 	r.RSS, r.PeakRSS, _ = proc.Memory(p.pid())
 	if last := s.Counts().LastArrival; !last.IsZero() {
@@ -561,7 +565,7 @@ func (h *harness) trickle(ctx context.Context, sc scenario, a agent, rep int) re
 	writerDone := time.Now()
 	waitErr := werr
 	if waitErr == nil {
-		waitErr = h.waitFor(ctx, s, p, written)
+		waitErr = h.waitFor(ctx, s, p, written, &r.PeakAnon)
 	}
 	if last := s.Counts().LastArrival; !last.IsZero() && last.After(writerDone) {
 		r.Drain = last.Sub(writerDone)
@@ -601,7 +605,7 @@ func (h *harness) quiet(ctx context.Context, sc scenario, a agent, rep int) resu
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
-	waitErr := h.waitFor(ctx, s, p, total)
+	waitErr := h.waitFor(ctx, s, p, total, &r.PeakAnon)
 	if last := s.Counts().LastArrival; !last.IsZero() {
 		r.Drain = last.Sub(t0)
 	}

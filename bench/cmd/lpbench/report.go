@@ -11,14 +11,14 @@ import (
 	"time"
 )
 
-const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tharness_cpu_s\tdrain_s\trequests\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tmax_gap_s\tmax_gap_at_s\tidle_s\tdetail"
+const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tpeak_anon_mib\tharness_cpu_s\tdrain_s\trequests\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tmax_gap_s\tmax_gap_at_s\tidle_s\tdetail"
 
 func (r result) tsv() string {
 	return strings.Join([]string{
 		r.Scenario, r.Agent, fmt.Sprint(r.Rep), r.Variant, r.Status,
 		fmt.Sprint(r.Expected), fmt.Sprint(r.Counts.Unique), fmt.Sprint(r.Counts.Duplicates), fmt.Sprint(r.Counts.NoSeq),
 		f3(r.Wall.Seconds()), fmt.Sprintf("%.0f", r.LinesPerSec()), f3(r.User.Seconds()), f3(r.Sys.Seconds()),
-		f3(r.CPUPerM()), f3(r.CPUPercent()), f3(r.Window.Seconds()), f3(mib(r.RSS)), f3(mib(r.PeakRSS)),
+		f3(r.CPUPerM()), f3(r.CPUPercent()), f3(r.Window.Seconds()), f3(mib(r.RSS)), f3(mib(r.PeakRSS)), f3(mib(r.PeakAnon)),
 		f3(r.HarnessCPU.Seconds()), f3(r.Drain.Seconds()), fmt.Sprint(r.Counts.Requests), fmt.Sprint(r.Counts.WireBytes), fmt.Sprint(r.Counts.RawBytes),
 		fmt.Sprint(r.FileBytes), f3(r.ExitCPU.Seconds()), f3(r.Shutdown.Seconds()),
 		f3(r.Counts.MaxGap.Seconds()), f3(gapAt(r)), f3(r.Idle.Seconds()),
@@ -181,6 +181,7 @@ var (
 	cpuPerM = func(r result) float64 { return r.CPUPerM() }
 	rate    = func(r result) float64 { return r.LinesPerSec() }
 	peak    = func(r result) float64 { return mib(r.PeakRSS) }
+	anon    = func(r result) float64 { return mib(r.PeakAnon) }
 	cpuPct  = func(r result) float64 { return r.CPUPercent() }
 	// perRequest is the mean number of records in an export request.
 	perRequest = func(r result) float64 { return float64(r.Counts.Records) / float64(r.Counts.Requests) }
@@ -193,7 +194,8 @@ func (h *harness) report() string {
 	b.WriteString(h.machine())
 	b.WriteString("\nMedians over the runs that delivered every line exactly once (ok/runs); ranges in brackets. " +
 		"CPU = agent user+sys seconds until the last line was counted; cores busy = CPU s / wall s; " +
-		"peak RSS = VmHWM at that moment; sink CPU = the harness process (OTLP sink) over the run; stop s = SIGTERM to exit.\n")
+		"peak RSS = VmHWM at that moment; peak anon = the largest RssAnon (heap, stacks: RSS without the executable's " +
+		"file-backed pages) sampled every 20 ms; sink CPU = the harness process (OTLP sink) over the run; stop s = SIGTERM to exit.\n")
 
 	peer := "otelcol"
 	both := slices.Contains(h.cfg.Agents, "logpump") && slices.Contains(h.cfg.Agents, peer)
@@ -206,21 +208,22 @@ func (h *harness) report() string {
 	}
 	if len(tp) > 0 {
 		fmt.Fprintf(&b, "\n## Throughput: %d lines from one file, delivered over OTLP/%s\n\n", h.cfg.N, h.cfg.Protocol)
-		b.WriteString("| scenario | agent | ok/runs | wall s | lines/s | CPU s | CPU s per M lines | cores busy | peak RSS MiB | sink CPU s | stop s |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| scenario | agent | ok/runs | wall s | lines/s | CPU s | CPU s per M lines | cores busy | peak RSS MiB | peak anon MiB | sink CPU s | stop s |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, sc := range tp {
 			for _, a := range h.cfg.Agents {
 				ok, total := h.runs(sc, a, "")
 				if total == 0 {
 					continue
 				}
-				fmt.Fprintf(&b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, a, len(ok), total,
+				fmt.Fprintf(&b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, a, len(ok), total,
 					med(collect(ok, func(r result) float64 { return r.Wall.Seconds() }), "%.2f"),
 					med(collect(ok, rate), "%.0f"),
 					med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() }), "%.2f"),
 					medRange(collect(ok, cpuPerM), "%.2f"),
 					med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() / r.Wall.Seconds() }), "%.2f"),
 					med(collect(ok, peak), "%.1f"),
+					med(collect(ok, anon), "%.1f"),
 					med(collect(ok, func(r result) float64 { return r.HarnessCPU.Seconds() }), "%.2f"),
 					med(collect(ok, func(r result) float64 { return r.Shutdown.Seconds() }), "%.2f"))
 			}
@@ -228,12 +231,13 @@ func (h *harness) report() string {
 		if both {
 			b.WriteString("\nRatio logpump / Collector, per repetition (back-to-back runs), median (range); " +
 				"below 1 is better for CPU and RSS, above 1 is better for lines/s:\n\n")
-			b.WriteString("| scenario | CPU s per M lines | lines/s | peak RSS |\n|---|---|---|---|\n")
+			b.WriteString("| scenario | CPU s per M lines | lines/s | peak RSS | peak anon |\n|---|---|---|---|---|\n")
 			for _, sc := range tp {
-				fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", sc,
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", sc,
 					medRange(h.ratios(sc, "", "logpump", peer, cpuPerM), "%.2f×"),
 					medRange(h.ratios(sc, "", "logpump", peer, rate), "%.2f×"),
-					medRange(h.ratios(sc, "", "logpump", peer, peak), "%.2f×"))
+					medRange(h.ratios(sc, "", "logpump", peer, peak), "%.2f×"),
+					medRange(h.ratios(sc, "", "logpump", peer, anon), "%.2f×"))
 			}
 		}
 	}
