@@ -34,6 +34,7 @@ func testOptions(patterns ...string) Options {
 	o.FlushTimeout = 100 * time.Millisecond
 	o.RotateWait = 200 * time.Millisecond
 	o.MaxBatchRecords = 100
+	o.IncludeFilePath = true // checked on every record
 	return o
 }
 

@@ -116,6 +116,7 @@ sources:
     type: file
     include: [%s]
     start_at: beginning
+    include_file_path: true
 exporters:
   collector:
     %s

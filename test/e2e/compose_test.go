@@ -38,6 +38,7 @@ sources:
     type: file
     include: [%[2]s/var/log/pods/*/*/*.log]
     start_at: beginning
+    include_file_path: true
     flush_timeout: 200ms
 processors:
   container: {type: container}
