@@ -104,18 +104,35 @@ func (r *Record) SetValidBody(s string) {
 // body at quotes or delimiters do. A cut inside a multi-byte character, or
 // any other string, is unknown: false means unknown, not invalid.
 func (r *Record) ValidUTF8(s string) bool {
-	v := r.validBody
-	if len(s) == 0 || len(v) == 0 {
+	from, ok := r.inBody(s)
+	if !ok || len(s) == 0 {
 		return len(s) == 0
+	}
+	v := r.validBody
+	to := from + len(s)
+	return !continuation(v[from]) && (to == len(v) || !continuation(v[to]))
+}
+
+// FromBody reports whether s lies within the body set by
+// [Record.SetValidBody]: a value cut from this record's line, which no
+// other record shares.
+func (r *Record) FromBody(s string) bool {
+	_, ok := r.inBody(s)
+	return ok && len(s) > 0
+}
+
+// inBody returns where s starts in the checked body, if it lies within it.
+func (r *Record) inBody(s string) (int, bool) {
+	v := r.validBody
+	if len(v) == 0 {
+		return 0, false
 	}
 	base := uintptr(unsafe.Pointer(unsafe.StringData(v)))
 	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
 	if p < base || p-base > uintptr(len(v)) || uintptr(len(v))-(p-base) < uintptr(len(s)) {
-		return false
+		return 0, false
 	}
-	from := int(p - base)
-	to := from + len(s)
-	return !continuation(v[from]) && (to == len(v) || !continuation(v[to]))
+	return int(p - base), true
 }
 
 // continuation reports whether c continues a multi-byte UTF-8 character.

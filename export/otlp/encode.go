@@ -123,6 +123,10 @@ type encoder struct {
 	// rec is the record being written: strings cut from its checked body
 	// need no UTF-8 check.
 	rec *event.Record
+	// keys holds attribute keys found valid in this request, by address:
+	// the same few keys (interned by parsers, or constants) come back on
+	// every record.
+	keys [32]string // 16 sets of two
 }
 
 // kvEntry is one remembered attribute field: its tag, its strings (by
@@ -186,7 +190,9 @@ func (e *encoder) encode(batches []*event.Batch) {
 	for _, res := range slices.Backward(resources) {
 		e.resourceLogs(batches, res)
 	}
-	e.kvs = [len(e.kvs)]kvEntry{} // drop the strings
+	// Drop the strings: a recycled arena may hold other bytes at the same
+	// addresses in the next request.
+	e.kvs, e.keys = [len(e.kvs)]kvEntry{}, [len(e.keys)]string{}
 }
 
 // written is how many bytes have been written: a message's length is the
@@ -283,12 +289,35 @@ func (e *encoder) bytesField(num protowire.Number, s string) {
 
 // stringField writes s, its invalid UTF-8 replaced.
 func (e *encoder) stringField(num protowire.Number, s string) {
-	if (e.rec == nil || !e.rec.ValidUTF8(s)) && !ascii.ValidString(s) {
+	if !e.valid(s) {
 		e.invalid++
 		e.sanitized = appendSanitized(e.sanitized[:0], s)
 		s = unsafe.String(unsafe.SliceData(e.sanitized), len(e.sanitized))
 	}
 	e.bytesField(num, s)
+}
+
+// valid reports whether s is valid UTF-8: cut from the record's checked
+// body, or checked now.
+func (e *encoder) valid(s string) bool {
+	return (e.rec != nil && e.rec.ValidUTF8(s)) || ascii.ValidString(s)
+}
+
+// validKey is valid for an attribute key, remembering valid keys in a
+// two-way set-associative cache indexed by a hash of the key's address.
+func (e *encoder) validKey(k string) bool {
+	// Fibonacci hashing: keys packed a few bytes apart (string constants)
+	// land in different sets.
+	h := uint64(uintptr(unsafe.Pointer(unsafe.StringData(k)))) * 0x9E3779B97F4A7C15
+	set := e.keys[h>>59&^1:][:2]
+	if sameString(set[0], k) || sameString(set[1], k) {
+		return true
+	}
+	if !e.valid(k) {
+		return false
+	}
+	set[0], set[1] = k, set[0]
+	return true
 }
 
 func (e *encoder) resourceLogs(batches []*event.Batch, res *event.Resource) {
@@ -347,21 +376,100 @@ func (e *encoder) record(r *event.Record) {
 func (e *encoder) kvList(num protowire.Number, kvs []event.KeyValue) {
 	for i := len(kvs) - 1; i >= 0; i-- {
 		kv := &kvs[i]
-		if c := e.lookupKV(num, kv); c != nil {
-			n := c.to - c.from
-			e.room(n)
-			end := len(e.buf)
-			copy(e.buf[e.pos-n:e.pos], e.buf[end-c.to:end-c.from])
-			e.pos -= n
+		// Remember string attributes that records may share; a value cut
+		// from this record's line is not seen again.
+		shared := kv.Value.Kind == event.KindString && (e.rec == nil || !e.rec.FromBody(kv.Value.Str))
+		if shared && e.copyKV(num, kv) {
 			continue
 		}
 		from := e.written()
-		e.keyValue(num, kv)
-		if kv.Value.Kind == event.KindString {
+		if !e.scalarKV(num, kv) {
+			e.keyValue(num, kv)
+		}
+		if shared {
 			e.kvs[e.kvN%len(e.kvs)] = kvEntry{num: num, key: kv.Key, val: kv.Value.Str, from: from, to: e.written()}
 			e.kvN++
 		}
 	}
+}
+
+// copyKV copies kv's field from where it was last written, if the cache
+// remembers it.
+func (e *encoder) copyKV(num protowire.Number, kv *event.KeyValue) bool {
+	c := e.lookupKV(num, kv)
+	if c == nil {
+		return false
+	}
+	n := c.to - c.from
+	e.room(n)
+	end := len(e.buf)
+	copy(e.buf[e.pos-n:e.pos], e.buf[end-c.to:end-c.from])
+	e.pos -= n
+	return true
+}
+
+// scalarKV writes kv as field num in one piece when it has a key and a
+// string, integer, boolean or double value, all strings valid UTF-8: the
+// sizes of such a KeyValue are known before it is written, so it is written
+// front to back into room made once. It writes nothing and reports false
+// for anything else.
+func (e *encoder) scalarKV(num protowire.Number, kv *event.KeyValue) bool {
+	v := &kv.Value
+	var inner int // the AnyValue's one field
+	switch v.Kind {
+	case event.KindString:
+		inner = tagLen + protowire.SizeBytes(len(v.Str))
+	case event.KindInt:
+		inner = tagLen + protowire.SizeVarint(v.Num)
+	case event.KindBool:
+		inner = tagLen + 1
+	case event.KindDouble:
+		inner = tagLen + 8
+	default:
+		return false
+	}
+	if kv.Key == "" || !e.validKey(kv.Key) || (v.Kind == event.KindString && !e.valid(v.Str)) {
+		return false
+	}
+	msg := tagLen + protowire.SizeBytes(len(kv.Key)) + tagLen + protowire.SizeBytes(inner)
+	total := tagLen + protowire.SizeBytes(msg)
+	e.room(total)
+	e.pos -= total
+	b := e.buf[e.pos : e.pos+total]
+	b[0] = byte(num)<<3 | byte(protowire.BytesType)
+	i := putVarint(b, 1, uint64(msg))
+	b[i] = fKeyValueKey<<3 | byte(protowire.BytesType)
+	i = putVarint(b, i+1, uint64(len(kv.Key)))
+	i += copy(b[i:], kv.Key)
+	b[i] = fKeyValueValue<<3 | byte(protowire.BytesType)
+	i = putVarint(b, i+1, uint64(inner))
+	switch v.Kind {
+	case event.KindString:
+		b[i] = fAnyString<<3 | byte(protowire.BytesType)
+		i = putVarint(b, i+1, uint64(len(v.Str)))
+		copy(b[i:], v.Str)
+	case event.KindInt:
+		b[i] = fAnyInt<<3 | byte(protowire.VarintType)
+		putVarint(b, i+1, v.Num)
+	case event.KindBool:
+		b[i] = fAnyBool<<3 | byte(protowire.VarintType)
+		b[i+1] = byte(v.Num & 1)
+	case event.KindDouble:
+		b[i] = fAnyDouble<<3 | byte(protowire.Fixed64Type)
+		binary.LittleEndian.PutUint64(b[i+1:], v.Num)
+	}
+	return true
+}
+
+// putVarint writes v at b[i:] and returns the index after it.
+func putVarint(b []byte, i int, v uint64) int {
+	for v >= 0x80 {
+		b[i] = byte(v) | 0x80
+		v >>= 7
+		i++
+	}
+	b[i] = byte(v)
+	return i + 1
 }
 
 // keyValue writes kv as field num. The value is always present (an empty
