@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/valyala/fastjson"
-
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/internal/pipe"
@@ -116,7 +114,7 @@ type containerParser struct {
 	drop   bool
 	drops  DropFunc
 	time   TimeParser
-	json   fastjson.Parser
+	json   jsonParser
 }
 
 const (
@@ -194,34 +192,35 @@ func streamID(s string) (uint8, string, bool) {
 }
 
 func (c *containerParser) docker(b *event.Batch, r *event.Record, line string) (decision, bool, uint8) {
-	v, err := c.json.Parse(line)
-	if err != nil || v.Type() != fastjson.TypeObject {
+	fields, ok := c.json.fields(b, line)
+	defer c.json.fail("")
+	if !ok {
 		return c.fail(r, errDocker)
 	}
-	logv := v.Get("log")
-	if logv == nil || logv.Type() != fastjson.TypeString {
+	logv, _ := event.Lookup(fields, "log")
+	if logv.Kind != event.KindString {
 		return c.fail(r, errDocker)
 	}
-	sid, streamName, ok := streamID(unsafeString(v.GetStringBytes("stream")))
+	stream, _ := event.Lookup(fields, "stream") // not a string: ""
+	sid, streamName, ok := streamID(stream.Str)
 	if !ok {
 		return c.fail(r, errDocker)
 	}
 	var ns int64
-	if t := v.GetStringBytes("time"); t != nil {
-		if ns, err = c.time.rfc3339(unsafeString(t)); err != nil {
+	if t, _ := event.Lookup(fields, "time"); t.Kind == event.KindString {
+		var err error
+		if ns, err = c.time.rfc3339(t.Str); err != nil {
 			return c.fail(r, errDocker)
 		}
 	}
-	msg, _ := logv.StringBytes()
-	last := len(msg) > 0 && msg[len(msg)-1] == '\n'
+	// The message is part of the line or, unescaped, in the batch's arena.
+	msg := logv.Str
+	last := strings.HasSuffix(msg, "\n")
 	if last {
-		msg = msg[:len(msg)-1]
-		if n := len(msg); n > 0 && msg[n-1] == '\r' {
-			msg = msg[:n-1]
-		}
+		msg = strings.TrimSuffix(msg[:len(msg)-1], "\r")
 	}
 	r.Time = ns
-	r.Body = event.String(b.Copy(msg))
+	r.Body = event.String(msg)
 	r.Attrs = event.Set(r.Attrs, AttrIOStream, event.String(streamName))
 	return joinAdd, last, sid
 }

@@ -100,6 +100,21 @@ func (j *jsonParser) parse(b *event.Batch, r *event.Record) (string, bool) {
 	return "", true
 }
 
+// fields reads the JSON object s and returns its members, valid until the
+// next call of fail (which the caller makes when done with them), or false.
+func (j *jsonParser) fields(b *event.Batch, s string) ([]event.KeyValue, bool) {
+	j.nkey = 0
+	i := skipSpace(s, 0)
+	if i == len(s) || s[i] != '{' {
+		return nil, false
+	}
+	i, ok := j.object(b, s, i+1, 1, &j.stack)
+	if !ok || skipSpace(s, i) != len(s) {
+		return nil, false
+	}
+	return j.stack, true
+}
+
 // fail drops what a failed line left on the stack; the caller restores the
 // record.
 func (j *jsonParser) fail(msg string) (string, bool) {
