@@ -34,6 +34,7 @@ type env struct {
 // setup is how a test wants the agent configured.
 type setup struct {
 	protocol        string // "grpc" (default) or "http"
+	compression     string // the exporter's compression; "" is the default (gzip)
 	shutdownTimeout time.Duration
 	maxInFlight     string // checkpoint max_in_flight, e.g. "16MiB"
 	// onBody replaces the sink's record keeping (see otlpsink.Options).
@@ -99,6 +100,9 @@ func newEnv(t *testing.T, s setup) *env {
 	exporter := fmt.Sprintf("type: otlp_grpc\n    endpoint: %s", sink.GRPCEndpoint())
 	if s.protocol == "http" {
 		exporter = fmt.Sprintf("type: otlp_http\n    endpoint: %s", sink.HTTPEndpoint())
+	}
+	if s.compression != "" {
+		exporter += "\n    compression: " + s.compression
 	}
 	var res strings.Builder
 	res.WriteString("{service.name: e2e")

@@ -17,7 +17,8 @@ import (
 // runs arrive once each, over OTLP/gRPC and OTLP/HTTP, with the line as the
 // body, the file as attributes and the configured resource. Both command
 // lines (`logpump run -config`, `logpump -config`) and both stop signals
-// (SIGTERM, SIGINT) are used. One file appears while the agent runs.
+// (SIGTERM, SIGINT) are used, and each compression (gzip is the default).
+// One file appears while the agent runs.
 func TestDelivery(t *testing.T) {
 	host, err := os.Hostname()
 	if err != nil {
@@ -32,21 +33,29 @@ func TestDelivery(t *testing.T) {
 		lateLines = 3000
 	)
 	tests := []struct {
-		protocol string
-		run      bool           // start with `logpump run -config` rather than `logpump -config`
-		stop     syscall.Signal // the graceful stop
+		protocol    string
+		compression string
+		run         bool           // start with `logpump run -config` rather than `logpump -config`
+		stop        syscall.Signal // the graceful stop
 	}{
 		{protocol: "grpc", run: true, stop: syscall.SIGTERM},
 		{protocol: "http", run: false, stop: syscall.SIGINT},
+		{protocol: "grpc", compression: "zstd", run: true, stop: syscall.SIGTERM},
+		{protocol: "http", compression: "none", run: true, stop: syscall.SIGTERM},
 	}
 	for _, tt := range tests {
 		protocol := tt.protocol
-		t.Run(protocol, func(t *testing.T) {
+		name := protocol
+		if tt.compression != "" {
+			name += "-" + tt.compression
+		}
+		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, setup{
 				protocol:      protocol,
+				compression:   tt.compression,
 				extraResource: map[string]string{"deployment.environment.name": "e2e-" + protocol},
 			})
-			s := e.newStream("delivery-"+protocol, lineLen, "a.log", "b.log")
+			s := e.newStream("delivery-"+name, lineLen, "a.log", "b.log")
 			if err := s.write(before); err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +65,7 @@ func TestDelivery(t *testing.T) {
 			}
 			p := e.startArgs(args...)
 			// A file that appears while the agent runs.
-			late := e.newStream("late-"+protocol, lineLen+7, "c.log")
+			late := e.newStream("late-"+name, lineLen+7, "c.log")
 			if err := late.write(lateLines); err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +131,7 @@ func TestDelivery(t *testing.T) {
 				check("record %d: body %q is from no file the test wrote", i, r.Body)
 			}
 			rep, lateRep := streams[0].tally.Report(total), streams[1].tally.Report(lateLines)
-			summary(t, "delivery-"+protocol, "%v late_file: %v stop_seconds=%.2f attributes=%v resource=%v",
+			summary(t, "delivery-"+name, "%v late_file: %v stop_seconds=%.2f attributes=%v resource=%v",
 				rep, lateRep, took.Seconds(), attrKeys, resKeys)
 			for _, r := range []otlpsink.Report{rep, lateRep} {
 				if r.Missing != 0 || r.Duplicates != 0 || r.Unexpected != 0 {
