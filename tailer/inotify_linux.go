@@ -26,8 +26,8 @@ import (
 //
 // An instance is not put in the Go runtime's poller itself: registered there
 // (edge-triggered, for good), it would wake the poller's thread at every
-// event queued, even while nobody reads it; for 1,000 lines/s into 100 files
-// that was about 200 wake-ups of the process per second. Each instance sits
+// event queued, even while nobody reads it: about 100 wake-ups a second for
+// 1,000 lines/s into 100 files written in rounds every 10 ms. Each instance sits
 // in a small epoll instance of its own, one-shot: it wakes the runtime's
 // poller (which holds that epoll instance) for its first event only, and is
 // armed again once its events were read and its window is over.
