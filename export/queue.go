@@ -122,6 +122,7 @@ type Queue struct {
 	log  *slog.Logger
 
 	in       chan *event.Batch
+	kick     chan struct{} // capacity 1: the open request is full, send it
 	reqs     chan request
 	free     chan []*event.Batch // batch slices of settled requests, for reuse
 	stopping chan struct{}       // closed when Enqueue stops accepting
@@ -141,10 +142,21 @@ type Queue struct {
 	sentRecords, sentRequests, dropped, rejected atomic.Int64
 	retries, abandoned, empty                    atomic.Int64
 	queued, inFlight                             atomic.Int64
-	lastSuccess                                  time.Time
-	lastErr                                      string
-	lastErrTime                                  time.Time
-	obs                                          Observer
+
+	lastSuccess time.Time
+	lastErr     string
+	lastErrTime time.Time
+	obs         Observer
+
+	// gmu guards the request being grouped, shared by the grouper and Enqueue.
+	gmu sync.Mutex
+	// open is the request being grouped while its timeout runs; nil when
+	// there is none. Enqueue adds batches that fit to it directly.
+	open *request
+	// inInput counts the batches Enqueue is handing over through in that the
+	// grouper has not added yet: while there are any, Enqueue adds nothing
+	// to open, so that batches keep their order.
+	inInput int
 }
 
 // Outcome is how one attempt to send a request ended.
@@ -195,6 +207,7 @@ func NewQueue(name string, c Client, o QueueOptions, log *slog.Logger) *Queue {
 		o:        o,
 		log:      log.With("exporter", name),
 		in:       make(chan *event.Batch, max(o.Queue.Size, 1)),
+		kick:     make(chan struct{}, 1),
 		reqs:     make(chan request),
 		free:     make(chan []*event.Batch, max(o.Queue.InFlight, 1)+1),
 		stopping: make(chan struct{}),
@@ -252,16 +265,61 @@ func (q *Queue) Enqueue(ctx context.Context, b *event.Batch) error {
 	defer q.senders.Done()
 
 	q.queued.Add(1)
+	if q.join(b) {
+		return nil
+	}
 	select {
 	case q.in <- b:
 		return nil
 	case <-ctx.Done():
-		q.queued.Add(-1)
+		q.unjoin()
 		return ctx.Err()
 	case <-q.stopping:
-		q.queued.Add(-1)
+		q.unjoin()
 		return ErrClosed
 	}
+}
+
+// join adds b to the open request if there is one and b fits in it, and
+// wakes the grouper if b fills it. This costs no goroutine switch: a source
+// yielding many small batches (a trickle of lines into many files) wakes
+// the grouper once per request rather than once per batch. Otherwise b is
+// to go through the input, and join counts it there.
+func (q *Queue) join(b *event.Batch) bool {
+	n, size := len(b.Records), b.Bytes()
+	q.gmu.Lock()
+	defer q.gmu.Unlock()
+	r := q.open
+	if r == nil || q.inInput > 0 || r.records+n > q.o.Batch.MaxRecords || r.bytes+size > int(q.o.Batch.MaxBytes) {
+		q.inInput++
+		return false
+	}
+	r.add(b)
+	if q.full(r) {
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// unjoin uncounts a batch Enqueue did not hand over after all.
+func (q *Queue) unjoin() {
+	q.gmu.Lock()
+	q.inInput--
+	q.gmu.Unlock()
+	q.queued.Add(-1)
+}
+
+func (q *Queue) full(r *request) bool {
+	return r.records >= q.o.Batch.MaxRecords || r.bytes >= int(q.o.Batch.MaxBytes)
+}
+
+func (r *request) add(b *event.Batch) {
+	r.batches = append(r.batches, b)
+	r.records += len(b.Records)
+	r.bytes += b.Bytes()
 }
 
 // Shutdown stops accepting batches, sends the partial request and waits until
@@ -332,76 +390,127 @@ func (q *Queue) Stats() Stats {
 
 // group collects batches from q.in into requests and hands them to the
 // senders. It flushes a request when a limit is reached, when the batch
-// timeout expires and when the input is closed.
+// timeout expires and when the input is closed. While a request is open,
+// Enqueue adds the batches that fit to it without waking this goroutine
+// (see join).
 func (q *Queue) group() {
 	defer q.wg.Done()
 	defer close(q.reqs)
-	var pending request
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var expired <-chan time.Time
-	flush := func() bool {
-		timer.Stop()
-		expired = nil
-		if len(pending.batches) == 0 {
-			return true
-		}
-		select {
-		case q.reqs <- pending:
-			q.queued.Add(-int64(len(pending.batches)))
-			pending = request{}
-			return true
-		case <-q.ctx.Done():
-			return false
-		}
-	}
-	maxRecords, maxBytes := q.o.Batch.MaxRecords, int(q.o.Batch.MaxBytes)
+	var expired <-chan time.Time // the timer's channel while a request is open
 	for {
+		var ready []request // to hand to the senders, in order
 		select {
 		case b, ok := <-q.in:
 			if !ok {
-				if !flush() {
-					q.abandonAll(pending)
+				if r := q.detach(); !q.flush(r) {
+					q.abandonAll(r)
 				}
 				return
 			}
-			n, size := len(b.Records), b.Bytes()
-			if len(pending.batches) > 0 && (pending.records+n > maxRecords || pending.bytes+size > maxBytes) {
-				if !flush() {
-					pending.batches = append(pending.batches, b)
-					pending.records += n
-					q.abandonAll(pending)
-					return
-				}
-			}
-			if pending.batches == nil {
-				select {
-				case pending.batches = <-q.free:
-				default:
-				}
-			}
-			pending.batches = append(pending.batches, b)
-			pending.records += n
-			pending.bytes += size
-			if pending.records >= maxRecords || pending.bytes >= maxBytes {
-				if !flush() {
-					q.abandonAll(pending)
-					return
-				}
-			} else if expired == nil {
+			var opened bool
+			ready, opened = q.take(b)
+			if opened {
 				timer.Reset(q.o.Batch.Timeout)
 				expired = timer.C
 			}
+		case <-q.kick:
+			ready = q.detachFull()
 		case <-expired:
-			expired = nil
-			if !flush() {
-				q.abandonAll(pending)
-				return
-			}
+			ready = []request{q.detach()}
 		case <-q.ctx.Done():
-			q.abandonAll(pending)
+			q.abandonAll(q.detach())
 			return
 		}
+		if q.detached() {
+			timer.Stop()
+			expired = nil
+		}
+		for i, r := range ready {
+			if !q.flush(r) {
+				for _, rest := range ready[i:] {
+					q.abandon(rest)
+				}
+				q.abandonAll(q.detach())
+				return
+			}
+		}
+	}
+}
+
+// take adds b, received from the input, to the open request. It returns
+// the requests to send: the open one if b does not fit in it, and b's if b
+// fills it; and whether b opened a new request (its timeout starts).
+func (q *Queue) take(b *event.Batch) (ready []request, opened bool) {
+	q.gmu.Lock()
+	defer q.gmu.Unlock()
+	q.inInput--
+	r := q.open
+	if r != nil && (r.records+len(b.Records) > q.o.Batch.MaxRecords || r.bytes+b.Bytes() > int(q.o.Batch.MaxBytes)) {
+		ready = append(ready, *r)
+		r = nil
+	}
+	if r == nil {
+		r = &request{}
+		select {
+		case r.batches = <-q.free:
+		default:
+		}
+		opened = true
+	}
+	r.add(b)
+	q.open = r
+	if q.full(r) {
+		ready = append(ready, *r)
+		q.open, opened = nil, false
+	}
+	return ready, opened
+}
+
+// detach takes the open request out (empty if none), closing it to Enqueue.
+func (q *Queue) detach() request {
+	q.gmu.Lock()
+	defer q.gmu.Unlock()
+	var r request
+	if q.open != nil {
+		r = *q.open
+		q.open = nil
+	}
+	return r
+}
+
+// detachFull detaches the open request if it is full.
+func (q *Queue) detachFull() []request {
+	q.gmu.Lock()
+	defer q.gmu.Unlock()
+	if q.open == nil || !q.full(q.open) {
+		return nil
+	}
+	r := *q.open
+	q.open = nil
+	return []request{r}
+}
+
+// detached reports whether no request is open (its timer is not needed).
+func (q *Queue) detached() bool {
+	q.gmu.Lock()
+	defer q.gmu.Unlock()
+	return q.open == nil
+}
+
+// flush hands r to a sender. It reports false, r unsent, if the queue is
+// abandoned first.
+func (q *Queue) flush(r request) bool {
+	if len(r.batches) == 0 {
+		return true
+	}
+	select {
+	case q.reqs <- r:
+		q.queued.Add(-int64(len(r.batches)))
+		return true
+	case <-q.ctx.Done():
+		return false
 	}
 }
 

@@ -49,7 +49,7 @@ type lossyWatcher struct {
 }
 
 func newLossyWatcher(outer *hints) (*lossyWatcher, error) {
-	inner, err := newHints(newInotify)
+	inner, err := newHints(newInotify, DefaultOptions().WriteWindow)
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,15 @@ type Options struct {
 	// to read for this long, it yields one empty tick batch so that stages
 	// holding an open event (multiline) can flush it. Default 200ms.
 	TickInterval time.Duration `yaml:"tick_interval"`
+	// WriteWindow is the least time between two reads of the directory
+	// watches' write events. The first write after a quiet period is read
+	// at once; the writes during the window after it are read together at
+	// its end, so that files receiving a trickle of lines are read once per
+	// window each, in one pass, instead of once per line. It adds at most
+	// this much latency to a line; a backlog is read without waiting (a
+	// file is read on until its end). 0 reads every event as it comes.
+	// Default 250ms.
+	WriteWindow time.Duration `yaml:"write_window"`
 	// MaxLineBytes bounds a line, counted in file bytes. A longer line keeps
 	// its first MaxLineBytes bytes, is flagged Truncated, and the rest of it
 	// is skipped. Default 1MiB.
@@ -97,6 +106,9 @@ type Options struct {
 	DeleteAfterRead bool `yaml:"delete_after_read"`
 }
 
+// maxWriteWindow bounds Options.WriteWindow: the latency it adds.
+const maxWriteWindow = 5 * time.Second
+
 // Start positions for Options.StartAt.
 const (
 	StartEnd       = "end"
@@ -115,6 +127,7 @@ func DefaultOptions() Options {
 		FlushTimeout:     500 * time.Millisecond,
 		RotateWait:       5 * time.Second,
 		TickInterval:     200 * time.Millisecond,
+		WriteWindow:      250 * time.Millisecond,
 		MaxLineBytes:     1 << 20,
 		MaxBatchRecords:  250,
 		MaxBatchBytes:    256 << 10,
@@ -171,6 +184,9 @@ func (o Options) Validate() error {
 	positive("tick_interval", o.TickInterval)
 	if o.RotateWait < 0 {
 		bad("rotate_wait", "must not be negative; got %v", o.RotateWait)
+	}
+	if o.WriteWindow < 0 || o.WriteWindow > maxWriteWindow {
+		bad("write_window", "must be between 0 and %v; got %v", maxWriteWindow, o.WriteWindow)
 	}
 	if o.ExcludeOlderThan < 0 {
 		bad("exclude_older_than", "must not be negative; got %v", o.ExcludeOlderThan)

@@ -232,7 +232,7 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo, link linkKind) {
 // the same content was found and -1 otherwise, and whether any checkpoint
 // of the key existed.
 func (r *run) discover(path string, id devIno, startup bool, now time.Time, link linkKind) (*file, bool) {
-	fd, err := os.Open(path)
+	fd, err := openFile(path)
 	if err != nil {
 		r.t.log.Debug("open file", "path", path, "err", err)
 		return nil, false

@@ -60,6 +60,8 @@ type Tailer struct {
 	res  *event.Resource
 	log  *slog.Logger
 	used atomic.Bool
+	// noTicks: nothing after the tailer can hold an open event (DisableTicks).
+	noTicks bool
 	// newWatcher makes the directory watcher: inotify, or a test's.
 	newWatcher newWatcherFunc
 
@@ -147,6 +149,12 @@ func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *sl
 		newWatcher: newInotify,
 	}, nil
 }
+
+// DisableTicks stops the tailer from yielding ticks: the caller knows that
+// nothing it hands batches to can hold an open event (a pipeline without
+// processors). An idle source then costs no wake-up per TickInterval while
+// its lines are being exported. Call it before Batches.
+func (t *Tailer) DisableTicks() { t.noTicks = true }
 
 // Batches returns a single-use iterator over batches read from every matched
 // file; ranging over it a second time yields nothing. The goroutine ranging
@@ -254,7 +262,7 @@ const rescanDelay = 50 * time.Millisecond
 func (r *run) loop(yield func(*event.Batch) bool) {
 	if !r.opts.Watch {
 		// Polling only, by configuration.
-	} else if h, err := newHints(r.t.newWatcher); err != nil {
+	} else if h, err := newHints(r.t.newWatcher, r.opts.WriteWindow); err != nil {
 		r.fallback("cannot watch directories; polling every file", "err", err, "poll_interval", r.opts.PollInterval)
 		r.t.counters.pollFallbacks.Add(1)
 	} else {
@@ -530,7 +538,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	if !yield(b) {
 		return false
 	}
-	r.yielded, r.lastData = true, now
+	r.yielded, r.lastData = !r.t.noTicks, now
 	if done {
 		r.finishCompressed(f)
 	}
@@ -618,7 +626,7 @@ func (r *run) reopen(f *file, now time.Time) bool {
 	if f.state != live {
 		return false
 	}
-	fd, err := os.Open(f.path)
+	fd, err := openFile(f.path)
 	if err != nil {
 		r.scanSoon = true
 		return false

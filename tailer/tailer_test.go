@@ -326,6 +326,9 @@ func TestValidate(t *testing.T) {
 		{"delete needs beginning", func(o *Options) { o.DeleteAfterRead = true }, []string{"delete_after_read: needs start_at: beginning"}},
 		{"tiny lines", func(o *Options) { o.MaxLineBytes = 4 }, []string{"max_line_bytes: must be between"}},
 		{"compression", func(o *Options) { o.Compression = "zstd" }, []string{`compression: must be none, gzip or auto; got "zstd"`}},
+		{"write window off", func(o *Options) { o.WriteWindow = 0 }, nil},
+		{"write window negative", func(o *Options) { o.WriteWindow = -time.Second }, []string{"write_window: must be between 0 and 5s; got -1s"}},
+		{"write window long", func(o *Options) { o.WriteWindow = time.Minute }, []string{"write_window: must be between 0 and 5s; got 1m0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

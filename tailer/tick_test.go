@@ -16,19 +16,7 @@ import (
 // long its own flush timeout is; after that an idle tailer goes quiet.
 func TestTicksWhileUnacknowledged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const tick = 200 * time.Millisecond
-		dir := t.TempDir()
-		path := filepath.Join(dir, "app.log")
-		writeFile(t, path, "held\n")
-		opts := testOptions(path)
-		opts.Watch = false
-		opts.StartAt = StartBeginning
-		opts.TickInterval = tick
-		tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
-		tl, err := New("app", opts, tracker, nil, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		tl := newHeldTailer(t, 200*time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		start := time.Now()
@@ -58,4 +46,50 @@ func TestTicksWhileUnacknowledged(t *testing.T) {
 			t.Errorf("last tick at %v, want none after everything was acknowledged (about 1.2s)", last)
 		}
 	})
+}
+
+// TestNoTicksWhenDisabled: a tailer told that nothing after it holds events
+// yields no ticks, even while what it yielded is unacknowledged.
+func TestNoTicksWhenDisabled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tl := newHeldTailer(t, 200*time.Millisecond)
+		tl.DisableTicks()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var held []*event.Batch
+		ticks := 0
+		for b := range tl.Batches(ctx) {
+			if b.File == (event.FileID{}) {
+				ticks++
+				b.Done()
+				continue
+			}
+			held = append(held, b)
+		}
+		if got, want := len(held), 1; got != want {
+			t.Fatalf("got %d batches, want %d", got, want)
+		}
+		held[0].Done()
+		if ticks != 0 {
+			t.Errorf("got %d ticks, want none", ticks)
+		}
+	})
+}
+
+// newHeldTailer returns a polling tailer of one file holding one line, with
+// a real checkpoint tracker (whose in-flight count keeps ticks going).
+func newHeldTailer(t *testing.T, tick time.Duration) *Tailer {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "app.log")
+	writeFile(t, path, "held\n")
+	opts := testOptions(path)
+	opts.Watch = false
+	opts.StartAt = StartBeginning
+	opts.TickInterval = tick
+	tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+	tl, err := New("app", opts, tracker, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl
 }

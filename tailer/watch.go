@@ -38,15 +38,25 @@ type newWatcherFunc func(h *hints) (dirWatcher, error)
 // and whether the kernel's event queue overflowed. Events are only hints;
 // the periodic scan decides what exists.
 //
-// The watcher's goroutine reports through event, overflowed and signal;
+// The watcher's goroutine reports through event (or eventIn), overflowed and signal;
 // the tailer's loop calls sync, lost and take.
 type hints struct {
 	w    dirWatcher
 	wake chan struct{} // capacity 1: a pending wake-up
+	// window is the least time between two reads of write events
+	// (Options.WriteWindow). The first write after a quiet period is
+	// reported at once; the writes of the window after it wait in the
+	// kernel's queue (which merges repeated writes to one file) and are
+	// reported together, so that a steady trickle of lines into many files
+	// costs one read and one wake-up of the tailer per window rather than
+	// one per line.
+	window time.Duration
 
 	mu       sync.Mutex
 	names    map[string]op
 	overflow bool
+	path     []byte        // scratch for eventIn
+	spare    map[string]op // an empty map for take to swap in; owned by the loop
 
 	dirs   map[string]bool // watched directories; owned by the loop
 	failed map[string]bool // directories whose watch could not be added; owned by the loop
@@ -56,17 +66,13 @@ type hints struct {
 // are dropped and reported as an overflow (a rescan).
 const maxHintNames = 1 << 16
 
-// hintWindow is the least time between two wake-ups of the tailer by
-// directory events. The first event of a quiet period wakes it at once; the
-// events of the window after it wait in the kernel's queue (which merges
-// repeated writes to one file) and are read and handed over together, so
-// that a steady trickle of lines into many files costs one read and one
-// wake-up per window rather than one per line.
-const hintWindow = 250 * time.Millisecond
+// maxSpareNames bounds the map kept for reuse after a take, so that a burst
+// of events does not keep a large map for good.
+const maxSpareNames = 4096
 
-func newHints(newWatcher newWatcherFunc) (*hints, error) {
+func newHints(newWatcher newWatcherFunc, window time.Duration) (*hints, error) {
 	h := &hints{
-		wake:  make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), window: window,
 		names: map[string]op{}, dirs: map[string]bool{}, failed: map[string]bool{},
 	}
 	w, err := newWatcher(h)
@@ -78,14 +84,30 @@ func newHints(newWatcher newWatcherFunc) (*hints, error) {
 }
 
 // event records that something happened to name (watcher goroutine).
-func (h *hints) event(name string, o op) {
+func (h *hints) event(name string, o op) { h.eventIn(name, nil, o) }
+
+// eventIn records that something happened to name in dir, or to dir itself
+// when name is empty (watcher goroutine). A name already recorded since the
+// last take costs no allocation: a trickle of lines into a few files is many
+// events for the same names.
+func (h *hints) eventIn(dir string, name []byte, o op) {
 	h.mu.Lock()
-	if len(h.names) < maxHintNames {
-		h.names[name] |= o
-	} else {
-		h.overflow = true
+	defer h.mu.Unlock()
+	h.path = append(h.path[:0], dir...)
+	if len(name) > 0 {
+		h.path = append(append(h.path, '/'), name...)
 	}
-	h.mu.Unlock()
+	if old, ok := h.names[string(h.path)]; ok {
+		if old|o != old {
+			h.names[string(h.path)] = old | o
+		}
+		return
+	}
+	if len(h.names) >= maxHintNames {
+		h.overflow = true
+		return
+	}
+	h.names[string(h.path)] = o
 }
 
 // overflowed records that events were lost (watcher goroutine).
@@ -110,13 +132,21 @@ func (h *hints) take(f func(name string, o op)) (overflow bool) {
 	var names map[string]op
 	if len(h.names) > 0 {
 		names = h.names
-		h.names = make(map[string]op, len(names))
+		h.names = h.spare
+		if h.names == nil {
+			h.names = make(map[string]op, len(names))
+		}
+		h.spare = nil
 	}
 	overflow = h.overflow
 	h.overflow = false
 	h.mu.Unlock()
 	for name, o := range names {
 		f(name, o)
+	}
+	if len(names) <= maxSpareNames {
+		clear(names)
+		h.spare = names // reused by the next take: no map per window
 	}
 	return overflow
 }

@@ -277,6 +277,9 @@ func (a *Agent) buildLane(name string, c config.Component, pname string, p confi
 		ln.stages = append(ln.stages, "processor/"+proc)
 		tapAfter("processor", proc)
 	}
+	if len(p.Processors) == 0 {
+		t.DisableTicks() // ticks are for processors holding an open event
+	}
 	ln.chain = pipe.Chain(chain...)
 	return ln, nil
 }
