@@ -119,7 +119,6 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 // specification classifies gRPC status codes. It does not keep batches.
 func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 	e := c.bufs.encode(batches)
-	defer c.bufs.release(e)
 	if e.invalid > 0 {
 		c.invalid.Add(int64(e.invalid))
 	}
@@ -137,8 +136,14 @@ func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 	var resp collogspb.ExportLogsServiceResponse
 	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
+		// A call that failed early (deadline, cancellation, a broken
+		// connection) may leave gRPC's writer still reading the request:
+		// the buffer is left to the garbage collector, not reused.
 		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
 	}
+	// The server answered: it had the whole request, so nothing reads the
+	// buffer any more.
+	c.bufs.release(e)
 	return partial(&resp, c.log)
 }
 
