@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,51 +49,52 @@ func CPU(pid int) (user, sys time.Duration, err error) {
 // Memory returns the process's resident set size now (VmRSS) and at its
 // peak so far (VmHWM), in bytes.
 func Memory(pid int) (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := status(pid, "VmRSS", "VmHWM")
 	if err != nil {
 		return 0, 0, err
 	}
-	for line := range strings.Lines(string(b)) {
-		name, val, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
-			continue
-		}
-		f := strings.Fields(val) // "12345 kB"
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, 0, fmt.Errorf("parse /proc/%d/status: %s", pid, strings.TrimSpace(line))
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("parse /proc/%d/status: %w", pid, err)
-		}
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			peak = kb << 10
-		}
-	}
-	return rss, peak, nil
+	return v[0], v[1], nil
 }
 
 // Anon returns the process's anonymous resident memory now (RssAnon): its
 // heap, stacks and other private pages, without the pages of its executable
 // and libraries, which the page cache shares with other processes.
 func Anon(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := status(pid, "RssAnon")
 	if err != nil {
 		return 0, err
 	}
+	return v[0], nil
+}
+
+// status reads the named "NAME: N kB" fields of /proc/PID/status, in bytes,
+// in the order of names.
+func status(pid int, names ...string) ([]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	v := make([]int64, len(names))
+	found := 0
 	for line := range strings.Lines(string(b)) {
-		val, ok := strings.CutPrefix(line, "RssAnon:")
-		if !ok {
+		name, val, ok := strings.Cut(line, ":")
+		i := slices.Index(names, name)
+		if !ok || i < 0 {
 			continue
 		}
 		f := strings.Fields(val) // "12345 kB"
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if len(f) != 2 || f[1] != "kB" || err != nil {
-			return 0, fmt.Errorf("parse /proc/%d/status: %s", pid, strings.TrimSpace(line))
+		if len(f) != 2 || f[1] != "kB" {
+			return nil, fmt.Errorf("parse /proc/%d/status: %s", pid, strings.TrimSpace(line))
 		}
-		return kb << 10, nil
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("parse /proc/%d/status: %w", pid, err)
+		}
+		v[i] = kb << 10
+		found++
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no RssAnon", pid)
+	if found < len(names) {
+		return nil, fmt.Errorf("/proc/%d/status lacks one of %v", pid, names)
+	}
+	return v, nil
 }
