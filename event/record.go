@@ -91,7 +91,7 @@ type Record struct {
 
 // SetValidBody sets a string body that the caller has checked to be valid
 // UTF-8 and records that it was checked, so that an exporter need not check
-// it again ([Record.BodyValidUTF8]).
+// it again, nor the parts of it a parser cuts out ([Record.ValidUTF8]).
 func (r *Record) SetValidBody(s string) {
 	r.Body = String(s)
 	r.validBody = s
