@@ -87,6 +87,10 @@ func (s *Sink) Start() error {
 	s.grpcSrv = grpc.NewServer(
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(256<<20),
+		// Reads of 256 KiB rather than 32: fewer syscalls for the sink.
+		// Flow control stays at gRPC's defaults, as a Collector's receiver
+		// has them.
+		grpc.ReadBufferSize(256<<10),
 		grpc.StatsHandler(wireCounter{&s.wire}),
 	)
 	s.grpcSrv.RegisterService(&logsService, s)
@@ -286,11 +290,17 @@ func (s *Sink) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "only application/x-protobuf is accepted", http.StatusUnsupportedMediaType)
 		return
 	}
-	wire, err := io.ReadAll(r.Body)
-	if err != nil {
+	buf, _ := httpBuffers.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer httpBuffers.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(r.Body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	wire := buf.Bytes()
 	s.wire.Add(uint64(len(wire)))
 	body := wire
 	switch enc := r.Header.Get("Content-Encoding"); enc {
@@ -305,6 +315,7 @@ func (s *Sink) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "zstd":
+		var err error
 		body, err = zstdDecoder.DecodeAll(wire, nil)
 		if err != nil {
 			http.Error(w, "zstd: "+err.Error(), http.StatusBadRequest)
@@ -322,6 +333,9 @@ func (s *Sink) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK) // an empty ExportLogsServiceResponse
 }
 
+// httpBuffers recycles request bodies read over OTLP/HTTP.
+var httpBuffers sync.Pool // *bytes.Buffer
+
 // zstdDecoder decodes whole HTTP bodies; DecodeAll is safe for concurrent use.
 var zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(2))
 
@@ -333,11 +347,15 @@ var logsService = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Export",
 		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			var req []byte
-			if err := dec(&req); err != nil {
+			req, _ := requestBuffers.Get().(*[]byte)
+			if req == nil {
+				req = new([]byte)
+			}
+			defer requestBuffers.Put(req)
+			if err := dec(req); err != nil {
 				return nil, err
 			}
-			if err := srv.(*Sink).Consume(req); err != nil {
+			if err := srv.(*Sink).Consume(*req); err != nil {
 				return nil, err
 			}
 			return emptyResponse{}, nil
@@ -361,9 +379,18 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return errors.New("raw codec: want *[]byte")
 	}
-	*p = data.Materialize()
+	n := data.Len()
+	if cap(*p) < n {
+		*p = make([]byte, n)
+	}
+	*p = (*p)[:n]
+	data.CopyTo(*p)
 	return nil
 }
+
+// requestBuffers recycles the buffers requests are copied into, so that the
+// sink's own garbage does not cost it a share of the machine.
+var requestBuffers sync.Pool // *[]byte
 
 // wireCounter adds the size of every received gRPC payload as it was on
 // the wire (after compression, before decompression).
