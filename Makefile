@@ -7,8 +7,9 @@ SUMMARY := '^(ok|FAIL|--- FAIL|panic:)|written [0-9]+, delivered|^E2E '
 
 .PHONY: build demo test unit e2e fuzz vet bench clean
 
+# Static, as the release binaries are (.ci/ops.sh): no C library to load.
 build:
-	$(GO) build -trimpath -o logpump ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -o logpump ./cmd/agent
 
 demo:
 	$(GO) run ./cmd/agent demo
