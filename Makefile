@@ -7,8 +7,11 @@ SUMMARY := '^(ok|FAIL|--- FAIL|panic:)|written [0-9]+, delivered|^E2E '
 
 .PHONY: build demo test unit e2e fuzz vet bench clean
 
+# As the release binaries are built (.ci/ops.sh): static, no C library to
+# load; grpcnotrace leaves out gRPC's request tracing (golang.org/x/net/trace
+# and html/template, never served by logpump): 0.6 MiB less RSS.
 build:
-	$(GO) build -trimpath -o logpump ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -o logpump ./cmd/agent
 
 demo:
 	$(GO) run ./cmd/agent demo

@@ -62,7 +62,9 @@ build_binary() {
 		cp "$OPS_BINARY" "$OUT/logpump"
 		return
 	fi
-	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath \
+	# grpcnotrace: no gRPC request tracing (x/net/trace, html/template),
+	# which logpump never serves; 0.6 MiB less RSS.
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -tags grpcnotrace \
 		-ldflags "-s -w -X main.version=$VERSION" -o "$OUT/logpump" ./cmd/agent)
 }
 
@@ -300,7 +302,7 @@ image() {
 	rm -f "$OUT/logpump-image.tar"
 	# The image runs on Kubernetes: it carries the pod-metadata API client
 	# (build tag k8smeta), which host packages leave out.
-	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -tags k8smeta \
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -tags k8smeta,grpcnotrace \
 		-ldflags "-s -w -X main.version=$VERSION" -o "$OUT/logpump-k8s" ./cmd/agent) &&
 	(cd "$ROOT/packaging/image" && go test -count=1 ./... &&
 		go run . -binary "$OUT/logpump-k8s" -config ../config.yaml -version "$VERSION" -arch "$ARCH" \

@@ -185,6 +185,10 @@ func (b *Batch) Copy(p []byte) string {
 	return unsafe.String(&b.arena[start], len(p))
 }
 
+// Room returns how many bytes Copy can take without allocating: the free
+// part of the arena's current block, kept when a pooled batch is reused.
+func (b *Batch) Room() int { return cap(b.arena) - len(b.arena) }
+
 // CopyString is Copy for a string.
 func (b *Batch) CopyString(s string) string {
 	return b.Copy(unsafe.Slice(unsafe.StringData(s), len(s)))

@@ -170,3 +170,22 @@ func TestValidUTF8FollowsTheCheckedBody(t *testing.T) {
 		t.Error("Reset kept the checked body")
 	}
 }
+
+// Room is the free part of the arena's block: Copy takes that much without
+// allocating, and a recycled batch offers the block it kept.
+func TestRoom(t *testing.T) {
+	var pool Pool
+	b := pool.Get()
+	if got := b.Room(); got != 0 {
+		t.Fatalf("new batch: Room() = %d, want 0", got)
+	}
+	b.Copy(make([]byte, 100))
+	free := b.Room()
+	if free <= 0 {
+		t.Fatalf("after a copy: Room() = %d, want > 0", free)
+	}
+	b.Copy(make([]byte, free))
+	if got := b.Room(); got != 0 {
+		t.Errorf("after filling the block: Room() = %d, want 0", got)
+	}
+}

@@ -331,6 +331,12 @@ func (lr *lineReader) region(b *event.Batch, i, ln, n int, off int64, bytesLeft,
 	end := i + ln
 	if k := bytes.LastIndexByte(lr.buf[end:n], '\n'); k >= 0 {
 		want := min(bytesLeft+recordsLeft*2, recordsLeft*ln*2) // line ends and a margin
+		if room := b.Room(); room >= recordsLeft*ln {
+			// The arena (kept from the batch's last use) likely holds the
+			// rest of the batch: copy no more than fits, rather than
+			// allocate a block twice its size for the margin.
+			want = min(want, room)
+		}
 		end = max(end, min(end+k+1, i+want))
 	}
 	lr.reg, lr.regOff = b.Copy(lr.buf[i:end]), off

@@ -258,3 +258,44 @@ func TestFingerprint(t *testing.T) {
 		})
 	}
 }
+
+// A pooled batch keeps its arena; the lines of the next batch read into it
+// are copied into what it holds rather than into a block twice as large, so
+// arenas stay near the margin-sized first copy instead of doubling each time
+// a copy overruns them.
+func TestReusedArenaStaysBounded(t *testing.T) {
+	var data []byte
+	for i := range 40000 {
+		n := 90 + i*37%71 // 90..160 bytes
+		data = append(data, bytes.Repeat([]byte{'a' + byte(i%26)}, n-1)...)
+		data = append(data, '\n')
+	}
+	r := bytes.NewReader(data)
+	lr := newLineReader("utf-8", 1<<20)
+	lr.use(devIno{1, 1})
+	lim := limits{records: 250, bytes: 256 << 10}
+	var pool event.Pool
+	var c cursor
+	ring := make([]*event.Batch, 0, 16)
+	most := 0
+	for {
+		b := pool.Get()
+		most = max(most, b.Room()) // the arena kept from the batch's last use
+		res, err := lr.read(r, &c, b, lim, false, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ring = append(ring, b); len(ring) == cap(ring) || res.eof {
+			for _, b := range ring {
+				b.Done()
+			}
+			ring = ring[:0]
+		}
+		if res.eof {
+			break
+		}
+	}
+	if limit := 2 * lim.records * 160; most > limit {
+		t.Errorf("a reused batch held an arena of %d bytes; want at most %d (twice the batch's lines)", most, limit)
+	}
+}

@@ -31,20 +31,9 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		return 1
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	mopts := selfmetrics.Options{Version: buildVersion()}
-	if push := cfg.Admin.MetricsPush; push.Endpoint != "" {
-		reader, err := selfmetrics.OTLPReader(context.Background(), selfmetrics.PushOptions{
-			Endpoint: push.Endpoint, Insecure: push.Insecure, Headers: push.Headers, Interval: push.Interval,
-		})
-		if err != nil {
-			fmt.Fprintln(stderr, "logpump: admin.metrics_push:", err)
-			return 1
-		}
-		mopts.Readers = append(mopts.Readers, reader)
-	}
-	metrics, err := selfmetrics.New(mopts)
+	metrics, err := newMetrics(cfg.Admin)
 	if err != nil {
-		fmt.Fprintln(stderr, "logpump: metrics:", err)
+		fmt.Fprintln(stderr, "logpump:", err)
 		return 1
 	}
 	taps := tap.NewRegistry()
@@ -116,6 +105,32 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		log.Error("logpump stopped with an error", "err", runErr.Error())
 		return 1
 	}
+}
+
+// newMetrics returns the agent's own metrics, or nil (recording nothing)
+// when nothing can read them: no admin server to serve /metrics and no push.
+// The metric SDK and its Prometheus registry are then never built, which
+// keeps their heap and the pages of their code out of the agent's memory.
+// The admin server is not reloadable, so this holds for the process's life.
+func newMetrics(adm config.Admin) (*selfmetrics.Metrics, error) {
+	mopts := selfmetrics.Options{Version: buildVersion()}
+	if push := adm.MetricsPush; push.Endpoint != "" {
+		reader, err := selfmetrics.OTLPReader(context.Background(), selfmetrics.PushOptions{
+			Endpoint: push.Endpoint, Insecure: push.Insecure, Headers: push.Headers, Interval: push.Interval,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("admin.metrics_push: %w", err)
+		}
+		mopts.Readers = append(mopts.Readers, reader)
+	}
+	if adm.Address == "" && len(mopts.Readers) == 0 {
+		return nil, nil
+	}
+	m, err := selfmetrics.New(mopts)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return m, nil
 }
 
 // reload re-reads the configuration file and swaps the running graph. On
