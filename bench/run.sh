@@ -21,9 +21,14 @@ fi
 
 if [ -z "${OTELCOL:-}" ]; then
 	peer="$build/otelcol-peer"
-	if [ ! -x "$peer" ] || [ bench/peer/main.go -nt "$peer" ] || [ bench/peer/go.mod -nt "$peer" ]; then
+	# Static, as the Collector's own release binaries are built, and as
+	# logpump is above. A change of these flags rebuilds it.
+	peerflags="CGO_ENABLED=0 -trimpath -ldflags=-s -w"
+	if [ ! -x "$peer" ] || [ bench/peer/main.go -nt "$peer" ] || [ bench/peer/go.mod -nt "$peer" ] ||
+		[ "$(cat "$build/otelcol-peer.flags" 2>/dev/null)" != "$peerflags" ]; then
 		echo "building the peer Collector (takes a few minutes the first time)" >&2
-		(cd bench/peer && go build -trimpath -ldflags='-s -w' -o ../.build/otelcol-peer .)
+		(cd bench/peer && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o ../.build/otelcol-peer .) &&
+			echo "$peerflags" >"$build/otelcol-peer.flags"
 	fi
 	export OTELCOL="$peer"
 fi
