@@ -62,6 +62,8 @@ type Tailer struct {
 	used atomic.Bool
 	// noTicks: nothing after the tailer can hold an open event (DisableTicks).
 	noTicks bool
+	// onIdle is called when the tailer runs out of data (OnIdle).
+	onIdle func()
 	// newWatcher makes the directory watcher: inotify, or a test's.
 	newWatcher newWatcherFunc
 
@@ -156,6 +158,16 @@ func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *sl
 // its lines are being exported. Call it before Batches.
 func (t *Tailer) DisableTicks() { t.noTicks = true }
 
+// OnIdle sets f to be called by the goroutine ranging over Batches whenever
+// the tailer, having yielded data since the last call, has read everything
+// it knows of and is about to wait (for a write event, a poll, a scan or a
+// deadline). Every batch yielded before the call has been handed on, so a
+// caller that groups batches into requests can send what it holds instead
+// of waiting for more: with write events read once per WriteWindow, nothing
+// more comes from this source before the next window. f must not block for
+// long. Call OnIdle before Batches.
+func (t *Tailer) OnIdle(f func()) { t.onIdle = f }
+
 // Batches returns a single-use iterator over batches read from every matched
 // file; ranging over it a second time yields nothing. The goroutine ranging
 // over it does the reading and blocks inside the iterator while there is
@@ -237,6 +249,7 @@ type run struct {
 	warned map[string]bool // fallbacks logged at warning level, by message
 
 	yielded  bool // data yielded since the last tick
+	idleOwed bool // data yielded since onIdle was last called
 	lastData time.Time
 	timer    *time.Timer
 }
@@ -303,6 +316,10 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 				return
 			}
 			continue
+		}
+		if r.idleOwed {
+			r.idleOwed = false
+			r.t.onIdle()
 		}
 		r.wait(now)
 	}
@@ -539,6 +556,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		return false
 	}
 	r.yielded, r.lastData = !r.t.noTicks, now
+	r.idleOwed = r.t.onIdle != nil
 	if done {
 		r.finishCompressed(f)
 	}

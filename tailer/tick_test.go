@@ -2,7 +2,9 @@ package tailer
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -92,4 +94,52 @@ func newHeldTailer(t *testing.T, tick time.Duration) *Tailer {
 		t.Fatal(err)
 	}
 	return tl
+}
+
+// TestOnIdleAfterEachRun: the idle callback comes once after each run of
+// batches, after the last of them was yielded, and not while the tailer
+// waits with nothing new.
+func TestOnIdleAfterEachRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		paths := []string{filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")}
+		for _, p := range paths {
+			writeFile(t, p, "one\ntwo\n")
+		}
+		opts := testOptions(filepath.Join(dir, "*.log"))
+		opts.Watch = false
+		opts.StartAt = StartBeginning
+		opts.MaxBatchRecords = 1 // two batches per file and run
+		tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+		tl, err := New("app", opts, tracker, nil, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []string
+		tl.OnIdle(func() { events = append(events, "idle") })
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		go func() {
+			time.Sleep(2 * time.Second)
+			f, err := os.OpenFile(paths[1], os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			if _, err := f.WriteString("three\n"); err != nil {
+				t.Error(err)
+			}
+		}()
+		for b := range tl.Batches(ctx) {
+			if len(b.Records) > 0 {
+				events = append(events, "batch")
+			}
+			b.Done()
+		}
+		want := []string{"batch", "batch", "batch", "batch", "idle", "batch", "idle"}
+		if !slices.Equal(events, want) {
+			t.Errorf("events = %v, want %v", events, want)
+		}
+	})
 }
