@@ -59,6 +59,7 @@ type Tracker struct {
 	sem   *semaphore.Weighted
 
 	flushMu sync.Mutex // serialises Flush so an older snapshot never overwrites a newer one
+	entries []Entry    // the snapshot being saved, reused; guarded by flushMu
 
 	mu        sync.Mutex
 	files     map[Key]*file
@@ -260,7 +261,7 @@ func (t *Tracker) Flush() error {
 		t.mu.Unlock()
 		return nil
 	}
-	entries := make([]Entry, 0, len(t.files))
+	entries := t.entries[:0]
 	for k, f := range t.files {
 		if now.Sub(f.seen) > t.opts.Retention && (f.ep == nil || len(f.ep.spans) == 0) {
 			delete(t.files, k)
@@ -274,7 +275,10 @@ func (t *Tracker) Flush() error {
 	}
 	t.dirty = false
 	t.mu.Unlock()
-	if err := t.store.Save(entries); err != nil {
+	err := t.store.Save(entries)
+	clear(entries) // drop the strings until the next flush
+	t.entries = entries[:0]
+	if err != nil {
 		t.mu.Lock()
 		t.dirty = true
 		t.mu.Unlock()

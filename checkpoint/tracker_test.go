@@ -182,7 +182,8 @@ func TestRetentionDropsUnseenFiles(t *testing.T) {
 
 func TestLoadRefusesOtherVersion(t *testing.T) {
 	s := NewStore(t.TempDir())
-	if err := os.WriteFile(s.Path(), []byte(`{"version":99,"files":[]}`), 0o600); err != nil {
+	legacy := filepath.Join(filepath.Dir(s.Path()), LegacyFileName)
+	if err := os.WriteFile(legacy, []byte(`{"version":99,"files":[]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Load(); err == nil {
