@@ -77,6 +77,7 @@ type counters struct {
 	lines, bytes, truncated, invalid, nulBytes atomic.Uint64
 	rotations, truncations, deleted            atomic.Uint64
 	pollFallbacks, overflows, ticks, errors    atomic.Uint64
+	scans                                      atomic.Uint64
 	copies                                     atomic.Uint64
 	open, watched, polledDirs                  atomic.Int64
 }
@@ -250,6 +251,7 @@ type run struct {
 
 	yielded  bool // data yielded since the last tick
 	idleOwed bool // data yielded since onIdle was last called
+	woken    bool // the last wait ended with write events (see scanSlack)
 	lastData time.Time
 	timer    *time.Timer
 }
@@ -291,8 +293,19 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 			default:
 			}
 		}
-		if !now.Before(r.nextScan) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
+		scanAt := r.nextScan
+		if r.woken {
+			// Awake for written files anyway: a scan due soon runs now
+			// rather than waking the agent again for itself.
+			scanAt = scanAt.Add(-r.scanSlack())
+			r.woken = false
+		}
+		if !now.Before(scanAt) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
+			due := r.nextScan
 			r.scan(now, false)
+			if now.Before(due) && !now.Before(scanAt) {
+				r.nextScan = due.Add(r.opts.ScanInterval) // early, not more often
+			}
 		}
 		if len(r.polls) > 0 && !now.Before(r.nextPoll) {
 			r.poll(now)
@@ -356,7 +369,17 @@ func (r *run) wait(now time.Time) {
 	case <-r.timer.C:
 	case <-wake:
 		r.takeHints()
+		r.woken = true
 	}
+}
+
+// scanSlack is how early a scan may run when the tailer is awake for write
+// events anyway: a scan due within it is run then instead of on its own
+// wake-up. It is the write window (at most half the scan interval),
+// so that a steady trickle of writes, read once per window, always meets
+// the scan's time within one window and scans never wake the agent.
+func (r *run) scanSlack() time.Duration {
+	return min(r.opts.WriteWindow, r.opts.ScanInterval/2)
 }
 
 func earliest(a, b time.Time) time.Time {

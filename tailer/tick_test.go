@@ -143,3 +143,66 @@ func TestOnIdleAfterEachRun(t *testing.T) {
 		}
 	})
 }
+
+// quietWatcher watches nothing; the test reports events to its hints.
+type quietWatcher struct{}
+
+func (quietWatcher) Add(string) error    { return nil }
+func (quietWatcher) Remove(string) error { return nil }
+func (quietWatcher) Close() error        { return nil }
+
+// TestScanJoinsWriteWindow: while write events wake the tailer every
+// window, a scan due within a window runs at such a wake-up instead of on
+// a timer of its own, and scans stay one per scan_interval.
+func TestScanJoinsWriteWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "a.log")
+		writeFile(t, path, "")
+		opts := testOptions(filepath.Join(dir, "*.log"))
+		opts.ScanInterval = time.Second
+		opts.WriteWindow = 250 * time.Millisecond
+		tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+		tl, err := New("app", opts, tracker, nil, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := make(chan *hints, 1)
+		tl.newWatcher = func(h *hints) (dirWatcher, error) {
+			hc <- h
+			return quietWatcher{}, nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for b := range tl.Batches(ctx) {
+				b.Done()
+			}
+		}()
+		h := <-hc
+		time.Sleep(100 * time.Millisecond)
+		scansAt := map[time.Duration]uint64{}
+		for i := 0; i < 40; i++ { // events at 0.1s, 0.35s, ... 9.85s
+			h.eventIn(dir, []byte("a.log"), opWrite)
+			h.signal()
+			synctest.Wait()
+			if at := time.Duration(i)*250*time.Millisecond + 100*time.Millisecond; at%time.Second == 850*time.Millisecond {
+				scansAt[at] = tl.Stats().Scans
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		// The startup scan, then one at each event from 0.85s on: at 0.85s
+		// two scans ran, not one (the timer's would come at 1s).
+		for at, got := range scansAt {
+			if want := uint64(at/time.Second) + 2; got != want {
+				t.Errorf("scans at %v = %d, want %d", at, got, want)
+			}
+		}
+		if got, want := tl.Stats().Scans, uint64(11); got != want {
+			t.Errorf("scans in 10.1s = %d, want %d", got, want)
+		}
+	})
+}
