@@ -204,7 +204,7 @@ service_user_reads_logs() {
 	grep -q '^HTTP/1.0 200' "$dir/readyz" || { echo "/readyz:"; cat "$dir/readyz"; return 1; }
 	grep -q '^logpump_tailer_read_lines_total{source="app"} 1$' "$dir/metrics" ||
 		{ echo "/metrics has no read line count of 1 for source app"; grep '^logpump_' "$dir/metrics"; return 1; }
-	[ -s "$dir/state/checkpoints.json" ] || { echo "no checkpoint saved"; return 1; }
+	[ -s "$dir/state/checkpoints.bin" ] || { echo "no checkpoint saved"; return 1; }
 
 	# The control: no capability, no reading.
 	setpriv --reuid=logpump --regid=logpump --clear-groups --no-new-privs \

@@ -21,7 +21,9 @@ type Options struct {
 	// Retention drops the entry of a file not seen by a scan for this long.
 	// Default 72h.
 	Retention time.Duration
-	// FlushInterval is how often Run writes changed offsets. Default 1s.
+	// FlushInterval is how often Run writes changed offsets: at the first
+	// acknowledgement at least FlushInterval after the last write, or, when
+	// none comes, 2 × FlushInterval after it. Default 1s.
 	FlushInterval time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -58,12 +60,19 @@ type Tracker struct {
 	opts  Options
 	sem   *semaphore.Weighted
 
+	// due asks Run to flush now: an acknowledgement found a flush due, so
+	// the write happens while the agent is awake for the acknowledgement
+	// rather than on a timer of its own.
+	due chan struct{}
+
 	flushMu sync.Mutex // serialises Flush so an older snapshot never overwrites a newer one
+	entries []Entry    // the snapshot being saved, reused; guarded by flushMu
 
 	mu        sync.Mutex
 	files     map[Key]*file
 	dirty     bool
 	lastFlush time.Time
+	lastTry   time.Time // when Flush last started
 }
 
 type file struct {
@@ -95,6 +104,7 @@ func NewTracker(store *Store, log *slog.Logger, opts Options) *Tracker {
 		store: store, log: log, opts: opts,
 		sem:   semaphore.NewWeighted(opts.MaxInFlightBytes),
 		files: map[Key]*file{},
+		due:   make(chan struct{}, 1),
 	}
 }
 
@@ -215,6 +225,12 @@ func (t *Tracker) ack(k Key, f *file, ep *epoch, seq uint64) {
 		}
 		n++
 	}
+	if n > 0 && live && t.opts.Now().Sub(t.lastTry) >= t.opts.FlushInterval {
+		select {
+		case t.due <- struct{}{}:
+		default:
+		}
+	}
 	if n > 0 {
 		clear(ep.spans[:n])
 		ep.spans = ep.spans[n:]
@@ -255,12 +271,13 @@ func (t *Tracker) Flush() error {
 	defer t.flushMu.Unlock()
 	t.mu.Lock()
 	now := t.opts.Now()
+	t.lastTry = now
 	if !t.dirty {
 		t.lastFlush = now // the file on disk is current
 		t.mu.Unlock()
 		return nil
 	}
-	entries := make([]Entry, 0, len(t.files))
+	entries := t.entries[:0]
 	for k, f := range t.files {
 		if now.Sub(f.seen) > t.opts.Retention && (f.ep == nil || len(f.ep.spans) == 0) {
 			delete(t.files, k)
@@ -274,7 +291,10 @@ func (t *Tracker) Flush() error {
 	}
 	t.dirty = false
 	t.mu.Unlock()
-	if err := t.store.Save(entries); err != nil {
+	err := t.store.Save(entries)
+	clear(entries) // drop the strings until the next flush
+	t.entries = entries[:0]
+	if err != nil {
 		t.mu.Lock()
 		t.dirty = true
 		t.mu.Unlock()
@@ -294,19 +314,27 @@ func (t *Tracker) LastFlush() time.Time {
 	return t.lastFlush
 }
 
-// Run flushes every FlushInterval until ctx ends, then flushes once more.
+// Run flushes until ctx ends, then flushes once more. It flushes when an
+// acknowledgement moves an offset at least FlushInterval after the last
+// flush, so that under a steady stream the write joins the wake-up of an
+// acknowledgement instead of costing one of its own; and 2 × FlushInterval
+// after the last flush when no acknowledgement came (changes from scans, or
+// the last acknowledgements of a stream that stopped).
 func (t *Tracker) Run(ctx context.Context) error {
-	tick := time.NewTicker(t.opts.FlushInterval)
-	defer tick.Stop()
+	fallback := 2 * t.opts.FlushInterval
+	timer := time.NewTimer(fallback)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return t.Flush()
-		case <-tick.C:
-			if err := t.Flush(); err != nil {
-				t.log.Warn("checkpoint flush failed; will retry, offsets stay in memory", "err", err)
-			}
+		case <-t.due:
+		case <-timer.C:
 		}
+		if err := t.Flush(); err != nil {
+			t.log.Warn("checkpoint flush failed; will retry, offsets stay in memory", "err", err)
+		}
+		timer.Reset(fallback)
 	}
 }
 

@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/logpump/logpump/event"
@@ -182,7 +184,8 @@ func TestRetentionDropsUnseenFiles(t *testing.T) {
 
 func TestLoadRefusesOtherVersion(t *testing.T) {
 	s := NewStore(t.TempDir())
-	if err := os.WriteFile(s.Path(), []byte(`{"version":99,"files":[]}`), 0o600); err != nil {
+	legacy := filepath.Join(filepath.Dir(s.Path()), LegacyFileName)
+	if err := os.WriteFile(legacy, []byte(`{"version":99,"files":[]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Load(); err == nil {
@@ -192,4 +195,44 @@ func TestLoadRefusesOtherVersion(t *testing.T) {
 	if e, err := missing.Load(); err != nil || e != nil {
 		t.Errorf("Load of a missing file = %v, %v; want empty, nil", e, err)
 	}
+}
+
+// TestRunFlushesWithAcknowledgements: under a steady stream of
+// acknowledgements, Run writes at the first one at least FlushInterval after
+// the last write (no timer of its own); when they stop, the last change is
+// written 2 × FlushInterval after the last write.
+func TestRunFlushesWithAcknowledgements(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr, store := newTracker(t, Options{FlushInterval: time.Second})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- tr.Run(ctx) }()
+		start := time.Now()
+		var flushes []time.Duration
+		note := func() {
+			synctest.Wait()
+			if at := tr.LastFlush().Sub(start); len(flushes) == 0 || flushes[len(flushes)-1] != at {
+				flushes = append(flushes, at)
+			}
+		}
+		for i := range 10 { // acknowledgements at 0, 0.3s, ... 2.7s
+			track(t, tr, int64(10*i), int64(10*i+10))()
+			note()
+			time.Sleep(300 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second)
+		note()
+		want := []time.Duration{0, 1200 * time.Millisecond, 2400 * time.Millisecond, 4400 * time.Millisecond}
+		if !slices.Equal(flushes, want) {
+			t.Errorf("flushes at %v, want %v", flushes, want)
+		}
+		entries, err := store.Load()
+		if err != nil || len(entries) != 1 || entries[0].Offset != 100 {
+			t.Errorf("saved %+v, %v; want offset 100", entries, err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
 }

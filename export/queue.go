@@ -98,6 +98,9 @@ type Stats struct {
 	AbandonedRecords int64
 	// EmptyBatches were acknowledged at once without being sent.
 	EmptyBatches int64
+	// Flushes counts requests handed to a sender by Flush, before their
+	// batch timeout.
+	Flushes int64
 	// Queued is the number of batches waiting for a request, InFlight the
 	// number of requests being sent or waiting to be retried.
 	Queued, InFlight int
@@ -140,7 +143,7 @@ type Queue struct {
 	senders sync.WaitGroup // Enqueue calls past the closed check
 
 	sentRecords, sentRequests, dropped, rejected atomic.Int64
-	retries, abandoned, empty                    atomic.Int64
+	retries, abandoned, empty, flushes           atomic.Int64
 	queued, inFlight                             atomic.Int64
 
 	lastSuccess time.Time
@@ -148,11 +151,22 @@ type Queue struct {
 	lastErrTime time.Time
 	obs         Observer
 
-	// gmu guards the request being grouped, shared by the grouper and Enqueue.
+	// gmu guards the request being grouped and its timer, shared by the
+	// grouper, Enqueue and Flush.
 	gmu sync.Mutex
 	// open is the request being grouped while its timeout runs; nil when
-	// there is none. Enqueue adds batches that fit to it directly.
+	// there is none. Enqueue adds batches that fit to it directly, and opens
+	// it when the input is empty.
 	open *request
+	// timer runs while a request is open; the grouper sends the request when
+	// it fires. It is reset and stopped under gmu only, so that a request
+	// sent by Flush leaves no expiry behind to wake the grouper for nothing.
+	timer *time.Timer
+	// handing is set while the grouper waits for a sender to take a
+	// request. Enqueue then opens no request: its batches wait in the input,
+	// which bounds what a queue whose senders are all busy holds to the
+	// request waiting, queue.size batches and nothing more.
+	handing bool
 	// inInput counts the batches Enqueue is handing over through in that the
 	// grouper has not added yet: while there are any, Enqueue adds nothing
 	// to open, so that batches keep their order.
@@ -201,7 +215,10 @@ func NewQueue(name string, c Client, o QueueOptions, log *slog.Logger) *Queue {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	return &Queue{
+		timer:    timer,
 		name:     name,
 		c:        c,
 		o:        o,
@@ -280,19 +297,24 @@ func (q *Queue) Enqueue(ctx context.Context, b *event.Batch) error {
 	}
 }
 
-// join adds b to the open request if there is one and b fits in it, and
-// wakes the grouper if b fills it. This costs no goroutine switch: a source
-// yielding many small batches (a trickle of lines into many files) wakes
-// the grouper once per request rather than once per batch. Otherwise b is
-// to go through the input, and join counts it there.
+// join adds b to the open request if b fits in it, opening one (and
+// starting its timeout) when none is open and nothing waits in the input,
+// and wakes the grouper if b fills it. This costs no goroutine switch: a
+// source yielding many small batches (a trickle of lines into many files)
+// wakes the grouper at most once per request, at its timeout, rather than
+// once per batch. Otherwise b is to go through the input, and join counts
+// it there.
 func (q *Queue) join(b *event.Batch) bool {
 	n, size := len(b.Records), b.Bytes()
 	q.gmu.Lock()
 	defer q.gmu.Unlock()
 	r := q.open
-	if r == nil || q.inInput > 0 || r.records+n > q.o.Batch.MaxRecords || r.bytes+size > int(q.o.Batch.MaxBytes) {
+	if q.inInput > 0 || (r == nil && q.handing) || (r != nil && (r.records+n > q.o.Batch.MaxRecords || r.bytes+size > int(q.o.Batch.MaxBytes))) {
 		q.inInput++
 		return false
+	}
+	if r == nil {
+		r = q.openLocked()
 	}
 	r.add(b)
 	if q.full(r) {
@@ -302,6 +324,51 @@ func (q *Queue) join(b *event.Batch) bool {
 		}
 	}
 	return true
+}
+
+// openLocked opens a request and starts its timeout; gmu is held.
+func (q *Queue) openLocked() *request {
+	r := &request{}
+	select {
+	case r.batches = <-q.free:
+	default:
+	}
+	q.open = r
+	q.timer.Reset(q.o.Batch.Timeout)
+	return r
+}
+
+// Flush sends the request being grouped now instead of at its batch
+// timeout, if a sender is free to take it at once and no batch is on its
+// way through the input; otherwise it does nothing and the request goes
+// when it fills or times out, as usual. A source calls it when it has read
+// everything it knows of and is about to wait (see tailer.Tailer.OnIdle):
+// nothing more comes from it for a while, so waiting would only delay its
+// lines and cost a wake-up of the grouper when the timeout fires. It is safe
+// for concurrent use, and does nothing after Shutdown or Close.
+func (q *Queue) Flush() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.senders.Add(1) // the input, and so the senders' channel, stays open
+	q.mu.Unlock()
+	defer q.senders.Done()
+
+	q.gmu.Lock()
+	defer q.gmu.Unlock()
+	if q.open == nil || q.inInput > 0 {
+		return
+	}
+	select {
+	case q.reqs <- *q.open:
+		q.queued.Add(-int64(len(q.open.batches)))
+		q.open = nil
+		q.timer.Stop()
+		q.flushes.Add(1)
+	default: // every sender is busy: the request may as well grow
+	}
 }
 
 // unjoin uncounts a batch Enqueue did not hand over after all.
@@ -379,6 +446,7 @@ func (q *Queue) Stats() Stats {
 		Retries:          q.retries.Load(),
 		AbandonedRecords: q.abandoned.Load(),
 		EmptyBatches:     q.empty.Load(),
+		Flushes:          q.flushes.Load(),
 		Queued:           int(q.queued.Load()),
 		InFlight:         int(q.inFlight.Load()),
 	}
@@ -396,9 +464,6 @@ func (q *Queue) Stats() Stats {
 func (q *Queue) group() {
 	defer q.wg.Done()
 	defer close(q.reqs)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var expired <-chan time.Time // the timer's channel while a request is open
 	for {
 		var ready []request // to hand to the senders, in order
 		select {
@@ -409,23 +474,14 @@ func (q *Queue) group() {
 				}
 				return
 			}
-			var opened bool
-			ready, opened = q.take(b)
-			if opened {
-				timer.Reset(q.o.Batch.Timeout)
-				expired = timer.C
-			}
+			ready = q.take(b)
 		case <-q.kick:
 			ready = q.detachFull()
-		case <-expired:
+		case <-q.timer.C:
 			ready = []request{q.detach()}
 		case <-q.ctx.Done():
 			q.abandonAll(q.detach())
 			return
-		}
-		if q.detached() {
-			timer.Stop()
-			expired = nil
 		}
 		for i, r := range ready {
 			if !q.flush(r) {
@@ -441,8 +497,8 @@ func (q *Queue) group() {
 
 // take adds b, received from the input, to the open request. It returns
 // the requests to send: the open one if b does not fit in it, and b's if b
-// fills it; and whether b opened a new request (its timeout starts).
-func (q *Queue) take(b *event.Batch) (ready []request, opened bool) {
+// fills it. A request opened for b starts its timeout.
+func (q *Queue) take(b *event.Batch) (ready []request) {
 	q.gmu.Lock()
 	defer q.gmu.Unlock()
 	q.inInput--
@@ -452,20 +508,15 @@ func (q *Queue) take(b *event.Batch) (ready []request, opened bool) {
 		r = nil
 	}
 	if r == nil {
-		r = &request{}
-		select {
-		case r.batches = <-q.free:
-		default:
-		}
-		opened = true
+		r = q.openLocked()
 	}
 	r.add(b)
-	q.open = r
 	if q.full(r) {
 		ready = append(ready, *r)
-		q.open, opened = nil, false
+		q.open = nil
+		q.timer.Stop()
 	}
-	return ready, opened
+	return ready
 }
 
 // detach takes the open request out (empty if none), closing it to Enqueue.
@@ -476,6 +527,7 @@ func (q *Queue) detach() request {
 	if q.open != nil {
 		r = *q.open
 		q.open = nil
+		q.timer.Stop()
 	}
 	return r
 }
@@ -489,14 +541,8 @@ func (q *Queue) detachFull() []request {
 	}
 	r := *q.open
 	q.open = nil
+	q.timer.Stop()
 	return []request{r}
-}
-
-// detached reports whether no request is open (its timer is not needed).
-func (q *Queue) detached() bool {
-	q.gmu.Lock()
-	defer q.gmu.Unlock()
-	return q.open == nil
 }
 
 // flush hands r to a sender. It reports false, r unsent, if the queue is
@@ -505,6 +551,14 @@ func (q *Queue) flush(r request) bool {
 	if len(r.batches) == 0 {
 		return true
 	}
+	q.gmu.Lock()
+	q.handing = true
+	q.gmu.Unlock()
+	defer func() {
+		q.gmu.Lock()
+		q.handing = false
+		q.gmu.Unlock()
+	}()
 	select {
 	case q.reqs <- r:
 		q.queued.Add(-int64(len(r.batches)))
@@ -522,6 +576,7 @@ func (q *Queue) abandonAll(pending request) {
 	for b := range q.in {
 		q.abandon(request{batches: []*event.Batch{b}, records: len(b.Records)})
 	}
+	q.abandon(q.detach()) // opened by an Enqueue that was under way
 }
 
 // abandon counts r as unsent. Its batches are deliberately not released.

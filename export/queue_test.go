@@ -250,6 +250,120 @@ func TestQueueFlushesAfterTimeout(t *testing.T) {
 	})
 }
 
+// startGated starts a queue whose client holds every request until the
+// test lets it go through c.gate; the queue is closed when the test ends.
+func startGated(t *testing.T, o QueueOptions) (*Queue, *fakeClient) {
+	c := &fakeClient{gate: make(chan struct{})}
+	q := NewQueue("test", c, o, nil)
+	q.Start()
+	t.Cleanup(func() { q.Close() })
+	return q, c
+}
+
+// wantRequests checks the sizes of the requests c accepted so far.
+func wantRequests(t *testing.T, c *fakeClient, when string, want ...int) {
+	t.Helper()
+	if got := c.requestSizes(); !slices.Equal(got, want) {
+		t.Errorf("requests %s = %v, want %v", when, got, want)
+	}
+}
+
+func TestQueueFlushSendsOpenRequestAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := DefaultQueueOptions()
+		o.Batch.Timeout = time.Hour
+		c := &fakeClient{}
+		q := NewQueue("test", c, o, nil)
+		q.Start()
+		defer q.Close()
+		var a acks
+		q.Flush() // nothing open: nothing to do
+		for i := range 3 {
+			if err := q.Enqueue(t.Context(), a.batch(int64(2*i), 2, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		wantRequests(t, c, "before Flush")
+		q.Flush()
+		synctest.Wait()
+		wantRequests(t, c, "after Flush", 6)
+		// The next request is grouped again, up to its own timeout.
+		if err := q.Enqueue(t.Context(), a.batch(6, 1, 0)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Hour - time.Millisecond)
+		synctest.Wait()
+		wantRequests(t, c, "before the next timeout", 6)
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		wantRequests(t, c, "after the next timeout", 6, 1)
+		if got, want := q.Stats().Flushes, int64(1); got != want {
+			t.Errorf("Flushes = %d, want %d", got, want)
+		}
+		if got, want := a.total(), 4; got != want {
+			t.Errorf("acknowledged = %d, want %d", got, want)
+		}
+	})
+}
+
+func TestQueueFlushWithBusySendersWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := DefaultQueueOptions()
+		o.Batch.Timeout = time.Second
+		o.Batch.MaxRecords = 2
+		o.Queue.InFlight = 1
+		q, c := startGated(t, o)
+		var a acks
+		for i := range 3 { // a full request, held by the only sender, and one open
+			if err := q.Enqueue(t.Context(), a.batch(int64(i), 1, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		q.Flush() // no sender free: the open request stays open
+		synctest.Wait()
+		if got, want := q.Stats().Flushes, int64(0); got != want {
+			t.Errorf("Flushes = %d, want %d", got, want)
+		}
+		c.gate <- struct{}{}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		c.gate <- struct{}{}
+		synctest.Wait()
+		wantRequests(t, c, "", 2, 1)
+	})
+}
+
+// TestQueueBusySendersBoundWhatWaits: while every sender is busy and a
+// full request waits for one, new batches wait in the input (queue.size of
+// them) and Enqueue blocks after that: no new request is opened meanwhile.
+func TestQueueBusySendersBoundWhatWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := DefaultQueueOptions()
+		o.Batch.MaxRecords, o.Queue.InFlight, o.Queue.Size = 2, 1, 1
+		q, c := startGated(t, o)
+		var a acks
+		for i := range 5 { // a request being sent, a full one waiting, one batch in the input
+			if err := q.Enqueue(t.Context(), a.batch(int64(i), 1, 0)); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := q.Enqueue(ctx, a.batch(5, 1, 0)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Enqueue with every sender busy and the input full = %v, want %v", err, context.DeadlineExceeded)
+		}
+		for range 3 {
+			c.gate <- struct{}{}
+			time.Sleep(o.Batch.Timeout)
+			synctest.Wait()
+		}
+		wantRequests(t, c, "after the senders were freed", 2, 2, 1)
+	})
+}
+
 func TestQueueRetriesWithBackoffUntilSuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		o := testOptions()

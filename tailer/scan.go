@@ -22,6 +22,7 @@ const fullScanEvery = 30
 // live files and updates the directory watches.
 func (r *run) scan(now time.Time, startup bool) {
 	r.gen++
+	r.t.counters.scans.Add(1)
 	r.lastScan, r.nextScan, r.scanSoon = now, now.Add(r.opts.ScanInterval), false
 	r.full = startup || r.hints == nil || !now.Before(r.nextFull)
 	if r.full {

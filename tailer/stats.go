@@ -30,8 +30,9 @@ type Stats struct {
 	// PollFallbacks counts directories that fell back to polling (failed
 	// watch, or the watcher itself) and event-queue overflows.
 	PollFallbacks, Overflows uint64
-	// Ticks yielded; ReadErrors met (each retried).
-	Ticks, ReadErrors uint64
+	// Ticks yielded; ReadErrors met (each retried); Scans of the include
+	// patterns run.
+	Ticks, ReadErrors, Scans uint64
 	// Copies counts new files found to be copies of followed files
 	// (copytruncate) and read from the offset already read of the original.
 	Copies uint64
@@ -62,6 +63,7 @@ func (t *Tailer) Stats() Stats {
 		Rotations: c.rotations.Load(), Truncations: c.truncations.Load(), Deleted: c.deleted.Load(),
 		PollFallbacks: c.pollFallbacks.Load(), Overflows: c.overflows.Load(),
 		Ticks: c.ticks.Load(), ReadErrors: c.errors.Load(), Copies: c.copies.Load(),
+		Scans: c.scans.Load(),
 	}
 	t.mu.Lock()
 	s.Files = make([]FileStats, 0, len(t.files))

@@ -62,6 +62,8 @@ type Tailer struct {
 	used atomic.Bool
 	// noTicks: nothing after the tailer can hold an open event (DisableTicks).
 	noTicks bool
+	// onIdle is called when the tailer runs out of data (OnIdle).
+	onIdle func()
 	// newWatcher makes the directory watcher: inotify, or a test's.
 	newWatcher newWatcherFunc
 
@@ -75,6 +77,7 @@ type counters struct {
 	lines, bytes, truncated, invalid, nulBytes atomic.Uint64
 	rotations, truncations, deleted            atomic.Uint64
 	pollFallbacks, overflows, ticks, errors    atomic.Uint64
+	scans                                      atomic.Uint64
 	copies                                     atomic.Uint64
 	open, watched, polledDirs                  atomic.Int64
 }
@@ -155,6 +158,16 @@ func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *sl
 // processors). An idle source then costs no wake-up per TickInterval while
 // its lines are being exported. Call it before Batches.
 func (t *Tailer) DisableTicks() { t.noTicks = true }
+
+// OnIdle sets f to be called by the goroutine ranging over Batches whenever
+// the tailer, having yielded data since the last call, has read everything
+// it knows of and is about to wait (for a write event, a poll, a scan or a
+// deadline). Every batch yielded before the call has been handed on, so a
+// caller that groups batches into requests can send what it holds instead
+// of waiting for more: with write events read once per WriteWindow, nothing
+// more comes from this source before the next window. f must not block for
+// long. Call OnIdle before Batches.
+func (t *Tailer) OnIdle(f func()) { t.onIdle = f }
 
 // Batches returns a single-use iterator over batches read from every matched
 // file; ranging over it a second time yields nothing. The goroutine ranging
@@ -237,6 +250,8 @@ type run struct {
 	warned map[string]bool // fallbacks logged at warning level, by message
 
 	yielded  bool // data yielded since the last tick
+	idleOwed bool // data yielded since onIdle was last called
+	woken    bool // the last wait ended with write events (see scanSlack)
 	lastData time.Time
 	timer    *time.Timer
 }
@@ -278,8 +293,19 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 			default:
 			}
 		}
-		if !now.Before(r.nextScan) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
+		scanAt := r.nextScan
+		if r.woken {
+			// Awake for written files anyway: a scan due soon runs now
+			// rather than waking the agent again for itself.
+			scanAt = scanAt.Add(-r.scanSlack())
+			r.woken = false
+		}
+		if !now.Before(scanAt) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
+			due := r.nextScan
 			r.scan(now, false)
+			if now.Before(due) && !now.Before(scanAt) {
+				r.nextScan = due.Add(r.opts.ScanInterval) // early, not more often
+			}
 		}
 		if len(r.polls) > 0 && !now.Before(r.nextPoll) {
 			r.poll(now)
@@ -303,6 +329,10 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 				return
 			}
 			continue
+		}
+		if r.idleOwed {
+			r.idleOwed = false
+			r.t.onIdle()
 		}
 		r.wait(now)
 	}
@@ -339,7 +369,17 @@ func (r *run) wait(now time.Time) {
 	case <-r.timer.C:
 	case <-wake:
 		r.takeHints()
+		r.woken = true
 	}
+}
+
+// scanSlack is how early a scan may run when the tailer is awake for write
+// events anyway: a scan due within it is run then instead of on its own
+// wake-up. It is the write window (at most half the scan interval),
+// so that a steady trickle of writes, read once per window, always meets
+// the scan's time within one window and scans never wake the agent.
+func (r *run) scanSlack() time.Duration {
+	return min(r.opts.WriteWindow, r.opts.ScanInterval/2)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -539,6 +579,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		return false
 	}
 	r.yielded, r.lastData = !r.t.noTicks, now
+	r.idleOwed = r.t.onIdle != nil
 	if done {
 		r.finishCompressed(f)
 	}

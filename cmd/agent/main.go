@@ -6,6 +6,7 @@
 //	logpump validate -config FILE    check a configuration, list every error
 //	logpump demo [-for 6s]           run on a built-in demo, printing to the console
 //	logpump tap [-admin ADDR] [-stage NAME] [-n N]   print records passing a stage of a running agent
+//	logpump checkpoints [-config FILE | -state DIR]   print the saved checkpoints as JSON
 //	logpump version                  print the version
 package main
 
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("logpump "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfig, "configuration file")
+	stateDir := fs.String("state", "", "checkpoints: state directory (default: state_dir of -config)")
 	demoFor := fs.Duration("for", defaultDemoDuration, "demo: how long to run before a graceful stop (0: until interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -63,11 +65,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(*cfgPath, stdout, stderr)
 	case "demo":
 		return runDemo(*demoFor, stdout, stderr)
+	case "checkpoints":
+		return runCheckpoints(*cfgPath, *stateDir, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "logpump", buildVersion())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, demo, tap, version)\n", cmd)
+		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, demo, tap, checkpoints, version)\n", cmd)
 		return 2
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -110,12 +111,29 @@ func (a *Agent) startLane(ln *lane) {
 // hand-off of what was read goes on until hard is cancelled, after which the
 // rest is left unacknowledged (and read again on the next start).
 func (a *Agent) drive(read, hard context.Context, ln *lane) {
+	// The queues this lane handed batches to since its tailer was last idle.
+	// When the tailer runs out of data they send what they group at once
+	// rather than at their batch timeout: nothing more comes from this lane
+	// before its next write window, and the timeout would cost a wake-up and
+	// up to batch.timeout of latency. The callback runs on this goroutine.
+	var sentTo []*export.Queue
+	ln.tailer.OnIdle(func() {
+		for _, q := range sentTo {
+			q.Flush()
+		}
+		clear(sentTo)
+		sentTo = sentTo[:0]
+	})
 	for b := range ln.chain(ln.tailer.Batches(read)) {
 		for _, d := range ln.routes.Split(b) {
-			if err := ln.queues[d.Exporter].Enqueue(hard, d.Batch); err != nil {
+			q := ln.queues[d.Exporter]
+			if err := q.Enqueue(hard, d.Batch); err != nil {
 				a.log.Warn("shutdown deadline reached with batches still queued; they will be read again on the next start",
 					"source", ln.source, "exporter", d.Exporter)
 				return
+			}
+			if !slices.Contains(sentTo, q) {
+				sentTo = append(sentTo, q)
 			}
 		}
 	}

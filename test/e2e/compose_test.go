@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -224,8 +225,8 @@ func compareRecords(a, b composeRecord) int {
 	return strings.Compare(string(ja), string(jb))
 }
 
-// checkpointFile is the part of the agent's state_dir/checkpoints.json
-// (format version 1) this test reads: the acknowledged offset of each file.
+// checkpointFile is the part of `logpump checkpoints` (format version 1)
+// this test reads: the acknowledged offset of each file.
 type checkpointFile struct {
 	Version int `json:"version"`
 	Files   []struct {
@@ -239,22 +240,19 @@ type checkpointFile struct {
 func checkpointDiff(t *testing.T, stateDir string, sizes map[string]int64) string {
 	t.Helper()
 	got := map[string]int64{}
-	data, err := os.ReadFile(filepath.Join(stateDir, "checkpoints.json"))
-	switch {
-	case os.IsNotExist(err):
-	case err != nil:
-		t.Fatal(err)
-	default:
-		var f checkpointFile
-		if err := json.Unmarshal(data, &f); err != nil {
-			t.Fatalf("decode checkpoints: %v", err)
-		}
-		if f.Version != 1 {
-			t.Fatalf("checkpoints version %d, want 1", f.Version)
-		}
-		for _, en := range f.Files {
-			got[en.Path] = en.Offset
-		}
+	out, err := exec.Command(agentBin, "checkpoints", "-state", stateDir).Output()
+	if err != nil {
+		t.Fatalf("logpump checkpoints: %v", err)
+	}
+	var f checkpointFile
+	if err := json.Unmarshal(out, &f); err != nil {
+		t.Fatalf("decode checkpoints: %v", err)
+	}
+	if f.Version != 1 {
+		t.Fatalf("checkpoints version %d, want 1", f.Version)
+	}
+	for _, en := range f.Files {
+		got[en.Path] = en.Offset
 	}
 	var diffs []string
 	for _, path := range slices.Sorted(maps.Keys(sizes)) {
