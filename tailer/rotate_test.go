@@ -86,10 +86,19 @@ func TestCopyTruncate(t *testing.T) {
 					h.waitCount(w.Written())
 				}
 			}
-			h.waitCount(w.Written())
-			time.Sleep(300 * time.Millisecond) // a scan for the fingerprint check
+			// Every line, not a count that duplicates can make up, and
+			// the last truncation, noticed when the tailer next reads the
+			// written file (within its write window).
+			written := map[string]int{"a": w.Written()}
+			deadline := time.Now().Add(15 * time.Second)
+			for count.Result(written).Missing > 0 || h.tl.Stats().Truncations < 4 {
+				if time.Now().After(deadline) {
+					t.Fatalf("timed out: %v; stats %+v", count.Result(written), h.tl.Stats())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			h.stop()
-			res := expect(t, count, map[string]int{"a": w.Written()}, 4*510)
+			res := expect(t, count, written, 4*510)
 			if tc.settle && res.Duplicated > 0 {
 				t.Errorf("%d duplicates although every truncation was noticed", res.Duplicated)
 			}
