@@ -338,6 +338,15 @@ func (q *Queue) openLocked() *request {
 	return r
 }
 
+// closeLocked takes the open request out and stops its timeout; gmu is
+// held and a request is open.
+func (q *Queue) closeLocked() request {
+	r := *q.open
+	q.open = nil
+	q.timer.Stop()
+	return r
+}
+
 // Flush sends the request being grouped now instead of at its batch
 // timeout, if a sender is free to take it at once and no batch is on its
 // way through the input; otherwise it does nothing and the request goes
@@ -363,9 +372,7 @@ func (q *Queue) Flush() {
 	}
 	select {
 	case q.reqs <- *q.open:
-		q.queued.Add(-int64(len(q.open.batches)))
-		q.open = nil
-		q.timer.Stop()
+		q.queued.Add(-int64(len(q.closeLocked().batches)))
 		q.flushes.Add(1)
 	default: // every sender is busy: the request may as well grow
 	}
@@ -512,9 +519,7 @@ func (q *Queue) take(b *event.Batch) (ready []request) {
 	}
 	r.add(b)
 	if q.full(r) {
-		ready = append(ready, *r)
-		q.open = nil
-		q.timer.Stop()
+		ready = append(ready, q.closeLocked())
 	}
 	return ready
 }
@@ -523,13 +528,10 @@ func (q *Queue) take(b *event.Batch) (ready []request) {
 func (q *Queue) detach() request {
 	q.gmu.Lock()
 	defer q.gmu.Unlock()
-	var r request
-	if q.open != nil {
-		r = *q.open
-		q.open = nil
-		q.timer.Stop()
+	if q.open == nil {
+		return request{}
 	}
-	return r
+	return q.closeLocked()
 }
 
 // detachFull detaches the open request if it is full.
@@ -539,10 +541,7 @@ func (q *Queue) detachFull() []request {
 	if q.open == nil || !q.full(q.open) {
 		return nil
 	}
-	r := *q.open
-	q.open = nil
-	q.timer.Stop()
-	return []request{r}
+	return []request{q.closeLocked()}
 }
 
 // flush hands r to a sender. It reports false, r unsent, if the queue is
