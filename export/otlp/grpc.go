@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -17,7 +16,6 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/export"
@@ -133,7 +131,7 @@ func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 	if c.md != nil {
 		ctx = metadata.NewOutgoingContext(ctx, c.md)
 	}
-	var resp collogspb.ExportLogsServiceResponse
+	var resp exportResponse
 	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
 		// A call that failed early (deadline, cancellation, a broken
@@ -144,7 +142,7 @@ func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 	// The server answered: it had the whole request, so nothing reads the
 	// buffer any more.
 	c.bufs.release(e)
-	return partial(&resp, c.log)
+	return resp.outcome(c.log)
 }
 
 // Stats returns the client's counters.
@@ -190,28 +188,11 @@ func classifyStatus(err error) error {
 	return err
 }
 
-// partial turns a response's partial_success into a *export.PartialError;
-// a message without rejected records is only logged, as the specification
-// asks.
-func partial(resp *collogspb.ExportLogsServiceResponse, log *slog.Logger) error {
-	ps := resp.GetPartialSuccess()
-	if ps == nil {
-		return nil
-	}
-	if ps.GetRejectedLogRecords() > 0 {
-		return &export.PartialError{Rejected: ps.GetRejectedLogRecords(), Message: ps.GetErrorMessage()}
-	}
-	if msg := ps.GetErrorMessage(); msg != "" {
-		log.Warn("otlp endpoint accepted the request with a warning", "message", msg)
-	}
-	return nil
-}
-
 // encodedRequest is an ExportLogsServiceRequest already encoded.
 type encodedRequest []byte
 
 // rawCodec sends encodedRequest bytes as they are and decodes responses
-// with the generated types.
+// into an exportResponse.
 type rawCodec struct{}
 
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -223,13 +204,16 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(proto.Message)
+	r, ok := v.(*exportResponse)
 	if !ok {
-		return fmt.Errorf("unmarshal into %T: want a proto.Message", v)
+		return fmt.Errorf("unmarshal into %T: want an export response", v)
+	}
+	if len(data) == 1 {
+		return r.unmarshal(data[0].ReadOnlyData())
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
-	return proto.Unmarshal(buf.ReadOnlyData(), m)
+	return r.unmarshal(buf.ReadOnlyData())
 }
 
 func (rawCodec) Name() string { return "proto" }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -142,12 +141,12 @@ func (c *HTTPClient) response(resp *http.Response) error {
 		if readErr != nil || len(data) == 0 || !isProto {
 			return nil
 		}
-		var r collogspb.ExportLogsServiceResponse
-		if err := proto.Unmarshal(data, &r); err != nil {
+		var r exportResponse
+		if err := r.unmarshal(data); err != nil {
 			c.log.Warn("otlp endpoint accepted the request with an unreadable response", "err", err)
 			return nil
 		}
-		return partial(&r, c.log)
+		return r.outcome(c.log)
 	}
 	err := fmt.Errorf("%s%s", resp.Status, statusMessage(data, isProto))
 	switch resp.StatusCode {
