@@ -14,6 +14,7 @@ import (
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/internal/admin"
 	"github.com/logpump/logpump/internal/agent"
+	"github.com/logpump/logpump/internal/exepages"
 	"github.com/logpump/logpump/internal/sdnotify"
 	"github.com/logpump/logpump/internal/selfmetrics"
 	"github.com/logpump/logpump/internal/tap"
@@ -88,6 +89,13 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	}()
 	if stopAfter != nil {
 		stopAfter(ctx, cancel)
+	}
+	// Start-up is over: what it mapped of the executable is given back
+	// before the pipeline maps what it uses (see package exepages).
+	if st, err := exepages.Release(); err != nil {
+		log.Debug("could not release start-up pages of the executable", "err", err.Error())
+	} else {
+		log.Debug("released start-up pages of the executable", "rss_file_before_kib", st.RSSBefore>>10, "rss_file_after_kib", st.RSSAfter>>10)
 	}
 	runErr := a.Run(ctx)
 	stopSide()
