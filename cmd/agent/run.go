@@ -42,6 +42,8 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	a, err := agent.Build(cfg, agent.Env{
 		Getenv: getenv, Stdout: stdout, Log: log, Metrics: metrics, Taps: taps,
 		Ready: func() { notify.Ready("running") },
+		// Connecting and the first requests run code once too.
+		Settled: func() { releaseStartupPages(log, "every exporter answered") },
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -90,13 +92,7 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	if stopAfter != nil {
 		stopAfter(ctx, cancel)
 	}
-	// Start-up is over: what it mapped of the executable is given back
-	// before the pipeline maps what it uses (see package exepages).
-	if st, err := exepages.Release(); err != nil {
-		log.Debug("could not release start-up pages of the executable", "err", err.Error())
-	} else {
-		log.Debug("released start-up pages of the executable", "rss_file_before_kib", st.RSSBefore>>10, "rss_file_after_kib", st.RSSAfter>>10)
-	}
+	releaseStartupPages(log, "pipeline starting")
 	runErr := a.Run(ctx)
 	stopSide()
 	mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
@@ -113,6 +109,21 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		log.Error("logpump stopped with an error", "err", runErr.Error())
 		return 1
 	}
+}
+
+// releaseStartupPages gives back the pages of the executable mapped so far
+// (see package exepages): called before the pipeline starts, for what
+// initialisation and building touched, and once every exporter answered, for
+// connecting and the first requests. What the pipeline uses is mapped again
+// as it runs.
+func releaseStartupPages(log *slog.Logger, when string) {
+	st, err := exepages.Release()
+	if err != nil {
+		log.Debug("could not release start-up pages of the executable", "when", when, "err", err.Error())
+		return
+	}
+	log.Debug("released start-up pages of the executable", "when", when,
+		"rss_file_before_kib", st.RSSBefore>>10, "rss_file_after_kib", st.RSSAfter>>10)
 }
 
 // newMetrics returns the agent's own metrics, or nil (recording nothing)

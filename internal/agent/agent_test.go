@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,8 +86,16 @@ func parse(t *testing.T, text string) *config.Config {
 
 func start(t *testing.T, dir, extra string) *harness {
 	t.Helper()
+	return startWith(t, dir, configText(dir, extra), Env{})
+}
+
+// startWith runs the configuration text with env, whose output, logger and
+// host name the harness sets.
+func startWith(t *testing.T, dir, text string, env Env) *harness {
+	t.Helper()
 	h := &harness{t: t, dir: dir, out: &syncBuffer{}, done: make(chan error, 1)}
-	a, err := Build(parse(t, configText(dir, extra)), Env{Stdout: h.out, Log: slog.New(slog.DiscardHandler), Hostname: "test-host"})
+	env.Stdout, env.Log, env.Hostname = h.out, slog.New(slog.DiscardHandler), "test-host"
+	a, err := Build(parse(t, text), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +198,59 @@ func TestRunDeliversAndCheckpointsEverything(t *testing.T) {
 	if len(got) != 100 || got[0] != "seq=001000" {
 		t.Errorf("after restart got %d records starting %q, want 100 starting seq=001000", len(got), got[0])
 	}
+}
+
+func TestSettledOnceEveryExporterAnswered(t *testing.T) {
+	run := func(t *testing.T, exporters string, lines int) (h *harness, settled *atomic.Int32) {
+		dir := t.TempDir()
+		log := filepath.Join(dir, "logs", "a.log")
+		os.MkdirAll(filepath.Dir(log), 0o755)
+		settled = new(atomic.Int32)
+		text := strings.Replace(configText(dir, exporters), "shutdown_timeout: 5s", "shutdown_timeout: 300ms", 1)
+		h = startWith(t, dir, text, Env{Settled: func() { settled.Add(1) }})
+		waitFor(t, "the pipeline to run", func() bool { return h.a.Ready() == nil })
+		time.Sleep(100 * time.Millisecond)
+		if n := settled.Load(); n != 0 {
+			t.Errorf("Settled called %d times before any request, want 0", n)
+		}
+		appendLines(t, log, 0, lines)
+		return h, settled
+	}
+	t.Run("every exporter answered", func(t *testing.T) {
+		h, settled := run(t, `exporters:
+  one: {type: console, format: json, batch: {timeout: 20ms}}
+  two: {type: console, format: json, batch: {timeout: 20ms}}
+pipelines:
+  main: {sources: [app], exporters: [one, two]}
+`, 100)
+		waitFor(t, "100 records from each exporter", func() bool { return len(h.out.bodies(t)) >= 200 })
+		waitFor(t, "Settled", func() bool { return settled.Load() > 0 })
+		appendLines(t, filepath.Join(h.dir, "logs", "a.log"), 100, 200)
+		waitFor(t, "200 records from each exporter", func() bool { return len(h.out.bodies(t)) >= 400 })
+		h.shutdown()
+		if n := settled.Load(); n != 1 {
+			t.Errorf("Settled called %d times, want once", n)
+		}
+	})
+	t.Run("one exporter never answers", func(t *testing.T) {
+		h, settled := run(t, `exporters:
+  out: {type: console, format: json, batch: {timeout: 20ms}}
+  down:
+    type: otlp_grpc
+    endpoint: 127.0.0.1:1
+    tls: {insecure: true}
+    batch: {timeout: 20ms}
+pipelines:
+  main: {sources: [app], exporters: [out, down]}
+`, 100)
+		waitFor(t, "100 records from the console", func() bool { return len(h.out.bodies(t)) >= 100 })
+		time.Sleep(300 * time.Millisecond)
+		h.stop()
+		<-h.done // the unreachable exporter ends the drain at shutdown_timeout
+		if n := settled.Load(); n != 0 {
+			t.Errorf("Settled called %d times with an exporter that never answered, want 0", n)
+		}
+	})
 }
 
 func TestReloadKeepsUnchangedLanesAndRestartsChangedOnes(t *testing.T) {

@@ -44,6 +44,12 @@ type Env struct {
 	Now      func() time.Time
 	// Ready, when set, is called once the pipeline runs (systemd READY=1).
 	Ready func()
+	// Settled, when set, is called once, from an exporter's goroutine, when
+	// every exporter of the configuration the agent was built with has had
+	// an answer to a request (accepted, partly or not at all): start-up,
+	// connecting included, is over. It is never called if one of them never
+	// gets an answer, or a reload retires it first.
+	Settled func()
 	// Metrics records the agent's own metrics; nil records nothing.
 	Metrics *selfmetrics.Metrics
 	// Taps, when set, gets a tap point after every source and processor.
@@ -141,6 +147,13 @@ func Build(cfg *config.Config, env Env) (*Agent, error) {
 		return nil, err
 	}
 	env.Metrics.Observe(a.observe)
+	if env.Settled != nil && len(a.exporters) > 0 {
+		s := &settling{done: env.Settled}
+		s.pending.Store(int64(len(a.exporters)))
+		for _, ex := range a.exporters {
+			ex.queue.SetObserver(&firstAnswer{next: a.exporterObserver(ex.name), s: s})
+		}
+	}
 	return a, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"iter"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logpump/logpump/event"
@@ -32,6 +33,33 @@ func (o exporterObserver) Attempt(d time.Duration, out export.Outcome, records, 
 		o.m.Dropped("permanent_error", records)
 	case export.Retry:
 		o.m.Request(d, selfmetrics.ResultRetryable)
+	}
+}
+
+// settling calls done once every exporter it counts had an answer (see
+// Env.Settled).
+type settling struct {
+	pending atomic.Int64
+	done    func()
+}
+
+// firstAnswer tells next (nil: nobody) of every attempt, and its settling
+// of the exporter's first answered request.
+type firstAnswer struct {
+	next     export.Observer
+	s        *settling
+	answered atomic.Bool
+}
+
+func (o *firstAnswer) Attempt(d time.Duration, out export.Outcome, records, rejected int) {
+	if o.next != nil {
+		o.next.Attempt(d, out, records, rejected)
+	}
+	if out == export.Retry || o.answered.Load() || !o.answered.CompareAndSwap(false, true) {
+		return
+	}
+	if o.s.pending.Add(-1) == 0 {
+		o.s.done()
 	}
 }
 
