@@ -1,8 +1,6 @@
 package exepages
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -25,9 +23,8 @@ func Release() (Stats, error) {
 		return st, fmt.Errorf("read mappings: %w", err)
 	}
 	st.RSSBefore = rssFile()
-	sc := bufio.NewScanner(bytes.NewReader(maps))
-	for sc.Scan() {
-		m, ok := parseMapping(sc.Text())
+	for line := range strings.Lines(string(maps)) {
+		m, ok := parseMapping(line)
 		if !ok || m.writable || !m.private || m.inode != exe.Ino ||
 			m.major != unix.Major(exe.Dev) || m.minor != unix.Minor(exe.Dev) {
 			continue
