@@ -32,6 +32,12 @@ type Fingerprint struct {
 // adds references for fan-out. After Done the batch and every string its
 // records hold must not be used.
 //
+// A holder that is done reading the records but cannot acknowledge them yet
+// (an exporter that encoded them and waits for the destination's answer)
+// calls [Batch.Detach] and later [Batch.Settle] instead of Done: once no
+// holder reads the records any more, they and the arena are recycled while
+// the acknowledgement still waits.
+//
 // A batch is not safe for concurrent mutation; several goroutines may read it
 // concurrently after fan-out.
 type Batch struct {
@@ -48,9 +54,11 @@ type Batch struct {
 	Resource *Resource
 
 	arena []byte
-	refs  atomic.Int32
-	ack   func()
-	pool  *Pool
+	// refs counts the holders that owe a Done or a Settle, readers those
+	// that may still read the records (every holder but the detached ones).
+	refs, readers atomic.Int32
+	ack           func()
+	pool          *Pool
 	// parent is set on views made by View; Done is forwarded to it.
 	parent *Batch
 	// dirty counts the records at the start of the Records array that Next
@@ -64,6 +72,10 @@ type Batch struct {
 // ready to use. A Pool is safe for concurrent use.
 type Pool struct {
 	p sync.Pool
+	// shells holds batches without records or arena: a batch whose records
+	// were recycled before its acknowledgement (see [Batch.Detach]) gives
+	// them to a shell, and becomes one itself once settled.
+	shells sync.Pool
 }
 
 // Get returns an empty batch holding one reference.
@@ -74,6 +86,7 @@ func (p *Pool) Get() *Batch {
 	}
 	b.pool = p
 	b.refs.Store(1)
+	b.readers.Store(1)
 	return b
 }
 
@@ -81,6 +94,7 @@ func (p *Pool) Get() *Batch {
 func NewBatch() *Batch {
 	b := &Batch{}
 	b.refs.Store(1)
+	b.readers.Store(1)
 	return b
 }
 
@@ -95,6 +109,7 @@ func (b *Batch) Retain(n int) {
 		return
 	}
 	b.refs.Add(int32(n))
+	b.readers.Add(int32(n))
 }
 
 // Done releases one reference. The last release acknowledges the batch's range
@@ -106,22 +121,85 @@ func (b *Batch) Done() {
 		p.Done()
 		return
 	}
+	if b.readers.Add(-1) == 0 && b.refs.Load() > 1 {
+		// Every other holder is detached and still owes its Settle.
+		b.recycleRecords()
+	}
+	b.release()
+}
+
+// Detach tells the batch that its holder no longer reads the records: the
+// holder keeps its reference, which it releases with [Batch.Settle] (not
+// Done). Once no holder reads them, the records and the arena are recycled
+// and must not be used; the range, Source, File and Path stay valid until
+// the last reference is released, and the acknowledgement waits for it.
+func (b *Batch) Detach() {
+	root := b
+	for root.parent != nil {
+		root = root.parent
+	}
+	if root.readers.Add(-1) == 0 {
+		root.recycleRecords()
+	}
+}
+
+// Settle releases the reference of a holder that called [Batch.Detach].
+func (b *Batch) Settle() {
+	if b.parent != nil {
+		p := b.parent
+		b.parent = nil
+		p.Settle()
+		return
+	}
+	b.release()
+}
+
+// release drops one reference; the last acknowledges the range and
+// recycles the batch.
+func (b *Batch) release() {
 	n := b.refs.Add(-1)
 	if n > 0 {
 		return
 	}
 	if n < 0 {
-		panic("event: Batch.Done called more often than the batch was retained")
+		panic("event: Batch.Done or Settle called more often than the batch was retained")
 	}
 	if b.ack != nil {
 		ack := b.ack
 		b.ack = nil
 		ack()
 	}
-	if pool := b.pool; pool != nil {
-		b.reset()
-		pool.p.Put(b)
+	pool := b.pool
+	if pool == nil {
+		return
 	}
+	if b.Records == nil && b.arena == nil {
+		*b = Batch{}
+		pool.shells.Put(b)
+		return
+	}
+	b.reset()
+	pool.p.Put(b)
+}
+
+// recycleRecords hands the records and the arena of b, which no holder
+// reads any more but some holder has yet to settle, to a shell that goes
+// back to the pool, so that they serve the next batch while b waits for its
+// acknowledgement.
+func (b *Batch) recycleRecords() {
+	pool := b.pool
+	if pool == nil {
+		b.Records, b.arena, b.dirty = nil, nil, 0
+		return
+	}
+	s, _ := pool.shells.Get().(*Batch)
+	if s == nil {
+		s = &Batch{}
+	}
+	s.Records, s.arena, s.dirty = b.Records, b.arena, b.dirty
+	b.Records, b.arena, b.dirty = nil, nil, 0
+	s.reset()
+	pool.p.Put(s)
 }
 
 // View returns a batch that shares b's arena, range and acknowledgement but
@@ -133,6 +211,7 @@ func (b *Batch) View(records []Record) *Batch {
 		root = root.parent
 	}
 	root.refs.Add(1)
+	root.readers.Add(1)
 	return &Batch{
 		Source: b.Source, File: b.File, Path: b.Path, Start: b.Start, End: b.End,
 		Records: records, Resource: b.Resource, parent: root,

@@ -3,6 +3,7 @@ package event
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -22,25 +23,6 @@ func TestDoneAcksOnceAfterEveryHolder(t *testing.T) {
 	view.Done()
 	if acks != 1 {
 		t.Fatalf("acks = %d after the last release, want 1", acks)
-	}
-}
-
-func TestConcurrentDone(t *testing.T) {
-	var pool Pool
-	for range 100 {
-		b := pool.Get()
-		var mu sync.Mutex
-		acks := 0
-		b.SetAck(func() { mu.Lock(); acks++; mu.Unlock() })
-		b.Retain(7)
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(b.Done)
-		}
-		wg.Wait()
-		if acks != 1 {
-			t.Fatalf("acks = %d, want 1", acks)
-		}
 	}
 }
 
@@ -187,5 +169,75 @@ func TestRoom(t *testing.T) {
 	b.Copy(make([]byte, free))
 	if got := b.Room(); got != 0 {
 		t.Errorf("after filling the block: Room() = %d, want 0", got)
+	}
+}
+
+// TestDetachRecyclesRecordsBeforeTheAck follows a batch fanned out to three
+// holders: its records go once no holder reads them, its acknowledgement
+// once every holder released its reference, whichever way.
+func TestDetachRecyclesRecordsBeforeTheAck(t *testing.T) {
+	var pool Pool
+	b := pool.Get()
+	b.Next().Body = String(b.CopyString("line"))
+	b.Start, b.End = 10, 15
+	acks := 0
+	b.SetAck(func() { acks++ })
+	b.Retain(1)
+	view := b.View(b.Records)
+
+	b.Detach() // the first holder encoded the records
+	if len(b.Records) != 1 || b.Records[0].Body.Str != "line" {
+		t.Fatalf("records = %+v after one of three holders detached, want the line", b.Records)
+	}
+	view.Detach()
+	if len(b.Records) != 1 {
+		t.Fatal("records gone while a holder still reads them")
+	}
+	b.Done() // the last reader is done: the records go, the ack waits
+	if b.Records != nil || b.arena != nil {
+		t.Errorf("records %v and arena of %d bytes kept with no reader left", b.Records, cap(b.arena))
+	}
+	if b.Start != 10 || b.End != 15 || acks != 0 {
+		t.Errorf("range [%d, %d) and %d acks once the records went, want [10, 15) and none", b.Start, b.End, acks)
+	}
+	view.Settle()
+	if acks != 0 {
+		t.Fatal("acknowledged while a detached holder has not settled")
+	}
+	b.Settle()
+	if acks != 1 {
+		t.Fatalf("acks = %d after every holder released, want 1", acks)
+	}
+}
+
+// TestConcurrentDetachAndDone mixes holders that detach and settle with
+// holders that read to the end and call Done (run with -race).
+func TestConcurrentDetachAndDone(t *testing.T) {
+	var pool Pool
+	for range 200 {
+		b := pool.Get()
+		r := b.Next()
+		r.Body = String(b.CopyString("line"))
+		var acks atomic.Int32
+		b.SetAck(func() { acks.Add(1) })
+		b.Retain(7)
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				if b.Records[0].Body.Str != "line" {
+					t.Error("a reader found its record recycled")
+				}
+				if i%2 == 0 {
+					b.Done()
+					return
+				}
+				b.Detach()
+				b.Settle()
+			})
+		}
+		wg.Wait()
+		if n := acks.Load(); n != 1 {
+			t.Fatalf("acks = %d, want 1", n)
+		}
 	}
 }

@@ -4,12 +4,14 @@
 // retried and acknowledges every batch once its request is settled.
 //
 // Acknowledgement contract: a batch handed to [Queue.Enqueue] is released
-// with Done exactly once, after its request succeeded, failed permanently
-// (its records counted as dropped) or was partially rejected (the rejected
-// records counted). A batch whose request is still being retried when the
-// queue is abandoned (Shutdown deadline, Close) is never released, so the
-// checkpoint of its file does not advance past it and it is read again on the
-// next start.
+// exactly once, after its request succeeded, failed permanently (its records
+// counted as dropped) or was partially rejected (the rejected records
+// counted). A batch whose request is still being retried when the queue is
+// abandoned (Shutdown deadline, Close) is never released, so the checkpoint
+// of its file does not advance past it and it is read again on the next
+// start. In front of an [Encoder] the queue lets go of a batch's records as
+// soon as its request is encoded ([event.Batch.Detach]) and releases the
+// batch with Settle; otherwise it releases it with Done.
 package export
 
 import (
@@ -35,6 +37,26 @@ import (
 type Client interface {
 	Send(ctx context.Context, batches []*event.Batch) error
 	Close() error
+}
+
+// Encoder is a [Client] that can encode a request once and send the same
+// bytes on every attempt. A [Queue] in front of one detaches the request's
+// batches as soon as it is encoded ([event.Batch.Detach]): a request being
+// sent, or waiting for its retry, holds its encoded bytes and no records.
+type Encoder interface {
+	Client
+	// Encode encodes batches into one request that keeps nothing of them.
+	// An error is classified as Send's.
+	Encode(batches []*event.Batch) (Encoded, error)
+}
+
+// Encoded is a request made by [Encoder.Encode].
+type Encoded interface {
+	// Send makes one attempt, with the errors of [Client.Send]. Attempts
+	// of one request are never concurrent.
+	Send(ctx context.Context) error
+	// Release is called once, after the last attempt.
+	Release()
 }
 
 // ErrClosed is returned by [Queue.Enqueue] after Shutdown or Close.

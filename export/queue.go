@@ -205,6 +205,28 @@ type request struct {
 	batches []*event.Batch
 	records int
 	bytes   int
+	// encoded is the request encoded by an [Encoder]; its batches are then
+	// detached and released with Settle.
+	encoded Encoded
+}
+
+// encode encodes r if c is an [Encoder] and r is not encoded yet, and
+// detaches r's batches: from then on r holds its encoded bytes, and its
+// batches only their acknowledgements.
+func (r *request) encode(c Client) error {
+	enc, ok := c.(Encoder)
+	if !ok || r.encoded != nil {
+		return nil
+	}
+	e, err := enc.Encode(r.batches)
+	if err != nil {
+		return err
+	}
+	r.encoded = e
+	for _, b := range r.batches {
+		b.Detach()
+	}
+	return nil
 }
 
 // NewQueue returns a queue named name (for logs and stats) sending through c.
@@ -562,7 +584,20 @@ func (q *Queue) flush(r request) bool {
 	case q.reqs <- r:
 		q.queued.Add(-int64(len(r.batches)))
 		return true
+	default:
+	}
+	// Every sender is busy: encode r while it waits for one, so that it
+	// holds its encoded bytes rather than its records. A failed encoding
+	// is left to the sender, which tries again and counts it.
+	_ = r.encode(q.c)
+	select {
+	case q.reqs <- r:
+		q.queued.Add(-int64(len(r.batches)))
+		return true
 	case <-q.ctx.Done():
+		if r.encoded != nil {
+			r.encoded.Release()
+		}
 		return false
 	}
 }
@@ -607,9 +642,14 @@ func (q *Queue) send(r request) bool {
 	defer q.inFlight.Add(-1)
 	interval := q.o.Retry.InitialInterval
 	var timer *time.Timer
+	defer func() {
+		if r.encoded != nil {
+			r.encoded.Release()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		began := time.Now()
-		err := q.c.Send(q.ctx, r.batches)
+		err := q.attempt(&r)
 		took := time.Since(began)
 		var partial *PartialError
 		switch {
@@ -667,6 +707,19 @@ func (q *Queue) send(r request) bool {
 	}
 }
 
+// attempt makes one attempt to send r: its encoded form when the client is
+// an [Encoder] (encoding r first if the grouper did not), else through Send.
+// A failed encoding is a failed attempt.
+func (q *Queue) attempt(r *request) error {
+	if err := r.encode(q.c); err != nil {
+		return err
+	}
+	if r.encoded != nil {
+		return r.encoded.Send(q.ctx)
+	}
+	return q.c.Send(q.ctx, r.batches)
+}
+
 func (q *Queue) noteError(err error) {
 	q.mu.Lock()
 	q.lastErr, q.lastErrTime = err.Error(), time.Now()
@@ -682,7 +735,11 @@ func jitter(d time.Duration) time.Duration {
 // release releases r's batches and offers its slice for reuse.
 func (q *Queue) release(r request) {
 	for _, b := range r.batches {
-		b.Done()
+		if r.encoded != nil {
+			b.Settle()
+		} else {
+			b.Done()
+		}
 	}
 	clear(r.batches)
 	select {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -37,12 +38,20 @@ type fakeClient struct {
 }
 
 func (c *fakeClient) Send(ctx context.Context, batches []*event.Batch) error {
+	return c.send(ctx, bodies(batches))
+}
+
+func bodies(batches []*event.Batch) []int64 {
 	var seqs []int64
 	for _, b := range batches {
 		for i := range b.Records {
 			seqs = append(seqs, b.Records[i].Body.AsInt())
 		}
 	}
+	return seqs
+}
+
+func (c *fakeClient) send(ctx context.Context, seqs []int64) error {
 	c.mu.Lock()
 	c.attempts = append(c.attempts, time.Now())
 	n := len(c.attempts)
@@ -72,6 +81,39 @@ func (c *fakeClient) Send(ctx context.Context, batches []*event.Batch) error {
 		c.mu.Unlock()
 	}
 	return err
+}
+
+// encodingClient is a fakeClient that is also an Encoder: a request keeps
+// the sequence numbers it encoded, and every attempt sends those.
+type encodingClient struct {
+	*fakeClient
+	encodes, releases atomic.Int64
+}
+
+func (c *encodingClient) Encode(batches []*event.Batch) (Encoded, error) {
+	c.encodes.Add(1)
+	return &fakeEncoded{c: c, seqs: bodies(batches)}, nil
+}
+
+type fakeEncoded struct {
+	c        *encodingClient
+	seqs     []int64
+	released bool
+}
+
+func (e *fakeEncoded) Send(ctx context.Context) error {
+	if e.released {
+		panic("Send after Release")
+	}
+	return e.c.send(ctx, e.seqs)
+}
+
+func (e *fakeEncoded) Release() {
+	if e.released {
+		panic("Release called twice")
+	}
+	e.released = true
+	e.c.releases.Add(1)
 }
 
 func (c *fakeClient) Close() error {
@@ -725,6 +767,63 @@ func TestQueueLosesNothing(t *testing.T) {
 			t.Errorf("stats = %+v; want %d sent and some retries", st, total)
 		}
 		t.Logf("%d records in %d requests, %d retries", st.SentRecords, st.SentRequests, st.Retries)
+	})
+}
+
+// TestQueueDetachesEncodedRequests sends through an Encoder: a request is
+// encoded once whatever its retries, its batches give up their records as
+// soon as it is encoded (by the grouper while every sender is busy, else by
+// the sender) and are acknowledged once it succeeded.
+func TestQueueDetachesEncodedRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := testOptions()
+		o.Batch.MaxRecords, o.Queue.InFlight = 2, 1
+		o.Retry = RetryOptions{InitialInterval: time.Second, MaxInterval: time.Second, Multiplier: 1}
+		gate := make(chan struct{})
+		c := &encodingClient{fakeClient: &fakeClient{gate: gate, fail: func(n int, _ []int64) error {
+			if n == 1 {
+				return errors.New("unavailable")
+			}
+			return nil
+		}}}
+		q := NewQueue("test", c, o, nil)
+		q.Start()
+		defer q.Close()
+		var a acks
+		var batches []*event.Batch
+		for i := range 4 { // two requests of two batches: one sent, one waiting for the sender
+			b := a.batch(int64(i), 1, 0)
+			batches = append(batches, b)
+			if err := q.Enqueue(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+		for i, b := range batches {
+			if b.Records != nil {
+				t.Errorf("batch %d still holds its records with its request encoded", i)
+			}
+		}
+		if n := c.encodes.Load(); n != 2 {
+			t.Errorf("%d requests encoded before any attempt ended, want 2 (the one in flight, the one waiting)", n)
+		}
+		gate <- struct{}{} // the first attempt fails and is retried a second later
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if a.total() != 0 {
+			t.Errorf("%d batches acknowledged before any request succeeded", a.total())
+		}
+		gate <- struct{}{}
+		synctest.Wait()
+		gate <- struct{}{}
+		synctest.Wait()
+		wantRequests(t, c.fakeClient, "after the retry", 2, 2)
+		if a.total() != 4 || c.encodes.Load() != 2 || c.releases.Load() != 2 {
+			t.Errorf("%d acknowledgements, %d encodings, %d releases; want 4, 2 and 2", a.total(), c.encodes.Load(), c.releases.Load())
+		}
+		if st := q.Stats(); st.Retries != 1 || st.SentRecords != 4 {
+			t.Errorf("stats = %+v, want 1 retry and 4 records sent", st)
+		}
 	})
 }
 

@@ -3,6 +3,7 @@ package parse
 import (
 	"math"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -54,6 +55,10 @@ type jsonParser struct {
 	stack  []event.KeyValue
 	buf    []byte
 	toBody bool
+	// members is how many members the last object read into a record's
+	// attributes had: a record with less room grows by that much at once,
+	// not by doubling (a pooled record keeps what it grew to).
+	members int
 }
 
 const (
@@ -86,10 +91,15 @@ func (j *jsonParser) parse(b *event.Batch, r *event.Record) (string, bool) {
 		return j.fail(errNotObject)
 	}
 	if !j.toBody {
+		had := len(r.Attrs)
+		if cap(r.Attrs)-had < j.members {
+			r.Attrs = slices.Grow(r.Attrs, j.members)
+		}
 		i, ok := j.object(b, s, i+1, 1, &r.Attrs)
 		if !ok || skipSpace(s, i) != len(s) {
 			return j.fail(errJSON)
 		}
+		j.members = len(r.Attrs) - had
 		return "", true
 	}
 	i, ok := j.object(b, s, i+1, 1, &j.stack)

@@ -116,13 +116,41 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 // (carrying the server's RetryInfo delay when given), as the OTLP
 // specification classifies gRPC status codes. It does not keep batches.
 func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
+	r := c.encode(batches)
+	err := r.Send(ctx)
+	r.Release()
+	return err
+}
+
+// Encode encodes batches into one request whose attempts send the same
+// bytes (see export.Encoder).
+func (c *GRPCClient) Encode(batches []*event.Batch) (export.Encoded, error) {
+	return c.encode(batches), nil
+}
+
+func (c *GRPCClient) encode(batches []*event.Batch) *grpcRequest {
 	e := c.bufs.encode(batches)
 	if e.invalid > 0 {
 		c.invalid.Add(int64(e.invalid))
 	}
-	req := e.request()
-	c.reqBytes.Add(int64(len(req)))
+	return &grpcRequest{c: c, e: e}
+}
 
+// grpcRequest is an encoded request of a GRPCClient.
+type grpcRequest struct {
+	c *GRPCClient
+	e *encoder
+	// unsafe is set once an attempt failed before the server answered:
+	// gRPC's writer may still be reading the buffer, which is then left to
+	// the garbage collector rather than reused.
+	unsafe bool
+}
+
+// Send makes one attempt; its errors are those of GRPCClient.Send.
+func (r *grpcRequest) Send(ctx context.Context) error {
+	c := r.c
+	req := r.e.request()
+	c.reqBytes.Add(int64(len(req)))
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -134,15 +162,18 @@ func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 	var resp exportResponse
 	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
-		// A call that failed early (deadline, cancellation, a broken
-		// connection) may leave gRPC's writer still reading the request:
-		// the buffer is left to the garbage collector, not reused.
+		r.unsafe = true
 		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
 	}
-	// The server answered: it had the whole request, so nothing reads the
-	// buffer any more.
-	c.bufs.release(e)
 	return resp.outcome(c.log)
+}
+
+// Release returns the buffer for reuse unless an attempt may still read it.
+func (r *grpcRequest) Release() {
+	if !r.unsafe {
+		r.c.bufs.release(r.e)
+	}
+	r.e = nil
 }
 
 // Stats returns the client's counters.

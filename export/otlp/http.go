@@ -76,37 +76,74 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 // when the server sent one), as the OTLP specification says. It does not keep
 // batches.
 func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
+	r, err := c.encode(batches)
+	if err != nil {
+		return err
+	}
+	err = r.Send(ctx)
+	r.Release()
+	return err
+}
+
+// Encode encodes (and compresses) batches into one request whose attempts
+// send the same bytes (see export.Encoder).
+func (c *HTTPClient) Encode(batches []*event.Batch) (export.Encoded, error) {
+	r, err := c.encode(batches)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (c *HTTPClient) encode(batches []*event.Batch) (*httpRequest, error) {
 	e := c.bufs.encode(batches)
 	if e.invalid > 0 {
 		c.invalid.Add(int64(e.invalid))
 	}
 	payload := e.request()
-	c.reqBytes.Add(int64(len(payload)))
-	// release returns the buffer the body was read from.
-	release := func() { c.bufs.release(e) }
+	r := &httpRequest{c: c, e: e, payload: payload, encoded: len(payload)}
 	if c.codec != nil {
 		zp := c.bufs.get()
 		err := c.codec.compressTo(appendWriter{zp}, payload)
 		c.bufs.release(e)
 		if err != nil {
 			c.bufs.put(zp)
-			return fmt.Errorf("compress request for %s: %w", c.url, err)
+			return nil, fmt.Errorf("compress request for %s: %w", c.url, err)
 		}
-		payload, release = *zp, func() { c.bufs.put(zp) }
+		r.e, r.zp, r.payload = nil, zp, *zp
 	}
+	return r, nil
+}
 
+// httpRequest is an encoded request of an HTTPClient: the payload is the
+// encoder's buffer, or the compressed copy in zp.
+type httpRequest struct {
+	c       *HTTPClient
+	e       *encoder
+	zp      *[]byte
+	payload []byte
+	encoded int // bytes before compression
+	// unsafe is set once the transport returned without closing an
+	// attempt's body: it may still read the payload, which is then left to
+	// the garbage collector rather than reused.
+	unsafe bool
+}
+
+// Send makes one attempt; its errors are those of HTTPClient.Send.
+func (r *httpRequest) Send(ctx context.Context) error {
+	c := r.c
+	c.reqBytes.Add(int64(r.encoded))
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	body := &requestBody{Reader: bytes.NewReader(payload), closed: make(chan struct{})}
+	body := &requestBody{Reader: bytes.NewReader(r.payload), closed: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, body)
 	if err != nil {
-		release()
 		return export.Permanent(fmt.Errorf("create request for %s: %w", c.url, err))
 	}
-	req.ContentLength = int64(len(payload))
+	req.ContentLength = int64(len(r.payload))
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
 	}
@@ -119,17 +156,29 @@ func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
 	if err == nil {
 		err = c.response(resp)
 	}
-	// The transport may read the body after Do returns; reuse the buffer
-	// only once it closed the body, else leave the buffer to the collector.
+	// The transport may read the body after Do returns.
 	select {
 	case <-body.closed:
-		release()
 	default:
+		r.unsafe = true
 	}
 	if err != nil {
 		return fmt.Errorf("export logs to %s: %w", c.url, err)
 	}
 	return nil
+}
+
+// Release returns the payload's buffer for reuse unless an attempt may
+// still read it.
+func (r *httpRequest) Release() {
+	switch {
+	case r.unsafe:
+	case r.zp != nil:
+		r.c.bufs.put(r.zp)
+	case r.e != nil:
+		r.c.bufs.release(r.e)
+	}
+	r.e, r.zp, r.payload = nil, nil, nil
 }
 
 // response classifies resp and drains its body.
