@@ -120,22 +120,47 @@ const maxPooledBuffer = 16 << 20
 
 // bufferPool recycles encoders, each with the buffer its last request was
 // written in, and buffers for compressed requests. Safe for concurrent use.
-type bufferPool struct{ p, encs sync.Pool }
+//
+// Encoders go first to a free list of one per request that can be in
+// flight, plus the one waiting for a sender: a sync.Pool alone keeps an
+// encoder released on one P out of reach of a Get on another (its private
+// slot), and a fourth 512 KiB encoder appeared under load. Those beyond
+// the list go to the sync.Pool, which frees them when idle.
+type bufferPool struct {
+	free    chan *encoder
+	p, encs sync.Pool
+}
+
+func newBufferPool(inFlight int) bufferPool {
+	return bufferPool{free: make(chan *encoder, max(inFlight, 1)+1)}
+}
 
 // encode writes the request for batches with a pooled encoder and returns
 // the encoder: the request is e.request() (not copied anywhere else), valid
 // until release(e).
 func (p *bufferPool) encode(batches []*event.Batch) *encoder {
-	e, _ := p.encs.Get().(*encoder)
-	if e == nil {
-		e = new(encoder)
+	var e *encoder
+	select {
+	case e = <-p.free:
+	default:
+		e, _ = p.encs.Get().(*encoder)
+		if e == nil {
+			e = new(encoder)
+		}
 	}
 	e.encode(batches)
 	return e
 }
 
 func (p *bufferPool) release(e *encoder) {
-	if cap(e.buf) <= maxPooledBuffer {
+	// A buffer grown by a burst is dropped once requests are much smaller,
+	// so that a quiet agent does not keep it on the free list.
+	if n := cap(e.buf); n > maxPooledBuffer || (n > 64<<10 && n > 4*e.written()) {
+		e.buf = nil
+	}
+	select {
+	case p.free <- e:
+	default:
 		p.encs.Put(e)
 	}
 }

@@ -382,3 +382,50 @@ func TestAppendRequestRepeatedAttributes(t *testing.T) {
 	checkEncoding(t, []*event.Batch{b})
 	checkEncoding(t, []*event.Batch{b, b})
 }
+
+// TestBufferPoolReusesAndShrinks: an encoder released is the next one used
+// (the free list, not a sync.Pool that may keep it out of reach), and the
+// buffer a burst grew is dropped once a request needs far less of it.
+func TestBufferPoolReusesAndShrinks(t *testing.T) {
+	p := newBufferPool(1)
+	big := []*event.Batch{benchBatch(5000)}
+	e := p.encode(big)
+	grown := cap(e.buf)
+	p.release(e)
+	if again := p.encode(big); again != e || cap(again.buf) != grown {
+		t.Fatalf("second encoding got encoder %p with %d bytes, want the released %p with %d", again, cap(again.buf), e, grown)
+	}
+	p.release(e)
+	small := p.encode([]*event.Batch{benchBatch(1)})
+	if small != e {
+		t.Fatal("the free list did not hand back the released encoder")
+	}
+	checkRequest(t, small.request(), 1)
+	p.release(small)
+	if n := cap(small.buf); n != 0 {
+		t.Errorf("after a one-record request the %d-byte buffer of a burst is kept (%d bytes)", grown, n)
+	}
+	if e := p.encode([]*event.Batch{benchBatch(3)}); e != small {
+		t.Error("encoder not reused after its buffer was dropped")
+	} else {
+		checkRequest(t, e.request(), 3)
+	}
+}
+
+// checkRequest decodes req and checks it holds records log records.
+func checkRequest(t *testing.T, req []byte, records int) {
+	t.Helper()
+	var got collogspb.ExportLogsServiceRequest
+	if err := proto.Unmarshal(req, &got); err != nil {
+		t.Fatalf("decode request: %v", err)
+	}
+	n := 0
+	for _, rl := range got.ResourceLogs {
+		for _, sl := range rl.ScopeLogs {
+			n += len(sl.LogRecords)
+		}
+	}
+	if n != records {
+		t.Errorf("request holds %d records, want %d", n, records)
+	}
+}

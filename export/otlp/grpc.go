@@ -103,6 +103,7 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 		target:  target,
 		timeout: o.Timeout,
 		codec:   cd,
+		bufs:    newBufferPool(o.Queue.InFlight),
 		log:     log,
 	}
 	if len(o.Headers) > 0 {

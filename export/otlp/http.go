@@ -66,6 +66,7 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 		headers:   o.Headers,
 		timeout:   o.Timeout,
 		codec:     cd,
+		bufs:      newBufferPool(o.Queue.InFlight),
 		log:       log,
 	}, nil
 }

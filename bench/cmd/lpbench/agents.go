@@ -49,6 +49,9 @@ func (h *harness) logpumpCommand(t target) ([]string, error) {
 	fmt.Fprintf(&b, "checkpoints: {flush_interval: 1s, max_in_flight: %s}\n", h.cfg.LogpumpInFlight)
 	b.WriteString("sources:\n  app:\n    type: file\n")
 	fmt.Fprintf(&b, "    include: [%q]\n    start_at: beginning\n", t.Include)
+	if h.cfg.LogpumpSourceExtra != "" {
+		fmt.Fprintf(&b, "    %s\n", h.cfg.LogpumpSourceExtra)
+	}
 	var procs string
 	switch t.Format {
 	case workload.JSON:
