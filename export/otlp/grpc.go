@@ -141,10 +141,11 @@ func (c *GRPCClient) encode(batches []*event.Batch) *grpcRequest {
 type grpcRequest struct {
 	c *GRPCClient
 	e *encoder
-	// unsafe is set once an attempt failed before the server answered:
-	// gRPC's writer may still be reading the buffer, which is then left to
-	// the garbage collector rather than reused.
-	unsafe bool
+	// busy is set once an attempt failed: one that ended before the server
+	// answered (deadline, cancellation, a broken connection) may leave
+	// gRPC's writer still reading the buffer, which is then left to the
+	// garbage collector rather than reused. Retries only read it too.
+	busy bool
 }
 
 // Send makes one attempt; its errors are those of GRPCClient.Send.
@@ -163,7 +164,7 @@ func (r *grpcRequest) Send(ctx context.Context) error {
 	var resp exportResponse
 	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
-		r.unsafe = true
+		r.busy = true
 		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
 	}
 	return resp.outcome(c.log)
@@ -171,7 +172,7 @@ func (r *grpcRequest) Send(ctx context.Context) error {
 
 // Release returns the buffer for reuse unless an attempt may still read it.
 func (r *grpcRequest) Release() {
-	if !r.unsafe {
+	if !r.busy {
 		r.c.bufs.release(r.e)
 	}
 	r.e = nil

@@ -124,10 +124,10 @@ type httpRequest struct {
 	zp      *[]byte
 	payload []byte
 	encoded int // bytes before compression
-	// unsafe is set once the transport returned without closing an
+	// busy is set once the transport returned without closing an
 	// attempt's body: it may still read the payload, which is then left to
 	// the garbage collector rather than reused.
-	unsafe bool
+	busy bool
 }
 
 // Send makes one attempt; its errors are those of HTTPClient.Send.
@@ -161,7 +161,7 @@ func (r *httpRequest) Send(ctx context.Context) error {
 	select {
 	case <-body.closed:
 	default:
-		r.unsafe = true
+		r.busy = true
 	}
 	if err != nil {
 		return fmt.Errorf("export logs to %s: %w", c.url, err)
@@ -173,7 +173,7 @@ func (r *httpRequest) Send(ctx context.Context) error {
 // still read it.
 func (r *httpRequest) Release() {
 	switch {
-	case r.unsafe:
+	case r.busy:
 	case r.zp != nil:
 		r.c.bufs.put(r.zp)
 	case r.e != nil:
