@@ -134,11 +134,7 @@ func (b *Batch) Done() {
 // and must not be used; the range, Source, File and Path stay valid until
 // the last reference is released, and the acknowledgement waits for it.
 func (b *Batch) Detach() {
-	root := b
-	for root.parent != nil {
-		root = root.parent
-	}
-	if root.readers.Add(-1) == 0 {
+	if root := b.root(); root.readers.Add(-1) == 0 {
 		root.recycleRecords()
 	}
 }
@@ -202,14 +198,20 @@ func (b *Batch) recycleRecords() {
 	pool.p.Put(s)
 }
 
+// root returns the batch that owns b's records and acknowledgement: b
+// itself, or the batch a view was made from.
+func (b *Batch) root() *Batch {
+	for b.parent != nil {
+		b = b.parent
+	}
+	return b
+}
+
 // View returns a batch that shares b's arena, range and acknowledgement but
 // holds only records. It takes one reference of b, released by the view's
 // Done. Used to send part of a batch to one route.
 func (b *Batch) View(records []Record) *Batch {
-	root := b
-	for root.parent != nil {
-		root = root.parent
-	}
+	root := b.root()
 	root.refs.Add(1)
 	root.readers.Add(1)
 	return &Batch{

@@ -36,11 +36,12 @@ type codec struct {
 // "none", compressing up to concurrency requests at once, and no more than
 // GOMAXPROCS.
 func newCodec(name string, concurrency int) (*codec, error) {
+	if name == "none" || name == "" {
+		return nil, nil
+	}
 	n := min(max(concurrency, 1), runtime.GOMAXPROCS(0))
 	c := &codec{name: name, slots: make(chan struct{}, n)}
 	switch name {
-	case "none", "":
-		return nil, nil
 	case "gzip":
 	case "zstd":
 		var err error
