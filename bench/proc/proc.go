@@ -67,6 +67,16 @@ func Anon(pid int) (int64, error) {
 	return v[0], nil
 }
 
+// Resident returns the process's resident set size now (VmRSS) and the
+// anonymous part of it (RssAnon), in bytes, from one read of its status.
+func Resident(pid int) (rss, anon int64, err error) {
+	v, err := status(pid, "VmRSS", "RssAnon")
+	if err != nil {
+		return 0, 0, err
+	}
+	return v[0], v[1], nil
+}
+
 // status reads the named "NAME: N kB" fields of /proc/PID/status, in bytes,
 // in the order of names.
 func status(pid int, names ...string) ([]int64, error) {

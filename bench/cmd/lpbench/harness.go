@@ -55,6 +55,7 @@ type result struct {
 	Window          time.Duration // idle: length of the measuring window
 	RSS, PeakRSS    int64
 	PeakAnon        int64         // largest RssAnon seen while waiting (sampled every 20 ms)
+	Memory          []memSample   // resident memory every 100 ms while waiting: memory.tsv
 	HarnessCPU      time.Duration // sink (and, for trickle, writer) CPU in this process
 	Drain           time.Duration // trickle: writer stop to last record; quiet: start to last record
 	FileBytes       int64
@@ -62,6 +63,12 @@ type result struct {
 	Started         time.Time     // when the agent was started
 	Idle            time.Duration // time between first and last record with none arriving
 	Shutdown        time.Duration // SIGTERM to exit
+}
+
+// memSample is the agent's resident memory at one moment of a run.
+type memSample struct {
+	At        time.Duration // since the wait began
+	RSS, Anon int64         // VmRSS and RssAnon, bytes
 }
 
 func (r result) ok() bool { return r.Status == "ok" }
@@ -367,16 +374,22 @@ func (h *harness) newRun(sc scenario, a agent, rep int, variant string, expected
 var errStalled = errors.New("stalled")
 
 // waitFor polls the sink until want distinct lines arrived, the agent
-// exits, nothing arrives for STALL, or the run times out.
-func (h *harness) waitFor(ctx context.Context, s *sink.Sink, p *process, want uint64, peakAnon *int64) error {
+// exits, nothing arrives for STALL, or the run times out. Meanwhile it
+// samples the agent's memory into r: PeakAnon every 20 ms, Memory every
+// 100 ms.
+func (h *harness) waitFor(ctx context.Context, s *sink.Sink, p *process, want uint64, r *result) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.Now().Add(h.cfg.Timeout)
+	began := time.Now()
+	deadline := began.Add(h.cfg.Timeout)
 	var last uint64
-	lastChange := time.Now()
-	for {
-		if a, err := proc.Anon(p.pid()); err == nil {
-			*peakAnon = max(*peakAnon, a)
+	lastChange := began
+	for i := 0; ; i++ {
+		if rss, anon, err := proc.Resident(p.pid()); err == nil {
+			r.PeakAnon = max(r.PeakAnon, anon)
+			if i%5 == 0 {
+				r.Memory = append(r.Memory, memSample{At: time.Since(began), RSS: rss, Anon: anon})
+			}
 		}
 		c := s.Counts()
 		if c.Unique >= want {
@@ -411,6 +424,7 @@ func (h *harness) finish(r *result, s *sink.Sink, p *process, waitErr error, a a
 	s.Close()
 	writeFirstRecord(filepath.Join(p.dir, "first-record.json"), s.First())
 	writeArrivals(filepath.Join(p.dir, "arrivals.tsv"), s.Arrivals())
+	writeMemory(filepath.Join(p.dir, "memory.tsv"), r.Memory)
 	if !r.Started.IsZero() { // throughput runs: arrivals should never stop
 		r.Idle = s.Idle()
 	}
@@ -465,6 +479,18 @@ func writeArrivals(path string, buckets []uint64) {
 	os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
+// writeMemory saves the agent's resident memory sampled while waiting, in
+// MiB: whether a peak is a plateau or a spike, and whether memory grows with
+// the input (the rss scenario).
+func writeMemory(path string, samples []memSample) {
+	var b strings.Builder
+	b.WriteString("t_s\trss_mib\tanon_mib\n")
+	for _, m := range samples {
+		fmt.Fprintf(&b, "%.1f\t%.2f\t%.2f\n", m.At.Seconds(), mib(m.RSS), mib(m.Anon))
+	}
+	os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 func firstOr(s []string) string {
 	if len(s) == 0 {
 		return "-"
@@ -503,7 +529,7 @@ func (h *harness) throughput(ctx context.Context, sc scenario, a agent, rep int,
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
-	waitErr := h.waitFor(ctx, s, p, n, &r.PeakAnon)
+	waitErr := h.waitFor(ctx, s, p, n, &r)
 	r.User, r.Sys, _ = proc.CPU(p.pid())
 	r.RSS, r.PeakRSS, _ = proc.Memory(p.pid())
 	if last := s.Counts().LastArrival; !last.IsZero() {
@@ -565,7 +591,7 @@ func (h *harness) trickle(ctx context.Context, sc scenario, a agent, rep int) re
 	writerDone := time.Now()
 	waitErr := werr
 	if waitErr == nil {
-		waitErr = h.waitFor(ctx, s, p, written, &r.PeakAnon)
+		waitErr = h.waitFor(ctx, s, p, written, &r)
 	}
 	if last := s.Counts().LastArrival; !last.IsZero() && last.After(writerDone) {
 		r.Drain = last.Sub(writerDone)
@@ -605,7 +631,7 @@ func (h *harness) quiet(ctx context.Context, sc scenario, a agent, rep int) resu
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
-	waitErr := h.waitFor(ctx, s, p, total, &r.PeakAnon)
+	waitErr := h.waitFor(ctx, s, p, total, &r)
 	if last := s.Counts().LastArrival; !last.IsZero() {
 		r.Drain = last.Sub(t0)
 	}
