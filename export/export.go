@@ -10,8 +10,10 @@
 // abandoned (Shutdown deadline, Close) is never released, so the checkpoint
 // of its file does not advance past it and it is read again on the next
 // start. In front of an [Encoder] the queue lets go of a batch's records as
-// soon as its request is encoded ([event.Batch.Detach]) and releases the
-// batch with Settle; otherwise it releases it with Done.
+// soon as its request is encoded ([event.Batch.Detach]), and in front of a
+// [PartEncoder] as soon as the batch is handed over, if it holds
+// [PartRecords] records or more; it then releases the batch with Settle,
+// otherwise with Done.
 package export
 
 import (
@@ -49,6 +51,34 @@ type Encoder interface {
 	// An error is classified as Send's.
 	Encode(batches []*event.Batch) (Encoded, error)
 }
+
+// PartEncoder is an [Encoder] that can also encode a batch on its own, as a
+// part of a request to come. A [Queue] in front of one encodes each batch of
+// [PartRecords] records or more as [Queue.Enqueue] takes it and detaches it
+// at once: a batch waiting for its request, or in a request waiting for a
+// sender, then holds its encoded bytes and no records, and records are
+// recycled one batch after they were read.
+type PartEncoder interface {
+	Encoder
+	// EncodePart encodes b's records into a part that keeps nothing of b.
+	EncodePart(b *event.Batch) Part
+	// EncodeParts encodes one request of batches, in their order, where
+	// parts[i], when not nil, is batches[i] encoded by EncodePart (and
+	// batches[i] is not read). On success the parts belong to the request;
+	// on an error, classified as Send's, they stay valid to be given again.
+	EncodeParts(batches []*event.Batch, parts []Part) (Encoded, error)
+}
+
+// Part is a batch encoded by [PartEncoder.EncodePart], valid until a request
+// is encoded from it. One that never is (its queue was abandoned) is left to
+// the garbage collector.
+type Part any
+
+// PartRecords is the least number of records of a batch that a [Queue]
+// encodes as a part. Smaller batches (a few lines of a file written now and
+// then) are encoded with their request, so that a request of many files'
+// trickles keeps one ResourceLogs per resource rather than one per batch.
+const PartRecords = 32
 
 // Encoded is a request made by [Encoder.Encode].
 type Encoded interface {

@@ -131,12 +131,12 @@ type Queue struct {
 	o    QueueOptions
 	log  *slog.Logger
 
-	in       chan *event.Batch
+	in       chan item
 	kick     chan struct{} // capacity 1: the open request is full, send it
 	reqs     chan request
-	free     chan []*event.Batch // batch slices of settled requests, for reuse
-	stopping chan struct{}       // closed when Enqueue stops accepting
-	done     chan struct{}       // closed when every goroutine has returned
+	free     chan request  // the emptied slices of settled requests, for reuse
+	stopping chan struct{} // closed when Enqueue stops accepting
+	done     chan struct{} // closed when every goroutine has returned
 
 	// ctx is the context of sends; cancelled when the queue is abandoned.
 	ctx    context.Context
@@ -208,8 +208,21 @@ type nopObserver struct{}
 
 func (nopObserver) Attempt(time.Duration, Outcome, int, int) {}
 
+// item is a batch handed to Enqueue: with its part when it was encoded
+// ahead (and detached), and its size, taken before.
+type item struct {
+	b       *event.Batch
+	part    Part
+	records int
+	bytes   int
+}
+
 type request struct {
 	batches []*event.Batch
+	// parts[i] is batches[i] encoded ahead by a [PartEncoder], or nil;
+	// ahead counts those that are not nil.
+	parts   []Part
+	ahead   int
 	records int
 	bytes   int
 	// encoded is the request encoded by an [Encoder]; its batches are then
@@ -218,23 +231,36 @@ type request struct {
 }
 
 // encode encodes r if c is an [Encoder] and r is not encoded yet, and
-// detaches r's batches: from then on r holds its encoded bytes, and its
-// batches only their acknowledgements.
+// detaches r's batches that were not: from then on r holds its encoded
+// bytes, and its batches only their acknowledgements.
 func (r *request) encode(c Client) error {
 	enc, ok := c.(Encoder)
 	if !ok || r.encoded != nil {
 		return nil
 	}
-	e, err := enc.Encode(r.batches)
+	var e Encoded
+	var err error
+	if r.ahead > 0 {
+		e, err = c.(PartEncoder).EncodeParts(r.batches, r.parts)
+	} else {
+		e, err = enc.Encode(r.batches)
+	}
 	if err != nil {
 		return err
 	}
 	r.encoded = e
-	for _, b := range r.batches {
-		b.Detach()
+	for i, b := range r.batches {
+		if r.parts[i] == nil {
+			b.Detach()
+		}
 	}
+	clear(r.parts) // the request's now
+	r.ahead = 0
 	return nil
 }
+
+// detached reports whether batches[i] no longer holds its records for r.
+func (r *request) detached(i int) bool { return r.encoded != nil || r.parts[i] != nil }
 
 // NewQueue returns a queue named name (for logs and stats) sending through c.
 // It does no I/O and starts nothing; call Start. o must be valid (see
@@ -252,10 +278,10 @@ func NewQueue(name string, c Client, o QueueOptions, log *slog.Logger) *Queue {
 		c:        c,
 		o:        o,
 		log:      log.With("exporter", name),
-		in:       make(chan *event.Batch, max(o.Queue.Size, 1)),
+		in:       make(chan item, max(o.Queue.Size, 1)),
 		kick:     make(chan struct{}, 1),
 		reqs:     make(chan request),
-		free:     make(chan []*event.Batch, max(o.Queue.InFlight, 1)+1),
+		free:     make(chan request, max(o.Queue.InFlight, 1)+1),
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 		ctx:      ctx,
@@ -292,9 +318,13 @@ func (q *Queue) Start() {
 
 // Enqueue hands b to the queue with its reference: the queue releases it when
 // its request is settled. A batch without records is released at once and
-// never sent. Enqueue blocks while the queue is full (backpressure). If ctx
-// ends first it returns ctx.Err(), and after Shutdown or Close it returns
-// [ErrClosed]; in both cases the caller still owns b.
+// never sent. In front of a [PartEncoder], a batch of [PartRecords] records
+// or more is encoded here, on the caller's goroutine, and detached. Enqueue
+// blocks while the queue is full (backpressure). If ctx ends first it
+// returns ctx.Err(), and after Shutdown or Close it returns [ErrClosed]; in
+// both cases the caller still owns b's reference, but after ctx.Err() not
+// necessarily its records: a batch encoded ahead was detached (and is
+// released with Settle, if at all).
 func (q *Queue) Enqueue(ctx context.Context, b *event.Batch) error {
 	if len(b.Records) == 0 {
 		q.empty.Add(1)
@@ -311,11 +341,16 @@ func (q *Queue) Enqueue(ctx context.Context, b *event.Batch) error {
 	defer q.senders.Done()
 
 	q.queued.Add(1)
-	if q.join(b) {
+	it := item{b: b, records: len(b.Records), bytes: b.Bytes()}
+	if pe, ok := q.c.(PartEncoder); ok && it.records >= PartRecords {
+		it.part = pe.EncodePart(b)
+		b.Detach()
+	}
+	if q.join(it) {
 		return nil
 	}
 	select {
-	case q.in <- b:
+	case q.in <- it:
 		return nil
 	case <-ctx.Done():
 		q.unjoin()
@@ -333,8 +368,8 @@ func (q *Queue) Enqueue(ctx context.Context, b *event.Batch) error {
 // wakes the grouper at most once per request, at its timeout, rather than
 // once per batch. Otherwise b is to go through the input, and join counts
 // it there.
-func (q *Queue) join(b *event.Batch) bool {
-	n, size := len(b.Records), b.Bytes()
+func (q *Queue) join(it item) bool {
+	n, size := it.records, it.bytes
 	q.gmu.Lock()
 	defer q.gmu.Unlock()
 	r := q.open
@@ -345,7 +380,7 @@ func (q *Queue) join(b *event.Batch) bool {
 	if r == nil {
 		r = q.openLocked()
 	}
-	r.add(b)
+	r.add(it)
 	if q.full(r) {
 		select {
 		case q.kick <- struct{}{}:
@@ -359,7 +394,8 @@ func (q *Queue) join(b *event.Batch) bool {
 func (q *Queue) openLocked() *request {
 	r := &request{}
 	select {
-	case r.batches = <-q.free:
+	case f := <-q.free:
+		r.batches, r.parts = f.batches, f.parts
 	default:
 	}
 	q.open = r
@@ -419,10 +455,14 @@ func (q *Queue) full(r *request) bool {
 	return r.records >= q.o.Batch.MaxRecords || r.bytes >= int(q.o.Batch.MaxBytes)
 }
 
-func (r *request) add(b *event.Batch) {
-	r.batches = append(r.batches, b)
-	r.records += len(b.Records)
-	r.bytes += b.Bytes()
+func (r *request) add(it item) {
+	r.batches = append(r.batches, it.b)
+	r.parts = append(r.parts, it.part)
+	if it.part != nil {
+		r.ahead++
+	}
+	r.records += it.records
+	r.bytes += it.bytes
 }
 
 // Shutdown stops accepting batches, sends the partial request and waits until
@@ -503,14 +543,14 @@ func (q *Queue) group() {
 	for {
 		var ready []request // to hand to the senders, in order
 		select {
-		case b, ok := <-q.in:
+		case it, ok := <-q.in:
 			if !ok {
 				if r := q.detach(); !q.flush(r) {
 					q.abandonAll(r)
 				}
 				return
 			}
-			ready = q.take(b)
+			ready = q.take(it)
 		case <-q.kick:
 			ready = q.detachFull()
 		case <-q.timer.C:
@@ -531,22 +571,22 @@ func (q *Queue) group() {
 	}
 }
 
-// take adds b, received from the input, to the open request. It returns
-// the requests to send: the open one if b does not fit in it, and b's if b
-// fills it. A request opened for b starts its timeout.
-func (q *Queue) take(b *event.Batch) (ready []request) {
+// take adds it, received from the input, to the open request. It returns
+// the requests to send: the open one if it does not fit in it, and its own
+// if it fills it. A request opened for it starts its timeout.
+func (q *Queue) take(it item) (ready []request) {
 	q.gmu.Lock()
 	defer q.gmu.Unlock()
 	q.inInput--
 	r := q.open
-	if r != nil && (r.records+len(b.Records) > q.o.Batch.MaxRecords || r.bytes+b.Bytes() > int(q.o.Batch.MaxBytes)) {
+	if r != nil && (r.records+it.records > q.o.Batch.MaxRecords || r.bytes+it.bytes > int(q.o.Batch.MaxBytes)) {
 		ready = append(ready, *r)
 		r = nil
 	}
 	if r == nil {
 		r = q.openLocked()
 	}
-	r.add(b)
+	r.add(it)
 	if q.full(r) {
 		ready = append(ready, q.closeLocked())
 	}
@@ -614,8 +654,8 @@ func (q *Queue) flush(r request) bool {
 // abandoned, because stop always precedes cancel.
 func (q *Queue) abandonAll(pending request) {
 	q.abandon(pending)
-	for b := range q.in {
-		q.abandon(request{batches: []*event.Batch{b}, records: len(b.Records)})
+	for it := range q.in {
+		q.abandon(request{batches: []*event.Batch{it.b}, records: it.records})
 	}
 	q.abandon(q.detach()) // opened by an Enqueue that was under way
 }
@@ -739,18 +779,19 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)+1))
 }
 
-// release releases r's batches and offers its slice for reuse.
+// release releases r's batches and offers its slices for reuse.
 func (q *Queue) release(r request) {
-	for _, b := range r.batches {
-		if r.encoded != nil {
+	for i, b := range r.batches {
+		if r.detached(i) {
 			b.Settle()
 		} else {
 			b.Done()
 		}
 	}
 	clear(r.batches)
+	clear(r.parts)
 	select {
-	case q.free <- r.batches[:0]:
+	case q.free <- request{batches: r.batches[:0], parts: r.parts[:0]}:
 	default:
 	}
 }

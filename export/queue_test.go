@@ -116,6 +116,49 @@ func (e *fakeEncoded) Release() {
 	e.c.releases.Add(1)
 }
 
+// failingOnce is a fakeClient whose attempts wait for gate and whose first
+// attempt fails with a retryable error.
+func failingOnce(gate chan struct{}) *fakeClient {
+	return &fakeClient{gate: gate, fail: func(n int, _ []int64) error {
+		if n == 1 {
+			return errors.New("unavailable")
+		}
+		return nil
+	}}
+}
+
+// partsClient is an encodingClient that is also a PartEncoder: a part
+// keeps the sequence numbers of its batch, and a request those of its parts
+// and batches in order.
+type partsClient struct {
+	*encodingClient
+	parts, partRequests atomic.Int64
+}
+
+type fakePart []int64
+
+func (c *partsClient) EncodePart(b *event.Batch) Part {
+	c.parts.Add(1)
+	return fakePart(bodies([]*event.Batch{b}))
+}
+
+func (c *partsClient) EncodeParts(batches []*event.Batch, parts []Part) (Encoded, error) {
+	c.partRequests.Add(1)
+	c.encodes.Add(1)
+	var seqs []int64
+	for i, b := range batches {
+		if parts[i] != nil {
+			if b.Records != nil {
+				panic("a batch encoded ahead still holds its records")
+			}
+			seqs = append(seqs, parts[i].(fakePart)...)
+			continue
+		}
+		seqs = append(seqs, bodies([]*event.Batch{b})...)
+	}
+	return &fakeEncoded{c: c.encodingClient, seqs: seqs}, nil
+}
+
 func (c *fakeClient) Close() error {
 	c.mu.Lock()
 	c.closed = true
@@ -780,12 +823,7 @@ func TestQueueDetachesEncodedRequests(t *testing.T) {
 		o.Batch.MaxRecords, o.Queue.InFlight = 2, 1
 		o.Retry = RetryOptions{InitialInterval: time.Second, MaxInterval: time.Second, Multiplier: 1}
 		gate := make(chan struct{})
-		c := &encodingClient{fakeClient: &fakeClient{gate: gate, fail: func(n int, _ []int64) error {
-			if n == 1 {
-				return errors.New("unavailable")
-			}
-			return nil
-		}}}
+		c := &encodingClient{fakeClient: failingOnce(gate)}
 		q := NewQueue("test", c, o, nil)
 		q.Start()
 		defer q.Close()
@@ -823,6 +861,81 @@ func TestQueueDetachesEncodedRequests(t *testing.T) {
 		}
 		if st := q.Stats(); st.Retries != 1 || st.SentRecords != 4 {
 			t.Errorf("stats = %+v, want 1 retry and 4 records sent", st)
+		}
+	})
+}
+
+// TestQueueEncodesLargeBatchesAhead sends through a PartEncoder: a batch of
+// PartRecords records or more is encoded as Enqueue takes it and gives up
+// its records at once, even while every sender is busy; a smaller one keeps
+// them until its request is encoded. The request holds every record in the
+// order of its batches, is encoded from its parts once whatever its
+// retries, and its batches are acknowledged once it succeeded.
+func TestQueueEncodesLargeBatchesAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := testOptions()
+		o.Batch.MaxRecords, o.Queue.InFlight = 4*PartRecords, 1
+		o.Retry = RetryOptions{InitialInterval: time.Second, MaxInterval: time.Second, Multiplier: 1}
+		gate := make(chan struct{})
+		c := &partsClient{encodingClient: &encodingClient{fakeClient: failingOnce(gate)}}
+		q := NewQueue("test", c, o, nil)
+		q.Start()
+		defer q.Close()
+		var a acks
+		// A small request goes first and keeps the only sender busy.
+		if err := q.Enqueue(t.Context(), a.batch(0, 1, 0)); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		q.Flush()
+		synctest.Wait()
+		sizes := []int{PartRecords, 2, PartRecords + 1, PartRecords - 1}
+		var batches []*event.Batch
+		seq := int64(1)
+		for _, n := range sizes {
+			b := a.batch(seq, n, 0)
+			seq += int64(n)
+			batches = append(batches, b)
+			if err := q.Enqueue(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		for i, b := range batches {
+			if ahead := sizes[i] >= PartRecords; ahead != (b.Records == nil) {
+				t.Errorf("batch of %d records holds its records: %v, want %v", sizes[i], b.Records != nil, !ahead)
+			}
+		}
+		if n := c.parts.Load(); n != 2 {
+			t.Errorf("%d batches encoded ahead, want 2", n)
+		}
+		gate <- struct{}{} // the first request fails, and is retried a second later
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		gate <- struct{}{} // its retry
+		synctest.Wait()
+		q.Flush() // the request of the four batches
+		synctest.Wait()
+		gate <- struct{}{}
+		synctest.Wait()
+		if a.total() != 5 {
+			t.Errorf("%d batches acknowledged, want 5", a.total())
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var got []int64
+		for _, r := range c.accepted {
+			got = append(got, r...)
+		}
+		want := make([]int64, seq)
+		for i := range want {
+			want[i] = int64(i)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("records sent = %v, want 0..%d in order", got, seq-1)
+		}
+		if c.partRequests.Load() != 1 || c.releases.Load() != 2 {
+			t.Errorf("%d requests encoded from parts, %d released; want 1 and 2", c.partRequests.Load(), c.releases.Load())
 		}
 	})
 }

@@ -6,11 +6,13 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
 )
 
 // maxResponseBytes bounds a decompressed response body; an OTLP response is
@@ -149,18 +151,63 @@ func newBufferPool(inFlight int) bufferPool {
 
 // encode writes the request for batches with a pooled encoder and returns
 // the encoder: the request is e.request() (not copied anywhere else), valid
-// until release(e).
-func (p *bufferPool) encode(batches []*event.Batch) *encoder {
-	var e *encoder
-	select {
-	case e = <-p.free:
-	default:
-		e, _ = p.encs.Get().(*encoder)
-		if e == nil {
-			e = new(encoder)
+// until release(e). parts, if not nil, are batches encoded ahead (see
+// encoder.encodeParts), copied; the caller releases them (releaseParts).
+func (p *bufferPool) encode(batches []*event.Batch, parts []export.Part) *encoder {
+	e := p.take()
+	if parts == nil {
+		e.encode(batches)
+	} else {
+		e.encodeParts(batches, parts)
+	}
+	return e
+}
+
+// releaseParts returns parts made by p.part (nil ones skipped) to p.
+func (p *bufferPool) releaseParts(parts []export.Part) {
+	for _, part := range parts {
+		if part != nil {
+			p.release(part.(*encoder))
 		}
 	}
-	e.encode(batches)
+}
+
+// partsPooled is how many encoders of parts a client keeps on its free
+// list: enough for the queue's input and for the requests being grouped,
+// waiting and in flight, each taken as four parts (the 250-record batches
+// of the tailer in a request of 1,000 records).
+func partsPooled(q export.BufferOptions) int {
+	return q.Size + 4*(q.InFlight+2)
+}
+
+// partOf encodes b alone with an encoder of parts, counting the strings
+// whose invalid UTF-8 it replaced in invalid (see export.PartEncoder).
+func partOf(parts *bufferPool, b *event.Batch, invalid *atomic.Int64) export.Part {
+	e := parts.part(b)
+	if e.invalid > 0 {
+		invalid.Add(int64(e.invalid))
+	}
+	return e
+}
+
+// part encodes b alone with a pooled encoder (see export.PartEncoder).
+func (p *bufferPool) part(b *event.Batch) *encoder {
+	e := p.take()
+	one := [1]*event.Batch{b}
+	e.encode(one[:])
+	return e
+}
+
+func (p *bufferPool) take() *encoder {
+	select {
+	case e := <-p.free:
+		return e
+	default:
+	}
+	e, _ := p.encs.Get().(*encoder)
+	if e == nil {
+		e = new(encoder)
+	}
 	return e
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
 	"github.com/logpump/logpump/internal/ascii"
 )
 
@@ -169,8 +170,55 @@ func (e *encoder) request() []byte { return e.buf[e.pos:] }
 
 // encode writes the request for batches in the encoder's own buffer.
 func (e *encoder) encode(batches []*event.Batch) {
+	e.begin()
+	e.resources(batches)
+	e.end()
+}
+
+// encodeParts writes the request for batches in the encoder's own buffer,
+// where parts[i], when not nil, is an encoder holding batch i encoded on
+// its own (a part, see [GRPCClient.EncodePart]) and batch i is not read. Records keep the
+// order of their batches: a part is copied where its batch stands, and each
+// run of batches between parts is grouped by resource as encode groups.
+// The concatenation is one request because every message the parts and the
+// runs hold is a repeated field of it.
+func (e *encoder) encodeParts(batches []*event.Batch, parts []export.Part) {
+	e.begin()
+	end := len(batches)
+	for i := len(batches) - 1; i >= -1; i-- {
+		if i >= 0 && parts[i] == nil {
+			continue
+		}
+		if i+1 < end {
+			e.resources(batches[i+1 : end])
+		}
+		if i >= 0 {
+			p := parts[i].(*encoder).request()
+			e.room(len(p))
+			e.pos -= len(p)
+			copy(e.buf[e.pos:], p)
+		}
+		end = i
+	}
+	e.end()
+}
+
+// begin starts a request.
+func (e *encoder) begin() {
 	e.invalid, e.kvN = 0, 0
 	e.pos = len(e.buf)
+}
+
+// end finishes a request: it drops the strings remembered of its records,
+// as a recycled arena may hold other bytes at the same addresses in the
+// next request.
+func (e *encoder) end() {
+	e.kvs, e.keys = [len(e.kvs)]kvEntry{}, [len(e.keys)]string{}
+}
+
+// resources writes, in front of what is written, one ResourceLogs for
+// each resource of batches' records (see [AppendRequest]).
+func (e *encoder) resources(batches []*event.Batch) {
 	var buf [16]*event.Resource
 	resources := buf[:0]
 	var last *event.Resource
@@ -190,9 +238,6 @@ func (e *encoder) encode(batches []*event.Batch) {
 	for _, res := range slices.Backward(resources) {
 		e.resourceLogs(batches, res)
 	}
-	// Drop the strings: a recycled arena may hold other bytes at the same
-	// addresses in the next request.
-	e.kvs, e.keys = [len(e.kvs)]kvEntry{}, [len(e.keys)]string{}
 }
 
 // written is how many bytes have been written: a message's length is the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
 )
 
 // buildRequest builds with the generated types the request AppendRequest
@@ -351,6 +352,26 @@ func BenchmarkEncode(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 		b.ReportMetric(float64(len(buf))/n, "B/record-wire")
 	})
+	// The same records as four batches encoded ahead, as the export queue
+	// does with the tailer's batches of 250, then copied into one request
+	// (as for compression and OTLP/HTTP; uncompressed gRPC sends the parts).
+	b.Run("parts", func(b *testing.B) {
+		var batches []*event.Batch
+		for range 4 {
+			batches = append(batches, benchBatch(n/4))
+		}
+		pool, ahead := newBufferPool(1), newBufferPool(4)
+		parts := make([]export.Part, len(batches))
+		b.ReportAllocs()
+		for b.Loop() {
+			for i, bt := range batches {
+				parts[i] = ahead.part(bt)
+			}
+			pool.release(pool.encode(batches, parts))
+			ahead.releaseParts(parts)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	})
 	b.Run("generated+proto.Marshal", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -389,14 +410,14 @@ func TestAppendRequestRepeatedAttributes(t *testing.T) {
 func TestBufferPoolReusesAndShrinks(t *testing.T) {
 	p := newBufferPool(1)
 	big := []*event.Batch{benchBatch(5000)}
-	e := p.encode(big)
+	e := p.encode(big, nil)
 	grown := cap(e.buf)
 	p.release(e)
-	if again := p.encode(big); again != e || cap(again.buf) != grown {
+	if again := p.encode(big, nil); again != e || cap(again.buf) != grown {
 		t.Fatalf("second encoding got encoder %p with %d bytes, want the released %p with %d", again, cap(again.buf), e, grown)
 	}
 	p.release(e)
-	small := p.encode([]*event.Batch{benchBatch(1)})
+	small := p.encode([]*event.Batch{benchBatch(1)}, nil)
 	if small != e {
 		t.Fatal("the free list did not hand back the released encoder")
 	}
@@ -405,7 +426,7 @@ func TestBufferPoolReusesAndShrinks(t *testing.T) {
 	if n := cap(small.buf); n != 0 {
 		t.Errorf("after a one-record request the %d-byte buffer of a burst is kept (%d bytes)", grown, n)
 	}
-	if e := p.encode([]*event.Batch{benchBatch(3)}); e != small {
+	if e := p.encode([]*event.Batch{benchBatch(3)}, nil); e != small {
 		t.Error("encoder not reused after its buffer was dropped")
 	} else {
 		checkRequest(t, e.request(), 3)
@@ -427,5 +448,51 @@ func checkRequest(t *testing.T, req []byte, records int) {
 	}
 	if n != records {
 		t.Errorf("request holds %d records, want %d", n, records)
+	}
+}
+
+// TestEncodeParts builds a request of batches some of which were encoded
+// ahead: it is the concatenation of each part and of each run of the other
+// batches encoded as a request, records in the order of their batches, the
+// batches of parts are not read, and the parts go back to their pool.
+func TestEncodeParts(t *testing.T) {
+	a := &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: event.String("a")}}}
+	b := &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: event.String("b")}}}
+	rec := func(seq int64) event.Record {
+		return event.Record{Observed: seq, Body: event.String(fmt.Sprintf("line %d", seq)),
+			Attrs: []event.KeyValue{{Key: "log.file.name", Value: event.String("app.log")}}}
+	}
+	batches := []*event.Batch{
+		batchOf(a, rec(0), rec(1), rec(2)), // part
+		batchOf(a, rec(3), rec(4)),
+		batchOf(b, rec(5)),
+		batchOf(a, rec(6)), // part
+		batchOf(b, rec(7)), // part
+		batchOf(a, rec(8)),
+	}
+	ahead := []bool{true, false, false, true, true, false}
+	want := &collogspb.ExportLogsServiceRequest{}
+	for _, seg := range [][]*event.Batch{batches[0:1], batches[1:3], batches[3:4], batches[4:5], batches[5:6]} {
+		want.ResourceLogs = append(want.ResourceLogs, buildRequest(seg).ResourceLogs...)
+	}
+	var pool, parts bufferPool = newBufferPool(1), newBufferPool(3)
+	ps := make([]export.Part, len(batches))
+	for i, b := range batches {
+		if ahead[i] {
+			ps[i] = parts.part(b)
+			b.Records = nil // as detached: the request must not read them
+		}
+	}
+	e := pool.encode(batches, ps)
+	parts.releaseParts(ps)
+	var got collogspb.ExportLogsServiceRequest
+	if err := proto.Unmarshal(e.request(), &got); err != nil {
+		t.Fatalf("unmarshal request: %v", err)
+	}
+	if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
+		t.Errorf("request of parts differs (-want +got):\n%s", diff)
+	}
+	if n := len(parts.free); n != 3 {
+		t.Errorf("%d parts back on their free list, want 3", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +41,8 @@ type GRPCClient struct {
 	timeout  time.Duration
 	codec    *codec
 	log      *slog.Logger
-	bufs     bufferPool
+	bufs     bufferPool // request encoders
+	parts    bufferPool // encoders of batches encoded ahead (EncodePart)
 	invalid  atomic.Int64
 	reqBytes atomic.Int64
 }
@@ -104,6 +106,7 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 		timeout: o.Timeout,
 		codec:   cd,
 		bufs:    newBufferPool(o.Queue.InFlight),
+		parts:   newBufferPool(partsPooled(o.Queue)),
 		log:     log,
 	}
 	if len(o.Headers) > 0 {
@@ -117,7 +120,7 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 // (carrying the server's RetryInfo delay when given), as the OTLP
 // specification classifies gRPC status codes. It does not keep batches.
 func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
-	r := c.encode(batches)
+	r := c.encode(batches, nil)
 	err := r.Send(ctx)
 	r.Release()
 	return err
@@ -126,21 +129,50 @@ func (c *GRPCClient) Send(ctx context.Context, batches []*event.Batch) error {
 // Encode encodes batches into one request whose attempts send the same
 // bytes (see export.Encoder).
 func (c *GRPCClient) Encode(batches []*event.Batch) (export.Encoded, error) {
-	return c.encode(batches), nil
+	return c.encode(batches, nil), nil
 }
 
-func (c *GRPCClient) encode(batches []*event.Batch) *grpcRequest {
-	e := c.bufs.encode(batches)
+// EncodePart encodes b on its own, as part of a request to come (see
+// export.PartEncoder).
+func (c *GRPCClient) EncodePart(b *event.Batch) export.Part {
+	return partOf(&c.parts, b, &c.invalid)
+}
+
+// EncodeParts encodes a request of batches, some of them encoded ahead by
+// EncodePart (see export.PartEncoder). An uncompressed request made of
+// parts only is sent from the parts' buffers, one after the other, with no
+// copy: the concatenation of requests is one request, and gRPC writes a
+// message given in several buffers as one. A compressed one is copied into
+// one buffer and its parts released at once: the compressor reads one
+// buffer, which gRPC would otherwise assemble at every attempt, while the
+// parts waited for the answer (peak RSS with gzip 21.8 MiB copied, 25.6
+// with the parts kept, in one trial of the plain benchmark).
+func (c *GRPCClient) EncodeParts(batches []*event.Batch, parts []export.Part) (export.Encoded, error) {
+	if c.codec == nil && !slices.Contains(parts, nil) {
+		r := &grpcRequest{c: c, parts: make([]*encoder, len(parts))}
+		for i, p := range parts {
+			r.parts[i] = p.(*encoder)
+		}
+		return r, nil
+	}
+	return c.encode(batches, parts), nil
+}
+
+func (c *GRPCClient) encode(batches []*event.Batch, parts []export.Part) *grpcRequest {
+	e := c.bufs.encode(batches, parts)
+	c.parts.releaseParts(parts)
 	if e.invalid > 0 {
 		c.invalid.Add(int64(e.invalid))
 	}
 	return &grpcRequest{c: c, e: e}
 }
 
-// grpcRequest is an encoded request of a GRPCClient.
+// grpcRequest is an encoded request of a GRPCClient: in e's buffer, or in
+// those of its parts, in order.
 type grpcRequest struct {
-	c *GRPCClient
-	e *encoder
+	c     *GRPCClient
+	e     *encoder
+	parts []*encoder
 	// busy is set once an attempt failed: one that ended before the server
 	// answered (deadline, cancellation, a broken connection) may leave
 	// gRPC's writer still reading the buffer, which is then left to the
@@ -151,8 +183,19 @@ type grpcRequest struct {
 // Send makes one attempt; its errors are those of GRPCClient.Send.
 func (r *grpcRequest) Send(ctx context.Context) error {
 	c := r.c
-	req := r.e.request()
-	c.reqBytes.Add(int64(len(req)))
+	var msg any
+	if r.parts != nil {
+		n := 0
+		for _, p := range r.parts {
+			n += p.written()
+		}
+		c.reqBytes.Add(int64(n))
+		msg = encodedParts(r.parts)
+	} else {
+		req := r.e.request()
+		c.reqBytes.Add(int64(len(req)))
+		msg = encodedRequest(req)
+	}
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -162,7 +205,7 @@ func (r *grpcRequest) Send(ctx context.Context) error {
 		ctx = metadata.NewOutgoingContext(ctx, c.md)
 	}
 	var resp exportResponse
-	err := c.conn.Invoke(ctx, exportMethod, encodedRequest(req), &resp, grpc.ForceCodecV2(rawCodec{}))
+	err := c.conn.Invoke(ctx, exportMethod, msg, &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
 		r.busy = true
 		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
@@ -170,12 +213,18 @@ func (r *grpcRequest) Send(ctx context.Context) error {
 	return resp.outcome(c.log)
 }
 
-// Release returns the buffer for reuse unless an attempt may still read it.
+// Release returns the buffers for reuse unless an attempt may still read
+// them.
 func (r *grpcRequest) Release() {
 	if !r.busy {
-		r.c.bufs.release(r.e)
+		if r.e != nil {
+			r.c.bufs.release(r.e)
+		}
+		for _, p := range r.parts {
+			r.c.parts.release(p)
+		}
 	}
-	r.e = nil
+	r.e, r.parts = nil, nil
 }
 
 // Stats returns the client's counters.
@@ -224,16 +273,26 @@ func classifyStatus(err error) error {
 // encodedRequest is an ExportLogsServiceRequest already encoded.
 type encodedRequest []byte
 
+// encodedParts is an ExportLogsServiceRequest already encoded, in parts
+// whose concatenation it is.
+type encodedParts []*encoder
+
 // rawCodec sends encodedRequest bytes as they are and decodes responses
 // into an exportResponse.
 type rawCodec struct{}
 
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	b, ok := v.(encodedRequest)
-	if !ok {
-		return nil, fmt.Errorf("marshal %T: want an encoded request", v)
+	switch m := v.(type) {
+	case encodedRequest:
+		return mem.BufferSlice{mem.SliceBuffer(m)}, nil
+	case encodedParts:
+		bs := make(mem.BufferSlice, len(m))
+		for i, p := range m {
+			bs[i] = mem.SliceBuffer(p.request())
+		}
+		return bs, nil
 	}
-	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	return nil, fmt.Errorf("marshal %T: want an encoded request", v)
 }
 
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {

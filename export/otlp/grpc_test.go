@@ -5,9 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,5 +344,79 @@ func TestNewGRPCRejectsBadTLSFiles(t *testing.T) {
 	o.TLS.CAFile = "/nonexistent/ca.pem"
 	if _, err := NewGRPC(resolvedGRPC(t, o), nil); err == nil {
 		t.Fatal("NewGRPC with a missing ca_file succeeded")
+	}
+}
+
+// TestGRPCSendsParts sends requests of parts to a receiver built on the
+// generated service: uncompressed from the parts' buffers as they are,
+// compressed from one copy; every record arrives, in order, across a retry.
+func TestGRPCSendsParts(t *testing.T) {
+	for _, compression := range []string{"none", "gzip"} {
+		t.Run(compression, func(t *testing.T) {
+			var attempts atomic.Int32
+			s := &logsServer{reply: func(*collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+				if attempts.Add(1) == 1 {
+					return nil, status.Error(codes.Unavailable, "try again")
+				}
+				return &collogspb.ExportLogsServiceResponse{}, nil
+			}}
+			o := DefaultOptions()
+			o.Endpoint = startGRPC(t, s)
+			o.TLS.Insecure = new(true)
+			o.Compression = compression
+			c, err := NewGRPC(resolvedGRPC(t, o), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			res := &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: event.String("shop")}}}
+			var batches []*event.Batch
+			var parts []export.Part
+			var want []string
+			for i := range 3 {
+				b := event.NewBatch()
+				b.Resource = res
+				for j := range 40 {
+					line := fmt.Sprintf("line %d", 40*i+j)
+					b.Next().Body = event.String(line)
+					want = append(want, line)
+				}
+				batches = append(batches, b)
+				parts = append(parts, c.EncodePart(b))
+				b.Records = nil
+			}
+			r, err := c.EncodeParts(batches, parts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Release()
+			if fromParts := r.(*grpcRequest).parts != nil; fromParts != (compression == "none") {
+				t.Errorf("request sent from the parts' buffers: %v, want %v", fromParts, compression == "none")
+			}
+			if err := r.Send(t.Context()); outcomeOf(err) != (outcome{Err: true}) {
+				t.Fatalf("first attempt: %v, want a retryable error", err)
+			}
+			if err := r.Send(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for n, req := range s.requests {
+				var lines []string
+				for _, rl := range req.ResourceLogs {
+					for _, sl := range rl.ScopeLogs {
+						for _, lr := range sl.LogRecords {
+							lines = append(lines, lr.Body.GetStringValue())
+						}
+					}
+				}
+				if !slices.Equal(lines, want) {
+					t.Errorf("attempt %d delivered %d lines, %q...; want line 0 to line 119 in order", n+1, len(lines), lines[:min(3, len(lines))])
+				}
+			}
+			if len(s.requests) != 2 {
+				t.Errorf("server decoded %d requests, want 2", len(s.requests))
+			}
+		})
 	}
 }

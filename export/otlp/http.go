@@ -31,7 +31,8 @@ type HTTPClient struct {
 	timeout   time.Duration
 	codec     *codec
 	log       *slog.Logger
-	bufs      bufferPool
+	bufs      bufferPool // request encoders
+	parts     bufferPool // encoders of batches encoded ahead (EncodePart)
 	invalid   atomic.Int64
 	reqBytes  atomic.Int64
 }
@@ -67,6 +68,7 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 		timeout:   o.Timeout,
 		codec:     cd,
 		bufs:      newBufferPool(o.Queue.InFlight),
+		parts:     newBufferPool(partsPooled(o.Queue)),
 		log:       log,
 	}, nil
 }
@@ -77,7 +79,7 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 // when the server sent one), as the OTLP specification says. It does not keep
 // batches.
 func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
-	r, err := c.encode(batches)
+	r, err := c.encode(batches, nil)
 	if err != nil {
 		return err
 	}
@@ -89,18 +91,30 @@ func (c *HTTPClient) Send(ctx context.Context, batches []*event.Batch) error {
 // Encode encodes (and compresses) batches into one request whose attempts
 // send the same bytes (see export.Encoder).
 func (c *HTTPClient) Encode(batches []*event.Batch) (export.Encoded, error) {
-	r, err := c.encode(batches)
+	return c.EncodeParts(batches, nil)
+}
+
+// EncodePart encodes b on its own, as part of a request to come (see
+// export.PartEncoder).
+func (c *HTTPClient) EncodePart(b *event.Batch) export.Part {
+	return partOf(&c.parts, b, &c.invalid)
+}
+
+// EncodeParts encodes (and compresses) a request of batches, some of them
+// encoded ahead by EncodePart (see export.PartEncoder).
+func (c *HTTPClient) EncodeParts(batches []*event.Batch, parts []export.Part) (export.Encoded, error) {
+	r, err := c.encode(batches, parts)
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (c *HTTPClient) encode(batches []*event.Batch) (*httpRequest, error) {
-	e := c.bufs.encode(batches)
-	if e.invalid > 0 {
-		c.invalid.Add(int64(e.invalid))
-	}
+// encode encodes (and compresses) a request; the parts are released once
+// it is made, and kept on an error.
+func (c *HTTPClient) encode(batches []*event.Batch, parts []export.Part) (*httpRequest, error) {
+	e := c.bufs.encode(batches, parts)
+	invalid := e.invalid
 	payload := e.request()
 	r := &httpRequest{c: c, e: e, payload: payload, encoded: len(payload)}
 	if c.codec != nil {
@@ -113,6 +127,10 @@ func (c *HTTPClient) encode(batches []*event.Batch) (*httpRequest, error) {
 		}
 		r.e, r.zp, r.payload = nil, zp, *zp
 	}
+	if invalid > 0 {
+		c.invalid.Add(int64(invalid))
+	}
+	c.parts.releaseParts(parts)
 	return r, nil
 }
 
