@@ -312,5 +312,8 @@ func (rawCodec) Name() string { return "proto" }
 
 // writeBufferSize is gRPC's write buffer: a request goes to the socket in
 // writes of this size. gRPC's default, 32 KiB, cuts a 1,000-record request
-// (about 230 KiB) into eight writes.
-const writeBufferSize = 256 << 10
+// (about 170 KiB of plain lines, 465 KiB of parsed JSON) into 6 or 15
+// writes; 256 KiB made it one or two (about −15 % CPU per plain line), and
+// 128 KiB costs no CPU measurable here for two or four writes and 0.3 to 0.8
+// MiB less peak RSS (gRPC keeps two of these buffers under load).
+const writeBufferSize = 128 << 10
