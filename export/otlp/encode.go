@@ -177,11 +177,11 @@ func (e *encoder) encode(batches []*event.Batch) {
 
 // encodeParts writes the request for batches in the encoder's own buffer,
 // where parts[i], when not nil, is an encoder holding batch i encoded on
-// its own (a part, see [GRPCClient.EncodePart]) and batch i is not read. Records keep the
-// order of their batches: a part is copied where its batch stands, and each
-// run of batches between parts is grouped by resource as encode groups.
-// The concatenation is one request because every message the parts and the
-// runs hold is a repeated field of it.
+// its own (a part, see [GRPCClient.EncodePart]) and batch i is not read.
+// Records keep the order of their batches: a part is copied where its batch
+// stands, and each run of batches between parts is grouped by resource as
+// encode groups. The concatenation is one request because every message the
+// parts and the runs hold is a repeated field of it.
 func (e *encoder) encodeParts(batches []*event.Batch, parts []export.Part) {
 	e.begin()
 	end := len(batches)
