@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,10 +225,8 @@ type item struct {
 
 type request struct {
 	batches []*event.Batch
-	// parts[i] is batches[i] encoded ahead by a [PartEncoder], or nil;
-	// ahead counts those that are not nil.
+	// parts[i] is batches[i] encoded ahead by a [PartEncoder], or nil.
 	parts   []Part
-	ahead   int
 	records int
 	bytes   int
 	// encoded is the request encoded by an [Encoder]; its batches are then
@@ -245,7 +244,7 @@ func (r *request) encode(c Client) error {
 	}
 	var e Encoded
 	var err error
-	if r.ahead > 0 {
+	if slices.ContainsFunc(r.parts, func(p Part) bool { return p != nil }) {
 		e, err = c.(PartEncoder).EncodeParts(r.batches, r.parts)
 	} else {
 		e, err = enc.Encode(r.batches)
@@ -260,7 +259,6 @@ func (r *request) encode(c Client) error {
 		}
 	}
 	clear(r.parts) // the request's now
-	r.ahead = 0
 	return nil
 }
 
@@ -463,9 +461,6 @@ func (q *Queue) full(r *request) bool {
 func (r *request) add(it item) {
 	r.batches = append(r.batches, it.b)
 	r.parts = append(r.parts, it.part)
-	if it.part != nil {
-		r.ahead++
-	}
 	r.records += it.records
 	r.bytes += it.bytes
 }
