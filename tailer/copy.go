@@ -47,8 +47,9 @@ func (r *run) noteGone(f *file, now time.Time) {
 // with no checkpoint (f.fresh), whether it is a copy of a followed or just
 // truncated or deleted file, compressed or not. It returns false when the
 // decision must wait: the file starts like such a file but holds less than
-// was read of it (a copy being written). Waiting ends when the file grows,
-// or after RotateWait; the file is then read from 0.
+// was read of it, or is compressed with nothing to decompress yet (a copy
+// being written). Waiting ends when the file grows, or after RotateWait; the
+// file is then read from 0.
 func (r *run) copyCheck(f *file, now time.Time) bool {
 	var src io.ReaderAt = f.fd
 	if f.gz != nil {
@@ -73,6 +74,10 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 		return true
 	}
 	head := r.cmpBuf[:k]
+	// gzip holds its input until a block is full: a compressed file still
+	// being written (logrotate's compress) can have nothing to decompress
+	// yet, and nothing to compare. It may be a copy.
+	wait := k == 0 && f.gz != nil && !f.gz.complete
 	sums := map[int]uint64{} // hash of head[:len] by len
 	sum := func(l int) uint64 {
 		s, ok := sums[l]
@@ -82,7 +87,26 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 		}
 		return s
 	}
-	wait := false
+	// Followed files in the same directory whose start f may share.
+	dir := filepath.Dir(f.path)
+	var cands []*file
+	for _, o := range r.t.files {
+		if o != f && o.fd != nil && o.gz == nil && filepath.Dir(o.path) == dir {
+			cands = append(cands, o)
+		}
+	}
+	// copytruncate truncates right after copying, so the copy is often
+	// looked at before a scan or a read noticed the truncation. A followed
+	// file whose fingerprint f starts with, but whose own start changed,
+	// is noticed as truncated now: f is then matched with what it held.
+	for _, o := range cands {
+		if o.state == live && o.cur.offset > 0 && o.fp.Len > 0 && o.fp.Len <= len(head) && sum(o.fp.Len) == o.fp.Sum {
+			if same, err := sameStart(o.fd, o.fp, r.fpBuf); err == nil && !same {
+				r.truncated(o, -1)
+				r.markReady(o)
+			}
+		}
+	}
 	for _, t := range r.truncs {
 		if now.Sub(t.at) >= r.copyWindow() || t.fp.Len > len(head) || sum(t.fp.Len) != t.fp.Sum {
 			continue
@@ -93,14 +117,6 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 		}
 		r.resumeCopy(f, t.offset, "")
 		return true
-	}
-	// Followed files in the same directory whose start f shares.
-	dir := filepath.Dir(f.path)
-	var cands []*file
-	for _, o := range r.t.files {
-		if o != f && o.fd != nil && o.gz == nil && filepath.Dir(o.path) == dir {
-			cands = append(cands, o)
-		}
 	}
 	for _, o := range cands {
 		same := false

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/logpump/logpump/event"
@@ -104,4 +105,37 @@ func TestCompressedLastLineUnterminated(t *testing.T) {
 	if count.Flags()&event.Unterminated == 0 {
 		t.Errorf("last line not flagged unterminated")
 	}
+}
+
+// logrotate's compress creates the .gz, then writes it: gzip holds its input
+// until a block is full, so a .gz found early has a header and nothing to
+// decompress yet. It waits, and once written it is found to hold what was
+// read of app.log (still followed) and read from that offset: nothing comes
+// twice. The .gz is looked at exactly when it is empty, a header, and
+// complete (see quietEnv).
+func TestCompressedCopyBeforeItsFirstBlock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newQuietEnv(t, func(o *Options) { o.Compression = CompressionGzip })
+		data, err := os.ReadFile(e.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(data)
+		zw.Close()
+		gz := e.path + ".1.gz"
+		writeFile(t, gz, "")
+		e.event("app.log.1.gz", opCreate)
+		writeFile(t, gz, buf.String()[:10]) // the gzip header alone
+		e.event("app.log.1.gz", opWrite)
+		if n := e.count.Count(); n != 500 {
+			t.Fatalf("%d lines once the .gz's header was written, want 500", n)
+		}
+		writeFile(t, gz, buf.String())
+		e.event("app.log.1.gz", opWrite)
+		time.Sleep(e.opts.RotateWait)
+		synctest.Wait()
+		e.finish(1)
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/logpump/logpump/tailer/tailertest"
@@ -304,5 +305,114 @@ func TestCopyOfFollowedFile(t *testing.T) {
 	}
 	if st.Copies != 1 {
 		t.Errorf("copies resumed: %d, want 1", st.Copies)
+	}
+}
+
+// copytruncate's copy looked at after the original was truncated but before
+// the tailer noticed: the original no longer holds what the copy is compared
+// with. The truncation is noticed then and the copy read from the offset
+// already read. The order is fixed (see quietEnv): the copy is found half
+// written (it waits), the original is truncated and the copy completed
+// without an event, and the end of the wait decides.
+func TestCopyFoundBeforeTruncationNoticed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newQuietEnv(t, nil)
+		data, err := os.ReadFile(e.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := len(data) / 2
+		writeFile(t, e.path+".1", string(data[:half]))
+		e.event("app.log.1", opCreate)
+		if n := e.count.Count(); n != 500 {
+			t.Fatalf("%d lines once the half copy was found, want 500: the copy was read", n)
+		}
+		if err := os.Truncate(e.path, 0); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, e.w, 50) // fewer bytes than were read
+		cp, err := os.OpenFile(e.path+".1", os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cp.Write(data[half:]); err != nil {
+			t.Fatal(err)
+		}
+		cp.Close()
+		time.Sleep(e.opts.RotateWait)
+		synctest.Wait()
+		e.event("app.log", opWrite)
+		time.Sleep(e.opts.FlushTimeout)
+		synctest.Wait()
+		if st := e.h.tl.Stats(); st.Truncations != 1 {
+			t.Errorf("truncations %d, want 1", st.Truncations)
+		}
+		e.finish(1)
+	})
+}
+
+// quietEnv is a tailer following dir/app.log* that learns of changes only
+// from the events the test reports (a watcher that watches nothing) and
+// scans only at its start and after such events: the order in which it
+// looks at files is the test's. Run it in a synctest bubble.
+type quietEnv struct {
+	t     *testing.T
+	dir   string
+	path  string // app.log, holding 500 lines read when newQuietEnv returns
+	w     *tailertest.Writer
+	opts  Options
+	count *tailertest.Counter
+	h     *harness
+	hs    *hints
+}
+
+func newQuietEnv(t *testing.T, modify func(*Options)) *quietEnv {
+	dir := t.TempDir()
+	e := &quietEnv{t: t, dir: dir, path: filepath.Join(dir, "app.log"), count: tailertest.NewCounter()}
+	e.w = newWriter(t, e.path, "a")
+	mustWrite(t, e.w, 500)
+	e.opts = testOptions(filepath.Join(dir, "app.log*"))
+	e.opts.ScanInterval = time.Hour
+	if modify != nil {
+		modify(&e.opts)
+	}
+	e.h = startTailerWith(t, e.opts, t.TempDir(), e.count, testLogger(t), func(tl *Tailer) {
+		tl.newWatcher = func(h *hints) (dirWatcher, error) {
+			e.hs = h
+			return quietWatcher{}, nil
+		}
+	})
+	synctest.Wait()
+	if n := e.count.Count(); n != 500 {
+		t.Fatalf("read %d lines at the start, want 500", n)
+	}
+	// The first event's scan (not before rescanDelay after the startup
+	// scan) finds the directory watched: from then on only events and
+	// scans tell of changes to app.log.
+	time.Sleep(rescanDelay)
+	return e
+}
+
+// event reports o on name in the directory and waits until the tailer is idle.
+func (e *quietEnv) event(name string, o op) {
+	e.t.Helper()
+	e.hs.eventIn(e.dir, []byte(name), o)
+	e.hs.signal()
+	synctest.Wait()
+}
+
+// finish stops the tailer and checks that every line came once and that
+// copies files were found to be copies.
+func (e *quietEnv) finish(copies uint64) {
+	e.t.Helper()
+	st := e.h.tl.Stats()
+	e.h.stop()
+	res := e.count.Result(map[string]int{"a": e.w.Written()})
+	e.t.Logf("%s", res)
+	if res.Missing > 0 || res.Duplicated > 0 {
+		e.t.Errorf("%s; want none missing or duplicated", res)
+	}
+	if st.Copies != copies {
+		e.t.Errorf("copies resumed %d, want %d", st.Copies, copies)
 	}
 }
