@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -101,33 +102,69 @@ func BenchmarkSend(b *testing.B) {
 	}
 }
 
-// BenchmarkCompress measures the compression of one request of 1,000 parsed
-// JSON records, as the clients compress it before sending: what gzip or
-// zstd adds per record to encoding and transport, without the network and
-// the receiver's decompression that BenchmarkSend includes.
+// BenchmarkCompress measures the compression of one request of 1,000
+// records, as the clients compress it before sending: what gzip or zstd adds
+// per record to encoding and transport, without the network and the
+// receiver's decompression that BenchmarkSend includes. The records are
+// parsed JSON lines, and plain lines as varied as the bench/ workload's
+// (the end-to-end gzip and zstd scenarios send those).
 func BenchmarkCompress(b *testing.B) {
 	const n = 1000
-	req := AppendRequest(nil, []*event.Batch{parsedBatch(n)})
-	for _, name := range []string{"gzip", "zstd"} {
-		b.Run(name, func(b *testing.B) {
-			c, err := newCodec(name, 1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.close()
-			var w byteCounter
-			b.SetBytes(int64(len(req)))
-			b.ReportAllocs()
-			for b.Loop() {
-				w = 0
-				if err := c.compressTo(&w, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
-			b.ReportMetric(float64(w)/float64(len(req)), "ratio")
-		})
+	for _, data := range []struct {
+		name string
+		req  []byte
+	}{
+		{"json", AppendRequest(nil, []*event.Batch{parsedBatch(n)})},
+		{"plain", AppendRequest(nil, []*event.Batch{plainBatch(n)})},
+	} {
+		for _, name := range []string{"gzip", "zstd"} {
+			b.Run(data.name+"/"+name, func(b *testing.B) { benchmarkCompress(b, name, data.req, n) })
+		}
 	}
+}
+
+// plainBatch returns n unparsed records of plain lines like the bench/
+// workload's: a timestamp, a level, a service, a sequence number and a
+// request line whose numbers and names vary from line to line.
+func plainBatch(n int) *event.Batch {
+	levels := []string{"INFO ", "INFO ", "INFO ", "DEBUG", "WARN ", "ERROR"}
+	services := []string{"checkout", "payments", "catalog", "search", "auth"}
+	methods := []string{"GET", "GET", "POST", "PUT", "DELETE"}
+	paths := []string{"/api/v1/items/", "/api/v1/orders/", "/api/v1/users/", "/static/img/"}
+	b := event.NewBatch()
+	x := uint64(1)
+	for i := range n {
+		x ^= x << 13 // xorshift: varied, repeatable
+		x ^= x >> 7
+		x ^= x << 17
+		line := b.Copy(fmt.Appendf(nil, "2026-01-02T03:04:%02d.%06dZ %s %s seq=%d %s %s%d status=%d bytes=%d dur_ms=%d user=u%d",
+			i/1000%60, i%1000000, levels[x%6], services[x>>8%5], i, methods[x>>16%5], paths[x>>24%4],
+			x>>28%100000, []int{200, 200, 201, 404, 500}[x>>45%5], x>>32%20000, x>>48%900, x>>52%100000))
+		r := b.Next()
+		r.SetValidBody(line)
+		r.Observed = 1_700_000_000_000_000_000 + int64(i)*1000
+		r.Attrs = append(r.Attrs, event.KeyValue{Key: "log.file.name", Value: event.String("plain.log")})
+	}
+	return b
+}
+
+func benchmarkCompress(b *testing.B, name string, req []byte, n int) {
+	c, err := newCodec(name, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.close()
+	var w byteCounter
+	b.SetBytes(int64(len(req)))
+	b.ReportAllocs()
+	for b.Loop() {
+		w = 0
+		if err := c.compressTo(&w, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	b.ReportMetric(float64(w)/float64(len(req)), "ratio")
 }
 
 // byteCounter is a writer that counts what it is given and keeps nothing.
