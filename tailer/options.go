@@ -54,7 +54,7 @@ type Options struct {
 	// window each, in one pass, instead of once per line. It adds at most
 	// this much latency to a line; a backlog is read without waiting (a
 	// file is read on until its end). 0 reads every event as it comes.
-	// Default 500ms.
+	// Default 1s.
 	WriteWindow time.Duration `yaml:"write_window"`
 	// MaxLineBytes bounds a line, counted in file bytes. A longer line keeps
 	// its first MaxLineBytes bytes, is flagged Truncated, and the rest of it
@@ -127,7 +127,7 @@ func DefaultOptions() Options {
 		FlushTimeout:     500 * time.Millisecond,
 		RotateWait:       5 * time.Second,
 		TickInterval:     200 * time.Millisecond,
-		WriteWindow:      500 * time.Millisecond,
+		WriteWindow:      time.Second,
 		MaxLineBytes:     1 << 20,
 		MaxBatchRecords:  250,
 		MaxBatchBytes:    256 << 10,

@@ -18,6 +18,7 @@ import (
 	"github.com/logpump/logpump/internal/sdnotify"
 	"github.com/logpump/logpump/internal/selfmetrics"
 	"github.com/logpump/logpump/internal/tap"
+	"github.com/logpump/logpump/internal/timerslack"
 )
 
 type stopFunc func(ctx context.Context, cancel context.CancelFunc)
@@ -93,6 +94,7 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		stopAfter(ctx, cancel)
 	}
 	releaseStartupPages(log, "pipeline starting")
+	setTimerSlack(log)
 	runErr := a.Run(ctx)
 	stopSide()
 	mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
@@ -124,6 +126,21 @@ func releaseStartupPages(log *slog.Logger, when string) {
 	}
 	log.Debug("released start-up pages of the executable", "when", when,
 		"rss_file_before_kib", st.RSSBefore>>10, "rss_file_after_kib", st.RSSAfter>>10)
+}
+
+// setTimerSlack lets the kernel serve the agent's timers up to a millisecond
+// late (see package timerslack), unless whoever started the agent chose a
+// slack.
+func setTimerSlack(log *slog.Logger) {
+	r, err := timerslack.Set(timerslack.Default)
+	switch {
+	case err != nil:
+		log.Debug("timer slack left as it is", "slack", r.Found.String(), "err", err.Error())
+	case r.Kept:
+		log.Debug("timer slack set by the parent process kept", "slack", r.Found.String())
+	default:
+		log.Debug("timer slack set", "slack", r.Now.String())
+	}
 }
 
 // newMetrics returns the agent's own metrics, or nil (recording nothing)

@@ -89,7 +89,7 @@ type config struct {
 	LogpumpInFlight string
 	// LogpumpExporterExtra is one more line of YAML for logpump's exporter,
 	// e.g. "queue: {size: 8}"; LogpumpSourceExtra one for its source, e.g.
-	// "write_window: 1s".
+	// "write_window: 500ms".
 	LogpumpExporterExtra string
 	LogpumpSourceExtra   string
 }
@@ -137,7 +137,7 @@ func runCmd(args []string) error {
 	str(&c.LogpumpCRI, "logpump-cri", "LOGPUMP_CRI", "cri", "logpump processor type for CRI lines")
 	str(&c.LogpumpInFlight, "logpump-in-flight", "LOGPUMP_MAX_IN_FLIGHT", "16MiB", "logpump checkpoints.max_in_flight")
 	str(&c.LogpumpExporterExtra, "logpump-exporter-extra", "LOGPUMP_EXPORTER_EXTRA", "", `extra YAML line for logpump's exporter, e.g. "queue: {size: 8}"`)
-	str(&c.LogpumpSourceExtra, "logpump-source-extra", "LOGPUMP_SOURCE_EXTRA", "", `extra YAML line for logpump's source, e.g. "write_window: 1s"`)
+	str(&c.LogpumpSourceExtra, "logpump-source-extra", "LOGPUMP_SOURCE_EXTRA", "", `extra YAML line for logpump's source, e.g. "write_window: 500ms"`)
 	fs.Parse(args)
 
 	var err error
