@@ -17,17 +17,21 @@ demo:
 	$(GO) run ./cmd/agent demo
 
 ## test: everything a change must pass: vet, unit tests under the race
-## detector, short fuzzing of every parser and splitter, and the end-to-end
-## suite against a real OpenTelemetry Collector receiver.
+## detector (the benchmark harness's too), short fuzzing of every parser and
+## splitter, and the end-to-end suite against a real OpenTelemetry Collector
+## receiver.
 test: vet unit fuzz e2e
 
 vet:
 	$(GO) vet ./...
+	$(GO) -C bench vet ./...
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 
+# The benchmark harness (bench/, a module of its own) is tested with the rest.
 unit:
-	set -o pipefail; $(GO) test -race -count=1 -v ./... 2>&1 | tee unit-test.log | grep -E $(SUMMARY) \
+	set -o pipefail; { $(GO) test -race -count=1 -v ./... && $(GO) -C bench test -race -count=1 -v ./...; } 2>&1 \
+	  | tee unit-test.log | grep -E $(SUMMARY) \
 	  || { grep -B5 -A40 -E '^\s*--- FAIL|^panic:' unit-test.log | head -400; exit 1; }
 
 e2e:

@@ -349,9 +349,10 @@ func TestNewGRPCRejectsBadTLSFiles(t *testing.T) {
 
 // TestGRPCSendsParts sends requests of parts to a receiver built on the
 // generated service: uncompressed from the parts' buffers as they are,
-// compressed from one copy; every record arrives, in order, across a retry.
+// compressed once, the parts one after the other, and the same compressed
+// bytes sent again; every record arrives, in order, across a retry.
 func TestGRPCSendsParts(t *testing.T) {
-	for _, compression := range []string{"none", "gzip"} {
+	for _, compression := range []string{"none", "gzip", "zstd"} {
 		t.Run(compression, func(t *testing.T) {
 			var attempts atomic.Int32
 			s := &logsServer{reply: func(*collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
@@ -360,8 +361,13 @@ func TestGRPCSendsParts(t *testing.T) {
 				}
 				return &collogspb.ExportLogsServiceResponse{}, nil
 			}}
+			var opts []grpc.ServerOption
+			if compression == "zstd" {
+				//lint:ignore SA1019 the test server decompresses with its own implementation.
+				opts = append(opts, grpc.RPCDecompressor(&countingDecompressor{name: "zstd"}))
+			}
 			o := DefaultOptions()
-			o.Endpoint = startGRPC(t, s)
+			o.Endpoint = startGRPC(t, s, opts...)
 			o.TLS.Insecure = new(true)
 			o.Compression = compression
 			c, err := NewGRPC(resolvedGRPC(t, o), nil)
@@ -392,6 +398,9 @@ func TestGRPCSendsParts(t *testing.T) {
 			defer r.Release()
 			if fromParts := r.(*grpcRequest).parts != nil; fromParts != (compression == "none") {
 				t.Errorf("request sent from the parts' buffers: %v, want %v", fromParts, compression == "none")
+			}
+			if compressed := r.(*grpcRequest).zp != nil; compressed != (compression != "none") {
+				t.Errorf("request compressed when encoded: %v, want %v", compressed, compression != "none")
 			}
 			if err := r.Send(t.Context()); outcomeOf(err) != (outcome{Err: true}) {
 				t.Fatalf("first attempt: %v, want a retryable error", err)

@@ -113,24 +113,23 @@ func (c *HTTPClient) EncodeParts(batches []*event.Batch, parts []export.Part) (e
 // encode encodes (and compresses) a request; the parts are released once
 // it is made, and kept on an error.
 func (c *HTTPClient) encode(batches []*event.Batch, parts []export.Part) (*httpRequest, error) {
-	e := c.bufs.encode(batches, parts)
-	invalid := e.invalid
-	payload := e.request()
-	r := &httpRequest{c: c, e: e, payload: payload, encoded: len(payload)}
+	var r *httpRequest
+	var invalid int
 	if c.codec != nil {
-		zp := c.bufs.get()
-		err := c.codec.compressTo(appendWriter{zp}, payload)
-		c.bufs.release(e)
+		zp, n, inv, err := c.codec.compressRequest(&c.bufs, &c.parts, batches, parts)
 		if err != nil {
-			c.bufs.put(zp)
 			return nil, fmt.Errorf("compress request for %s: %w", c.url, err)
 		}
-		r.e, r.zp, r.payload = nil, zp, *zp
+		r, invalid = &httpRequest{c: c, zp: zp, payload: *zp, encoded: n}, inv
+	} else {
+		e := c.bufs.encode(batches, parts)
+		c.parts.releaseParts(parts)
+		payload := e.request()
+		r, invalid = &httpRequest{c: c, e: e, payload: payload, encoded: len(payload)}, e.invalid
 	}
 	if invalid > 0 {
 		c.invalid.Add(int64(invalid))
 	}
-	c.parts.releaseParts(parts)
 	return r, nil
 }
 
@@ -287,12 +286,4 @@ type requestBody struct {
 func (b *requestBody) Close() error {
 	b.once.Do(func() { close(b.closed) })
 	return nil
-}
-
-// appendWriter appends what is written to a buffer.
-type appendWriter struct{ b *[]byte }
-
-func (w appendWriter) Write(p []byte) (int, error) {
-	*w.b = append(*w.b, p...)
-	return len(p), nil
 }

@@ -3,11 +3,13 @@ package otlp
 import (
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/export"
 )
 
@@ -111,6 +114,20 @@ func newHTTPClient(t *testing.T, o Options) *HTTPClient {
 	return c
 }
 
+// receiverAndClient starts an httpReceiver and returns it with a client
+// sending to it with compression and headers.
+func receiverAndClient(t *testing.T, compression string, headers map[string]string) (*httpReceiver, *HTTPClient) {
+	t.Helper()
+	h := &httpReceiver{}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	o := DefaultOptions()
+	o.Endpoint = srv.URL
+	o.Compression = compression
+	o.Headers = headers
+	return h, newHTTPClient(t, o)
+}
+
 func TestHTTPClassifiesResponses(t *testing.T) {
 	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
 	tests := []struct {
@@ -195,14 +212,7 @@ func TestHTTPErrorNamesStatusAndMessage(t *testing.T) {
 func TestHTTPSendsRecordsHeadersAndCompression(t *testing.T) {
 	for _, compression := range []string{"none", "gzip", "zstd"} {
 		t.Run(compression, func(t *testing.T) {
-			h := &httpReceiver{}
-			srv := httptest.NewServer(h)
-			defer srv.Close()
-			o := DefaultOptions()
-			o.Endpoint = srv.URL
-			o.Compression = compression
-			o.Headers = map[string]string{"Authorization": "Bearer t0ken"}
-			c := newHTTPClient(t, o)
+			h, c := receiverAndClient(t, compression, map[string]string{"Authorization": "Bearer t0ken"})
 			batches := sampleBatches()
 			for range 3 {
 				if err := c.Send(t.Context(), batches); err != nil {
@@ -231,6 +241,58 @@ func TestHTTPSendsRecordsHeadersAndCompression(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHTTPSendsParts sends a request of parts, with and without
+// compression: every record arrives once, in order, in the parts' order,
+// and a part given as nil is encoded from its batch in its place.
+func TestHTTPSendsParts(t *testing.T) {
+	for _, compression := range []string{"none", "gzip", "zstd"} {
+		for _, withNil := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/nil part %v", compression, withNil), func(t *testing.T) {
+				h, c := receiverAndClient(t, compression, nil)
+				var batches []*event.Batch
+				var parts []export.Part
+				var want []string
+				for i := range 3 {
+					b := event.NewBatch()
+					for j := range 40 {
+						line := fmt.Sprintf("line %d", 40*i+j)
+						b.Next().Body = event.String(line)
+						want = append(want, line)
+					}
+					batches = append(batches, b)
+					if withNil && i == 1 {
+						parts = append(parts, nil)
+						continue
+					}
+					parts = append(parts, c.EncodePart(b))
+				}
+				r, err := c.EncodeParts(batches, parts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Release()
+				if err := r.Send(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if len(h.requests) != 1 {
+					t.Fatalf("server got %d requests, want 1", len(h.requests))
+				}
+				var lines []string
+				for _, rl := range h.requests[0].ResourceLogs {
+					for _, sl := range rl.ScopeLogs {
+						for _, lr := range sl.LogRecords {
+							lines = append(lines, lr.Body.GetStringValue())
+						}
+					}
+				}
+				if !slices.Equal(lines, want) {
+					t.Errorf("delivered %d lines, %q...; want line 0 to line 119 in order", len(lines), lines[:min(3, len(lines))])
+				}
+			})
+		}
 	}
 }
 

@@ -175,6 +175,74 @@ func (h *harness) ratios(scenario, variant, a, b string, f func(result) float64)
 	return out
 }
 
+// compressionTable renders the compression scenarios: per agent, the cost
+// of gzip and zstd beyond the plain run of the same repetition and, with
+// both agents, the ratio of those costs.
+func (h *harness) compressionTable(b *strings.Builder, peer string, both bool) {
+	b.WriteString("\n## Compression (plain lines; \"none\" is the plain scenario of the same repetitions)\n\n")
+	b.WriteString("| agent | compression | ok/runs | lines/s | CPU s per M lines | extra CPU s per M vs none | bytes sent per line | ratio | peak RSS MiB |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, a := range h.cfg.Agents {
+		for _, sc := range []string{"plain", "gzip", "zstd"} {
+			ok, total := h.runs(sc, a, "")
+			if total == 0 {
+				continue
+			}
+			name := map[string]string{"plain": "none"}[sc]
+			if name == "" {
+				name = sc
+			}
+			var extra []float64 // none for "none"
+			if sc != "plain" {
+				extra = h.extraCPU(sc, a)
+			}
+			fmt.Fprintf(b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", a, name, len(ok), total,
+				med(collect(ok, rate), "%.0f"), medRange(collect(ok, cpuPerM), "%.2f"),
+				medRange(extra, "%+.2f"),
+				med(collect(ok, func(r result) float64 { return float64(r.Counts.WireBytes) / float64(r.Counts.Records) }), "%.1f"),
+				med(collect(ok, func(r result) float64 { return float64(r.Counts.RawBytes) / float64(r.Counts.WireBytes) }), "%.1f×"),
+				med(collect(ok, peak), "%.1f"))
+		}
+	}
+	if both {
+		var ratios []string
+		for _, sc := range []string{"gzip", "zstd"} {
+			var r []float64
+			for rep := 1; rep <= h.cfg.Reps; rep++ {
+				lp, ok1 := h.extraAt(sc, "logpump", rep)
+				pe, ok2 := h.extraAt(sc, peer, rep)
+				if ok1 && ok2 && pe > 0 {
+					r = append(r, lp/pe)
+				}
+			}
+			if len(r) > 0 {
+				ratios = append(ratios, sc+" "+medRange(r, "%.2f×"))
+			}
+		}
+		if len(ratios) > 0 {
+			fmt.Fprintf(b, "\nExtra CPU s per M lines of compression, logpump / Collector, per repetition, median (range): %s\n", strings.Join(ratios, "; "))
+		}
+	}
+}
+
+// extraCPU is, for each repetition, the CPU s per M lines agent a spent in
+// scenario beyond its plain run (compression off) of the same repetition.
+func (h *harness) extraCPU(scenario, a string) []float64 {
+	var out []float64
+	for rep := 1; rep <= h.cfg.Reps; rep++ {
+		if x, ok := h.extraAt(scenario, a, rep); ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (h *harness) extraAt(scenario, a string, rep int) (float64, bool) {
+	r, ok1 := h.find(scenario, a, "", rep)
+	base, ok2 := h.find("plain", a, "", rep)
+	return r.CPUPerM() - base.CPUPerM(), ok1 && ok2
+}
+
 func (h *harness) has(scenario string) bool { return slices.Contains(h.cfg.Scenarios, scenario) }
 
 var (
@@ -243,33 +311,7 @@ func (h *harness) report() string {
 	}
 
 	if h.has("gzip") || h.has("zstd") {
-		b.WriteString("\n## Compression (logpump, plain lines; \"none\" is the plain scenario of the same repetitions)\n\n")
-		b.WriteString("| compression | ok/runs | lines/s | CPU s per M lines | extra CPU s per M vs none | bytes sent per line | ratio | peak RSS MiB |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|\n")
-		for _, sc := range []string{"plain", "gzip", "zstd"} {
-			ok, total := h.runs(sc, "logpump", "")
-			if total == 0 {
-				continue
-			}
-			var extra []float64
-			for rep := 1; rep <= h.cfg.Reps; rep++ {
-				r, ok1 := h.find(sc, "logpump", "", rep)
-				base, ok2 := h.find("plain", "logpump", "", rep)
-				if ok1 && ok2 {
-					extra = append(extra, r.CPUPerM()-base.CPUPerM())
-				}
-			}
-			name := map[string]string{"plain": "none"}[sc]
-			if name == "" {
-				name = sc
-			}
-			fmt.Fprintf(&b, "| %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", name, len(ok), total,
-				med(collect(ok, rate), "%.0f"), medRange(collect(ok, cpuPerM), "%.2f"),
-				medRange(extra, "%+.2f"),
-				med(collect(ok, func(r result) float64 { return float64(r.Counts.WireBytes) / float64(r.Counts.Records) }), "%.1f"),
-				med(collect(ok, func(r result) float64 { return float64(r.Counts.RawBytes) / float64(r.Counts.WireBytes) }), "%.1f×"),
-				med(collect(ok, peak), "%.1f"))
-		}
+		h.compressionTable(&b, peer, both)
 	}
 
 	for _, idle := range []struct{ name, title string }{

@@ -1,6 +1,12 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logpump/logpump/bench/sink"
+)
 
 func TestMedRange(t *testing.T) {
 	tests := []struct {
@@ -35,5 +41,44 @@ func TestParseSize(t *testing.T) {
 	}
 	if _, err := parseSize("lots"); err == nil {
 		t.Error("parseSize(lots) = nil error")
+	}
+}
+
+// TestCompressionTable renders the compression table from runs of two
+// agents: the extra cost is taken against each agent's own plain run of the
+// same repetition, a failed run leaves its repetition out, and the ratio of
+// the two agents' extra costs is paired by repetition.
+func TestCompressionTable(t *testing.T) {
+	h := &harness{cfg: config{Reps: 2, Agents: []string{"logpump", "otelcol"}, Scenarios: []string{"plain", "gzip", "zstd"}}}
+	run := func(sc, agent string, rep int, cpuSeconds float64, status string) {
+		h.results = append(h.results, result{Scenario: sc, Agent: agent, Rep: rep, Status: status, Expected: 2_000_000,
+			User: time.Duration(cpuSeconds * float64(time.Second)), Wall: time.Second,
+			Counts: sink.Counts{Records: 2_000_000, WireBytes: 60_000_000, RawBytes: 300_000_000}})
+	}
+	run("plain", "logpump", 1, 1.0, "ok")
+	run("gzip", "logpump", 1, 2.6, "ok") // +0.8 per M lines
+	run("plain", "logpump", 2, 1.2, "ok")
+	run("gzip", "logpump", 2, 3.0, "ok") // +0.9
+	run("zstd", "logpump", 1, 3.0, "ok") // +1.0
+	run("zstd", "logpump", 2, 3.0, "lost")
+	run("plain", "otelcol", 1, 8.0, "ok")
+	run("gzip", "otelcol", 1, 16.0, "ok") // +4.0
+	run("plain", "otelcol", 2, 8.0, "ok")
+	run("gzip", "otelcol", 2, 18.0, "ok") // +5.0
+	run("zstd", "otelcol", 1, 10.0, "ok") // +1.0
+	run("zstd", "otelcol", 2, 10.0, "ok") // +1.0
+	var b strings.Builder
+	h.compressionTable(&b, "otelcol", true)
+	got := b.String()
+	for _, want := range []string{
+		"| logpump | none | 2/2 | 2000000 | 0.55 (0.50–0.60) | – | 30.0 | 5.0× |",
+		"| logpump | gzip | 2/2 | 2000000 | 1.40 (1.30–1.50) | +0.85 (+0.80–+0.90) |",
+		"| logpump | zstd | 1/2 | 2000000 | 1.50 | +1.00 |",
+		"| otelcol | gzip | 2/2 | 2000000 | 8.50 (8.00–9.00) | +4.50 (+4.00–+5.00) |",
+		"gzip 0.19× (0.18–0.20); zstd 1.00×",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
 	}
 }
