@@ -37,6 +37,11 @@ var scenarios = map[string]scenario{
 	"trickle": {Name: "trickle", Kind: "trickle", Format: workload.Plain, Compression: "none"},
 	"quiet":   {Name: "quiet", Kind: "quiet", Format: workload.Plain, Compression: "none"},
 	"rss":     {Name: "rss", Kind: "rss", Format: workload.Plain, Compression: "none"},
+
+	// The json file compressed, on demand (the agents' default settings
+	// compress with gzip).
+	"json-gzip": {Name: "json-gzip", Kind: "throughput", Format: workload.JSON, Compression: "gzip"},
+	"json-zstd": {Name: "json-zstd", Kind: "throughput", Format: workload.JSON, Compression: "zstd"},
 }
 
 // result is one run of one agent in one scenario: a row of results.tsv.

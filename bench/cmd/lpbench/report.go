@@ -175,27 +175,28 @@ func (h *harness) ratios(scenario, variant, a, b string, f func(result) float64)
 	return out
 }
 
-// compressionTable renders the compression scenarios: per agent, the cost
-// of gzip and zstd beyond the plain run of the same repetition and, with
-// both agents, the ratio of those costs.
-func (h *harness) compressionTable(b *strings.Builder, peer string, both bool) {
-	b.WriteString("\n## Compression (plain lines; \"none\" is the plain scenario of the same repetitions)\n\n")
+// compressionSets are the compression scenarios, each after the scenario of
+// the same lines uncompressed: none, gzip, zstd.
+var compressionSets = [][3]string{{"plain", "gzip", "zstd"}, {"json", "json-gzip", "json-zstd"}}
+
+// compressionTable renders the scenarios of set: per agent, the cost of gzip
+// and zstd beyond the uncompressed run of the same repetition and, with both
+// agents, the ratio of those costs.
+func (h *harness) compressionTable(b *strings.Builder, set [3]string, peer string, both bool) {
+	fmt.Fprintf(b, "\n## Compression (%s lines; \"none\" is the %s scenario of the same repetitions)\n\n", set[0], set[0])
 	b.WriteString("| agent | compression | ok/runs | lines/s | CPU s per M lines | extra CPU s per M vs none | bytes sent per line | ratio | peak RSS MiB |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, a := range h.cfg.Agents {
-		for _, sc := range []string{"plain", "gzip", "zstd"} {
+		for i, sc := range set {
 			ok, total := h.runs(sc, a, "")
 			if total == 0 {
 				continue
 			}
-			name := map[string]string{"plain": "none"}[sc]
-			if name == "" {
-				name = sc
-			}
 			var extra []float64 // none for "none"
-			if sc != "plain" {
-				extra = h.extraCPU(sc, a)
+			if i > 0 {
+				extra = h.extraCPU(sc, set[0], a)
 			}
+			name := [3]string{"none", "gzip", "zstd"}[i]
 			fmt.Fprintf(b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", a, name, len(ok), total,
 				med(collect(ok, rate), "%.0f"), medRange(collect(ok, cpuPerM), "%.2f"),
 				medRange(extra, "%+.2f"),
@@ -206,17 +207,17 @@ func (h *harness) compressionTable(b *strings.Builder, peer string, both bool) {
 	}
 	if both {
 		var ratios []string
-		for _, sc := range []string{"gzip", "zstd"} {
+		for i, sc := range set[1:] {
 			var r []float64
 			for rep := 1; rep <= h.cfg.Reps; rep++ {
-				lp, ok1 := h.extraAt(sc, "logpump", rep)
-				pe, ok2 := h.extraAt(sc, peer, rep)
+				lp, ok1 := h.extraAt(sc, set[0], "logpump", rep)
+				pe, ok2 := h.extraAt(sc, set[0], peer, rep)
 				if ok1 && ok2 && pe > 0 {
 					r = append(r, lp/pe)
 				}
 			}
 			if len(r) > 0 {
-				ratios = append(ratios, sc+" "+medRange(r, "%.2f×"))
+				ratios = append(ratios, [2]string{"gzip", "zstd"}[i]+" "+medRange(r, "%.2f×"))
 			}
 		}
 		if len(ratios) > 0 {
@@ -226,21 +227,22 @@ func (h *harness) compressionTable(b *strings.Builder, peer string, both bool) {
 }
 
 // extraCPU is, for each repetition, the CPU s per M lines agent a spent in
-// scenario beyond its plain run (compression off) of the same repetition.
-func (h *harness) extraCPU(scenario, a string) []float64 {
+// scenario beyond its run of base (the same lines, compression off) in the
+// same repetition.
+func (h *harness) extraCPU(scenario, base, a string) []float64 {
 	var out []float64
 	for rep := 1; rep <= h.cfg.Reps; rep++ {
-		if x, ok := h.extraAt(scenario, a, rep); ok {
+		if x, ok := h.extraAt(scenario, base, a, rep); ok {
 			out = append(out, x)
 		}
 	}
 	return out
 }
 
-func (h *harness) extraAt(scenario, a string, rep int) (float64, bool) {
+func (h *harness) extraAt(scenario, base, a string, rep int) (float64, bool) {
 	r, ok1 := h.find(scenario, a, "", rep)
-	base, ok2 := h.find("plain", a, "", rep)
-	return r.CPUPerM() - base.CPUPerM(), ok1 && ok2
+	b, ok2 := h.find(base, a, "", rep)
+	return r.CPUPerM() - b.CPUPerM(), ok1 && ok2
 }
 
 func (h *harness) has(scenario string) bool { return slices.Contains(h.cfg.Scenarios, scenario) }
@@ -310,8 +312,10 @@ func (h *harness) report() string {
 		}
 	}
 
-	if h.has("gzip") || h.has("zstd") {
-		h.compressionTable(&b, peer, both)
+	for _, set := range compressionSets {
+		if h.has(set[1]) || h.has(set[2]) {
+			h.compressionTable(&b, set, peer, both)
+		}
 	}
 
 	for _, idle := range []struct{ name, title string }{

@@ -68,7 +68,7 @@ func TestCompressionTable(t *testing.T) {
 	run("zstd", "otelcol", 1, 10.0, "ok") // +1.0
 	run("zstd", "otelcol", 2, 10.0, "ok") // +1.0
 	var b strings.Builder
-	h.compressionTable(&b, "otelcol", true)
+	h.compressionTable(&b, compressionSets[0], "otelcol", true)
 	got := b.String()
 	for _, want := range []string{
 		"| logpump | none | 2/2 | 2000000 | 0.55 (0.50–0.60) | – | 30.0 | 5.0× |",
@@ -79,6 +79,23 @@ func TestCompressionTable(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+
+	// The same runs as the json set: its own heading, the same figures.
+	for i := range h.results {
+		h.results[i].Scenario = map[string]string{"plain": "json", "gzip": "json-gzip", "zstd": "json-zstd"}[h.results[i].Scenario]
+	}
+	b.Reset()
+	h.compressionTable(&b, compressionSets[1], "otelcol", true)
+	got = b.String()
+	for _, want := range []string{
+		"## Compression (json lines; \"none\" is the json scenario",
+		"| logpump | gzip | 2/2 | 2000000 | 1.40 (1.30–1.50) | +0.85 (+0.80–+0.90) |",
+		"gzip 0.19× (0.18–0.20); zstd 1.00×",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("json table lacks %q:\n%s", want, got)
 		}
 	}
 }
