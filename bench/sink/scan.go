@@ -46,7 +46,7 @@ func (f *fields) next() (num protowire.Number, typ protowire.Type, v []byte, n u
 	// those here halves the sink's cost per record against protowire's
 	// general functions, so that it takes less of the machine from the
 	// agent under test.
-	if t := b[0]; t < 0x80 && len(b) >= 3 {
+	if t := b[0]; t >= 1<<3 && t < 0x80 && len(b) >= 3 { // field numbers 1 to 15
 		num, typ = protowire.Number(t>>3), protowire.Type(t&7)
 		switch {
 		case typ == protowire.BytesType && b[1] < 0x80:

@@ -198,9 +198,12 @@ func TestFieldsDecodesEveryLength(t *testing.T) {
 	if _, _, _, _, ok, err := f.next(); ok || err != nil {
 		t.Errorf("after the last field: ok %v, err %v", ok, err)
 	}
-	// A length past the end is malformed, on the short path too.
-	f = fields{[]byte{5<<3 | 2, 10, 'a'}}
-	if _, _, _, _, _, err := f.next(); err == nil {
-		t.Error("a truncated field decoded without an error")
+	// A length past the end is malformed, on the short path too, and so is
+	// field number 0.
+	for _, bad := range [][]byte{{5<<3 | 2, 10, 'a'}, {0<<3 | 2, 1, 'a'}} {
+		f = fields{bad}
+		if _, _, _, _, _, err := f.next(); err == nil {
+			t.Errorf("% x decoded without an error", bad)
+		}
 	}
 }
