@@ -349,11 +349,15 @@ func (lr *lineReader) emit(b *event.Batch, line []byte, off int64, flags event.F
 	if off == 0 && len(lr.codec.bom) > 0 && bytes.HasPrefix(line, lr.codec.bom) {
 		line = line[len(lr.codec.bom):]
 	}
-	if lr.codec.unit == 1 {
+	// The '\r' of a "\r\n" line end goes; a line cut at the limit keeps a
+	// '\r' it was cut after, which is a byte of the line, not of its end.
+	switch {
+	case flags&event.Truncated != 0:
+	case lr.codec.unit == 1:
 		if k := len(line) - 1; k >= 0 && line[k] == '\r' {
 			line = line[:k]
 		}
-	} else if bytes.HasSuffix(line, lr.codec.cr) {
+	case bytes.HasSuffix(line, lr.codec.cr):
 		line = line[:len(line)-len(lr.codec.cr)]
 	}
 	var body string
