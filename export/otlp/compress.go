@@ -2,13 +2,15 @@ package otlp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
@@ -25,43 +27,68 @@ const maxResponseBytes = 4 << 20
 
 // codec compresses requests and decompresses responses with one algorithm.
 // It is safe for concurrent use.
+//
+// A request is compressed as a sequence of segments, each compressed on its
+// own: a batch encoded ahead is compressed at once (see codec.part), and
+// only its compressed bytes wait for its request; a run of batches that
+// were not is compressed when its request is made. gzip's segments are
+// runs of deflate blocks that end on a byte boundary (a sync flush), which
+// one gzip member holds one after the other (RFC 1951: a stream is any
+// sequence of blocks; a segment refers to nothing before it); zstd's are
+// whole frames, and a zstd stream is a sequence of frames (RFC 8878). A
+// receiver decompresses the request as any other.
 type codec struct {
 	name string
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
-	// free holds one compressor for each request that may be compressed at
+	// free holds one compressor for each segment that may be compressed at
 	// once, and so bounds how many exist (zstd's encoder keeps as many
 	// states): more of them than there are CPUs to run them buy nothing,
-	// and each holds about 0.85 MiB of tables, gzip's or zstd's. A list
+	// and each holds about 0.85 MiB of tables, deflate's or zstd's. A list
 	// rather than a sync.Pool: a pool is emptied by the garbage collector,
-	// which runs several times a second under load, and a gzip writer was
-	// made again each time (21 MB allocated for 8.9 M lines).
+	// which runs several times a second under load, and a writer was made
+	// again each time (21 MB allocated for 8.9 M lines).
 	free chan *compressor
+	// zparts recycles compressed parts with their buffers, as bufferPool
+	// recycles encoders.
+	zparts chan *zpart
+	// pending holds a token for each part being compressed (codec.part).
+	pending chan struct{}
 }
 
-// compressor is the state of one compression: a gzip writer and the
-// buffer its output goes to, or zstd's input joined.
+// compressor is the state of one compression: a deflate writer and the
+// buffer its output goes to.
 type compressor struct {
-	gz  *gzip.Writer
-	out []byte // where gz writes, during appendCompressed
-	in  []byte // zstd: the pieces of a request, joined
+	fw  *flate.Writer
+	out []byte // where fw writes, during appendSegment
 }
 
-// Write appends p to c.out: the gzip writer's destination.
+// Write appends p to c.out: the deflate writer's destination.
 func (c *compressor) Write(p []byte) (int, error) {
 	c.out = append(c.out, p...)
 	return len(p), nil
 }
 
+// zpart is a batch encoded ahead and compressed at once: one segment of a
+// request to come (see codec).
+type zpart struct {
+	z   []byte // the segment
+	n   int    // bytes before compression
+	crc uint32 // gzip: CRC-32 (IEEE) of those bytes
+	// ready receives once, when the fields above are written (codec.part).
+	ready chan struct{}
+}
+
 // newCodec returns the codec called name ("gzip", "zstd"), or nil for
-// "none", compressing up to concurrency requests at once, and no more than
-// GOMAXPROCS.
-func newCodec(name string, concurrency int) (*codec, error) {
+// "none", for a queue of options q: it compresses up to q.InFlight segments
+// at once, and no more than GOMAXPROCS.
+func newCodec(name string, q export.BufferOptions) (*codec, error) {
 	if name == "none" || name == "" {
 		return nil, nil
 	}
-	n := min(max(concurrency, 1), runtime.GOMAXPROCS(0))
-	c := &codec{name: name, free: make(chan *compressor, n)}
+	n := min(max(q.InFlight, 1), runtime.GOMAXPROCS(0))
+	c := &codec{name: name, free: make(chan *compressor, n), zparts: make(chan *zpart, partsPooled(q)),
+		pending: make(chan struct{}, n)}
 	switch name {
 	case "gzip":
 	case "zstd":
@@ -94,81 +121,167 @@ func newCodec(name string, concurrency int) (*codec, error) {
 	return c, nil
 }
 
-// compressRequest encodes the request of batches, some of them encoded
-// ahead as parts (see export.PartEncoder), and compresses it into a buffer
-// of bufs. When every batch has its part, the parts are compressed one
-// after the other rather than copied into one buffer first. It returns the
-// compressed request, its size before compression and how many strings
-// had their invalid UTF-8 replaced (parts counted theirs when made). The
-// parts are released to partBufs on success and kept on an error.
-func (c *codec) compressRequest(bufs, partBufs *bufferPool, batches []*event.Batch, parts []export.Part) (zp *[]byte, encoded, invalid int, err error) {
-	var buf [8][]byte
-	pieces := buf[:0]
-	var e *encoder
-	if len(parts) > 0 && !slices.Contains(parts, nil) {
-		for _, p := range parts {
-			pieces = append(pieces, p.(*encoder).request())
+// part encodes b alone with an encoder of parts, counting the strings whose
+// invalid UTF-8 it replaced in invalid, and compresses it on a goroutine of
+// its own (see export.PartEncoder): a batch waiting for its request holds
+// a fifth or so of the bytes it would hold encoded, and the caller (the
+// source's goroutine) reads on while the part is compressed on another
+// CPU. No more than cap(c.pending) parts wait to be compressed at once;
+// beyond that part blocks. The part is read once ready (stream.add).
+func (c *codec) part(parts *bufferPool, b *event.Batch, invalid *atomic.Int64) export.Part {
+	e := parts.part(b)
+	if e.invalid > 0 {
+		invalid.Add(int64(e.invalid))
+	}
+	var zp *zpart
+	select {
+	case zp = <-c.zparts:
+	default:
+		zp = &zpart{ready: make(chan struct{}, 1)}
+	}
+	c.pending <- struct{}{}
+	go func() {
+		req := e.request()
+		zp.z, zp.n, zp.crc = c.appendSegment(zp.z[:0], req), len(req), 0
+		if c.zenc == nil {
+			zp.crc = crc32.ChecksumIEEE(req)
 		}
-	} else {
-		e = bufs.encode(batches, parts)
-		invalid = e.invalid
-		pieces = append(pieces, e.request())
-	}
-	for _, p := range pieces {
-		encoded += len(p)
-	}
-	zp = bufs.get()
-	*zp, err = c.appendCompressed(*zp, pieces...)
-	if e != nil {
-		bufs.release(e)
-	}
-	if err != nil {
-		bufs.put(zp)
-		return nil, 0, 0, err
-	}
-	partBufs.releaseParts(parts)
-	return zp, encoded, invalid, nil
+		parts.release(e)
+		<-c.pending
+		zp.ready <- struct{}{}
+	}()
+	return zp
 }
 
-// appendCompressed appends the concatenation of pieces, compressed, to
-// dst.
-func (c *codec) appendCompressed(dst []byte, pieces ...[]byte) ([]byte, error) {
+// releaseParts returns parts made by c.part (nil ones skipped) for reuse.
+func (c *codec) releaseParts(parts []export.Part) {
+	for _, p := range parts {
+		zp, _ := p.(*zpart)
+		if zp == nil {
+			continue
+		}
+		if n := cap(zp.z); n > maxPooledBuffer || (n > 64<<10 && n > 4*len(zp.z)) {
+			zp.z = nil
+		}
+		select {
+		case c.zparts <- zp:
+		default:
+		}
+	}
+}
+
+// compressRequest encodes and compresses the request of batches into a
+// buffer of bufs, where parts[i], when parts is not nil and parts[i] is
+// not, is batches[i] compressed ahead by c.part. Each run of batches
+// between parts is encoded with an encoder of bufs and compressed as one
+// segment. It returns the compressed request, its size before compression
+// and how many strings had their invalid UTF-8 replaced (parts counted
+// theirs when made). The parts are released for reuse.
+func (c *codec) compressRequest(bufs *bufferPool, batches []*event.Batch, parts []export.Part) (zp *[]byte, encoded, invalid int) {
+	zp = bufs.get()
+	s := c.begin(*zp)
+	for i := 0; i < len(batches); {
+		if parts != nil && parts[i] != nil {
+			s.add(parts[i].(*zpart))
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(batches) && (parts == nil || parts[j] == nil) {
+			j++
+		}
+		e := bufs.encode(batches[i:j], nil)
+		invalid += e.invalid
+		s.compress(e.request())
+		bufs.release(e)
+		i = j
+	}
+	*zp = s.end()
+	c.releaseParts(parts)
+	return zp, s.n, invalid
+}
+
+// appendCompressed appends p compressed, as one request, to dst.
+func (c *codec) appendCompressed(dst, p []byte) []byte {
+	s := c.begin(dst)
+	s.compress(p)
+	return s.end()
+}
+
+// gzipHeader starts every gzip request: no name, no time, compressed for
+// speed (XFL 4), from an unknown system (255) (RFC 1952, 2.3).
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255}
+
+// finalBlock ends a deflate stream: an empty final block of fixed Huffman
+// codes (BFINAL 1, BTYPE 01, end of block), on a byte boundary.
+var finalBlock = []byte{0x03, 0x00}
+
+// stream is a compressed request being written, segment by segment.
+type stream struct {
+	c   *codec
+	out []byte
+	n   int    // bytes before compression so far
+	crc uint32 // gzip: of those bytes
+}
+
+// begin starts a compressed request at the end of dst.
+func (c *codec) begin(dst []byte) stream {
+	if c.zenc == nil {
+		dst = append(dst, gzipHeader...)
+	}
+	return stream{c: c, out: dst}
+}
+
+// compress compresses p as the next segment.
+func (s *stream) compress(p []byte) {
+	s.out = s.c.appendSegment(s.out, p)
+	if s.c.zenc == nil {
+		s.crc = crc32.Update(s.crc, crc32.IEEETable, p)
+	}
+	s.n += len(p)
+}
+
+// add appends a segment compressed ahead, once it is ready.
+func (s *stream) add(p *zpart) {
+	<-p.ready
+	s.out = append(s.out, p.z...)
+	if s.c.zenc == nil {
+		s.crc = crc32Combine(s.crc, p.crc, p.n)
+	}
+	s.n += p.n
+}
+
+// end finishes the request and returns it.
+func (s *stream) end() []byte {
+	if s.c.zenc == nil {
+		s.out = append(s.out, finalBlock...)
+		s.out = binary.LittleEndian.AppendUint32(s.out, s.crc)
+		s.out = binary.LittleEndian.AppendUint32(s.out, uint32(s.n)) // ISIZE: the size modulo 2^32
+	}
+	return s.out
+}
+
+// appendSegment appends p compressed on its own to dst: deflate blocks
+// ended by a sync flush, or a zstd frame.
+func (c *codec) appendSegment(dst, p []byte) []byte {
 	z := <-c.free
 	defer func() { c.free <- z }()
 	if c.zenc != nil {
-		p := pieces[0]
-		if len(pieces) > 1 {
-			// EncodeAll reads one buffer.
-			z.in = z.in[:0]
-			for _, p := range pieces {
-				z.in = append(z.in, p...)
-			}
-			p = z.in
-			if cap(z.in) > maxPooledBuffer {
-				z.in = nil
-			}
-		}
-		return c.zenc.EncodeAll(p, dst), nil
+		return c.zenc.EncodeAll(p, dst)
 	}
 	z.out = dst
-	if z.gz == nil {
-		// Level 1: about twice as fast as level 6 for a ratio a little lower
-		// (research/libraries.md, 3.4).
-		z.gz, _ = gzip.NewWriterLevel(z, gzip.BestSpeed)
+	if z.fw == nil {
+		// Level 1: about twice as fast as level 6 (the default) for a
+		// ratio a little lower.
+		z.fw, _ = flate.NewWriter(z, flate.BestSpeed)
 	} else {
-		z.gz.Reset(z)
+		z.fw.Reset(z)
 	}
-	var err error
-	for _, p := range pieces {
-		if _, err = z.gz.Write(p); err != nil {
-			break
-		}
-	}
-	if cerr := z.gz.Close(); err == nil {
-		err = cerr
-	}
+	// Writes to memory do not fail.
+	_, _ = z.fw.Write(p)
+	_ = z.fw.Flush()
 	dst, z.out = z.out, nil
-	return dst, err
+	return dst
 }
 
 // decompress reads all of r, compressed, up to maxResponseBytes.
@@ -195,6 +308,13 @@ func (c *codec) decompress(r io.Reader) ([]byte, error) {
 func (c *codec) close() {
 	if c == nil {
 		return
+	}
+	// Parts still being compressed (their queue was abandoned) finish first.
+	for range cap(c.pending) {
+		c.pending <- struct{}{}
+	}
+	for range cap(c.pending) {
+		<-c.pending
 	}
 	if c.zenc != nil {
 		c.zenc.Close()
@@ -253,9 +373,13 @@ func partsPooled(q export.BufferOptions) int {
 	return q.Size + 4*(q.InFlight+2)
 }
 
-// partOf encodes b alone with an encoder of parts, counting the strings
-// whose invalid UTF-8 it replaced in invalid (see export.PartEncoder).
-func partOf(parts *bufferPool, b *event.Batch, invalid *atomic.Int64) export.Part {
+// partOf encodes b alone with an encoder of parts, and compresses it if cd
+// is not nil, counting the strings whose invalid UTF-8 it replaced in
+// invalid (see export.PartEncoder).
+func partOf(cd *codec, parts *bufferPool, b *event.Batch, invalid *atomic.Int64) export.Part {
+	if cd != nil {
+		return cd.part(parts, b, invalid)
+	}
 	e := parts.part(b)
 	if e.invalid > 0 {
 		invalid.Add(int64(e.invalid))

@@ -68,7 +68,7 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	cd, err := newCodec(o.Compression, o.Queue.InFlight)
+	cd, err := newCodec(o.Compression, o.Queue)
 	if err != nil {
 		return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
 	}
@@ -138,16 +138,16 @@ func (c *GRPCClient) Encode(batches []*event.Batch) (export.Encoded, error) {
 // EncodePart encodes b on its own, as part of a request to come (see
 // export.PartEncoder).
 func (c *GRPCClient) EncodePart(b *event.Batch) export.Part {
-	return partOf(&c.parts, b, &c.invalid)
+	return partOf(c.codec, &c.parts, b, &c.invalid)
 }
 
 // EncodeParts encodes a request of batches, some of them encoded ahead by
 // EncodePart (see export.PartEncoder). An uncompressed request made of
 // parts only is sent from the parts' buffers, one after the other, with no
 // copy: the concatenation of requests is one request, and gRPC writes a
-// message given in several buffers as one. A compressed one is compressed
-// here, and its parts released at once: only the compressed bytes wait for
-// the answer.
+// message given in several buffers as one. With compression the parts were
+// compressed when encoded: the request joins them (see codec), and only
+// the compressed bytes wait for the answer.
 func (c *GRPCClient) EncodeParts(batches []*event.Batch, parts []export.Part) (export.Encoded, error) {
 	if c.codec == nil && !slices.Contains(parts, nil) {
 		r := &grpcRequest{c: c, parts: make([]*encoder, len(parts))}
@@ -166,10 +166,7 @@ func (c *GRPCClient) encode(batches []*event.Batch, parts []export.Part) (*grpcR
 		// Compressed once here rather than by gRPC at every attempt (see
 		// grpcCompressor): a request waiting for its answer holds the
 		// compressed bytes only.
-		zp, n, invalid, err := c.codec.compressRequest(&c.bufs, &c.parts, batches, parts)
-		if err != nil {
-			return nil, fmt.Errorf("compress request for %s: %w", c.target, err)
-		}
+		zp, n, invalid := c.codec.compressRequest(&c.bufs, batches, parts)
 		if invalid > 0 {
 			c.invalid.Add(int64(invalid))
 		}

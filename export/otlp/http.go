@@ -56,7 +56,7 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 		}
 		tr.TLSClientConfig = cfg
 	}
-	cd, err := newCodec(o.Compression, o.Queue.InFlight)
+	cd, err := newCodec(o.Compression, o.Queue)
 	if err != nil {
 		return nil, fmt.Errorf("create otlp http client for %s: %w", o.Endpoint, err)
 	}
@@ -97,7 +97,7 @@ func (c *HTTPClient) Encode(batches []*event.Batch) (export.Encoded, error) {
 // EncodePart encodes b on its own, as part of a request to come (see
 // export.PartEncoder).
 func (c *HTTPClient) EncodePart(b *event.Batch) export.Part {
-	return partOf(&c.parts, b, &c.invalid)
+	return partOf(c.codec, &c.parts, b, &c.invalid)
 }
 
 // EncodeParts encodes (and compresses) a request of batches, some of them
@@ -116,10 +116,7 @@ func (c *HTTPClient) encode(batches []*event.Batch, parts []export.Part) (*httpR
 	var r *httpRequest
 	var invalid int
 	if c.codec != nil {
-		zp, n, inv, err := c.codec.compressRequest(&c.bufs, &c.parts, batches, parts)
-		if err != nil {
-			return nil, fmt.Errorf("compress request for %s: %w", c.url, err)
-		}
+		zp, n, inv := c.codec.compressRequest(&c.bufs, batches, parts)
 		r, invalid = &httpRequest{c: c, zp: zp, payload: *zp, encoded: n}, inv
 	} else {
 		e := c.bufs.encode(batches, parts)
