@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -28,15 +29,20 @@ const maxResponseBytes = 4 << 20
 // codec compresses requests and decompresses responses with one algorithm.
 // It is safe for concurrent use.
 //
-// A request is compressed as a sequence of segments, each compressed on its
-// own: a batch encoded ahead is compressed at once (see codec.part), and
-// only its compressed bytes wait for its request; a run of batches that
-// were not is compressed when its request is made. gzip's segments are
-// runs of deflate blocks that end on a byte boundary (a sync flush), which
-// one gzip member holds one after the other (RFC 1951: a stream is any
-// sequence of blocks; a segment refers to nothing before it); zstd's are
-// whole frames, and a zstd stream is a sequence of frames (RFC 8878). A
-// receiver decompresses the request as any other.
+// A gzip request is compressed as a sequence of segments, each compressed
+// on its own: a batch encoded ahead is compressed at once (see codec.part),
+// and only its compressed bytes wait for its request; a run of batches that
+// were not is compressed when its request is made. A segment is a run of
+// deflate blocks that ends on a byte boundary (a sync flush) and refers to
+// nothing before it, and one gzip member holds them one after the other
+// (RFC 1951: a stream is any sequence of blocks): a receiver decompresses
+// the request as any other. Deflate looks back 32 KiB only, so segments of
+// a few tens of KiB cost little ratio (3.7 % more bytes for 1,000 plain
+// records in four segments, 2.1 % for parsed JSON).
+//
+// A zstd request is compressed whole, as one frame, when it is made: zstd
+// finds matches further back, and in four frames of 250 parsed JSON records
+// the same request took 11 % more bytes and 22 % more time.
 type codec struct {
 	name string
 	zenc *zstd.Encoder
@@ -57,10 +63,11 @@ type codec struct {
 }
 
 // compressor is the state of one compression: a deflate writer and the
-// buffer its output goes to.
+// buffer its output goes to, or zstd's input joined.
 type compressor struct {
 	fw  *flate.Writer
 	out []byte // where fw writes, during appendSegment
+	in  []byte // zstd: the parts of a request, joined
 }
 
 // Write appends p to c.out: the deflate writer's destination.
@@ -70,11 +77,11 @@ func (c *compressor) Write(p []byte) (int, error) {
 }
 
 // zpart is a batch encoded ahead and compressed at once: one segment of a
-// request to come (see codec).
+// gzip request to come (see codec).
 type zpart struct {
 	z   []byte // the segment
 	n   int    // bytes before compression
-	crc uint32 // gzip: CRC-32 (IEEE) of those bytes
+	crc uint32 // CRC-32 (IEEE) of those bytes
 	// ready receives once, when the fields above are written (codec.part).
 	ready chan struct{}
 }
@@ -122,8 +129,8 @@ func newCodec(name string, q export.BufferOptions) (*codec, error) {
 }
 
 // part encodes b alone with an encoder of parts, counting the strings whose
-// invalid UTF-8 it replaced in invalid, and compresses it on a goroutine of
-// its own (see export.PartEncoder): a batch waiting for its request holds
+// invalid UTF-8 it replaced in invalid, and compresses it with gzip on a
+// goroutine of its own (see export.PartEncoder): a batch waiting for its request holds
 // a fifth or so of the bytes it would hold encoded, and the caller (the
 // source's goroutine) reads on while the part is compressed on another
 // CPU. No more than cap(c.pending) parts wait to be compressed at once;
@@ -142,10 +149,7 @@ func (c *codec) part(parts *bufferPool, b *event.Batch, invalid *atomic.Int64) e
 	c.pending <- struct{}{}
 	go func() {
 		req := e.request()
-		zp.z, zp.n, zp.crc = c.appendSegment(zp.z[:0], req), len(req), 0
-		if c.zenc == nil {
-			zp.crc = crc32.ChecksumIEEE(req)
-		}
+		zp.z, zp.n, zp.crc = c.appendSegment(zp.z[:0], req), len(req), crc32.ChecksumIEEE(req)
 		parts.release(e)
 		<-c.pending
 		zp.ready <- struct{}{}
@@ -172,14 +176,37 @@ func (c *codec) releaseParts(parts []export.Part) {
 
 // compressRequest encodes and compresses the request of batches into a
 // buffer of bufs, where parts[i], when parts is not nil and parts[i] is
-// not, is batches[i] compressed ahead by c.part. Each run of batches
-// between parts is encoded with an encoder of bufs and compressed as one
-// segment. It returns the compressed request, its size before compression
-// and how many strings had their invalid UTF-8 replaced (parts counted
-// theirs when made). The parts are released for reuse.
-func (c *codec) compressRequest(bufs *bufferPool, batches []*event.Batch, parts []export.Part) (zp *[]byte, encoded, invalid int) {
+// not, is batches[i] encoded ahead by partOf: compressed by c.part (gzip),
+// or an encoder of partBufs (zstd). For gzip each run of batches between
+// parts is encoded with an encoder of bufs and compressed as one segment;
+// for zstd the request is encoded whole, with its parts, and compressed
+// once. It returns the compressed request, its size before compression and
+// how many strings had their invalid UTF-8 replaced (parts counted theirs
+// when made). The parts are released for reuse.
+func (c *codec) compressRequest(bufs, partBufs *bufferPool, batches []*event.Batch, parts []export.Part) (zp *[]byte, encoded, invalid int) {
 	zp = bufs.get()
 	s := c.begin(*zp)
+	if c.zenc != nil {
+		var buf [8][]byte
+		pieces := buf[:0]
+		var e *encoder
+		if parts != nil && !slices.Contains(parts, nil) {
+			for _, p := range parts {
+				pieces = append(pieces, p.(*encoder).request())
+			}
+		} else {
+			e = bufs.encode(batches, parts)
+			invalid = e.invalid
+			pieces = append(pieces, e.request())
+		}
+		s.compress(pieces...)
+		if e != nil {
+			bufs.release(e)
+		}
+		partBufs.releaseParts(parts)
+		*zp = s.end()
+		return zp, s.n, invalid
+	}
 	for i := 0; i < len(batches); {
 		if parts != nil && parts[i] != nil {
 			s.add(parts[i].(*zpart))
@@ -232,22 +259,22 @@ func (c *codec) begin(dst []byte) stream {
 	return stream{c: c, out: dst}
 }
 
-// compress compresses p as the next segment.
-func (s *stream) compress(p []byte) {
-	s.out = s.c.appendSegment(s.out, p)
-	if s.c.zenc == nil {
-		s.crc = crc32.Update(s.crc, crc32.IEEETable, p)
+// compress compresses the concatenation of pieces as the next segment.
+func (s *stream) compress(pieces ...[]byte) {
+	s.out = s.c.appendSegment(s.out, pieces...)
+	for _, p := range pieces {
+		if s.c.zenc == nil {
+			s.crc = crc32.Update(s.crc, crc32.IEEETable, p)
+		}
+		s.n += len(p)
 	}
-	s.n += len(p)
 }
 
-// add appends a segment compressed ahead, once it is ready.
+// add appends a gzip segment compressed ahead, once it is ready.
 func (s *stream) add(p *zpart) {
 	<-p.ready
 	s.out = append(s.out, p.z...)
-	if s.c.zenc == nil {
-		s.crc = crc32Combine(s.crc, p.crc, p.n)
-	}
+	s.crc = crc32Combine(s.crc, p.crc, p.n)
 	s.n += p.n
 }
 
@@ -261,12 +288,26 @@ func (s *stream) end() []byte {
 	return s.out
 }
 
-// appendSegment appends p compressed on its own to dst: deflate blocks
-// ended by a sync flush, or a zstd frame.
-func (c *codec) appendSegment(dst, p []byte) []byte {
+// appendSegment appends the concatenation of pieces, compressed on its
+// own, to dst: deflate blocks ended by a sync flush, or a zstd frame (a
+// whole request).
+func (c *codec) appendSegment(dst []byte, pieces ...[]byte) []byte {
 	z := <-c.free
 	defer func() { c.free <- z }()
 	if c.zenc != nil {
+		p := pieces[0]
+		if len(pieces) > 1 {
+			// EncodeAll reads one buffer: the parts are joined in the
+			// compressor's, one per request compressed at once.
+			z.in = z.in[:0]
+			for _, p := range pieces {
+				z.in = append(z.in, p...)
+			}
+			p = z.in
+			if cap(z.in) > maxPooledBuffer {
+				z.in = nil
+			}
+		}
 		return c.zenc.EncodeAll(p, dst)
 	}
 	z.out = dst
@@ -278,7 +319,9 @@ func (c *codec) appendSegment(dst, p []byte) []byte {
 		z.fw.Reset(z)
 	}
 	// Writes to memory do not fail.
-	_, _ = z.fw.Write(p)
+	for _, p := range pieces {
+		_, _ = z.fw.Write(p)
+	}
 	_ = z.fw.Flush()
 	dst, z.out = z.out, nil
 	return dst
@@ -374,10 +417,10 @@ func partsPooled(q export.BufferOptions) int {
 }
 
 // partOf encodes b alone with an encoder of parts, and compresses it if cd
-// is not nil, counting the strings whose invalid UTF-8 it replaced in
-// invalid (see export.PartEncoder).
+// compresses with gzip (see codec), counting the strings whose invalid
+// UTF-8 it replaced in invalid (see export.PartEncoder).
 func partOf(cd *codec, parts *bufferPool, b *event.Batch, invalid *atomic.Int64) export.Part {
-	if cd != nil {
+	if cd != nil && cd.zenc == nil {
 		return cd.part(parts, b, invalid)
 	}
 	e := parts.part(b)

@@ -35,12 +35,12 @@ func TestCRC32Combine(t *testing.T) {
 	}
 }
 
-// TestCompressRequestOfParts: a request made of batches compressed ahead
-// and runs of batches compressed with it decompresses, with decoders other
-// than the one that wrote it (Go's compress/gzip checks the CRC and size
-// of its trailer; zstd's stream decoder reads frame after frame), to the
-// very bytes of the same request uncompressed; the compressed parts are
-// a fraction of their encoding, and go back to their list.
+// TestCompressRequestOfParts: a request made of batches encoded ahead (and
+// compressed, with gzip) and of runs of batches compressed with it
+// decompresses, with a decoder other than the one that wrote it (Go's
+// compress/gzip checks the CRC and size of its trailer), to the very bytes
+// of the same request uncompressed, in one gzip member or zstd frame; it is
+// a fraction of that size, and the parts go back to their list.
 func TestCompressRequestOfParts(t *testing.T) {
 	a := &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: event.String("a")}}}
 	b := &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: event.String("b")}}}
@@ -81,17 +81,21 @@ func TestCompressRequestOfParts(t *testing.T) {
 						if !ahead[i] {
 							continue
 						}
-						ps[i] = c.part(&parts, b, &invalid)
+						ps[i] = partOf(c, &parts, b, &invalid)
 						b.Records = nil // as detached: the request must not read them
 					}
 				}
 				for range 2 { // the second time from recycled buffers
-					zp, n, _ := c.compressRequest(&bufs, got, ps)
+					zp, n, _ := c.compressRequest(&bufs, &parts, got, ps)
 					if n != len(wantReq) {
 						t.Errorf("request of %d bytes before compression, want %d", n, len(wantReq))
 					}
 					if len(*zp) > n/3 {
 						t.Errorf("request of %d bytes compressed to %d", n, len(*zp))
+					}
+					var h zstd.Header
+					if name == "zstd" && (h.Decode(*zp) != nil || h.FrameContentSize != uint64(n)) {
+						t.Errorf("first zstd frame holds %d bytes of the request's %d", h.FrameContentSize, n)
 					}
 					if d := decompressAll(t, name, *zp); !bytes.Equal(d, wantReq) {
 						t.Fatalf("decompressed %d bytes, not the %d of the request", len(d), len(wantReq))
@@ -100,13 +104,17 @@ func TestCompressRequestOfParts(t *testing.T) {
 					if ps == nil {
 						break
 					}
-					if n := len(c.zparts); n != countTrue(ahead) {
-						t.Errorf("%d compressed parts back on their list, want %d", n, countTrue(ahead))
+					back := len(c.zparts) // gzip: compressed parts
+					if name == "zstd" {
+						back = len(parts.free) // encoded parts, compressed with their request
+					}
+					if back != countTrue(ahead) {
+						t.Errorf("%d parts back on their list, want %d", back, countTrue(ahead))
 					}
 					got = batches()
 					for i, b := range got {
 						if ahead[i] {
-							ps[i] = c.part(&parts, b, &invalid)
+							ps[i] = partOf(c, &parts, b, &invalid)
 						}
 					}
 				}

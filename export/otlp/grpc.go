@@ -145,9 +145,10 @@ func (c *GRPCClient) EncodePart(b *event.Batch) export.Part {
 // EncodePart (see export.PartEncoder). An uncompressed request made of
 // parts only is sent from the parts' buffers, one after the other, with no
 // copy: the concatenation of requests is one request, and gRPC writes a
-// message given in several buffers as one. With compression the parts were
-// compressed when encoded: the request joins them (see codec), and only
-// the compressed bytes wait for the answer.
+// message given in several buffers as one. With gzip the parts were
+// compressed when encoded and the request joins them; with zstd it is
+// compressed whole here (see codec). Either way only the compressed bytes
+// wait for the answer.
 func (c *GRPCClient) EncodeParts(batches []*event.Batch, parts []export.Part) (export.Encoded, error) {
 	if c.codec == nil && !slices.Contains(parts, nil) {
 		r := &grpcRequest{c: c, parts: make([]*encoder, len(parts))}
@@ -166,7 +167,7 @@ func (c *GRPCClient) encode(batches []*event.Batch, parts []export.Part) (*grpcR
 		// Compressed once here rather than by gRPC at every attempt (see
 		// grpcCompressor): a request waiting for its answer holds the
 		// compressed bytes only.
-		zp, n, invalid := c.codec.compressRequest(&c.bufs, batches, parts)
+		zp, n, invalid := c.codec.compressRequest(&c.bufs, &c.parts, batches, parts)
 		if invalid > 0 {
 			c.invalid.Add(int64(invalid))
 		}

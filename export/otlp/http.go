@@ -116,7 +116,7 @@ func (c *HTTPClient) encode(batches []*event.Batch, parts []export.Part) (*httpR
 	var r *httpRequest
 	var invalid int
 	if c.codec != nil {
-		zp, n, inv := c.codec.compressRequest(&c.bufs, batches, parts)
+		zp, n, inv := c.codec.compressRequest(&c.bufs, &c.parts, batches, parts)
 		r, invalid = &httpRequest{c: c, zp: zp, payload: *zp, encoded: n}, inv
 	} else {
 		e := c.bufs.encode(batches, parts)
