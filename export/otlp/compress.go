@@ -130,11 +130,12 @@ func newCodec(name string, q export.BufferOptions) (*codec, error) {
 
 // part encodes b alone with an encoder of parts, counting the strings whose
 // invalid UTF-8 it replaced in invalid, and compresses it with gzip on a
-// goroutine of its own (see export.PartEncoder): a batch waiting for its request holds
-// a fifth or so of the bytes it would hold encoded, and the caller (the
-// source's goroutine) reads on while the part is compressed on another
-// CPU. No more than cap(c.pending) parts wait to be compressed at once;
-// beyond that part blocks. The part is read once ready (stream.add).
+// goroutine of its own (see export.PartEncoder): a batch waiting for its
+// request holds a fifth to a seventh of the bytes it would hold encoded,
+// and the caller (the source's goroutine) reads on while the part is
+// compressed on another CPU. No more than cap(c.pending) parts wait to be
+// compressed at once; beyond that part blocks. The part is read once ready
+// (stream.add).
 func (c *codec) part(parts *bufferPool, b *event.Batch, invalid *atomic.Int64) export.Part {
 	e := parts.part(b)
 	if e.invalid > 0 {
