@@ -55,10 +55,10 @@ type codec struct {
 	// which runs several times a second under load, and a writer was made
 	// again each time (21 MB allocated for 8.9 M lines).
 	free chan *compressor
-	// zparts recycles compressed parts with their buffers, as bufferPool
-	// recycles encoders.
-	zparts chan *zpart
-	// pending holds a token for each part being compressed (codec.part).
+	// gzip only: zparts recycles compressed parts with their buffers, as
+	// bufferPool recycles encoders, and pending holds a token for each part
+	// being compressed (codec.part).
+	zparts  chan *zpart
 	pending chan struct{}
 }
 
@@ -94,10 +94,10 @@ func newCodec(name string, q export.BufferOptions) (*codec, error) {
 		return nil, nil
 	}
 	n := min(max(q.InFlight, 1), runtime.GOMAXPROCS(0))
-	c := &codec{name: name, free: make(chan *compressor, n), zparts: make(chan *zpart, partsPooled(q)),
-		pending: make(chan struct{}, n)}
+	c := &codec{name: name, free: make(chan *compressor, n)}
 	switch name {
 	case "gzip":
+		c.zparts, c.pending = make(chan *zpart, partsPooled(q)), make(chan struct{}, n)
 	case "zstd":
 		var err error
 		// No frame checksum: the transport has its own, and it costs about
@@ -227,13 +227,6 @@ func (c *codec) compressRequest(bufs, partBufs *bufferPool, batches []*event.Bat
 	*zp = s.end()
 	c.releaseParts(parts)
 	return zp, s.n, invalid
-}
-
-// appendCompressed appends p compressed, as one request, to dst.
-func (c *codec) appendCompressed(dst, p []byte) []byte {
-	s := c.begin(dst)
-	s.compress(p)
-	return s.end()
 }
 
 // gzipHeader starts every gzip request: no name, no time, compressed for
