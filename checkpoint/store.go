@@ -29,9 +29,14 @@ const FileName = "checkpoints.bin"
 // it when there is no FileName; the first Save replaces it with FileName.
 const LegacyFileName = "checkpoints.json"
 
-// formatVersion is written into every slot (and was into every JSON file);
-// another version is refused rather than misread.
-const formatVersion = 1
+// formatVersion is written into every slot; another version is refused
+// rather than misread. Version 2 added Size to every entry; slots of
+// version 1 (and the JSON file, always version 1) are still read, with
+// Size unknown (0).
+const (
+	formatVersion = 2
+	legacyVersion = 1
+)
 
 // Entry is the persisted state of one file of one source.
 type Entry struct {
@@ -45,6 +50,10 @@ type Entry struct {
 	FingerprintSum uint64 `json:"fingerprint_sum"`
 	// Offset: every byte before it was acknowledged.
 	Offset int64 `json:"offset"`
+	// Size is the largest size the file was seen with (0: unknown). Past
+	// Offset it is what was on disk and not yet delivered: a restart that
+	// cannot find the file any more reports [Offset, Size) as lost.
+	Size int64 `json:"size,omitempty"`
 	// Path where the file was last seen (informational: the key is the identity).
 	Path string `json:"path"`
 	// Seen is when the file was last seen by a scan; entries not seen for the
@@ -70,7 +79,7 @@ type legacyFormat struct {
 //
 // all little-endian; the checksum covers the version, generation, length and
 // payload. The payload is the entries, each: source, dev, ino, fingerprint
-// length, fingerprint sum (8 bytes), offset, path, seen (Unix seconds), with
+// length, fingerprint sum (8 bytes), offset, size (version 2 on), path, seen (Unix seconds), with
 // strings as a uvarint length and bytes, numbers as uvarints (seen: varint).
 //
 // When the entries outgrow a slot, the file is written again with slots
@@ -116,11 +125,11 @@ func (s *Store) Load() ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
 	}
-	slot, size, gen, err := newestSlot(data)
+	slot, version, size, gen, err := newestSlot(data)
 	if err != nil {
 		return nil, fmt.Errorf("decode checkpoints %s: %w", s.Path(), err)
 	}
-	entries, err := decodeEntries(slot)
+	entries, err := decodeEntries(slot, version)
 	if err != nil {
 		return nil, fmt.Errorf("decode checkpoints %s (generation %d): %w", s.Path(), gen, err)
 	}
@@ -141,57 +150,57 @@ func (s *Store) loadLegacy() ([]Entry, error) {
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("decode checkpoints %s: %w", path, err)
 	}
-	if f.Version != formatVersion {
-		return nil, fmt.Errorf("decode checkpoints %s: version %d, want %d", path, f.Version, formatVersion)
+	if f.Version != legacyVersion {
+		return nil, fmt.Errorf("decode checkpoints %s: version %d, want %d", path, f.Version, legacyVersion)
 	}
 	return f.Entries, nil
 }
 
 // newestSlot returns the payload, slot size and generation of the valid slot
 // of data with the highest generation.
-func newestSlot(data []byte) (payload []byte, size int64, gen uint64, err error) {
+func newestSlot(data []byte) (payload []byte, version uint32, size int64, gen uint64, err error) {
 	size = int64(len(data) / 2)
 	if len(data)%2 != 0 || size < slotHeaderLen {
-		return nil, 0, 0, fmt.Errorf("size %d is not two slots", len(data))
+		return nil, 0, 0, 0, fmt.Errorf("size %d is not two slots", len(data))
 	}
 	found := false
 	var errs []error
 	for i := range int64(2) {
-		p, g, err := parseSlot(data[i*size : (i+1)*size])
+		p, v, g, err := parseSlot(data[i*size : (i+1)*size])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("slot %d: %w", i, err))
 			continue
 		}
 		if !found || g > gen {
-			payload, gen, found = p, g, true
+			payload, version, gen, found = p, v, g, true
 		}
 	}
 	if !found {
-		return nil, 0, 0, errors.Join(errs...)
+		return nil, 0, 0, 0, errors.Join(errs...)
 	}
-	return payload, size, gen, nil
+	return payload, version, size, gen, nil
 }
 
-// parseSlot checks one slot and returns its payload and generation.
-func parseSlot(slot []byte) ([]byte, uint64, error) {
+// parseSlot checks one slot and returns its payload, version and generation.
+func parseSlot(slot []byte) ([]byte, uint32, uint64, error) {
 	if string(slot[:4]) != slotMagic {
-		return nil, 0, errors.New("no slot header (never written, or torn)")
+		return nil, 0, 0, errors.New("no slot header (never written, or torn)")
 	}
 	version := binary.LittleEndian.Uint32(slot[4:])
 	gen := binary.LittleEndian.Uint64(slot[8:])
 	n := binary.LittleEndian.Uint32(slot[16:])
 	sum := binary.LittleEndian.Uint32(slot[20:])
 	if int64(n) > int64(len(slot)-slotHeaderLen) {
-		return nil, 0, fmt.Errorf("payload length %d beyond the slot", n)
+		return nil, 0, 0, fmt.Errorf("payload length %d beyond the slot", n)
 	}
 	payload := slot[slotHeaderLen : slotHeaderLen+int(n)]
 	if got := slotSum(slot[4:20], payload); got != sum {
-		return nil, 0, fmt.Errorf("checksum %08x, want %08x (torn or corrupt)", got, sum)
+		return nil, 0, 0, fmt.Errorf("checksum %08x, want %08x (torn or corrupt)", got, sum)
 	}
-	if version != formatVersion {
-		return nil, 0, fmt.Errorf("version %d, want %d", version, formatVersion)
+	if version != formatVersion && version != legacyVersion {
+		return nil, 0, 0, fmt.Errorf("version %d, want %d or %d", version, formatVersion, legacyVersion)
 	}
-	return payload, gen, nil
+	return payload, version, gen, nil
 }
 
 func slotSum(header, payload []byte) uint32 {
@@ -239,7 +248,7 @@ func (s *Store) inspect() {
 	if err != nil {
 		return
 	}
-	if _, size, gen, err := newestSlot(data); err == nil {
+	if _, _, size, gen, err := newestSlot(data); err == nil {
 		s.slotSize, s.gen = size, gen
 	}
 }
@@ -334,6 +343,7 @@ func encodeSlot(buf []byte, gen uint64, entries []Entry) []byte {
 		buf = binary.AppendUvarint(buf, uint64(e.FingerprintLen))
 		buf = binary.LittleEndian.AppendUint64(buf, e.FingerprintSum)
 		buf = binary.AppendUvarint(buf, uint64(e.Offset))
+		buf = binary.AppendUvarint(buf, uint64(max(e.Size, 0)))
 		buf = appendString(buf, e.Path)
 		buf = binary.AppendVarint(buf, e.Seen.Unix())
 	}
@@ -347,8 +357,8 @@ func appendString(buf []byte, s string) []byte {
 	return append(binary.AppendUvarint(buf, uint64(len(s))), s...)
 }
 
-// decodeEntries reads the entries of a checked payload.
-func decodeEntries(p []byte) ([]Entry, error) {
+// decodeEntries reads the entries of a checked payload of version v.
+func decodeEntries(p []byte, v uint32) ([]Entry, error) {
 	var entries []Entry
 	d := decoder{p: p}
 	for len(d.p) > 0 && d.err == nil {
@@ -359,6 +369,9 @@ func decodeEntries(p []byte) ([]Entry, error) {
 		e.FingerprintLen = int(d.uvarint())
 		e.FingerprintSum = d.uint64()
 		e.Offset = int64(d.uvarint())
+		if v >= 2 {
+			e.Size = int64(d.uvarint())
+		}
 		e.Path = d.string()
 		e.Seen = time.Unix(d.varint(), 0).UTC()
 		entries = append(entries, e)

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ func entries(n int, offset int64) []Entry {
 		es = append(es, Entry{
 			Source: "app", Dev: 8, Ino: uint64(100 + i),
 			FingerprintLen: 1024, FingerprintSum: 0xfeedface12345678 + uint64(i),
-			Offset: offset + int64(i), Path: fmt.Sprintf("/var/log/app/%d.log", i),
+			Offset: offset + int64(i), Size: offset + int64(2*i), Path: fmt.Sprintf("/var/log/app/%d.log", i),
 			Seen: time.Date(2026, 11, 26, 1, 2, 3, 0, time.UTC),
 		})
 	}
@@ -234,5 +235,52 @@ func TestSaveAllocatesNothingInPlace(t *testing.T) {
 	// Opening the file allocates its *os.File and name; the encoding nothing.
 	if allocs > 6 {
 		t.Errorf("Save allocates %.0f times, want at most 6", allocs)
+	}
+}
+
+// TestVersion1SlotIsRead: a checkpoint file written before entries had a
+// size loads with Size 0 (unknown), and the next save writes version 2.
+func TestVersion1SlotIsRead(t *testing.T) {
+	dir := t.TempDir()
+	es := entries(3, 500)
+	// A version-1 slot, encoded as version 1 wrote it: no size field.
+	buf := []byte(slotMagic)
+	buf = binary.LittleEndian.AppendUint32(buf, legacyVersion)
+	buf = binary.LittleEndian.AppendUint64(buf, 7)
+	buf = append(buf, make([]byte, 8)...)
+	for _, e := range es {
+		buf = appendString(buf, e.Source)
+		buf = binary.AppendUvarint(buf, e.Dev)
+		buf = binary.AppendUvarint(buf, e.Ino)
+		buf = binary.AppendUvarint(buf, uint64(e.FingerprintLen))
+		buf = binary.LittleEndian.AppendUint64(buf, e.FingerprintSum)
+		buf = binary.AppendUvarint(buf, uint64(e.Offset))
+		buf = appendString(buf, e.Path)
+		buf = binary.AppendVarint(buf, e.Seen.Unix())
+	}
+	payload := buf[slotHeaderLen:]
+	binary.LittleEndian.PutUint32(buf[16:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(buf[20:], slotSum(buf[4:20], payload))
+	file := make([]byte, 2*minSlotSize)
+	copy(file[minSlotSize:], buf) // generation 7 sits in slot 1
+	if err := os.WriteFile(filepath.Join(dir, FileName), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := entries(3, 500)
+	for i := range want {
+		want[i].Size = 0
+	}
+	got := load(t, dir)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("version 1 load (-want +got):\n%s", d)
+	}
+	s := NewStore(dir)
+	save(t, s, entries(3, 600))
+	if d := cmp.Diff(entries(3, 600), load(t, dir)); d != "" {
+		t.Errorf("after a save (-want +got):\n%s", d)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, FileName))
+	if _, v, _, _, err := newestSlot(data); err != nil || v != formatVersion {
+		t.Errorf("newest slot version %d (%v), want %d", v, err, formatVersion)
 	}
 }

@@ -50,6 +50,19 @@ type Key struct {
 	Dev, Ino uint64
 }
 
+// MovedKey names content that left its file: a file truncated in place
+// (copytruncate) while it held bytes not yet acknowledged. Its identity is
+// unknown (device 0, which no mounted file system has); the inode field
+// holds the fingerprint's sum, so that the tailer can find the content
+// again by its first bytes, in a copy or a compressed rotation, and resume
+// at its committed offset.
+func MovedKey(source string, fp event.Fingerprint) Key {
+	return Key{Source: source, Dev: 0, Ino: fp.Sum}
+}
+
+// Moved reports whether k is a [MovedKey].
+func (k Key) Moved() bool { return k.Dev == 0 }
+
 // Tracker follows the acknowledgement of every byte range handed out by the
 // readers and keeps, per file, the committed offset: the end of the longest
 // prefix of ranges that are all acknowledged. It is safe for concurrent use:
@@ -76,11 +89,17 @@ type Tracker struct {
 }
 
 type file struct {
+	key       Key // where the file is in Tracker.files (Move changes it)
 	fp        event.Fingerprint
 	path      string
 	committed int64
+	size      int64 // largest size seen or tracked
 	seen      time.Time
 	ep        *epoch
+	// superseded: another entry took over this content (a copy found
+	// before the truncation was noticed); drop it once nothing of it is
+	// pending.
+	superseded bool
 }
 
 // epoch is one continuous reading of a file. Truncation starts a new epoch:
@@ -117,10 +136,13 @@ func (t *Tracker) Load() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, e := range entries {
-		t.files[Key{e.Source, e.Dev, e.Ino}] = &file{
+		k := Key{e.Source, e.Dev, e.Ino}
+		t.files[k] = &file{
+			key:       k,
 			fp:        event.Fingerprint{Len: e.FingerprintLen, Sum: e.FingerprintSum},
 			path:      e.Path,
 			committed: e.Offset,
+			size:      e.Size,
 			seen:      e.Seen,
 		}
 	}
@@ -151,9 +173,10 @@ func (t *Tracker) Forget(k Key) {
 	}
 }
 
-// Touch records that a scan saw the file at path, keeping its entry from
-// expiring, and updates its fingerprint (which grows with a young file).
-func (t *Tracker) Touch(k Key, fp event.Fingerprint, path string) {
+// Touch records that a scan saw the file at path with size bytes, keeping
+// its entry from expiring, and updates its fingerprint (which grows with a
+// young file).
+func (t *Tracker) Touch(k Key, fp event.Fingerprint, path string, size int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.files[k]
@@ -161,9 +184,78 @@ func (t *Tracker) Touch(k Key, fp event.Fingerprint, path string) {
 		return
 	}
 	f.seen = t.opts.Now()
-	if f.fp != fp || f.path != path {
+	if f.fp != fp || f.path != path || size > f.size {
 		f.fp, f.path = fp, path
+		f.size = max(f.size, size)
 		t.dirty = true
+	}
+}
+
+// Begin records offset as a file's committed position without tracking a
+// range: where reading of a file starts (start_at: end, a copy of a file
+// read up to there). Unlike Track it never blocks, so that finding files
+// does not wait for acknowledgements.
+func (t *Tracker) Begin(k Key, fp event.Fingerprint, path string, offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[k]
+	if f == nil {
+		f = &file{key: k}
+		t.files[k] = f
+	}
+	f.fp, f.path, f.seen = fp, path, t.opts.Now()
+	f.ep = &epoch{lastEnd: offset}
+	f.committed = offset
+	f.size = max(f.size, offset)
+	t.dirty = true
+}
+
+// Move hands what is known of from (its committed offset and the ranges
+// pending in its current epoch) to the key to; from is forgotten.
+// Acknowledgements of the moved ranges then advance to. The tailer moves a
+// file truncated in place to its [MovedKey], and from there to the copy
+// that holds the content, once found. With superseded, the entry at to is
+// dropped as soon as nothing of it is pending: another entry already covers
+// its content.
+func (t *Tracker) Move(from, to Key, superseded bool) (next int64, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[from]
+	if f == nil {
+		return 0, false
+	}
+	next = f.committed
+	if f.ep != nil {
+		next = f.ep.lastEnd
+	}
+	delete(t.files, from)
+	f.key, f.superseded = to, superseded
+	t.dirty = true
+	if superseded && (f.ep == nil || len(f.ep.spans) == 0) {
+		return next, true
+	}
+	t.files[to] = f
+	return next, true
+}
+
+// Entries returns the entries of one source as they would be saved now.
+func (t *Tracker) Entries(source string) []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Entry
+	for k, f := range t.files {
+		if k.Source == source {
+			out = append(out, f.entry(k))
+		}
+	}
+	return out
+}
+
+func (f *file) entry(k Key) Entry {
+	return Entry{
+		Source: k.Source, Dev: k.Dev, Ino: k.Ino,
+		FingerprintLen: f.fp.Len, FingerprintSum: f.fp.Sum,
+		Offset: f.committed, Size: max(f.size, f.committed), Path: f.path, Seen: f.seen.UTC().Truncate(time.Second),
 	}
 }
 
@@ -183,10 +275,11 @@ func (t *Tracker) Track(ctx context.Context, k Key, fp event.Fingerprint, path s
 	defer t.mu.Unlock()
 	f := t.files[k]
 	if f == nil {
-		f = &file{committed: start}
+		f = &file{key: k, committed: start}
 		t.files[k] = f
 	}
 	f.fp, f.path, f.seen = fp, path, t.opts.Now()
+	f.size = max(f.size, end)
 	ep := f.ep
 	switch {
 	case ep == nil:
@@ -204,10 +297,10 @@ func (t *Tracker) Track(ctx context.Context, k Key, fp event.Fingerprint, path s
 	seq := ep.first + uint64(len(ep.spans))
 	ep.spans = append(ep.spans, span{end: end, size: size})
 	ep.lastEnd = end
-	return func() { t.ack(k, f, ep, seq) }, nil
+	return func() { t.ack(f, ep, seq) }, nil
 }
 
-func (t *Tracker) ack(k Key, f *file, ep *epoch, seq uint64) {
+func (t *Tracker) ack(f *file, ep *epoch, seq uint64) {
 	t.mu.Lock()
 	i := seq - ep.first
 	if i >= uint64(len(ep.spans)) || ep.spans[i].done {
@@ -216,7 +309,7 @@ func (t *Tracker) ack(k Key, f *file, ep *epoch, seq uint64) {
 	}
 	ep.spans[i].done = true
 	size := ep.spans[i].size
-	live := f.ep == ep && t.files[k] == f
+	live := f.ep == ep && t.files[f.key] == f
 	n := 0
 	for n < len(ep.spans) && ep.spans[n].done {
 		if live {
@@ -237,6 +330,9 @@ func (t *Tracker) ack(k Key, f *file, ep *epoch, seq uint64) {
 		ep.first += uint64(n)
 		if len(ep.spans) == 0 {
 			ep.spans = ep.spans[:0:0] // let the old array go
+			if live && f.superseded {
+				delete(t.files, f.key)
+			}
 		}
 	}
 	t.mu.Unlock()
@@ -283,11 +379,7 @@ func (t *Tracker) Flush() error {
 			delete(t.files, k)
 			continue
 		}
-		entries = append(entries, Entry{
-			Source: k.Source, Dev: k.Dev, Ino: k.Ino,
-			FingerprintLen: f.fp.Len, FingerprintSum: f.fp.Sum,
-			Offset: f.committed, Path: f.path, Seen: f.seen.UTC().Truncate(time.Second),
-		})
+		entries = append(entries, f.entry(k))
 	}
 	t.dirty = false
 	t.mu.Unlock()

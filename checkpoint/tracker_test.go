@@ -170,7 +170,7 @@ func TestRetentionDropsUnseenFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(2 * time.Hour)
-	tr.Touch(other, event.Fingerprint{}, "b") // still there
+	tr.Touch(other, event.Fingerprint{}, "b", 10) // still there
 	if err := tr.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -235,4 +235,109 @@ func TestRunFlushesWithAcknowledgements(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// TestMoveHandsPendingRangesOn: a file truncated with ranges in flight moves
+// them to its content's key; their acknowledgements advance that key, not
+// the truncated file's new epoch, and a later move to the copy that holds
+// the content carries the committed offset and the rest of them.
+func TestMoveHandsPendingRangesOn(t *testing.T) {
+	tr, _ := newTracker(t, Options{})
+	fp := event.Fingerprint{Len: 10, Sum: 7}
+	a := track(t, tr, 0, 100)
+	b := track(t, tr, 100, 200)
+	c := track(t, tr, 200, 300)
+	a()
+	moved := MovedKey("app", fp)
+	if !moved.Moved() || key.Moved() {
+		t.Fatalf("Moved() of %v / %v", moved, key)
+	}
+	if _, ok := tr.Move(key, moved, false); !ok {
+		t.Fatal("Move found no entry")
+	}
+	if _, ok := tr.Committed(key); ok {
+		t.Error("the truncated file's key still has an entry")
+	}
+	// The truncated file is read again from 0: a new entry, not disturbed
+	// by the old ranges' acknowledgements.
+	fresh := track(t, tr, 0, 50)
+	b()
+	if got, _ := tr.Committed(moved); got != 200 {
+		t.Errorf("moved key committed %d after the second ack, want 200", got)
+	}
+	if got := committed(t, tr); got != 0 {
+		t.Errorf("truncated file committed %d, want 0", got)
+	}
+	fresh()
+	if got := committed(t, tr); got != 50 {
+		t.Errorf("truncated file committed %d, want 50", got)
+	}
+	copyKey := Key{Source: "app", Dev: 1, Ino: 99}
+	if next, ok := tr.Move(moved, copyKey, false); !ok || next != 300 {
+		t.Errorf("Move to the copy = %d, %v; want 300 (where reading stopped), true", next, ok)
+	}
+	// The copy is read on from where the original's reading stopped.
+	d, err := tr.Track(context.Background(), copyKey, fp, "app.log.1", 300, 400)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d()
+	if got, _ := tr.Committed(copyKey); got != 200 {
+		t.Errorf("copy committed %d with [200,300) pending, want 200", got)
+	}
+	c()
+	if got, _ := tr.Committed(copyKey); got != 400 {
+		t.Errorf("copy committed %d, want 400", got)
+	}
+	if n := tr.InFlight("app"); n != 0 {
+		t.Errorf("InFlight %d, want 0", n)
+	}
+}
+
+// TestSupersededMoveIsDroppedWhenAcknowledged: content whose copy another
+// entry already follows stays while its ranges are pending (a crash then
+// resumes the copy from the lower offset) and goes once they are done.
+func TestSupersededMoveIsDroppedWhenAcknowledged(t *testing.T) {
+	tr, _ := newTracker(t, Options{})
+	fp := event.Fingerprint{Len: 10, Sum: 7}
+	a := track(t, tr, 0, 100)
+	moved := MovedKey("app", fp)
+	tr.Move(key, moved, true)
+	if got := tr.Entries("app"); len(got) != 1 || got[0].Ino != fp.Sum || got[0].Size != 100 {
+		t.Fatalf("entries with a range pending: %+v", got)
+	}
+	a()
+	if got := tr.Entries("app"); len(got) != 0 {
+		t.Errorf("entries after the acknowledgement: %+v, want none", got)
+	}
+	// Nothing pending: dropped at once.
+	track(t, tr, 0, 10)()
+	tr.Move(key, moved, true)
+	if got := tr.Entries("app"); len(got) != 0 {
+		t.Errorf("entries after moving an acknowledged file: %+v, want none", got)
+	}
+}
+
+// TestBeginNeverBlocks: Begin records a start while Track waits at the cap.
+func TestBeginNeverBlocks(t *testing.T) {
+	tr, _ := newTracker(t, Options{MaxInFlightBytes: 100})
+	track(t, tr, 0, 100) // the cap, not acknowledged
+	other := Key{Source: "app", Dev: 1, Ino: 43}
+	done := make(chan struct{})
+	go func() {
+		tr.Begin(other, event.Fingerprint{Len: 5, Sum: 1}, "b", 4000)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Begin blocked at the in-flight cap")
+	}
+	if got, _ := tr.Committed(other); got != 4000 {
+		t.Errorf("committed %d, want 4000", got)
+	}
+	e := tr.Entries("app")
+	if len(e) != 2 {
+		t.Fatalf("entries %+v", e)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/event"
 )
 
@@ -23,6 +24,7 @@ type truncation struct {
 	fp     event.Fingerprint // of the content before the truncation
 	offset int64             // read up to here
 	at     time.Time
+	moved  *movedContent // its unread end, looked for (nil: all read)
 }
 
 // copyWindow is how long after a truncation a new file may be its copy.
@@ -30,7 +32,7 @@ func (r *run) copyWindow() time.Duration { return r.opts.RotateWait + 2*r.opts.S
 
 // noteGone remembers f's content, read up to its offset, when it is gone:
 // truncated (read again from 0) or deleted.
-func (r *run) noteGone(f *file, now time.Time) {
+func (r *run) noteGone(f *file, now time.Time, m *movedContent) {
 	if f.cur.offset == 0 || f.fp.Len == 0 || f.gz != nil {
 		return
 	}
@@ -40,7 +42,7 @@ func (r *run) noteGone(f *file, now time.Time) {
 			keep = append(keep, t)
 		}
 	}
-	r.truncs = append(keep, truncation{fp: f.fp, offset: f.cur.offset, at: now})
+	r.truncs = append(keep, truncation{fp: f.fp, offset: f.cur.offset, at: now, moved: m})
 }
 
 // copyCheck decides, before the first read of a file found while running
@@ -115,7 +117,7 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 			wait = true
 			continue
 		}
-		r.resumeCopy(f, t.offset, "")
+		r.adoptCopy(f, t)
 		return true
 	}
 	for _, o := range cands {
@@ -154,6 +156,26 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 				r.skipCopy(f, o)
 				return true
 			}
+			if st, err := o.fd.Stat(); err == nil && st.Size() < o.cur.offset {
+				// Truncated already (copytruncate): take the copy over
+				// from the truncation, ranges in flight included.
+				ofp, off := o.fp, o.cur.offset
+				r.truncated(o, st.Size())
+				r.markReady(o)
+				if n := len(r.truncs); n > 0 && r.truncs[n-1].fp == ofp {
+					r.adoptCopy(f, r.truncs[n-1])
+				} else {
+					r.resumeCopy(f, off, o.path)
+				}
+				return true
+			}
+			if now.Sub(f.found) < r.opts.RotateWait {
+				// The truncation that follows a copy usually comes within
+				// milliseconds: reading the copy before it would read
+				// again what the original delivers meanwhile.
+				wait = true
+				continue
+			}
 			r.resumeCopy(f, o.cur.offset, o.path)
 			return true
 		}
@@ -190,9 +212,7 @@ func (r *run) skipCopy(f *file, o *file) {
 	f.fresh = false
 	if f.gz != nil {
 		if isize, ok := gzipSize(f.fd); ok {
-			if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, int64(isize), int64(isize)); err == nil {
-				ack()
-			}
+			r.t.cp.Begin(f.key, f.fp, f.path, int64(isize))
 		}
 		r.finishCompressed(f)
 		return
@@ -211,12 +231,29 @@ func (r *run) resumeCopy(f *file, offset int64, of string) {
 	r.startAt(f, offset)
 }
 
+// adoptCopy starts f, the copy of the content truncation t took out of its
+// file, where reading of that content stopped, and hands it the content's
+// checkpoint with its pending ranges.
+func (r *run) adoptCopy(f *file, t truncation) {
+	r.t.log.Info("file is a copy of a truncated file; reading it from the offset already read",
+		"path", f.path, "offset", t.offset)
+	r.t.counters.copies.Add(1)
+	if t.moved != nil {
+		t.moved.resolved = true
+	}
+	if _, ok := r.t.cp.Move(checkpoint.MovedKey(r.t.name, t.fp), f.key, false); !ok {
+		r.startAt(f, t.offset)
+		return
+	}
+	f.fresh = false
+	f.cur = cursor{offset: t.offset}
+	f.offset.Store(t.offset)
+}
+
 // startAt sets f's offset and checkpoint.
 func (r *run) startAt(f *file, offset int64) {
 	f.fresh = false
 	f.cur = cursor{offset: offset}
 	f.offset.Store(offset)
-	if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, offset, offset); err == nil {
-		ack()
-	}
+	r.t.cp.Begin(f.key, f.fp, f.path, offset)
 }

@@ -104,6 +104,18 @@ type Options struct {
 	// unchanged for RotateWait and every line of it was acknowledged. Only
 	// for files that are complete when they appear (spool directories).
 	DeleteAfterRead bool `yaml:"delete_after_read"`
+	// FollowRotated finds the unread end of a file wherever rotation moved
+	// it out of the patterns: renamed to a name no pattern matches, copied
+	// (copytruncate) or compressed (gzip). It is looked for in the
+	// directories the patterns lead to and in RotatedDirs, by identity
+	// (device and inode) or by the fingerprint of its first bytes, after a
+	// restart and when a file is truncated before it was read to its end.
+	// Only the bytes past the acknowledged offset are read, whatever
+	// Exclude and Compression say of the rotated name. Default true.
+	FollowRotated bool `yaml:"follow_rotated"`
+	// RotatedDirs are more directories rotated files are moved to
+	// (logrotate's olddir), absolute. Used with FollowRotated.
+	RotatedDirs []string `yaml:"rotated_dirs"`
 }
 
 // maxWriteWindow bounds Options.WriteWindow: the latency it adds.
@@ -138,6 +150,7 @@ func DefaultOptions() Options {
 		IncludeFilePath:  false,
 		IncludeFileName:  true,
 		Watch:            true,
+		FollowRotated:    true,
 	}
 }
 
@@ -166,6 +179,11 @@ func (o Options) Validate() error {
 					bad(key, "pattern %q: %v", p, err)
 				}
 			}
+		}
+	}
+	for i, d := range o.RotatedDirs {
+		if !filepath.IsAbs(d) {
+			bad("rotated_dirs."+strconv.Itoa(i), "directory %q must be an absolute path", d)
 		}
 	}
 	switch o.StartAt {

@@ -30,15 +30,18 @@ func (r *run) scan(now time.Time, startup bool) {
 	}
 	clear(r.glob.dirs)
 	var fresh []*file
-	anyKnown := false
+	// The source ran before if it has checkpoints: of a file matched now
+	// (resumed or not), or of one rotated away since.
+	anyKnown := r.known != nil && len(r.known.entries) > 0
 	for _, pattern := range r.opts.Include {
 		r.glob.expand(pattern, func(path string, clean bool, link linkKind) {
 			if clean && r.quiet(path) {
 				return
 			}
-			if f, known := r.visit(path, now, startup, link); f != nil {
+			f, known := r.visit(path, now, startup, link)
+			anyKnown = anyKnown || known
+			if f != nil {
 				fresh = append(fresh, f)
-				anyKnown = anyKnown || known
 			}
 		})
 	}
@@ -46,7 +49,7 @@ func (r *run) scan(now time.Time, startup bool) {
 	// this source known) the start_at rule; otherwise they are new since the
 	// last run and read from the beginning.
 	for _, f := range fresh {
-		if f.cur.offset >= 0 {
+		if f.cur.offset >= 0 || (r.known != nil && r.continueKnown(f)) {
 			continue
 		}
 		f.cur.offset = 0
@@ -54,9 +57,7 @@ func (r *run) scan(now time.Time, startup bool) {
 			// Skipped like the text files' starts: checkpointed at the end
 			// its trailer records, so that a restart skips it too.
 			if isize, ok := gzipSize(f.fd); ok {
-				if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, int64(isize), int64(isize)); err == nil {
-					ack()
-				}
+				r.t.cp.Begin(f.key, f.fp, f.path, int64(isize))
 			}
 			r.finishCompressed(f)
 			continue
@@ -65,9 +66,7 @@ func (r *run) scan(now time.Time, startup bool) {
 			f.cur.offset = f.size
 			// Record the start so that a restart resumes here rather than
 			// skipping what was written while stopped.
-			if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, f.size, f.size); err == nil {
-				ack()
-			}
+			r.t.cp.Begin(f.key, f.fp, f.path, f.size)
 		}
 		f.offset.Store(f.cur.offset)
 		f.atEOF = f.size == f.cur.offset
@@ -91,6 +90,9 @@ func (r *run) scan(now time.Time, startup bool) {
 			}
 		}
 	}
+	if len(r.moved) > 0 {
+		r.findMoved(now)
+	}
 	r.evict(now, nil)
 	r.syncWatches()
 }
@@ -106,6 +108,7 @@ func (r *run) quiet(path string) bool {
 		return false
 	}
 	f.gen = r.gen
+	short := f.fp.Len < r.opts.FingerprintBytes && f.gz == nil
 	if f.changed {
 		f.changed = false
 		if f.fd != nil && f.fp.Len > 0 && f.gz == nil {
@@ -114,8 +117,36 @@ func (r *run) quiet(path string) bool {
 				r.markReady(f)
 			}
 		}
+		if r.away.Load() {
+			r.noteUnread(f)
+		}
+	} else if short && r.away.Load() {
+		r.noteUnread(f)
 	}
 	return true
+}
+
+// noteUnread looks at the size of a file while reading waits for the
+// pipeline: what is on disk and not delivered is what the checkpoint
+// records (lag, and what a loss would be if the file went), and a file
+// found empty or short gets the fingerprint of what it holds now, so that
+// its content can be recognised wherever rotation moves it before it is
+// read.
+func (r *run) noteUnread(f *file) {
+	if f.fd == nil {
+		return
+	}
+	st, err := f.fd.Stat()
+	if err != nil || st.Size() <= f.cur.offset {
+		return
+	}
+	f.statSize.Store(st.Size())
+	f.maxSize = max(f.maxSize, st.Size())
+	f.growth.note(f.maxSize, time.Now())
+	if f.fp.Len < r.opts.FingerprintBytes && int64(f.fp.Len) < st.Size() && f.gz == nil {
+		r.refingerprint(f)
+	}
+	r.t.cp.Touch(f.key, f.fp, f.path, f.maxSize)
 }
 
 // gzipMagic starts every gzip file (RFC 1952, deflate method).
@@ -211,6 +242,10 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo, link linkKind) {
 	f.changed = false
 	size := st.Size()
 	f.statSize.Store(size)
+	if size > f.cur.offset {
+		f.maxSize = max(f.maxSize, size)
+		f.growth.note(f.maxSize, time.Now())
+	}
 	if mt := st.ModTime(); size != f.scanSize || !mt.Equal(f.scanTime) {
 		// Content replaced in place (copytruncate refilled up to or past
 		// our offset before we looked) shows as a changed start.
@@ -225,7 +260,10 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo, link linkKind) {
 		f.size = size
 		r.markReady(f)
 	}
-	r.t.cp.Touch(f.key, f.fp, path)
+	if r.away.Load() && f.fp.Len < r.opts.FingerprintBytes {
+		r.noteUnread(f)
+	}
+	r.t.cp.Touch(f.key, f.fp, path, size)
 }
 
 // discover opens a file seen for the first time and looks up its
@@ -266,12 +304,14 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 		fd:    fd,
 		fp:    fp,
 		size:  st.Size(), scanSize: st.Size(), scanTime: st.ModTime(),
+		maxSize:    st.Size(),
 		gen:        r.gen,
 		polled:     r.polledPath(path, link),
 		lastGrowth: now,
 	}
 	f.cur.offset = -1
 	f.statSize.Store(f.size)
+	f.growth.note(f.size, now)
 	if gz {
 		f.gz = newGzReader(fd, r.opts, id)
 	}
@@ -283,6 +323,9 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 			// Offsets count decompressed bytes. A checkpoint at the size
 			// the trailer records means the file was read: skip it without
 			// decompressing it again.
+			if r.known != nil {
+				r.known.resolved(f.key)
+			}
 			if isize, ok := gzipSize(fd); ok && uint32(off) == isize {
 				r.t.log.Debug("compressed file read before", "path", path, "offset", off)
 				r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen}
@@ -292,6 +335,9 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 			f.cur.offset = off
 		case err == nil && same && off <= f.size:
 			f.cur.offset = off
+			if r.known != nil {
+				r.known.resolved(f.key)
+			}
 			r.t.log.Debug("resume file", "path", path, "offset", off)
 		default:
 			// Recycled inode, or truncated while we were stopped.
@@ -330,10 +376,20 @@ func (r *run) orphan(f *file, now time.Time) {
 		delete(r.byPath, f.path)
 	}
 	if f.fd == nil {
-		// Closed for max_open_files and now unreachable by path: what it
-		// held past its offset cannot be read.
-		r.t.log.Warn("file vanished while closed; its unread end is lost", "path", f.path, "offset", f.cur.offset, "size", f.size)
+		// Closed for max_open_files and now unreachable by path: look for
+		// it where rotation puts files, by identity or content.
 		r.forget(f, false)
+		if r.opts.FollowRotated {
+			k := newKnown([]checkpoint.Entry{{Source: r.t.name, Dev: f.id.dev, Ino: f.id.ino,
+				FingerprintLen: f.fp.Len, FingerprintSum: f.fp.Sum, Offset: f.cur.offset, Size: f.maxSize, Path: f.path}})
+			r.search(r.searchDirs(f.path), k, now)
+			if k.done[0] {
+				return
+			}
+		}
+		if f.maxSize > f.cur.offset {
+			r.lose(LostClosed, f.path, f.cur.offset, f.maxSize)
+		}
 		return
 	}
 	r.t.log.Debug("file no longer matches; draining it", "path", f.path, "offset", f.cur.offset)

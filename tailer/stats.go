@@ -3,6 +3,8 @@ package tailer
 import (
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/logpump/logpump/event"
 )
@@ -36,6 +38,26 @@ type Stats struct {
 	// Copies counts new files found to be copies of followed files
 	// (copytruncate) and read from the offset already read of the original.
 	Copies uint64
+	// Recovered counts files found holding the unread end of a file that
+	// rotation moved out of the patterns (renamed, copied, compressed), read
+	// from the acknowledged offset (follow_rotated).
+	Recovered uint64
+	// LostBytes counts bytes known to have been on disk, never acknowledged,
+	// and no longer readable, by reason (LostNotFound, LostTruncated,
+	// LostClosed); LostFiles the files they were in.
+	LostBytes map[string]uint64
+	LostFiles uint64
+	// EagerRuns counts passes of discovery made while reading waited for
+	// the pipeline (backpressure); ForcedCloses files with unread bytes
+	// closed to respect max_open_files.
+	EagerRuns, ForcedCloses uint64
+	// BehindBytes sums, over the followed files, the bytes on disk not yet
+	// acknowledged; BehindSeconds is how long the oldest of them has been
+	// on disk (at the resolution the tailer looks at sizes: about a second).
+	BehindBytes   int64
+	BehindSeconds float64
+	// Oldest is the path of the file holding the oldest unacknowledged byte.
+	Oldest string
 }
 
 // FileStats is the state of one followed file.
@@ -50,6 +72,11 @@ type FileStats struct {
 	Open, Draining bool
 	// InFlight counts batches not yet acknowledged (only with delete_after_read).
 	InFlight int64
+	// Committed is the acknowledged offset; Behind = Size - Committed,
+	// bytes on disk not acknowledged yet, and BehindSince when the first of
+	// them was seen on disk (zero when none).
+	Committed, Behind int64
+	BehindSince       time.Time
 }
 
 // Stats returns a snapshot. It is safe to call from any goroutine, while
@@ -63,8 +90,14 @@ func (t *Tailer) Stats() Stats {
 		Rotations: c.rotations.Load(), Truncations: c.truncations.Load(), Deleted: c.deleted.Load(),
 		PollFallbacks: c.pollFallbacks.Load(), Overflows: c.overflows.Load(),
 		Ticks: c.ticks.Load(), ReadErrors: c.errors.Load(), Copies: c.copies.Load(),
-		Scans: c.scans.Load(),
+		Scans: c.scans.Load(), Recovered: c.recovered.Load(),
+		LostBytes: map[string]uint64{
+			LostNotFound: c.lostNotFound.Load(), LostTruncated: c.lostTruncated.Load(), LostClosed: c.lostClosed.Load(),
+		},
+		LostFiles: c.lostFiles.Load(), EagerRuns: c.eagerRuns.Load(), ForcedCloses: c.forcedCloses.Load(),
 	}
+	now := time.Now()
+	var oldest time.Time
 	t.mu.Lock()
 	s.Files = make([]FileStats, 0, len(t.files))
 	for _, f := range t.files {
@@ -78,6 +111,18 @@ func (t *Tailer) Stats() Stats {
 			InFlight: f.inflight.Load(),
 		}
 		fs.Lag = max(fs.Size-fs.Offset, 0)
+		fs.Committed = fs.Offset
+		if off, ok := t.cp.Committed(f.key); ok && off <= fs.Offset {
+			fs.Committed = off
+		}
+		fs.Behind = max(fs.Size-fs.Committed, 0)
+		if fs.Behind > 0 {
+			fs.BehindSince = f.growth.since(fs.Committed, now)
+			s.BehindBytes += fs.Behind
+			if oldest.IsZero() || fs.BehindSince.Before(oldest) {
+				oldest, s.Oldest = fs.BehindSince, fs.Path
+			}
+		}
 		if fs.Open {
 			if fs.Draining {
 				s.Draining++
@@ -88,6 +133,77 @@ func (t *Tailer) Stats() Stats {
 		s.Files = append(s.Files, fs)
 	}
 	t.mu.Unlock()
+	if !oldest.IsZero() {
+		s.BehindSeconds = now.Sub(oldest).Seconds()
+	}
 	slices.SortFunc(s.Files, func(a, b FileStats) int { return strings.Compare(a.Path, b.Path) })
 	return s
+}
+
+// growth remembers when a file reached which size, at most one sample per
+// growthEvery, so that Stats can tell how long the oldest unacknowledged
+// byte has been on disk. Bounded: when full, the newest sample is
+// overwritten, which keeps the estimate on the side of older.
+type growth struct {
+	// last is the newest sample, read and written by the tailer's
+	// goroutines only (under the run's state), to skip the lock when no
+	// sample is due.
+	last    sizeAt
+	mu      sync.Mutex
+	samples [8]sizeAt
+	n       int
+}
+
+type sizeAt struct {
+	size int64
+	at   time.Time
+}
+
+const growthEvery = time.Second
+
+// note records that the file had size bytes at now. Cheap when nothing is
+// due: one comparison, no lock (the caller is the only writer).
+func (g *growth) note(size int64, now time.Time) {
+	if size <= g.last.size || now.Sub(g.last.at) < growthEvery {
+		return
+	}
+	g.last = sizeAt{size, now}
+	g.mu.Lock()
+	if g.n == len(g.samples) {
+		g.n--
+	}
+	g.samples[g.n] = sizeAt{size, now}
+	g.n++
+	g.mu.Unlock()
+}
+
+// forget drops the samples (the file was truncated: its sizes start over).
+func (g *growth) forget() {
+	g.last = sizeAt{}
+	g.mu.Lock()
+	g.n = 0
+	g.mu.Unlock()
+}
+
+// since returns when the byte at offset was first seen on disk: the time
+// of the first sample past it, or now when none is (seen since the last
+// sample). Samples at or below offset are dropped.
+func (g *growth) since(offset int64, now time.Time) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := 0
+	for i < g.n && g.samples[i].size <= offset {
+		i++
+	}
+	if i > 0 && i < g.n {
+		// Keep the last sample at or below offset out: the next one is
+		// the first past it.
+		copy(g.samples[:], g.samples[i:g.n])
+		g.n -= i
+		i = 0
+	}
+	if i < g.n {
+		return g.samples[i].at
+	}
+	return now
 }

@@ -37,8 +37,18 @@ import (
 type Checkpoints interface {
 	Resume(k checkpoint.Key) (offset int64, fp event.Fingerprint, ok bool)
 	Track(ctx context.Context, k checkpoint.Key, fp event.Fingerprint, path string, start, end int64) (func(), error)
-	Touch(k checkpoint.Key, fp event.Fingerprint, path string)
+	// Begin records where reading of a file starts; it never blocks.
+	Begin(k checkpoint.Key, fp event.Fingerprint, path string, offset int64)
+	Touch(k checkpoint.Key, fp event.Fingerprint, path string, size int64)
 	Forget(k checkpoint.Key)
+	// Move hands a file's committed offset and pending ranges to another
+	// key (content that moved to another file) and returns where reading
+	// of it goes on: the end of the last range tracked.
+	Move(from, to checkpoint.Key, superseded bool) (next int64, ok bool)
+	// Entries lists what is known of the source's files.
+	Entries(source string) []checkpoint.Entry
+	// Committed returns a file's acknowledged offset.
+	Committed(k checkpoint.Key) (int64, bool)
 	// InFlight counts the source's ranges not yet acknowledged: while there
 	// are any, something downstream may hold an open event, so ticks go on.
 	InFlight(source string) int
@@ -79,7 +89,28 @@ type counters struct {
 	pollFallbacks, overflows, ticks, errors    atomic.Uint64
 	scans                                      atomic.Uint64
 	copies                                     atomic.Uint64
-	open, watched, polledDirs                  atomic.Int64
+	eagerRuns                                  atomic.Uint64
+	recovered                                  atomic.Uint64
+	// Bytes known lost, by reason (recover.go), and the files they were in.
+	lostNotFound, lostTruncated, lostClosed, lostFiles atomic.Uint64
+	forcedCloses                                       atomic.Uint64
+	open, watched, polledDirs                          atomic.Int64
+}
+
+// lost counts n bytes lost for reason.
+func (c *counters) lost(reason string, n int64) {
+	c.lostFiles.Add(1)
+	if n <= 0 {
+		return
+	}
+	switch reason {
+	case LostNotFound:
+		c.lostNotFound.Add(uint64(n))
+	case LostTruncated:
+		c.lostTruncated.Add(uint64(n))
+	default:
+		c.lostClosed.Add(uint64(n))
+	}
 }
 
 type devIno struct{ dev, ino uint64 }
@@ -111,6 +142,8 @@ type file struct {
 	state fileState
 
 	size       int64     // size at the last stat
+	maxSize    int64     // the largest size seen of the current content
+	growth     growth    // when the file reached which size (Stats)
 	scanSize   int64     // size at the last scan, to notice change
 	scanTime   time.Time // modification time at the last scan
 	gen        uint64
@@ -207,12 +240,25 @@ func (t *Tailer) Batches(ctx context.Context) iter.Seq[*event.Batch] {
 			lim:     limits{records: t.opts.MaxBatchRecords, bytes: int(t.opts.MaxBatchBytes)},
 		}
 		r.glob.clean = func(dir string) bool { return !r.full && r.clean[dir] }
+		r.back = make(chan struct{}, 1)
+		r.eagerTimer = time.AfterFunc(time.Hour, r.eager)
+		r.eagerTimer.Stop()
+		r.mu.Lock()
 		defer r.close()
 		r.loop(yield)
 	}
 }
 
 // run is the state of one range over Batches.
+//
+// Discovery is eager, reading is lazy: the goroutine ranging over Batches
+// does everything while it runs, but when it waits in the pipeline (in
+// Track at the checkpoint tracker's in-flight cap, or in yield while the
+// export queue is full) for longer than eagerGrace, another goroutine
+// (eager) goes on finding and opening files, noticing renames, truncations
+// and deletions, without reading: a file created and rotated away during
+// an outage is held open, and its lines are read once the pipeline has
+// room. mu is the state: held by whichever goroutine works on it.
 type run struct {
 	t    *Tailer
 	ctx  context.Context
@@ -220,6 +266,13 @@ type run struct {
 	lr   *lineReader
 	pool event.Pool
 	lim  limits
+
+	mu         sync.Mutex    // the run's state and its files
+	away       atomic.Bool   // the reader waits in the pipeline without mu
+	eagerOn    atomic.Bool   // an eager goroutine runs
+	back       chan struct{} // wakes the eager goroutine: the reader is back
+	eagerTimer *time.Timer   // starts eager eagerGrace after the reader left
+	closed     bool          // the range ended; eager must not start
 
 	fpBuf []byte
 	glob  globber
@@ -231,6 +284,13 @@ type run struct {
 	polls           []*file          // files no watch covers, from the last scan
 	truncs          []truncation     // recent truncations, for their copies
 	cmpBuf, cmpBuf2 []byte           // scratch for comparing file contents
+	headBuf         []byte           // scratch for the searches of rotated content
+	// known indexes the checkpoints loaded at the start, until the first
+	// scan has matched them with files (recover.go).
+	known *known
+	// moved is content truncated before it was read to its end, whose copy
+	// is looked for (recover.go).
+	moved []*movedContent
 	// skipped are compressed files not read, with their size and time: a
 	// change (a recycled inode) makes the file looked at again.
 	skipped map[devIno]skipped
@@ -283,7 +343,7 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 	} else {
 		r.hints = h
 	}
-	r.scan(time.Now(), true)
+	r.start()
 	for r.ctx.Err() == nil {
 		now := time.Now()
 		if r.hints != nil {
@@ -293,26 +353,7 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 			default:
 			}
 		}
-		scanAt := r.nextScan
-		if r.woken {
-			// Awake for written files anyway: a scan due soon runs now
-			// rather than waking the agent again for itself.
-			scanAt = scanAt.Add(-r.scanSlack())
-			r.woken = false
-		}
-		if !now.Before(scanAt) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
-			due := r.nextScan
-			r.scan(now, false)
-			if now.Before(due) && !now.Before(scanAt) {
-				r.nextScan = due.Add(r.opts.ScanInterval) // early, not more often
-			}
-		}
-		if len(r.polls) > 0 && !now.Before(r.nextPoll) {
-			r.poll(now)
-		}
-		if !now.Before(r.nextMaint) {
-			r.maintain(now)
-		}
+		r.housekeep(now)
 		if f := r.pop(); f != nil {
 			if !r.turn(f, now, yield) {
 				return
@@ -325,7 +366,7 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 			r.yielded = r.t.cp.InFlight(r.t.name) > 0
 			r.lastData = now
 			r.t.counters.ticks.Add(1)
-			if !yield(event.NewBatch()) {
+			if !r.yield(yield, event.NewBatch()) {
 				return
 			}
 			continue
@@ -338,8 +379,33 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 	}
 }
 
-// wait blocks until the earliest deadline, a directory event or the end of ctx.
-func (r *run) wait(now time.Time) {
+// housekeep runs what is due of the scan, the polls and the maintenance of
+// files (flushes, drains, copy checks): everything but reading.
+func (r *run) housekeep(now time.Time) {
+	scanAt := r.nextScan
+	if r.woken {
+		// Awake for written files anyway: a scan due soon runs now
+		// rather than waking the agent again for itself.
+		scanAt = scanAt.Add(-r.scanSlack())
+		r.woken = false
+	}
+	if !now.Before(scanAt) || (r.scanSoon && now.Sub(r.lastScan) >= rescanDelay) {
+		due := r.nextScan
+		r.scan(now, false)
+		if now.Before(due) && !now.Before(scanAt) {
+			r.nextScan = due.Add(r.opts.ScanInterval) // early, not more often
+		}
+	}
+	if len(r.polls) > 0 && !now.Before(r.nextPoll) {
+		r.poll(now)
+	}
+	if !now.Before(r.nextMaint) {
+		r.maintain(now)
+	}
+}
+
+// deadline is the earliest time housekeep has something to do.
+func (r *run) deadline() time.Time {
 	at := r.nextScan
 	if r.scanSoon {
 		at = earliest(at, r.lastScan.Add(rescanDelay))
@@ -348,6 +414,12 @@ func (r *run) wait(now time.Time) {
 	if len(r.polls) > 0 {
 		at = earliest(at, r.nextPoll)
 	}
+	return at
+}
+
+// wait blocks until the earliest deadline, a directory event or the end of ctx.
+func (r *run) wait(now time.Time) {
+	at := r.deadline()
 	if r.yielded {
 		at = earliest(at, r.lastData.Add(r.opts.TickInterval))
 	}
@@ -364,12 +436,107 @@ func (r *run) wait(now time.Time) {
 	if r.hints != nil {
 		wake = r.hints.wake
 	}
+	r.mu.Unlock()
 	select {
 	case <-r.ctx.Done():
 	case <-r.timer.C:
 	case <-wake:
+		r.mu.Lock()
 		r.takeHints()
 		r.woken = true
+		return
+	}
+	r.mu.Lock()
+}
+
+// eagerGrace is how long the reader waits in the pipeline before discovery
+// goes on without it: longer than a batch's usual hand-off, short enough
+// that a file created and renamed away during an outage is still seen
+// (created files are looked at as their directory event is read).
+const eagerGrace = 50 * time.Millisecond
+
+// leave lets discovery go on while the reader waits in the pipeline (Track,
+// yield): it gives up mu and starts the eager goroutine after eagerGrace.
+func (r *run) leave() {
+	r.away.Store(true)
+	r.mu.Unlock()
+	r.eagerTimer.Reset(eagerGrace)
+}
+
+// come back takes mu again, stopping the eager goroutine.
+func (r *run) comeBack() {
+	r.eagerTimer.Stop()
+	r.away.Store(false)
+	select {
+	case r.back <- struct{}{}:
+	default:
+	}
+	r.mu.Lock()
+}
+
+// yield hands b on, letting discovery go on while the consumer waits.
+func (r *run) yield(yield func(*event.Batch) bool, b *event.Batch) bool {
+	r.leave()
+	ok := yield(b)
+	r.comeBack()
+	return ok
+}
+
+// eager finds and opens files while the reader waits in the pipeline (see
+// run). It runs on the eager timer's goroutine and returns when the reader
+// is back or the range ends.
+func (r *run) eager() {
+	for r.eagerOn.CompareAndSwap(false, true) {
+		r.eagerLoop()
+		r.eagerOn.Store(false)
+		if !r.away.Load() {
+			return
+		}
+		// The reader left again while this goroutine was on its way out.
+	}
+}
+
+func (r *run) eagerLoop() {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	woke := false
+	for {
+		r.mu.Lock()
+		if r.closed || !r.away.Load() || r.ctx.Err() != nil {
+			r.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		if woke {
+			r.takeHints()
+			r.woken = true
+			woke = false
+		}
+		r.t.counters.eagerRuns.Add(1)
+		r.housekeep(now)
+		d := max(r.deadline().Sub(now), time.Millisecond)
+		var wake <-chan struct{}
+		if r.hints != nil {
+			wake = r.hints.wake
+		}
+		r.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-timer.C:
+		case <-wake:
+			woke = true
+		case <-r.back:
+		}
 	}
 }
 
@@ -513,6 +680,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		}
 		f.statSize.Store(st.Size())
 		if st.Size() >= f.cur.offset {
+			f.maxSize = max(f.maxSize, st.Size())
 			break
 		}
 		r.truncated(f, st.Size())
@@ -528,6 +696,8 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	} else if f.statSize.Load() < end {
 		f.statSize.Store(end)
 	}
+	f.maxSize = max(f.maxSize, end+int64(res.partial))
+	f.growth.note(f.maxSize, now)
 	f.lastRead = now
 	if end > start {
 		f.lastGrowth = now
@@ -564,7 +734,10 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	}
 	b.File = event.FileID{Dev: f.id.dev, Ino: f.id.ino, Fingerprint: f.fp}
 	b.Start, b.End = start, end
-	ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, start, end)
+	key, fp, path := f.key, f.fp, f.path
+	r.leave()
+	ack, err := r.t.cp.Track(r.ctx, key, fp, path, start, end)
+	r.comeBack()
 	if err != nil {
 		b.Done() // not tracked: read again on the next start
 		return false
@@ -575,7 +748,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 	} else {
 		b.SetAck(ack)
 	}
-	if !yield(b) {
+	if !r.yield(yield, b) {
 		return false
 	}
 	r.yielded, r.lastData = !r.t.noTicks, now
@@ -639,7 +812,28 @@ func (r *run) count(res readResult) {
 func (r *run) truncated(f *file, size int64) {
 	r.t.log.Info("file truncated; reading it from the start", "path", f.path, "offset", f.cur.offset, "size", size)
 	r.t.counters.truncations.Add(1)
-	r.noteGone(f, time.Now())
+	now := time.Now()
+	var m *movedContent
+	if f.fp.Len > 0 && f.gz == nil {
+		// The content read so far, and its ranges in flight, go to the
+		// content's own key: a copy that holds it takes them over, and
+		// until then a crash leaves them where a restart looks for them.
+		mk := checkpoint.MovedKey(r.t.name, f.fp)
+		if prev := max(f.maxSize, f.statSize.Load()); prev > f.cur.offset {
+			// Bytes not read yet are in the copy only (copytruncate).
+			m = &movedContent{fp: f.fp, path: f.path, offset: f.cur.offset, size: prev, at: now}
+			r.t.cp.Move(f.key, mk, false)
+		} else if f.cur.offset > 0 {
+			r.t.cp.Move(f.key, mk, true)
+		}
+	}
+	r.noteGone(f, now, m)
+	if m != nil {
+		r.moved = append(r.moved, m)
+		r.findMoved(now)
+	}
+	f.maxSize = max(size, 0)
+	f.growth.forget()
 	r.lr.use(f.id)
 	r.lr.drop()
 	f.cur = cursor{}
@@ -708,8 +902,8 @@ func (r *run) closeFile(f *file) {
 // evict closes the least recently read live files while more than
 // MaxOpenFiles are open, never keep (the file about to be read).
 func (r *run) evict(now time.Time, keep *file) {
-	max := r.opts.MaxOpenFiles
-	if int(r.t.counters.open.Load()) <= max {
+	limit := r.opts.MaxOpenFiles
+	if int(r.t.counters.open.Load()) <= limit {
 		return
 	}
 	var cands []*file
@@ -728,10 +922,17 @@ func (r *run) evict(now time.Time, keep *file) {
 		}
 		return a.lastRead.Compare(b.lastRead)
 	})
-	target := max - max/8
+	target := limit - limit/8
 	for _, f := range cands {
 		if int(r.t.counters.open.Load()) <= target {
 			break
+		}
+		if f.queued || !f.atEOF {
+			// Unread bytes: found again by path when their turn comes, or
+			// by identity or content if the file moves meanwhile.
+			r.t.counters.forcedCloses.Add(1)
+			r.fallback("max_open_files closes files with unread bytes; if they rotate before they are reopened, their unread end is looked for outside the patterns",
+				"max_open_files", limit, "path", f.path, "unread", max(f.maxSize-f.cur.offset, 0))
 		}
 		r.closeFile(f)
 	}
@@ -747,6 +948,10 @@ func (r *run) poll(now time.Time) {
 		}
 		if st, err := f.fd.Stat(); err == nil && st.Size() != f.cur.offset+int64(f.partial) {
 			f.statSize.Store(st.Size())
+			if st.Size() > f.cur.offset {
+				f.maxSize = max(f.maxSize, st.Size())
+				f.growth.note(f.maxSize, now)
+			}
 			r.markReady(f)
 		}
 	}
@@ -808,7 +1013,7 @@ func (r *run) retire(f *file) {
 	}
 	r.t.log.Debug("closing drained file", "path", f.path, "offset", f.cur.offset, "deleted", deleted)
 	if deleted {
-		r.noteGone(f, time.Now()) // a compressed copy may follow
+		r.noteGone(f, time.Now(), nil) // a compressed copy may follow
 	}
 	r.closeFile(f)
 	r.forget(f, deleted)
@@ -847,7 +1052,21 @@ func (r *run) deleteRead(f *file) {
 	r.forget(f, true)
 }
 
+// close ends the range; the caller holds mu, which close gives up.
 func (r *run) close() {
+	r.closed = true
+	r.eagerTimer.Stop()
+	for r.eagerOn.Load() {
+		// An eager goroutine on its way: it sees closed and returns.
+		select {
+		case r.back <- struct{}{}:
+		default:
+		}
+		r.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		r.mu.Lock()
+	}
+	defer r.mu.Unlock()
 	if r.timer != nil {
 		r.timer.Stop()
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,6 +62,9 @@ type harness struct {
 	done    chan struct{}
 	// checks records contract violations found while consuming.
 	violations chan string
+	// hold, when locked by a test, stops the consumer before its next
+	// batch: the tailer then waits in yield, as behind a full export queue.
+	hold sync.Mutex
 }
 
 func startTailer(t testing.TB, opts Options, stateDir string, count *tailertest.Counter) *harness {
@@ -90,6 +94,8 @@ func startTailerWith(t testing.TB, opts Options, stateDir string, count *tailert
 		defer close(h.done)
 		ends := map[event.FileID]int64{}
 		for b := range tl.Batches(ctx) {
+			h.hold.Lock()
+			h.hold.Unlock() // a gate: passes once the test lets go
 			h.check(b, ends)
 			count.Add(b)
 			b.Done()
