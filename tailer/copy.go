@@ -189,8 +189,8 @@ func (r *run) skipCopy(f *file, o *file) {
 	r.t.counters.copies.Add(1)
 	f.fresh = false
 	if f.gz != nil {
-		if isize, ok := gzipSize(f.fd); ok {
-			if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, int64(isize), int64(isize)); err == nil {
+		if size, ok := f.gz.size(); ok {
+			if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, size, size); err == nil {
 				ack()
 			}
 		}

@@ -1,7 +1,6 @@
 package tailer
 
 import (
-	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,8 +52,8 @@ func (r *run) scan(now time.Time, startup bool) {
 		if startup && !anyKnown && r.opts.StartAt == StartEnd && f.gz != nil {
 			// Skipped like the text files' starts: checkpointed at the end
 			// its trailer records, so that a restart skips it too.
-			if isize, ok := gzipSize(f.fd); ok {
-				if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, int64(isize), int64(isize)); err == nil {
+			if size, ok := f.gz.size(); ok {
+				if ack, err := r.t.cp.Track(r.ctx, f.key, f.fp, f.path, size, size); err == nil {
 					ack()
 				}
 			}
@@ -249,7 +248,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 		fd.Close()
 		return nil, false
 	}
-	gz := bytes.HasPrefix(r.fpBuf[:fp.Len], []byte(gzipMagic))
+	gz := formatOf(r.fpBuf[:fp.Len]) != formatNone
 	if gz && !r.opts.readsGzip(path) {
 		// A rotated log compressed by logrotate: its lines were read from
 		// the original (or are in an older rotation); never read as text.
@@ -283,7 +282,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 			// Offsets count decompressed bytes. A checkpoint at the size
 			// the trailer records means the file was read: skip it without
 			// decompressing it again.
-			if isize, ok := gzipSize(fd); ok && uint32(off) == isize {
+			if readTo(fd, off) {
 				r.t.log.Debug("compressed file read before", "path", path, "offset", off)
 				r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen}
 				fd.Close()
