@@ -211,8 +211,8 @@ func (r *run) skipCopy(f *file, o *file) {
 	r.t.counters.copies.Add(1)
 	f.fresh = false
 	if f.gz != nil {
-		if isize, ok := gzipSize(f.fd); ok {
-			r.t.cp.Begin(f.key, f.fp, f.path, int64(isize))
+		if size, ok := f.gz.size(); ok {
+			r.t.cp.Begin(f.key, f.fp, f.path, size)
 		}
 		r.finishCompressed(f)
 		return

@@ -91,12 +91,12 @@ type Options struct {
 	// new files are found by the scan; use false on network filesystems,
 	// where watches report nothing. Default true.
 	Watch bool `yaml:"watch"`
-	// Compression says what to do with gzip-compressed files the patterns
-	// match (rotated logs compressed by logrotate, archives): "none"
-	// (default) skips them; "gzip" reads files named *.gz that are gzip,
-	// decompressed; "auto" reads every gzip file (known by its first bytes)
-	// decompressed. A compressed file is read once, as a complete file, and
-	// checkpointed by identity like the others; one whose content starts
+	// Compression says what to do with compressed files the patterns match
+	// (rotated logs compressed by logrotate, archives), in the formats known
+	// by their first bytes: gzip, zstd, xz, bzip2. "none" (default) skips
+	// them; "gzip" reads those named *.gz, decompressed; "auto" reads every
+	// one, decompressed. A compressed file is read once, as a complete file,
+	// and checkpointed by identity like the others; one whose content starts
 	// like a file already read (logrotate's compress of a followed file) is
 	// read from the offset already read of that file.
 	Compression string `yaml:"compression"`

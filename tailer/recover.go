@@ -280,7 +280,7 @@ func (r *run) unseenRotations(dirs []string, now time.Time) {
 				continue
 			}
 			var gz *gzReader
-			if h := r.contentHead(fd, nil); len(h) >= len(gzipMagic) && string(h[:len(gzipMagic)]) == gzipMagic {
+			if formatOf(r.contentHead(fd, nil)) != formatNone {
 				gz = newGzReader(fd, r.opts, id)
 			}
 			if all.knows(id, r.contentHead(fd, gz)) {
@@ -352,7 +352,7 @@ func (r *run) searchFile(path string, id devIno, size int64, k *known, now time.
 		return
 	}
 	var gz *gzReader
-	if h := r.contentHead(fd, nil); len(h) >= len(gzipMagic) && string(h[:len(gzipMagic)]) == gzipMagic {
+	if formatOf(r.contentHead(fd, nil)) != formatNone {
 		gz = newGzReader(fd, r.opts, id)
 	}
 	if byID {
@@ -400,11 +400,9 @@ func (r *run) followRotated(fd *os.File, gz *gzReader, path string, id devIno, s
 		fd.Close() // nothing past the offset
 		return
 	}
-	if gz != nil {
-		if isize, ok := gzipSize(fd); ok && int64(isize) == next {
-			fd.Close()
-			return
-		}
+	if gz != nil && readTo(fd, next) {
+		fd.Close() // read to its end before
+		return
 	}
 	r.t.log.Info("reading the unread end of a rotated file", "path", path, "was", e.Path, "offset", next, "size", size)
 	r.t.counters.recovered.Add(1)

@@ -1,7 +1,6 @@
 package tailer
 
 import (
-	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -56,8 +55,8 @@ func (r *run) scan(now time.Time, startup bool) {
 		if startup && !anyKnown && r.opts.StartAt == StartEnd && f.gz != nil {
 			// Skipped like the text files' starts: checkpointed at the end
 			// its trailer records, so that a restart skips it too.
-			if isize, ok := gzipSize(f.fd); ok {
-				r.t.cp.Begin(f.key, f.fp, f.path, int64(isize))
+			if size, ok := f.gz.size(); ok {
+				r.t.cp.Begin(f.key, f.fp, f.path, size)
 			}
 			r.finishCompressed(f)
 			continue
@@ -287,7 +286,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 		fd.Close()
 		return nil, false
 	}
-	gz := bytes.HasPrefix(r.fpBuf[:fp.Len], []byte(gzipMagic))
+	gz := formatOf(r.fpBuf[:fp.Len]) != formatNone
 	if gz && !r.opts.readsGzip(path) {
 		// A rotated log compressed by logrotate: its lines were read from
 		// the original (or are in an older rotation); never read as text.
@@ -326,7 +325,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 			if r.known != nil {
 				r.known.resolved(f.key)
 			}
-			if isize, ok := gzipSize(fd); ok && uint32(off) == isize {
+			if readTo(fd, off) {
 				r.t.log.Debug("compressed file read before", "path", path, "offset", off)
 				r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen}
 				fd.Close()

@@ -771,11 +771,11 @@ func (r *run) finishCompressed(f *file) {
 	r.forget(f, false)
 }
 
-// compressed stops following a file that turns out to be gzip-compressed
+// compressed stops following a file that turns out to be compressed
 // (logrotate creates the .gz empty, then fills it).
 func (r *run) compressed(f *file) bool {
-	var magic [len(gzipMagic)]byte
-	if n, _ := f.fd.ReadAt(magic[:], 0); n < len(magic) || string(magic[:]) != gzipMagic {
+	var magic [magicLen]byte
+	if n, _ := f.fd.ReadAt(magic[:], 0); formatOf(magic[:n]) == formatNone {
 		return false
 	}
 	if r.opts.readsGzip(f.path) {
