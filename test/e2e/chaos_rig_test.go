@@ -293,3 +293,39 @@ func missingRanges(lines []lineInfo, tally *otlpsink.Tally) []missingRange {
 	}
 	return out
 }
+
+// runTally notes which run of the agent delivered each sequence number
+// last, to count copies that one run delivered twice: a run sends a line
+// once (a retry follows a failed request only), so those are lines the
+// agent read twice, not lines re-sent after a restart.
+type runTally struct {
+	mu      sync.Mutex
+	run     atomic.Int32 // the agent's current run, from 1
+	last    []uint16     // run that delivered each sequence number last
+	sameRun []int        // sequence numbers delivered twice by one run
+}
+
+func (r *runTally) addBody(body string) {
+	seq, ok := otlpsink.ParseSeq(body)
+	if !ok {
+		return
+	}
+	run := uint16(r.run.Load())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for seq >= len(r.last) {
+		r.last = append(r.last, make([]uint16, max(1024, len(r.last)))...)
+	}
+	if r.last[seq] == run && len(r.sameRun) < 1<<20 {
+		r.sameRun = append(r.sameRun, seq)
+	}
+	r.last[seq] = run
+}
+
+// sameRunCopies returns the sequence numbers one run delivered more than
+// once (each extra copy once).
+func (r *runTally) sameRunCopies() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.sameRun...)
+}

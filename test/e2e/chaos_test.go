@@ -25,7 +25,14 @@ import (
 // the agent killed or stopped and started again every 3-7 s, and SIGHUP
 // reloads. Every line carries a global sequence number; at the end the
 // receiver's tally says which lines are missing (none may be) and which
-// arrived twice (none may, unless the agent was killed).
+// arrived twice: none may without a kill; with kills, no run of the agent
+// may deliver a line twice (a copy read again from its start) and the
+// total stays under a generous bound (see the end of runChaos).
+//
+// The summary line ("E2E chaos NAME: ...") gives missing lines per file
+// with the file's rotation mode, and dup_by_file=a:TOTAL/SAME_RUN. Missing
+// lines are also listed as ranges (file, how often its writer had reopened
+// it, when they were written) with what the suite did around then.
 //
 // Environment:
 //
@@ -187,7 +194,12 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	}
 
 	tally := otlpsink.NewTally()
-	st := setup{onBody: tally.AddBody, shutdownTimeout: chaosShutdown, sourceCompression: sc.compression, include: []string{"*.log"}}
+	runs := &runTally{}
+	onBody := func(body string) {
+		tally.AddBody(body)
+		runs.addBody(body)
+	}
+	st := setup{onBody: onBody, shutdownTimeout: chaosShutdown, sourceCompression: sc.compression, include: []string{"*.log"}}
 	if sc.rotatedMatched {
 		inc, gz := rotatedPatterns(sc.dateext, sc.olddir)
 		st.include = append(st.include, inc...)
@@ -271,6 +283,7 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	}()
 
 	p := e.start()
+	runs.run.Store(int32(e.runs))
 	tl.add("agent start (run %d)", e.runs)
 	var kills, terms, reloads, outages, crashes int
 	var downFor time.Duration
@@ -321,6 +334,7 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		fail("agent (run %d) exited on its own with code %d before %s", e.runs, code, when)
 		tl.add("agent found exited (code %d)", code)
 		p = e.start()
+		runs.run.Store(int32(e.runs))
 		tl.add("agent start (run %d)", e.runs)
 	}
 
@@ -395,6 +409,7 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 				tl.add("SIGTERM (run %d, exit took %.1fs)", e.runs, took.Seconds())
 			}
 			p = e.start()
+			runs.run.Store(int32(e.runs))
 			tl.add("agent start (run %d)", e.runs)
 			nextRestart = time.Now().Add(between(3*time.Second, 7*time.Second))
 		}
@@ -447,9 +462,23 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	for _, r := range ranges {
 		missingBy[r.file] += r.lines
 	}
-	var byFile []string
+	dupBy := make([]int, len(writers))
+	for seq, li := range lines {
+		if c := tally.Count(seq); c > 1 {
+			dupBy[li.file] += c - 1
+		}
+	}
+	sameRun := runs.sameRunCopies()
+	sameRunBy := make([]int, len(writers))
+	for _, seq := range sameRun {
+		if seq < len(lines) {
+			sameRunBy[lines[seq].file]++
+		}
+	}
+	var byFile, dupByFile []string
 	for i, w := range writers {
 		byFile = append(byFile, fmt.Sprintf("%s(%s):%d", w.name, sc.modes[i], missingBy[i]))
+		dupByFile = append(dupByFile, fmt.Sprintf("%s:%d/%d", w.name, dupBy[i], sameRunBy[i]))
 	}
 	applied := 0
 	if sc.reloads {
@@ -488,6 +517,10 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	case kills > 0 && rep.Duplicates > dupBound:
 		verdictOK = false
 		fail("%d duplicates after %d kills, want at most %d (%d per kill)", rep.Duplicates, kills, dupBound, perKill)
+	case len(sameRun) > 0:
+		verdictOK = false
+		fail("%d copies delivered twice by the same run of the agent (by file: %s), e.g. seq %v; a run reads a line once",
+			len(sameRun), strings.Join(dupByFile, " "), sameRun[:min(len(sameRun), 5)])
 	case rep.MaxCopies > e.runs:
 		verdictOK = false
 		fail("a line arrived %d times in %d runs of the agent", rep.MaxCopies, e.runs)
@@ -507,9 +540,9 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	case !verdictOK:
 		verdict = "FAIL"
 	}
-	summary(t, "chaos "+sc.name, "written=%d delivered=%d distinct=%d missing=%d duplicates=%d max_copies=%d missing_by_file=%s rotations=%d outages=%d down_s=%.0f restarts=%s kills=%d terms=%d reloads=%d/%d runs=%d crashes=%d dup_bound=%d catch_up_s=%.1f wall_s=%.1f seed=%d verdict=%s",
+	summary(t, "chaos "+sc.name, "written=%d delivered=%d distinct=%d missing=%d duplicates=%d max_copies=%d missing_by_file=%s dup_by_file=%s rotations=%d outages=%d down_s=%.0f restarts=%s kills=%d terms=%d reloads=%d/%d runs=%d crashes=%d dup_bound=%d catch_up_s=%.1f wall_s=%.1f seed=%d verdict=%s",
 		rep.Written, rep.Delivered, rep.Distinct, rep.Missing, rep.Duplicates, rep.MaxCopies, strings.Join(byFile, ","),
-		rot.runs, outages, downFor.Seconds(), sc.restarts, kills, terms, applied, reloads, e.runs, crashes, dupBound,
+		strings.Join(dupByFile, ","), rot.runs, outages, downFor.Seconds(), sc.restarts, kills, terms, applied, reloads, e.runs, crashes, dupBound,
 		catchUp.Seconds(), time.Since(wallStart).Seconds(), cp.seed, verdict)
 }
 
