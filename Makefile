@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Lines worth seeing from passing tests: per-case loss/duplicate summaries.
 SUMMARY := '^(ok|FAIL|--- FAIL|panic:)|written [0-9]+, delivered|^E2E '
 
-.PHONY: build demo test unit e2e fuzz vet bench clean
+.PHONY: build demo test unit e2e chaos fuzz vet bench clean
 
 # As the release binaries are built (.ci/ops.sh): static, no C library to
 # load; grpcnotrace leaves out gRPC's request tracing (golang.org/x/net/trace
@@ -37,6 +37,18 @@ unit:
 e2e:
 	set -o pipefail; cd test/e2e && $(GO) test -count=1 -timeout 20m -v ./... 2>&1 | tee ../../e2e-test.log | grep -E $(SUMMARY) \
 	  || { grep -B5 -A60 -E '^\s*--- FAIL|^panic:' ../../e2e-test.log | head -400; exit 1; }
+
+## chaos: the long form of the end-to-end chaos suite (TestChaos, whose short
+## form runs in e2e): writers, logrotate, backend outages, restarts and reloads
+## for CHAOS in all (each scenario gets an equal share), one after the other.
+## CHAOS_RUN=outage-live picks scenarios (a regexp), LOGPUMP_CHAOS_SEED=N
+## replays a run, LOGPUMP_CHAOS_REPORT_ONLY=1 reports instead of failing.
+CHAOS ?= 30m
+CHAOS_RUN ?=
+chaos:
+	set -o pipefail; cd test/e2e && LOGPUMP_CHAOS=$(CHAOS) LOGPUMP_REQUIRE_LOGROTATE=1 \
+	  $(GO) test -count=1 -timeout 3h -v -run 'TestChaos/$(CHAOS_RUN)' . 2>&1 | tee chaos-test.log | grep -E $(SUMMARY) \
+	  || { grep -B5 -A60 -E '^\s*--- FAIL|^panic:' chaos-test.log | head -400; exit 1; }
 
 # fuzz runs every Fuzz target of the module for FUZZTIME each.
 fuzz:

@@ -40,6 +40,11 @@ type setup struct {
 	// onBody replaces the sink's record keeping (see otlpsink.Options).
 	onBody        func(string)
 	extraResource map[string]string
+	// include and exclude are the source's patterns, relative to the tailed
+	// directory; include defaults to ["*.log"].
+	include, exclude []string
+	// sourceCompression is the file source's compression ("" = default).
+	sourceCompression string
 }
 
 func (s setup) withDefaults() setup {
@@ -51,6 +56,9 @@ func (s setup) withDefaults() setup {
 	}
 	if s.maxInFlight == "" {
 		s.maxInFlight = "16MiB"
+	}
+	if len(s.include) == 0 {
+		s.include = []string{"*.log"}
 	}
 	return s
 }
@@ -110,6 +118,20 @@ func newEnv(t *testing.T, s setup) *env {
 		fmt.Fprintf(&res, ", %s: %s", k, v)
 	}
 	res.WriteString("}")
+	patterns := func(ps []string) string {
+		abs := make([]string, len(ps))
+		for i, p := range ps {
+			abs[i] = filepath.Join(e.logsDir, p)
+		}
+		return "[" + strings.Join(abs, ", ") + "]"
+	}
+	source := "include: " + patterns(s.include)
+	if len(s.exclude) > 0 {
+		source += "\n    exclude: " + patterns(s.exclude)
+	}
+	if s.sourceCompression != "" {
+		source += "\n    compression: " + s.sourceCompression
+	}
 	cfg := fmt.Sprintf(`state_dir: %s
 shutdown_timeout: %s
 log_level: info
@@ -118,7 +140,7 @@ checkpoints: {flush_interval: 1s, max_in_flight: %s}
 sources:
   app:
     type: file
-    include: [%s]
+    %s
     start_at: beginning
     include_file_path: true
 exporters:
@@ -132,7 +154,7 @@ pipelines:
   main:
     sources: [app]
     exporters: [collector]
-`, e.stateDir, s.shutdownTimeout, res.String(), s.maxInFlight, filepath.Join(e.logsDir, "*.log"), exporter)
+`, e.stateDir, s.shutdownTimeout, res.String(), s.maxInFlight, source, exporter)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
