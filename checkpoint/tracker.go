@@ -206,6 +206,7 @@ func (t *Tracker) Begin(k Key, fp event.Fingerprint, path string, offset int64) 
 	f.fp, f.path, f.seen = fp, path, t.opts.Now()
 	f.ep = &epoch{lastEnd: offset}
 	f.committed = offset
+	f.superseded = false
 	f.size = max(f.size, offset)
 	t.dirty = true
 }
@@ -282,14 +283,13 @@ func (t *Tracker) Track(ctx context.Context, k Key, fp event.Fingerprint, path s
 	f.size = max(f.size, end)
 	ep := f.ep
 	switch {
-	case ep == nil:
+	case ep == nil, start < ep.lastEnd:
+		// A new reading of the key (a new file on a recycled inode gets
+		// the key of one deleted with ranges pending: it is not dropped).
 		ep = &epoch{lastEnd: start}
 		f.ep = ep
 		f.committed = start
-	case start < ep.lastEnd:
-		ep = &epoch{lastEnd: start}
-		f.ep = ep
-		f.committed = start
+		f.superseded = false
 	case len(ep.spans) == 0 && start != f.committed:
 		f.committed = start
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -363,5 +364,44 @@ func waitLines(t *testing.T, count *tailertest.Counter, written map[string]int, 
 			t.Fatalf("timed out: %v, want the last %d lines", res, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A new file that starts like a file read before (a header longer than the
+// fingerprint) is not taken for that file's rotated content: it is read
+// from its start, after a restart and while running.
+func TestSharedHeaderIsNotAContinuation(t *testing.T) {
+	header := "# " + strings.Repeat("banner ", 20) + "\n"
+	for _, restart := range []bool{true, false} {
+		t.Run(map[bool]string{true: "restart", false: "running"}[restart], func(t *testing.T) {
+			dir, state := t.TempDir(), t.TempDir()
+			path := filepath.Join(dir, "app.log")
+			writeFile(t, path, header)
+			w := newWriter(t, path, "old")
+			mustWrite(t, w, 100)
+			opts := testOptions(filepath.Join(dir, "*.log"))
+			opts.FingerprintBytes = 64
+			count := tailertest.NewCounter()
+			h := startTailer(t, opts, state, count)
+			h.waitCount(100)
+			if restart {
+				h.stop()
+			}
+			mustRename(t, path, path+".1")
+			time.Sleep(3 * opts.ScanInterval)
+			if err := os.Remove(path + ".1"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * opts.ScanInterval)
+			writeFile(t, path, header)
+			nw := newWriter(t, path, "new")
+			mustWrite(t, nw, 200) // longer than the old file: no truncation to notice
+			if restart {
+				h = startTailer(t, opts, state, count)
+			}
+			waitLines(t, count, map[string]int{"old": 100, "new": 200}, 300)
+			h.stop()
+			expect(t, count, map[string]int{"old": 100, "new": 200}, 0)
+		})
 	}
 }

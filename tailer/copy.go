@@ -89,11 +89,16 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 		}
 		return s
 	}
-	// Followed files in the same directory whose start f may share.
+	// Followed files in the same directory whose start f may share, and
+	// in other directories (logrotate's olddir) those whose fingerprint f
+	// starts with.
 	dir := filepath.Dir(f.path)
 	var cands []*file
 	for _, o := range r.t.files {
-		if o != f && o.fd != nil && o.gz == nil && filepath.Dir(o.path) == dir {
+		if o == f || o.fd == nil || o.gz != nil {
+			continue
+		}
+		if filepath.Dir(o.path) == dir || (o.fp.Len > 0 && o.fp.Len <= len(head) && sum(o.fp.Len) == o.fp.Sum) {
 			cands = append(cands, o)
 		}
 	}
@@ -184,7 +189,42 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 		r.nextMaint = earliest(r.nextMaint, f.found.Add(r.opts.RotateWait))
 		return false
 	}
+	if !wait && r.opts.FollowRotated && r.continueEntry(f, head) {
+		return true
+	}
 	f.fresh = false
+	return true
+}
+
+// continueEntry starts f, a new file no followed file explains, where the
+// checkpoint of the content it starts with says: the compressed rotation
+// of a file read, closed and deleted before it appeared, or of one whose
+// entry a restart handed on. Entries of followed files are left out (the
+// copy check above covers them).
+func (r *run) continueEntry(f *file, head []byte) bool {
+	var entries []checkpoint.Entry
+	for _, e := range r.t.cp.Entries(r.t.name) {
+		if r.t.files[devIno{e.Dev, e.Ino}] == nil {
+			entries = append(entries, e)
+		}
+	}
+	size := int64(-1)
+	if st, err := f.fd.Stat(); err == nil {
+		size = st.Size()
+	}
+	k := newKnown(entries)
+	i, ok := k.match(head, f.path, size, f.gz != nil)
+	if !ok {
+		return false
+	}
+	e, others := k.claim(i)
+	f.fresh = false
+	next := r.takeOver(e, f, others)
+	r.t.log.Info("file holds the content of a file read before; reading it from the acknowledged offset",
+		"path", f.path, "was", e.Path, "offset", next)
+	r.t.counters.copies.Add(1)
+	f.cur = cursor{offset: next}
+	f.offset.Store(next)
 	return true
 }
 

@@ -83,20 +83,66 @@ func (k *known) resolved(key checkpoint.Key) {
 	}
 }
 
-// match returns the first entry not done whose content head starts with.
-func (k *known) match(head []byte) (int, bool) {
+// match returns the first entry not done whose content head starts with,
+// and that a file of size bytes (compressed: size unknown) can hold: a copy
+// or a rotation of content holds at least every byte that was seen of it,
+// while a new file that only starts like it (a header longer than the
+// fingerprint) is usually shorter, and must not be skipped into.
+func (k *known) match(head []byte, path string, size int64, compressed bool) (int, bool) {
+	plainOK := rotatedName(filepath.Base(path))
 	for _, l := range k.lens {
 		if l > len(head) {
 			continue
 		}
 		fp := event.Fingerprint{Len: l, Sum: fnv1a(fnvOffset, head[:l])}
 		for _, i := range k.byFP[fp] {
-			if !k.done[i] {
+			e := k.entries[i]
+			if !k.done[i] && (compressed || (plainOK && size >= max(e.Size, e.Offset))) {
 				return i, true
 			}
 		}
 	}
 	return 0, false
+}
+
+// rotatedName reports whether name carries a rotation suffix: '.', '-' or
+// '_' and a digit after its root (app.log.1, app.log-20261207,
+// 0.log.20261207-101500). Content is looked for by fingerprint only in
+// compressed files and in files so named: a new app.log whose first bytes
+// are a header longer than the fingerprint is not an old file's rotation.
+func rotatedName(name string) bool {
+	for i := 1; i+1 < len(name); i++ {
+		switch name[i] {
+		case '.', '-', '_':
+			if c := name[i+1]; c >= '0' && c <= '9' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// claim marks entry i done, with every other entry not done of the same
+// content (a content followed under two keys: its copy or compressed file
+// begun while the content's own entry still had ranges pending), and
+// returns it with the lowest of their offsets, so that no unacknowledged
+// byte is skipped, and the keys of the others, to forget.
+func (k *known) claim(i int) (checkpoint.Entry, []checkpoint.Key) {
+	e := k.entries[i]
+	k.done[i] = true
+	var others []checkpoint.Key
+	fp := event.Fingerprint{Len: e.FingerprintLen, Sum: e.FingerprintSum}
+	for _, j := range k.byFP[fp] {
+		if k.done[j] {
+			continue
+		}
+		k.done[j] = true
+		o := k.entries[j]
+		e.Offset = min(e.Offset, o.Offset)
+		e.Size = max(e.Size, o.Size)
+		others = append(others, checkpoint.Key{Source: o.Source, Dev: o.Dev, Ino: o.Ino})
+	}
+	return e, others
 }
 
 func (k *known) pending() bool {
@@ -141,13 +187,12 @@ func (r *run) contentHead(fd *os.File, gz *gzReader) []byte {
 // compressed rotation made while the agent was stopped.
 func (r *run) continueKnown(f *file) bool {
 	h := r.contentHead(f.fd, f.gz)
-	i, ok := r.known.match(h)
+	i, ok := r.known.match(h, f.path, f.size, f.gz != nil)
 	if !ok {
 		return false
 	}
-	r.known.done[i] = true
-	e := r.known.entries[i]
-	next := r.takeOver(e, f)
+	e, others := r.known.claim(i)
+	next := r.takeOver(e, f, others)
 	r.t.log.Info("file holds the content of a file read before; reading it from the acknowledged offset",
 		"path", f.path, "was", e.Path, "offset", next)
 	r.t.counters.recovered.Add(1)
@@ -162,14 +207,21 @@ func (r *run) continueKnown(f *file) bool {
 
 // takeOver gives f the checkpoint of entry e, whose content f holds, and
 // returns where f is read from.
-func (r *run) takeOver(e checkpoint.Entry, f *file) int64 {
+func (r *run) takeOver(e checkpoint.Entry, f *file, others []checkpoint.Key) int64 {
+	for _, k := range others {
+		r.t.cp.Forget(k)
+	}
 	from := checkpoint.Key{Source: e.Source, Dev: e.Dev, Ino: e.Ino}
-	if from != f.key {
-		if next, ok := r.t.cp.Move(from, f.key, false); ok {
-			return next
+	if len(others) == 0 {
+		if from != f.key {
+			if next, ok := r.t.cp.Move(from, f.key, false); ok {
+				return next
+			}
+		} else if off, _, ok := r.t.cp.Resume(f.key); ok {
+			return off
 		}
-	} else if off, _, ok := r.t.cp.Resume(f.key); ok {
-		return off
+	} else if from != f.key {
+		r.t.cp.Forget(from)
 	}
 	r.t.cp.Begin(f.key, f.fp, f.path, e.Offset)
 	return e.Offset
@@ -288,7 +340,7 @@ func (r *run) unseenRotations(dirs []string, now time.Time) {
 				continue
 			}
 			r.t.log.Info("file rotated while the agent was stopped, never read; reading it from the start", "path", path)
-			r.followRotated(fd, gz, path, id, st.Size(), checkpoint.Entry{Source: r.t.name, Dev: id.dev, Ino: id.ino, Path: path}, now)
+			r.followRotated(fd, gz, path, id, st.Size(), checkpoint.Entry{Source: r.t.name, Dev: id.dev, Ino: id.ino, Path: path}, nil, now)
 		}
 	}
 }
@@ -355,27 +407,33 @@ func (r *run) searchFile(path string, id devIno, size int64, k *known, now time.
 	if formatOf(r.contentHead(fd, nil)) != formatNone {
 		gz = newGzReader(fd, r.opts, id)
 	}
+	head := r.contentHead(fd, gz)
 	if byID {
+		// The same inode: the same content if it starts as the entry
+		// says (decompressed: an entry a compressed file took over keeps
+		// the fingerprint of the text until a range of it is tracked).
 		e := k.entries[i]
 		fp := event.Fingerprint{Len: e.FingerprintLen, Sum: e.FingerprintSum}
-		if same, err := sameStart(fd, fp, r.fpBuf); err != nil || !same || gz != nil {
-			byID = false // the inode holds other content now
+		same := fp.Len <= len(head) && fnv1a(fnvOffset, head[:fp.Len]) == fp.Sum
+		if !same && gz != nil {
+			same, _ = sameStart(fd, fp, r.fpBuf)
 		}
+		byID = same // otherwise the inode holds other content now
 	}
 	if !byID {
 		var ok bool
-		if i, ok = k.match(r.contentHead(fd, gz)); !ok {
+		if i, ok = k.match(head, path, size, gz != nil); !ok {
 			fd.Close()
 			return
 		}
 	}
-	k.done[i] = true
-	r.followRotated(fd, gz, path, id, size, k.entries[i], now)
+	e, others := k.claim(i)
+	r.followRotated(fd, gz, path, id, size, e, others, now)
 }
 
 // followRotated reads fd, found to hold the content of entry e, from e's
 // acknowledged offset to its end, as a draining file.
-func (r *run) followRotated(fd *os.File, gz *gzReader, path string, id devIno, size int64, e checkpoint.Entry, now time.Time) {
+func (r *run) followRotated(fd *os.File, gz *gzReader, path string, id devIno, size int64, e checkpoint.Entry, others []checkpoint.Key, now time.Time) {
 	fp, err := fingerprint(fd, r.opts.FingerprintBytes, r.fpBuf)
 	if err != nil {
 		fd.Close()
@@ -395,7 +453,7 @@ func (r *run) followRotated(fd *os.File, gz *gzReader, path string, id devIno, s
 		lastGrowth: now,
 		maxSize:    size,
 	}
-	next := r.takeOver(e, f)
+	next := r.takeOver(e, f, others)
 	if gz == nil && size <= next {
 		fd.Close() // nothing past the offset
 		return
@@ -404,6 +462,10 @@ func (r *run) followRotated(fd *os.File, gz *gzReader, path string, id devIno, s
 		fd.Close() // read to its end before
 		return
 	}
+	// The entry taken over may carry a shorter fingerprint (the file was
+	// young when it was last seen): record what the file holds now, so that
+	// a compressed copy of it is recognised after another restart.
+	r.t.cp.Touch(f.key, f.fp, f.path, size)
 	r.t.log.Info("reading the unread end of a rotated file", "path", path, "was", e.Path, "offset", next, "size", size)
 	r.t.counters.recovered.Add(1)
 	f.cur = cursor{offset: next}

@@ -57,7 +57,7 @@ type Stats struct {
 	BehindBytes   int64
 	BehindSeconds float64
 	// Oldest is the path of the file holding the oldest unacknowledged byte.
-	Oldest string
+	Oldest string `json:",omitempty"`
 }
 
 // FileStats is the state of one followed file.
@@ -76,7 +76,7 @@ type FileStats struct {
 	// bytes on disk not acknowledged yet, and BehindSince when the first of
 	// them was seen on disk (zero when none).
 	Committed, Behind int64
-	BehindSince       time.Time
+	BehindSince       time.Time `json:",omitzero"`
 }
 
 // Stats returns a snapshot. It is safe to call from any goroutine, while

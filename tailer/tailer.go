@@ -449,6 +449,21 @@ func (r *run) wait(now time.Time) {
 	r.mu.Lock()
 }
 
+// checkCopies decides, for the files found since reading began to wait,
+// whether they are copies (copytruncate, compress) of content being read:
+// a copy is recognised by what was read of its original and by recent
+// truncations, which would be forgotten by the time reading goes on.
+func (r *run) checkCopies(now time.Time) {
+	for _, f := range r.t.files {
+		if f.fresh && f.cur.offset == 0 && f.fd != nil {
+			if f.gz == nil && r.compressed(f) {
+				continue
+			}
+			r.copyCheck(f, now)
+		}
+	}
+}
+
 // eagerGrace is how long the reader waits in the pipeline before discovery
 // goes on without it: longer than a batch's usual hand-off, short enough
 // that a file created and renamed away during an outage is still seen
@@ -518,6 +533,7 @@ func (r *run) eagerLoop() {
 		}
 		r.t.counters.eagerRuns.Add(1)
 		r.housekeep(now)
+		r.checkCopies(now)
 		d := max(r.deadline().Sub(now), time.Millisecond)
 		var wake <-chan struct{}
 		if r.hints != nil {
@@ -951,6 +967,12 @@ func (r *run) poll(now time.Time) {
 			if st.Size() > f.cur.offset {
 				f.maxSize = max(f.maxSize, st.Size())
 				f.growth.note(f.maxSize, now)
+				if f.fp.Len < r.opts.FingerprintBytes && int64(f.fp.Len) < st.Size() && f.gz == nil {
+					// Unread while the pipeline waits: its content is
+					// recognised by this fingerprint if it is compressed.
+					r.refingerprint(f)
+					r.t.cp.Touch(f.key, f.fp, f.path, f.maxSize)
+				}
 			}
 			r.markReady(f)
 		}
@@ -1028,8 +1050,10 @@ func (r *run) forget(f *file, dropCheckpoint bool) {
 		delete(r.byPath, f.path)
 	}
 	if dropCheckpoint {
+		// Dropped once its ranges in flight are acknowledged: until then a
+		// restart finds the content wherever it went (compressed).
 		r.t.counters.deleted.Add(1)
-		r.t.cp.Forget(f.key)
+		r.t.cp.Move(f.key, f.key, true)
 	}
 }
 

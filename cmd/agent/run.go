@@ -56,7 +56,7 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	defer stopSide()
 	if cfg.Admin.Address != "" {
 		srv := admin.New(cfg.Admin.Address, admin.Options{
-			Pprof: cfg.Admin.Pprof, Ready: a.Ready, Metrics: metrics.Handler(),
+			Pprof: cfg.Admin.Pprof, Ready: a.Ready, Warnings: a.Warnings, Metrics: metrics.Handler(),
 			Pipeline: func() any { return a.Pipeline() }, Tap: taps.Handler(), Log: log,
 		})
 		addr, err := srv.Listen()

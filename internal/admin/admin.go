@@ -2,7 +2,8 @@
 // over HTTP:
 //
 //	/healthz          200 while the process serves requests (liveness)
-//	/readyz           200 when the readiness function reports no error, else 503 with the reason
+//	/readyz           200 when the readiness function reports no error, else 503 with the reason;
+//	                  either way followed by the warnings, one a line
 //	/metrics          the Prometheus exposition
 //	/debug/pipeline   JSON snapshot of stages, exporters and files
 //	/debug/tap        live copies of records passing a tap point (JSON lines)
@@ -37,6 +38,13 @@ type Options struct {
 	// an error saying why. It is called for each /readyz request, from the
 	// server's goroutines.
 	Ready func() error
+	// Warnings returns lines /readyz prints after its verdict (e.g. a
+	// source at risk of losing lines) without changing it. paths reports
+	// whether the lines may name files: true only for loopback clients,
+	// as for the /debug endpoints (a probe from the pod network gets the
+	// lines without file names). It is called for each /readyz request,
+	// from the server's goroutines.
+	Warnings func(paths bool) []string
 	// Metrics serves /metrics.
 	Metrics http.Handler
 	// Pipeline returns the /debug/pipeline snapshot, encoded as JSON. It is
@@ -161,13 +169,18 @@ func routes(o Options) http.Handler {
 		text(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		code, msg := http.StatusOK, "ready"
 		if o.Ready != nil {
 			if err := o.Ready(); err != nil {
-				text(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
-				return
+				code, msg = http.StatusServiceUnavailable, "not ready: "+err.Error()
 			}
 		}
-		text(w, http.StatusOK, "ready")
+		if o.Warnings != nil {
+			for _, l := range o.Warnings(loopback(r)) {
+				msg += "\n" + l
+			}
+		}
+		text(w, code, msg)
 	})
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
@@ -200,14 +213,19 @@ func routes(o Options) http.Handler {
 // loopbackOnly refuses clients that do not connect from a loopback address.
 func loopbackOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		ip := net.ParseIP(host)
-		if err != nil || ip == nil || !ip.IsLoopback() {
+		if !loopback(r) {
 			text(w, http.StatusForbidden, "debug endpoints answer loopback clients only")
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// loopback reports whether the client connects from a loopback address.
+func loopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 func text(w http.ResponseWriter, code int, msg string) {

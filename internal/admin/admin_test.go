@@ -84,6 +84,70 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+// TestReadyz: warnings follow the verdict without changing it, and name
+// files to loopback clients only.
+func TestReadyz(t *testing.T) {
+	atRisk := func(paths bool) []string {
+		where := "a rotated file"
+		if paths {
+			where = "rotated file /var/log/app/a.log"
+		}
+		return []string{
+			"at risk: source app: 12.3 MiB not acknowledged for 41s, the oldest in " + where,
+			"at risk: source web: 2.0 KiB not acknowledged for 3s, the oldest in " + strings.Replace(where, "app/a", "web/w", 1),
+		}
+	}
+	down := func() error { return errors.New("exporter gateway is retrying") }
+	tests := []struct {
+		name     string
+		ready    func() error
+		warnings func(bool) []string
+		remote   string
+		wantCode int
+		wantBody string
+	}{
+		{name: "ready", ready: func() error { return nil }, wantCode: 200, wantBody: "ready\n"},
+		{name: "ready, no warnings", ready: func() error { return nil }, warnings: func(bool) []string { return nil },
+			wantCode: 200, wantBody: "ready\n"},
+		{name: "ready, sources at risk", ready: func() error { return nil }, warnings: atRisk, wantCode: 200,
+			wantBody: "ready\n" +
+				"at risk: source app: 12.3 MiB not acknowledged for 41s, the oldest in rotated file /var/log/app/a.log\n" +
+				"at risk: source web: 2.0 KiB not acknowledged for 3s, the oldest in rotated file /var/log/web/w.log\n"},
+		{name: "at risk, from the pod network: no paths", ready: func() error { return nil }, warnings: atRisk,
+			remote: "10.1.2.3:40000", wantCode: 200,
+			wantBody: "ready\n" +
+				"at risk: source app: 12.3 MiB not acknowledged for 41s, the oldest in a rotated file\n" +
+				"at risk: source web: 2.0 KiB not acknowledged for 3s, the oldest in a rotated file\n"},
+		{name: "at risk, over IPv6 loopback", warnings: atRisk, remote: "[::1]:40000", wantCode: 200,
+			wantBody: "ready\n" +
+				"at risk: source app: 12.3 MiB not acknowledged for 41s, the oldest in rotated file /var/log/app/a.log\n" +
+				"at risk: source web: 2.0 KiB not acknowledged for 3s, the oldest in rotated file /var/log/web/w.log\n"},
+		{name: "not ready and at risk", ready: down, warnings: atRisk, wantCode: 503,
+			wantBody: "not ready: exporter gateway is retrying\n" +
+				"at risk: source app: 12.3 MiB not acknowledged for 41s, the oldest in rotated file /var/log/app/a.log\n" +
+				"at risk: source web: 2.0 KiB not acknowledged for 3s, the oldest in rotated file /var/log/web/w.log\n"},
+		{name: "not ready", ready: down, warnings: func(bool) []string { return nil }, wantCode: 503,
+			wantBody: "not ready: exporter gateway is retrying\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/readyz", nil)
+			req.RemoteAddr = "127.0.0.1:50000"
+			if tt.remote != "" {
+				req.RemoteAddr = tt.remote
+			}
+			rec := httptest.NewRecorder()
+			New("127.0.0.1:0", Options{Ready: tt.ready, Warnings: tt.warnings, Log: quiet()}).Handler().ServeHTTP(rec, req)
+			if rec.Code != tt.wantCode {
+				t.Errorf("status: got %d, want %d", rec.Code, tt.wantCode)
+			}
+			if got := rec.Body.String(); got != tt.wantBody {
+				t.Errorf("body:\ngot  %q\nwant %q", got, tt.wantBody)
+			}
+		})
+	}
+}
+
 func TestRunServesUntilCancelled(t *testing.T) {
 	s := New("127.0.0.1:0", Options{Log: quiet()})
 	addr, err := s.Listen()

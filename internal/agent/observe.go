@@ -161,18 +161,26 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	for _, ln := range lanes {
-		ts := ln.tailer.Stats()
-		var lag int64
-		for _, f := range ts.Files {
-			lag += f.Lag
-		}
-		s.Sources = append(s.Sources, selfmetrics.SourceState{Name: ln.source, OpenFiles: ts.OpenFiles + ts.Draining, LagBytes: lag})
+		s.Sources = append(s.Sources, sourceState(ln.source, ln.tailer.Stats()))
 	}
 	for _, ex := range exporters {
 		qs := ex.queue.Stats()
 		s.Exporters = append(s.Exporters, selfmetrics.ExporterState{Name: ex.name, QueueBatches: qs.Queued, InFlight: qs.InFlight})
 	}
 	s.LastCheckpoint = a.tracker.LastFlush()
+}
+
+// sourceState is what the metrics report of a source's tailer.
+func sourceState(name string, ts tailer.Stats) selfmetrics.SourceState {
+	var lag int64
+	for _, f := range ts.Files {
+		lag += f.Lag
+	}
+	return selfmetrics.SourceState{
+		Name: name, OpenFiles: ts.OpenFiles + ts.Draining, LagBytes: lag,
+		BehindBytes: ts.BehindBytes, BehindSeconds: ts.BehindSeconds,
+		LostBytes: ts.LostBytes, LostFiles: ts.LostFiles, RecoveredFiles: ts.Recovered, ForcedCloses: ts.ForcedCloses,
+	}
 }
 
 // Ready reports whether the agent takes work: the pipeline runs and no
@@ -194,6 +202,70 @@ func (a *Agent) Ready() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Warnings returns a line for each source at risk of losing lines (see
+// atRisk), for /readyz; none when every source keeps up. They do not make
+// the agent unready: reading more slowly than files are written is not
+// cured by taking the agent out of service. Lines name files only when
+// paths is true. It is safe to call from any goroutine.
+func (a *Agent) Warnings(paths bool) []string {
+	a.mu.Lock()
+	lanes := a.lanes
+	a.mu.Unlock()
+	var out []string
+	for _, ln := range lanes {
+		if w := atRisk(ln.source, ln.tailer.Stats(), paths); w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// atRisk describes a source whose oldest unacknowledged byte is in a
+// draining file: one that rotation moved out of the patterns, read to its
+// end before it is closed. If rotation goes on before it is acknowledged,
+// the next rotation may delete it and its bytes are lost (counted in
+// logpump_tailer_lost_bytes_total). It returns "" when the source is not at
+// risk. The file is named when paths is true, by the path it was followed
+// under: its name before the rotation, or where follow_rotated found it.
+func atRisk(source string, s tailer.Stats, paths bool) string {
+	var oldest *tailer.FileStats
+	for i := range s.Files {
+		f := &s.Files[i]
+		if f.Behind <= 0 {
+			continue
+		}
+		// On a tie the draining file is the one at risk.
+		if oldest == nil || f.BehindSince.Before(oldest.BehindSince) ||
+			f.BehindSince.Equal(oldest.BehindSince) && f.Draining && !oldest.Draining {
+			oldest = f
+		}
+	}
+	if oldest == nil || !oldest.Draining {
+		return ""
+	}
+	where := "a rotated file"
+	if paths {
+		where = "rotated file " + oldest.Path
+	}
+	age := time.Duration(s.BehindSeconds * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf("at risk: source %s: %s not acknowledged for %s, the oldest in %s",
+		source, byteSize(s.BehindBytes), age, where)
+}
+
+// byteSize formats n bytes for people: 512 B, 1.5 KiB, 12.3 MiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n)/unit, 0
+	for f >= unit-0.05 && i < 4 { // 1023.96 KiB prints as 1.0 MiB
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", f, "KMGTP"[i])
 }
 
 // tapName names a tap point; sources and processors have separate namespaces.

@@ -7,8 +7,9 @@
 // when the pipeline is built ([Metrics.Source], [Metrics.Exporter]), and
 // called once per batch or request, never per line: a handle holds its
 // precomputed attribute set, so recording allocates nothing. Gauges (queue
-// depth, open files, lag, checkpoint age) are read at collection time from a
-// function the agent registers with [Metrics.Observe].
+// depth, open files, lag, checkpoint age) and the counters the tailers keep
+// themselves (lost bytes, recovered files) are read at collection time from
+// a function the agent registers with [Metrics.Observe].
 //
 // A nil *Metrics and the nil handles it returns record nothing, so
 // components can be built without metrics in tests.
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,13 +92,41 @@ type Snapshot struct {
 	LastCheckpoint time.Time
 }
 
-// SourceState is a source's gauges.
+// SourceState is a source's gauges and the counters its tailer keeps.
 type SourceState struct {
 	Name      string
 	OpenFiles int
 	// LagBytes sums, over the source's files, size minus read offset.
 	LagBytes int64
+	// BehindBytes sums, over the source's files, size minus acknowledged
+	// offset; BehindSeconds is how long the oldest of those bytes has been
+	// on disk (0 when none is).
+	BehindBytes   int64
+	BehindSeconds float64
+	// LostBytes counts bytes lost, by reason. The reasons of [LossReasons]
+	// are always reported (0 when absent); another key is reported too,
+	// so it must come from a fixed set.
+	LostBytes map[string]uint64
+	// LostFiles counts the files lost bytes were in; RecoveredFiles files
+	// found holding the unread end of a rotated file; ForcedCloses files
+	// closed with unread bytes to respect max_open_files.
+	LostFiles, RecoveredFiles, ForcedCloses uint64
 }
+
+// Loss reasons, the reason label of [LostBytes]. They are the tailer's
+// (tailer.LostNotFound, tailer.LostTruncated, tailer.LostClosed).
+const (
+	// LossNotFound: a file with unacknowledged bytes was gone before they were read.
+	LossNotFound = "not_found"
+	// LossTruncated: a file was truncated in place before its bytes were read.
+	LossTruncated = "truncated"
+	// LossClosed: a file closed for max_open_files was rotated away and not found again.
+	LossClosed = "closed"
+)
+
+// LossReasons returns the reasons [LostBytes] always reports, so that a
+// rate() works from the first scrape.
+func LossReasons() []string { return []string{LossNotFound, LossTruncated, LossClosed} }
 
 // ExporterState is an exporter's gauges.
 type ExporterState struct {
@@ -197,6 +227,22 @@ func (m *Metrics) instruments(version string) error {
 	if e != nil && err == nil {
 		err = fmt.Errorf("create metric %s: %w", LastReloadSuccessTime, e)
 	}
+	behind := gauge(BehindBytes, "By", "Bytes on disk in the source's files not acknowledged yet.")
+	behindAge, e := meter.Float64ObservableGauge(BehindSeconds, metric.WithUnit("s"), metric.WithDescription("How long the source's oldest unacknowledged byte has been on disk."))
+	if e != nil && err == nil {
+		err = fmt.Errorf("create metric %s: %w", BehindSeconds, e)
+	}
+	observedCounter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, e := meter.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if e != nil && err == nil {
+			err = fmt.Errorf("create metric %s: %w", name, e)
+		}
+		return c
+	}
+	lost := observedCounter(LostBytes, "By", "Bytes on disk never acknowledged and no longer readable, by reason.")
+	lostFiles := observedCounter(LostFiles, "{file}", "Files that held lost bytes.")
+	recovered := observedCounter(RecoveredFiles, "{file}", "Files found holding the unread end of a file rotated out of the patterns.")
+	forced := observedCounter(ForcedCloses, "{file}", "Files closed with unread bytes to respect max_open_files.")
 	if err != nil {
 		return err
 	}
@@ -221,6 +267,23 @@ func (m *Metrics) instruments(version string) error {
 			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("source", src.Name)))
 			o.ObserveInt64(open, int64(src.OpenFiles), a)
 			o.ObserveInt64(lag, src.LagBytes, a)
+			o.ObserveInt64(behind, src.BehindBytes, a)
+			o.ObserveFloat64(behindAge, src.BehindSeconds, a)
+			o.ObserveInt64(lostFiles, int64(src.LostFiles), a)
+			o.ObserveInt64(recovered, int64(src.RecoveredFiles), a)
+			o.ObserveInt64(forced, int64(src.ForcedCloses), a)
+			known := LossReasons()
+			reasons := known
+			for r := range src.LostBytes {
+				if !slices.Contains(known, r) {
+					reasons = append(reasons, r)
+				}
+			}
+			slices.Sort(reasons[len(known):])
+			for _, r := range reasons {
+				o.ObserveInt64(lost, int64(src.LostBytes[r]), metric.WithAttributeSet(attribute.NewSet(
+					attribute.String("source", src.Name), attribute.String("reason", r))))
+			}
 		}
 		for _, ex := range s.Exporters {
 			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("exporter", ex.Name)))
@@ -231,7 +294,8 @@ func (m *Metrics) instruments(version string) error {
 			o.ObserveFloat64(age, max(m.now().Sub(s.LastCheckpoint).Seconds(), 0))
 		}
 		return nil
-	}, build, reloadOK, reloadTime, open, lag, queue, inflight, age)
+	}, build, reloadOK, reloadTime, open, lag, queue, inflight, age,
+		behind, behindAge, lost, lostFiles, recovered, forced)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}

@@ -85,7 +85,14 @@ func TestMetricsExposition(t *testing.T) {
 	m.Dropped("sampler", "sample", 0) // nothing dropped: no series
 	lastCheckpoint := now.Add(-1500 * time.Millisecond)
 	m.Observe(func(s *Snapshot) {
-		s.Sources = append(s.Sources, SourceState{Name: "system", OpenFiles: 4, LagBytes: 1 << 20})
+		s.Sources = append(s.Sources,
+			SourceState{
+				Name: "system", OpenFiles: 4, LagBytes: 1 << 20, BehindBytes: 3 << 20, BehindSeconds: 41.5,
+				LostBytes: map[string]uint64{LossNotFound: 4096, LossTruncated: 0, LossClosed: 17},
+				LostFiles: 2, RecoveredFiles: 5, ForcedCloses: 6,
+			},
+			SourceState{Name: "app", OpenFiles: 1, BehindBytes: 12, BehindSeconds: 0.5,
+				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1})
 		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1})
 		s.LastCheckpoint = lastCheckpoint
 	})
@@ -112,6 +119,19 @@ func TestMetricsExposition(t *testing.T) {
 		{InFlightRequests, []string{"exporter=gateway"}, 1},
 		{OpenFiles, []string{"source=system"}, 4},
 		{LagBytes, []string{"source=system"}, 1 << 20},
+		{BehindBytes, []string{"source=system"}, 3 << 20},
+		{BehindBytes, []string{"source=app"}, 12},
+		{BehindSeconds, []string{"source=system"}, 41.5},
+		{BehindSeconds, []string{"source=app"}, 0.5},
+		{LostBytes, []string{"source=system", "reason=not_found"}, 4096},
+		{LostBytes, []string{"source=system", "reason=truncated"}, 0},
+		{LostBytes, []string{"source=system", "reason=closed"}, 17},
+		{LostBytes, []string{"source=app", "reason=truncated"}, 99},
+		{LostFiles, []string{"source=system"}, 2},
+		{LostFiles, []string{"source=app"}, 0},
+		{RecoveredFiles, []string{"source=system"}, 5},
+		{RecoveredFiles, []string{"source=app"}, 1},
+		{ForcedCloses, []string{"source=system"}, 6},
 		{CheckpointAge, nil, 61.5},
 		{LastReloadSuccessful, nil, 0},
 		{LastReloadSuccessTime, nil, 1_700_000_000},
@@ -125,6 +145,9 @@ func TestMetricsExposition(t *testing.T) {
 	for _, name := range Names() {
 		if _, ok := fams[name]; !ok {
 			t.Errorf("metric %s is not exported", name)
+		}
+		if isCounter := fams[name].GetType() == dto.MetricType_COUNTER; isCounter != strings.HasSuffix(name, "_total") {
+			t.Errorf("metric %s is a %v: counters, and only they, end in _total", name, fams[name].GetType())
 		}
 		for _, s := range fams[name].GetMetric() {
 			for _, l := range s.Label {
@@ -157,6 +180,59 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	if err := m.Shutdown(context.Background()); err != nil {
 		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestLostBytesReasons: every reason of LossReasons has a series from the
+// first scrape, 0 when the snapshot leaves it out, so that rate() and
+// increase() work from 0; a reason outside the set is not dropped.
+func TestLostBytesReasons(t *testing.T) {
+	tests := []struct {
+		name string
+		lost map[string]uint64
+		want map[string]float64 // reason → value
+	}{
+		{"no map", nil, map[string]float64{"not_found": 0, "truncated": 0, "closed": 0}},
+		{"some reasons", map[string]uint64{LossClosed: 3},
+			map[string]float64{"not_found": 0, "truncated": 0, "closed": 3}},
+		{"a new reason", map[string]uint64{LossNotFound: 1, "vanished": 8},
+			map[string]float64{"not_found": 1, "truncated": 0, "closed": 0, "vanished": 8}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := New(Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Observe(func(s *Snapshot) {
+				s.Sources = append(s.Sources, SourceState{Name: "app", LostBytes: tt.lost})
+			})
+			fams := scrape(t, m)
+			got := map[string]float64{}
+			for _, s := range fams[LostBytes].GetMetric() {
+				var source, reason string
+				for _, l := range s.Label {
+					switch l.GetName() {
+					case "source":
+						source = l.GetValue()
+					case "reason":
+						reason = l.GetValue()
+					default:
+						t.Errorf("unexpected label %s=%s", l.GetName(), l.GetValue())
+					}
+				}
+				if source != "app" {
+					t.Errorf("series for source %q, want app", source)
+				}
+				if fams[LostBytes].GetType() != dto.MetricType_COUNTER {
+					t.Errorf("%s is a %v, want a counter", LostBytes, fams[LostBytes].GetType())
+				}
+				got[reason] = s.GetCounter().GetValue()
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("%s by reason (-want +got):\n%s", LostBytes, diff)
+			}
+		})
 	}
 }
 

@@ -29,6 +29,24 @@ const (
 	// Reloads counts SIGHUP reloads. Labels: result (success, failure).
 	Reloads = "logpump_config_reloads_total"
 
+	// Counters read at collection time from the tailers' own counts. A
+	// source restarted by a reload starts them again from 0 (a counter
+	// reset to Prometheus).
+
+	// LostBytes counts bytes known to have been on disk, never
+	// acknowledged, and no longer readable (a rotated file gone before it
+	// was read). Labels: source, reason (not_found, truncated, closed),
+	// every reason always present.
+	LostBytes = "logpump_tailer_lost_bytes_total"
+	// LostFiles counts the files lost bytes were in. Labels: source.
+	LostFiles = "logpump_tailer_lost_files_total"
+	// RecoveredFiles counts files found holding the unread end of a file
+	// that rotation moved out of the patterns (follow_rotated). Labels: source.
+	RecoveredFiles = "logpump_tailer_recovered_files_total"
+	// ForcedCloses counts files closed with bytes not read yet, to respect
+	// max_open_files. Labels: source.
+	ForcedCloses = "logpump_tailer_forced_closes_total"
+
 	// Gauges read at collection time.
 
 	// QueueBatches is the number of batches waiting in an exporter's queue. Labels: exporter.
@@ -41,6 +59,12 @@ const (
 	// LagBytes is the sum over a source's files of the bytes between the read
 	// position and the end of the file. Labels: source.
 	LagBytes = "logpump_tailer_lag_bytes"
+	// BehindBytes is the sum over a source's files of the bytes on disk not
+	// acknowledged yet (read or not). Labels: source.
+	BehindBytes = "logpump_tailer_behind_bytes"
+	// BehindSeconds is how long the oldest byte not acknowledged yet has
+	// been on disk, 0 when every byte is. Labels: source.
+	BehindSeconds = "logpump_tailer_behind_seconds"
 	// CheckpointAge is the time since checkpoints were last written.
 	CheckpointAge = "logpump_checkpoint_age_seconds"
 	// LastReloadSuccessful is 1 when the last reload applied the new
@@ -56,7 +80,8 @@ const (
 func Names() []string {
 	return []string{
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, ProcessorDropped, ExporterDropped, Reloads,
-		QueueBatches, InFlightRequests, OpenFiles, LagBytes, CheckpointAge,
+		LostBytes, LostFiles, RecoveredFiles, ForcedCloses,
+		QueueBatches, InFlightRequests, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}
 }
