@@ -61,7 +61,38 @@ func MovedKey(source string, fp event.Fingerprint) Key {
 }
 
 // Moved reports whether k is a [MovedKey].
-func (k Key) Moved() bool { return k.Dev == 0 }
+func (k Key) Moved() bool { return k.Dev == 0 && k.Ino != 0 }
+
+// scannedKey names the entry recording when a source last scanned: device
+// and inode 0, no fingerprint, no offset.
+func scannedKey(source string) Key { return Key{Source: source} }
+
+// Scanned records that source scanned its files at now. It is saved with the
+// next flush, but does not make one: a restart knows that content rotated
+// before then was seen. Cheap enough for every scan.
+func (t *Tracker) Scanned(source string, now time.Time) {
+	k := scannedKey(source)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[k]
+	if f == nil {
+		f = &file{key: k}
+		t.files[k] = f
+		t.dirty = true
+	}
+	f.seen = now
+}
+
+// LastScan returns when source last scanned, as recorded by Scanned and
+// saved; zero if never.
+func (t *Tracker) LastScan(source string) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.files[scannedKey(source)]; f != nil {
+		return f.seen
+	}
+	return time.Time{}
+}
 
 // Tracker follows the acknowledgement of every byte range handed out by the
 // readers and keeps, per file, the committed offset: the end of the longest
@@ -245,7 +276,7 @@ func (t *Tracker) Entries(source string) []Entry {
 	defer t.mu.Unlock()
 	var out []Entry
 	for k, f := range t.files {
-		if k.Source == source {
+		if k.Source == source && k != scannedKey(source) {
 			out = append(out, f.entry(k))
 		}
 	}

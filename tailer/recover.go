@@ -291,20 +291,21 @@ func (r *run) recoverUnresolved(now time.Time) {
 // chatty container is such a file.
 func (r *run) unseenRotations(dirs []string, now time.Time) {
 	k := r.known
-	var since time.Time
+	// The last scan of the run before, as saved (to the second): content
+	// rotated before it was seen then. Without one, the newest time a file
+	// was seen, less a scan interval.
+	since := r.since
 	bases := map[string]bool{}
 	for _, e := range k.entries {
-		if e.Seen.After(since) {
-			since = e.Seen
+		if r.since.IsZero() && e.Seen.Add(-r.opts.ScanInterval).After(since) {
+			since = e.Seen.Add(-r.opts.ScanInterval)
 		}
 		bases[filepath.Base(e.Path)] = true
 	}
 	for _, f := range r.t.files {
 		bases[filepath.Base(f.path)] = true
 	}
-	// Seen is kept to the second, and a scan may have seen the file a scan
-	// interval before the write that saved it.
-	since = since.Add(-time.Second - r.opts.ScanInterval)
+	since = since.Add(-time.Second)
 	all := newKnown(k.entries)
 	for _, dir := range dirs {
 		ents, err := os.ReadDir(dir)
@@ -532,6 +533,7 @@ func (r *run) start() {
 	now := time.Now()
 	if r.opts.FollowRotated {
 		r.known = newKnown(r.t.cp.Entries(r.t.name))
+		r.since = r.t.cp.LastScan(r.t.name)
 	}
 	r.scan(now, true)
 	if r.known != nil {

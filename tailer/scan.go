@@ -92,6 +92,9 @@ func (r *run) scan(now time.Time, startup bool) {
 	if len(r.moved) > 0 {
 		r.findMoved(now)
 	}
+	if !startup {
+		r.t.cp.Scanned(r.t.name, now)
+	}
 	r.evict(now, nil)
 	r.syncWatches()
 }

@@ -49,6 +49,10 @@ type Checkpoints interface {
 	Entries(source string) []checkpoint.Entry
 	// Committed returns a file's acknowledged offset.
 	Committed(k checkpoint.Key) (int64, bool)
+	// Scanned records a scan of the source; LastScan returns the last one
+	// recorded (saved, after a restart).
+	Scanned(source string, now time.Time)
+	LastScan(source string) time.Time
 	// InFlight counts the source's ranges not yet acknowledged: while there
 	// are any, something downstream may hold an open event, so ticks go on.
 	InFlight(source string) int
@@ -288,6 +292,7 @@ type run struct {
 	// known indexes the checkpoints loaded at the start, until the first
 	// scan has matched them with files (recover.go).
 	known *known
+	since time.Time // the last scan of the run before (recover.go)
 	// moved is content truncated before it was read to its end, whose copy
 	// is looked for (recover.go).
 	moved []*movedContent
