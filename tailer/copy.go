@@ -250,15 +250,17 @@ func (r *run) skipCopy(f *file, o *file) {
 	r.t.log.Info("file is a copy of a file being read to its end; not read again", "path", f.path, "copy_of", o.path)
 	r.t.counters.copies.Add(1)
 	f.fresh = false
+	// The copy gets no checkpoint of its own: the original's, which keeps
+	// its ranges in flight, stays (o.copied) and says how much of the
+	// content was delivered; a restart finds the copy by its content.
+	o.copied = true
 	if f.gz != nil {
-		if size, ok := f.gz.size(); ok {
-			r.t.cp.Begin(f.key, f.fp, f.path, size)
-		}
 		r.finishCompressed(f)
 		return
 	}
 	if st, err := f.fd.Stat(); err == nil {
-		r.startAt(f, st.Size())
+		f.cur = cursor{offset: st.Size()}
+		f.offset.Store(st.Size())
 	}
 }
 

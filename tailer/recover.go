@@ -76,11 +76,36 @@ func newKnown(entries []checkpoint.Entry) *known {
 	return k
 }
 
-// resolved marks the entry of key as resumed by its own file.
-func (k *known) resolved(key checkpoint.Key) {
-	if i, ok := k.byID[devIno{key.Dev, key.Ino}]; ok && k.entries[i].Source == key.Source {
-		k.done[i] = true
+// resolved marks the entry of key as resumed by its own file at off, with
+// the other entries of the same content (a copy begun while its original
+// had ranges in flight, then truncated), and returns the lowest of their
+// offsets: where the file must resume for no unacknowledged byte to be
+// skipped.
+func (k *known) resolved(key checkpoint.Key, off int64) (int64, []checkpoint.Key) {
+	i, ok := k.byID[devIno{key.Dev, key.Ino}]
+	if !ok || k.entries[i].Source != key.Source || k.done[i] {
+		return off, nil
 	}
+	e, others := k.claim(i)
+	return min(off, e.Offset), others
+}
+
+// resume is where a file whose own checkpoint is at off resumes: see
+// known.resolved. The other entries of its content are forgotten.
+func (r *run) resume(key checkpoint.Key, fp event.Fingerprint, path string, off int64) int64 {
+	if r.known == nil {
+		return off
+	}
+	low, others := r.known.resolved(key, off)
+	for _, k := range others {
+		r.t.cp.Forget(k)
+	}
+	if low < off {
+		r.t.log.Info("file resumes below its checkpoint: a copy of it had ranges in flight",
+			"path", path, "offset", low, "checkpoint", off)
+		r.t.cp.Begin(key, fp, path, low)
+	}
+	return low
 }
 
 // match returns the first entry not done whose content head starts with,
@@ -325,7 +350,7 @@ func (r *run) unseenRotations(dirs []string, now time.Time) {
 				continue
 			}
 			id := idOf(st)
-			if r.t.files[id] != nil {
+			if r.t.files[id] != nil || r.skipped[id].read {
 				continue
 			}
 			fd, err := openFile(path)
@@ -384,8 +409,8 @@ func (r *run) search(dirs []string, k *known, now time.Time) {
 				continue
 			}
 			id := idOf(st)
-			if r.t.files[id] != nil {
-				continue
+			if r.t.files[id] != nil || r.skipped[id].read {
+				continue // followed, or read to its end
 			}
 			r.searchFile(path, id, st.Size(), k, now)
 		}

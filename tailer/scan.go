@@ -294,7 +294,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 		// A rotated log compressed by logrotate: its lines were read from
 		// the original (or are in an older rotation); never read as text.
 		r.t.log.Debug("skipping compressed file", "path", path)
-		r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen}
+		r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen, false}
 		fd.Close()
 		return nil, false
 	}
@@ -325,21 +325,17 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 			// Offsets count decompressed bytes. A checkpoint at the size
 			// the trailer records means the file was read: skip it without
 			// decompressing it again.
-			if r.known != nil {
-				r.known.resolved(f.key)
-			}
+			off = r.resume(f.key, stored, path, off)
 			if readTo(fd, off) {
 				r.t.log.Debug("compressed file read before", "path", path, "offset", off)
-				r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen}
+				r.skipped[id] = skipped{st.Size(), st.ModTime(), r.gen, true}
 				fd.Close()
 				return nil, true
 			}
 			f.cur.offset = off
 		case err == nil && same && off <= f.size:
+			off = r.resume(f.key, stored, path, off)
 			f.cur.offset = off
-			if r.known != nil {
-				r.known.resolved(f.key)
-			}
 			r.t.log.Debug("resume file", "path", path, "offset", off)
 		default:
 			// Recycled inode, or truncated while we were stopped.

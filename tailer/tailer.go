@@ -123,6 +123,7 @@ type skipped struct {
 	size  int64
 	mtime time.Time
 	gen   uint64
+	read  bool // read to its end (not only skipped): no search takes it
 }
 
 type fileState uint8
@@ -147,6 +148,7 @@ type file struct {
 
 	size       int64     // size at the last stat
 	maxSize    int64     // the largest size seen of the current content
+	copied     bool      // a copy of it was found and not read (skipCopy)
 	growth     growth    // when the file reached which size (Stats)
 	scanSize   int64     // size at the last scan, to notice change
 	scanTime   time.Time // modification time at the last scan
@@ -786,7 +788,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 func (r *run) finishCompressed(f *file) {
 	r.t.log.Debug("read compressed file", "path", f.path, "bytes", f.cur.offset)
 	if st, err := f.fd.Stat(); err == nil {
-		r.skipped[f.id] = skipped{st.Size(), st.ModTime(), r.gen}
+		r.skipped[f.id] = skipped{st.Size(), st.ModTime(), r.gen, true}
 	}
 	r.closeFile(f)
 	r.forget(f, false)
@@ -805,7 +807,7 @@ func (r *run) compressed(f *file) bool {
 	}
 	r.t.log.Debug("skipping compressed file", "path", f.path)
 	if st, err := f.fd.Stat(); err == nil {
-		r.skipped[f.id] = skipped{st.Size(), st.ModTime(), r.gen}
+		r.skipped[f.id] = skipped{st.Size(), st.ModTime(), r.gen, false}
 	}
 	r.closeFile(f)
 	r.forget(f, false)
@@ -1043,6 +1045,13 @@ func (r *run) retire(f *file) {
 		r.noteGone(f, time.Now(), nil) // a compressed copy may follow
 	}
 	r.closeFile(f)
+	if deleted && f.copied {
+		// Its content lives on in a copy that has no checkpoint of its
+		// own: keep this one (it expires after the retention).
+		r.t.counters.deleted.Add(1)
+		r.forget(f, false)
+		return
+	}
 	r.forget(f, deleted)
 }
 
