@@ -180,15 +180,22 @@ func (t *Tracker) Load() error {
 	return nil
 }
 
-// Resume returns the committed offset and the fingerprint recorded for a
-// file. The caller compares the fingerprint with the file's content to tell
-// the same file from a recycled inode.
+// Resume returns where reading of a file resumes, and the fingerprint
+// recorded for it: the committed offset, or, while ranges of it are still
+// in flight (a reader replaced by a reload, a file followed again), the end
+// of the last range tracked: those ranges are acknowledged by whoever holds
+// them, and reading them again would send them twice. The caller compares
+// the fingerprint with the file's content to tell the same file from a
+// recycled inode.
 func (t *Tracker) Resume(k Key) (offset int64, fp event.Fingerprint, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.files[k]
 	if f == nil {
 		return 0, event.Fingerprint{}, false
+	}
+	if f.ep != nil && len(f.ep.spans) > 0 {
+		return f.ep.lastEnd, f.fp, true
 	}
 	return f.committed, f.fp, true
 }

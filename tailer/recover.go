@@ -86,7 +86,13 @@ func (k *known) resolved(key checkpoint.Key, off int64) (int64, []checkpoint.Key
 	if !ok || k.entries[i].Source != key.Source || k.done[i] {
 		return off, nil
 	}
+	own := k.entries[i].Offset
 	e, others := k.claim(i)
+	if len(others) == 0 || e.Offset >= own {
+		// Only its own entry (whose offset off may be past, where a
+		// reader replaced by a reload stopped), or none lower.
+		return off, others
+	}
 	return min(off, e.Offset), others
 }
 

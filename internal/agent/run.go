@@ -148,9 +148,11 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 //     nothing routes to them;
 //   - a lane (a source with its pipeline) whose source, processors, routes
 //     and exporters did not change keeps running untouched;
-//   - a changed or removed lane stops reading, and the agent waits until
-//     every range it read is acknowledged before its replacement resumes from
-//     the committed offsets, so no line is read twice or skipped.
+//   - a changed or removed lane stops reading at a batch boundary; once its
+//     goroutine has handed on what it read, its replacement starts and
+//     resumes each file where it stopped reading (ranges still in flight
+//     are acknowledged as usual), so no line is read twice or skipped, and
+//     no moment passes without a reader holding the files.
 //
 // Changes of state_dir and checkpoints need a restart; they are logged and
 // ignored. Reload must be called while Run runs; reloads are serialised.
@@ -222,10 +224,14 @@ func (a *Agent) Reload(cfg *config.Config) error {
 		ln.cancel()
 	}
 	for _, ln := range stopping {
+		// Its goroutine has handed every batch it read to the queues. The
+		// replacement resumes each file where this one stopped reading
+		// (checkpoint.Tracker.Resume): the ranges in flight are
+		// acknowledged as usual, none is read twice, and no time passes in
+		// which no reader holds the files open (during an outage, waiting
+		// for the acknowledgements left rotated files unwatched until
+		// rotation deleted them).
 		<-ln.done
-		if !a.awaitAcked(runCtx, ln.source) {
-			break // stopping: Run drains what is left
-		}
 	}
 	a.mu.Lock()
 	if runCtx.Err() == nil {
@@ -266,30 +272,6 @@ func keepRunning(old, next []*lane) []*lane {
 		}
 	}
 	return out
-}
-
-// awaitAcked waits until nothing read from source is unacknowledged. It
-// returns false if ctx ends first.
-func (a *Agent) awaitAcked(ctx context.Context, source string) bool {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	logged := false
-	for {
-		n := a.tracker.InFlight(source)
-		if n == 0 {
-			return true
-		}
-		if !logged {
-			a.log.Info("reload: waiting for in-flight lines to be acknowledged before restarting the source",
-				"source", source, "ranges", n)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
 }
 
 // retire drains an exporter that the new configuration removed or changed.
