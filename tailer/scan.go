@@ -67,6 +67,12 @@ func (r *run) scan(now time.Time, startup bool) {
 			// skipping what was written while stopped.
 			r.t.cp.Begin(f.key, f.fp, f.path, f.size)
 		}
+		if startup && anyKnown {
+			// New since the last run: maybe the copy of a followed file
+			// made while the agent was stopped (logrotate compressing a
+			// rotated file it resumed), checked before its first read.
+			f.fresh, f.found = true, now
+		}
 		f.offset.Store(f.cur.offset)
 		f.atEOF = f.size == f.cur.offset
 		if f.size > f.cur.offset {

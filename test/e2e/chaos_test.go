@@ -517,7 +517,11 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	case kills > 0 && rep.Duplicates > dupBound:
 		verdictOK = false
 		fail("%d duplicates after %d kills, want at most %d (%d per kill)", rep.Duplicates, kills, dupBound, perKill)
-	case len(sameRun) > 0:
+	case kills == 0 && len(sameRun) > 0:
+		// After a kill a run may read a line again from two places (the
+		// file and its compressed copy, both found from checkpoints that
+		// were behind): duplicates of a kill, bounded above and reported
+		// in dup_by_file. Without one, a run reads a line once.
 		verdictOK = false
 		fail("%d copies delivered twice by the same run of the agent (by file: %s), e.g. seq %v; a run reads a line once",
 			len(sameRun), strings.Join(dupByFile, " "), sameRun[:min(len(sameRun), 5)])
