@@ -71,16 +71,21 @@ func scannedKey(source string) Key { return Key{Source: source} }
 // next flush, but does not make one: a restart knows that content rotated
 // before then was seen. Cheap enough for every scan.
 func (t *Tracker) Scanned(source string, now time.Time) {
-	k := scannedKey(source)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.fileLocked(scannedKey(source)).seen = now
+}
+
+// fileLocked returns the entry of k, made if there is none. The caller
+// holds t.mu.
+func (t *Tracker) fileLocked(k Key) *file {
 	f := t.files[k]
 	if f == nil {
 		f = &file{key: k}
 		t.files[k] = f
 		t.dirty = true
 	}
-	f.seen = now
+	return f
 }
 
 // LastScan returns when source last scanned, as recorded by Scanned and
@@ -236,11 +241,7 @@ func (t *Tracker) Touch(k Key, fp event.Fingerprint, path string, size int64) {
 func (t *Tracker) Begin(k Key, fp event.Fingerprint, path string, offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	f := t.files[k]
-	if f == nil {
-		f = &file{key: k}
-		t.files[k] = f
-	}
+	f := t.fileLocked(k)
 	f.fp, f.path, f.seen = fp, path, t.opts.Now()
 	f.ep = &epoch{lastEnd: offset}
 	f.committed = offset

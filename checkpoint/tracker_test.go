@@ -341,3 +341,38 @@ func TestBeginNeverBlocks(t *testing.T) {
 		t.Fatalf("entries %+v", e)
 	}
 }
+
+// TestResumeAfterTheRangesInFlight: while ranges of a file are in flight (a
+// reader replaced by a reload), a new reader resumes after them, not at the
+// committed offset: they are acknowledged by whoever holds them, and read
+// again they would be sent twice. Once they are acknowledged, or after a
+// restart (no ranges in memory), Resume is the committed offset.
+func TestResumeAfterTheRangesInFlight(t *testing.T) {
+	tr, s := newTracker(t, Options{})
+	a := track(t, tr, 0, 100)
+	b := track(t, tr, 100, 250)
+	a()
+	if off, _, ok := tr.Resume(key); !ok || off != 250 {
+		t.Errorf("Resume with [100,250) in flight = %d, %v; want 250", off, ok)
+	}
+	// The new reader goes on in the same epoch.
+	c := track(t, tr, 250, 300)
+	c()
+	if got := committed(t, tr); got != 100 {
+		t.Errorf("committed %d with [100,250) in flight, want 100", got)
+	}
+	if err := tr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := NewTracker(s, slog.New(slog.DiscardHandler), Options{})
+	if err := restarted.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if off, _, _ := restarted.Resume(key); off != 100 {
+		t.Errorf("Resume after a restart = %d, want the committed 100", off)
+	}
+	b()
+	if off, _, _ := tr.Resume(key); off != 300 {
+		t.Errorf("Resume once acknowledged = %d, want 300", off)
+	}
+}

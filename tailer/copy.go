@@ -218,13 +218,7 @@ func (r *run) continueEntry(f *file, head []byte) bool {
 		return false
 	}
 	e, others := k.claim(i)
-	f.fresh = false
-	next := r.takeOver(e, f, others)
-	r.t.log.Info("file holds the content of a file read before; reading it from the acknowledged offset",
-		"path", f.path, "was", e.Path, "offset", next)
-	r.t.counters.copies.Add(1)
-	f.cur = cursor{offset: next}
-	f.offset.Store(next)
+	r.continueContent(f, e, others)
 	return true
 }
 

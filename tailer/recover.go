@@ -223,17 +223,25 @@ func (r *run) continueKnown(f *file) bool {
 		return false
 	}
 	e, others := r.known.claim(i)
-	next := r.takeOver(e, f, others)
-	r.t.log.Info("file holds the content of a file read before; reading it from the acknowledged offset",
-		"path", f.path, "was", e.Path, "offset", next)
-	r.t.counters.recovered.Add(1)
-	f.cur = cursor{offset: next}
-	f.offset.Store(next)
+	next := r.continueContent(f, e, others)
 	f.atEOF = f.gz == nil && f.size == next
 	if f.size > next || f.gz != nil {
 		r.markReady(f)
 	}
 	return true
+}
+
+// continueContent starts f, found to hold the content of entry e, where
+// e's checkpoint says, and returns that offset.
+func (r *run) continueContent(f *file, e checkpoint.Entry, others []checkpoint.Key) int64 {
+	next := r.takeOver(e, f, others)
+	r.t.log.Info("file holds the content of a file read before; reading it from the acknowledged offset",
+		"path", f.path, "was", e.Path, "offset", next)
+	r.t.counters.recovered.Add(1)
+	f.fresh = false
+	f.cur = cursor{offset: next}
+	f.offset.Store(next)
+	return next
 }
 
 // takeOver gives f the checkpoint of entry e, whose content f holds, and

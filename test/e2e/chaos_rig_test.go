@@ -207,14 +207,23 @@ func rotatedPatterns(dateext, olddir bool) (include, gz []string) {
 	return []string{dir + "*.log.*"}, []string{dir + "*.gz"}
 }
 
+// chaosKeep is logrotate's rotate count: 10 rotations 3-5 s apart keep
+// 30-50 s of history, longer than an outage (20 s) plus a restart, so that
+// what the agent could not deliver is still on disk when it starts again
+// (a file rotated away while no agent held it is lost, and counted in
+// logpump_tailer_lost_bytes_total; with rotate 5, gzip-auto lost 3,690
+// lines that way, each reported). Old rotations are still removed during
+// every scenario.
+const chaosKeep = 10
+
 // writeRotation writes the logrotate configuration: one stanza per file,
-// keeping 5 rotations so that old ones are removed, dateext with seconds
-// (rotations are seconds apart) and olddir when asked.
+// keeping chaosKeep rotations so that old ones are removed, dateext with
+// seconds (rotations are seconds apart) and olddir when asked.
 func writeRotation(bin, dir, logsDir, fifo string, writers []*appWriter, modes []rotMode, dateext, olddir bool) (*rotation, error) {
 	r := &rotation{bin: bin, conf: filepath.Join(dir, "logrotate.conf"), state: filepath.Join(dir, "logrotate.state")}
 	var b strings.Builder
 	for i, w := range writers {
-		fmt.Fprintf(&b, "%s {\n    rotate 5\n    missingok\n", w.path)
+		fmt.Fprintf(&b, "%s {\n    rotate %d\n    missingok\n", w.path, chaosKeep)
 		if dateext {
 			b.WriteString("    dateext\n    dateformat -%Y%m%d-%H%M%S\n")
 		}
