@@ -197,6 +197,16 @@ func TestRestartFindsRotatedContent(t *testing.T) {
 			mustRename(t, path, path+"-20261207")
 			reopen(t, w)
 		}},
+		{"kubelet, then compressed", func(t *testing.T, w *tailertest.Writer, path string) {
+			// kubelet renames 0.log to 0.log.<timestamp>, and compresses
+			// the older ones.
+			mustRename(t, path, path+".20261207-101500")
+			reopen(t, w)
+			mustWrite(t, w, 100)
+			mustRename(t, path, path+".20261207-101503")
+			gzipFile(t, path+".20261207-101500", path+".20261207-101500.gz")
+			reopen(t, w)
+		}},
 		{"copytruncate", func(t *testing.T, w *tailertest.Writer, path string) {
 			copyFile(t, path, path+".1")
 			if err := os.Truncate(path, 0); err != nil {

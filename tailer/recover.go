@@ -27,7 +27,7 @@ import (
 // checkpoint takes over the old one's, pending ranges included, so that a
 // crash at any point still resumes below every unacknowledged byte.
 
-// Reasons content was lost, for Stats.Lost.
+// Reasons content was lost, for Stats.LostBytes.
 const (
 	// LostNotFound: a file with bytes past its acknowledged offset was gone
 	// (rotated past every layout looked at, or deleted) when looked for.
@@ -267,8 +267,11 @@ func (r *run) takeOver(e checkpoint.Entry, f *file, others []checkpoint.Key) int
 }
 
 // searchDirs returns the directories rotated content of the files in paths
-// may be in: theirs, the ones the patterns lead to, and RotatedDirs.
-func (r *run) searchDirs(paths ...string) []string {
+// may be in: theirs and RotatedDirs, and with all, every directory the
+// patterns lead to (after a restart, once; a truncation while running looks
+// in its own directory only, not in the hundreds a pattern such as
+// /var/log/pods/*/*/*.log leads to).
+func (r *run) searchDirs(all bool, paths ...string) []string {
 	var dirs []string
 	add := func(d string) {
 		if d != "" && !slices.Contains(dirs, d) {
@@ -281,8 +284,10 @@ func (r *run) searchDirs(paths ...string) []string {
 	for _, d := range r.opts.RotatedDirs {
 		add(filepath.Clean(d))
 	}
-	for d := range r.glob.dirs {
-		add(d)
+	if all {
+		for d := range r.glob.dirs {
+			add(d)
+		}
 	}
 	return dirs
 }
@@ -303,7 +308,7 @@ func (r *run) recoverUnresolved(now time.Time) {
 			paths = append(paths, e.Path)
 		}
 	}
-	dirs := r.searchDirs(paths...)
+	dirs := r.searchDirs(true, paths...)
 	r.search(dirs, k, now)
 	r.unseenRotations(dirs, now)
 	for i, e := range k.entries {
@@ -544,7 +549,7 @@ func (r *run) findMoved(now time.Time) {
 			Offset: m.offset, Size: m.size, Path: m.path}
 		if r.opts.FollowRotated {
 			k := newKnown([]checkpoint.Entry{e})
-			r.search(r.searchDirs(m.path), k, now)
+			r.search(r.searchDirs(false, m.path), k, now)
 			if k.done[0] {
 				continue
 			}

@@ -386,7 +386,7 @@ func (r *run) orphan(f *file, now time.Time) {
 		if r.opts.FollowRotated {
 			k := newKnown([]checkpoint.Entry{{Source: r.t.name, Dev: f.id.dev, Ino: f.id.ino,
 				FingerprintLen: f.fp.Len, FingerprintSum: f.fp.Sum, Offset: f.cur.offset, Size: f.maxSize, Path: f.path}})
-			r.search(r.searchDirs(f.path), k, now)
+			r.search(r.searchDirs(false, f.path), k, now)
 			if k.done[0] {
 				return
 			}
