@@ -254,7 +254,11 @@ func (r *run) takeOver(e checkpoint.Entry, f *file, others []checkpoint.Key) int
 	if len(others) == 0 {
 		if from != f.key {
 			if next, ok := r.t.cp.Move(from, f.key, false); ok {
-				return next
+				// Content truncated while a batch of it waited to be
+				// tracked (reading blocked at the in-flight cap): e's
+				// offset, where reading stopped, is past the last range
+				// tracked, and that batch is delivered from the original.
+				return max(next, e.Offset)
 			}
 		} else if off, _, ok := r.t.cp.Resume(f.key); ok {
 			return off
@@ -547,6 +551,9 @@ func (r *run) findMoved(now time.Time) {
 		}
 		e := checkpoint.Entry{Source: r.t.name, Ino: m.fp.Sum, FingerprintLen: m.fp.Len, FingerprintSum: m.fp.Sum,
 			Offset: m.offset, Size: m.size, Path: m.path}
+		if r.followedCopy(m) {
+			continue // a followed file holds it (a copy the patterns match)
+		}
 		if r.opts.FollowRotated {
 			k := newKnown([]checkpoint.Entry{e})
 			r.search(r.searchDirs(false, m.path), k, now)
@@ -566,6 +573,22 @@ func (r *run) findMoved(now time.Time) {
 	}
 	clear(r.moved[len(keep):])
 	r.moved = keep
+}
+
+// followedCopy reports whether a followed file in m's directory starts with
+// m's content: a copy the patterns match, read as a new file (nothing of m
+// was read) or taken over by the copy check.
+func (r *run) followedCopy(m *movedContent) bool {
+	dir := filepath.Dir(m.path)
+	for _, o := range r.t.files {
+		if o.fd == nil || o.gz != nil || o.fp.Len < m.fp.Len || filepath.Dir(o.path) != dir {
+			continue
+		}
+		if same, err := sameStart(o.fd, m.fp, r.fpBuf); err == nil && same {
+			return true
+		}
+	}
+	return false
 }
 
 // start runs the first scan. With FollowRotated, the checkpoints loaded are
