@@ -142,7 +142,9 @@ func TestDiscoveryWhileBlocked(t *testing.T) {
 			path2 := filepath.Join(dir, "new.log")
 			w2 := newWriter(t, path2, "b")
 			mustWrite(t, w2, 500)
-			time.Sleep(200 * time.Millisecond)
+			// Seen by the discovery that goes on while reading waits (a
+			// few of its passes, at the tests' 100 ms scan interval).
+			time.Sleep(500 * time.Millisecond)
 			tc.rotate(t, w, path)
 			tc.rotate(t, w2, path2)
 			mustWrite(t, w, 100)
