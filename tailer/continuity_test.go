@@ -417,3 +417,35 @@ func TestSharedHeaderIsNotAContinuation(t *testing.T) {
 		})
 	}
 }
+
+// copytruncate right after lines the tailer has not looked at yet (written
+// within the write window): they are in the copy only, which no pattern
+// matches. The copy is looked for at every truncation.
+func TestCopyTruncateAfterUnseenLines(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	w := newWriter(t, path, "a")
+	opts := testOptions(filepath.Join(dir, "*.log"))
+	opts.WriteWindow = time.Second
+	count := tailertest.NewCounter()
+	h := startTailer(t, opts, t.TempDir(), count)
+	for range 3 {
+		mustWrite(t, w, 100)
+		h.waitCount(w.Written())
+		time.Sleep(50 * time.Millisecond) // the next write waits for the window
+		mustWrite(t, w, 50)
+		copyFile(t, path, path+".1")
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		mustRename(t, path+".1", path+".2") // out of the way of the next rotation
+		time.Sleep(1500 * time.Millisecond)
+	}
+	written := map[string]int{"a": w.Written()}
+	h.waitAll(written)
+	h.stop()
+	expect(t, count, written, 0)
+	if st := h.tl.Stats(); st.LostFiles != 0 {
+		t.Errorf("lost files %d, want 0", st.LostFiles)
+	}
+}

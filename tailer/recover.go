@@ -562,7 +562,9 @@ func (r *run) findMoved(now time.Time) {
 			}
 		}
 		if now.Sub(m.at) >= r.copyWindow() {
-			r.lose(LostTruncated, m.path, m.offset, m.size)
+			if m.size > m.offset {
+				r.lose(LostTruncated, m.path, m.offset, m.size)
+			}
 			// Nothing will take the content over: drop its entry once its
 			// pending ranges are acknowledged.
 			mk := checkpoint.MovedKey(r.t.name, m.fp)

@@ -842,12 +842,17 @@ func (r *run) truncated(f *file, size int64) {
 		// content's own key: a copy that holds it takes them over, and
 		// until then a crash leaves them where a restart looks for them.
 		mk := checkpoint.MovedKey(r.t.name, f.fp)
-		if prev := max(f.maxSize, f.statSize.Load()); prev > f.cur.offset {
-			// Bytes not read yet are in the copy only (copytruncate).
+		prev := max(f.maxSize, f.statSize.Load())
+		unread := prev > f.cur.offset // seen, not read: in the copy only
+		if f.cur.offset > 0 || unread {
+			r.t.cp.Move(f.key, mk, !unread)
+		}
+		if unread || r.opts.FollowRotated {
+			// Lines written since the file was last looked at may be in
+			// the copy too (copytruncate): it is looked for whether or
+			// not unread bytes were seen; a loss is reported only for
+			// those that were.
 			m = &movedContent{fp: f.fp, path: f.path, offset: f.cur.offset, size: prev, at: now}
-			r.t.cp.Move(f.key, mk, false)
-		} else if f.cur.offset > 0 {
-			r.t.cp.Move(f.key, mk, true)
 		}
 	}
 	r.noteGone(f, now, m)
