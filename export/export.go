@@ -140,6 +140,48 @@ func RetryDelay(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// Reasons of failed attempts, bounded for metric labels; see [Reason].
+const (
+	ReasonConnection  = "connection"   // no answer: refused, reset, DNS, TLS handshake
+	ReasonTimeout     = "timeout"      // no answer in time
+	ReasonUnavailable = "unavailable"  // the destination said it cannot take requests now
+	ReasonRateLimited = "rate_limited" // too many requests, resources exhausted
+	ReasonAuth        = "auth"         // not authenticated or not allowed
+	ReasonNotFound    = "not_found"    // no such path, service or method
+	ReasonServerError = "server_error" // the destination failed
+	ReasonTooLarge    = "too_large"    // the request, or one record, is larger than accepted
+	ReasonBadRequest  = "bad_request"  // the destination cannot use the request
+	ReasonRedirect    = "redirect"     // an HTTP redirect, not followed
+	ReasonOther       = "other"
+)
+
+type reasonError struct {
+	err    error
+	reason string
+}
+
+func (e *reasonError) Error() string { return e.err.Error() }
+func (e *reasonError) Unwrap() error { return e.err }
+
+// WithReason marks err with the reason of the failure, one of the Reason*
+// constants. WithReason(nil, r) is nil.
+func WithReason(err error, reason string) error {
+	if err == nil {
+		return nil
+	}
+	return &reasonError{err: err, reason: reason}
+}
+
+// Reason returns the reason set by [WithReason] on err or an error it wraps,
+// or [ReasonOther].
+func Reason(err error) string {
+	var r *reasonError
+	if errors.As(err, &r) {
+		return r.reason
+	}
+	return ReasonOther
+}
+
 // PartialError reports that the destination accepted a request but rejected
 // Rejected of its records. It is not retried.
 type PartialError struct {

@@ -43,12 +43,17 @@ type BufferOptions struct {
 }
 
 // RetryOptions shape the exponential backoff between attempts of a
-// retryable request. Requests are retried for as long as the queue runs:
-// giving up would lose data.
+// retryable request. By default requests are retried for as long as the
+// queue runs: the file holds the records, and giving up would lose them.
+// MaxAttempts and MaxElapsed, when set, drop a request (counted) after that
+// many attempts or that long since its first: for those who prefer losing
+// lines to falling behind.
 type RetryOptions struct {
 	InitialInterval time.Duration `yaml:"initial_interval"`
 	MaxInterval     time.Duration `yaml:"max_interval"`
 	Multiplier      float64       `yaml:"multiplier"`
+	MaxAttempts     int           `yaml:"max_attempts"`
+	MaxElapsed      time.Duration `yaml:"max_elapsed"`
 }
 
 // DefaultQueueOptions returns the defaults: requests of up to 1000 records,
@@ -94,6 +99,12 @@ func (o QueueOptions) Validate() error {
 	if o.Retry.Multiplier < 1 {
 		errs = append(errs, config.Fieldf("retry.multiplier", "must be at least 1"))
 	}
+	if o.Retry.MaxAttempts < 0 {
+		errs = append(errs, config.Fieldf("retry.max_attempts", "must not be negative (0: retry for as long as it runs)"))
+	}
+	if o.Retry.MaxElapsed < 0 {
+		errs = append(errs, config.Fieldf("retry.max_elapsed", "must not be negative (0: retry for as long as it runs)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -101,8 +112,9 @@ func (o QueueOptions) Validate() error {
 type Stats struct {
 	// SentRecords and SentRequests were accepted by the destination.
 	SentRecords, SentRequests int64
-	// DroppedRecords were in requests that failed permanently.
-	DroppedRecords int64
+	// DroppedRecords were in requests that failed permanently, or that
+	// retry.max_attempts or retry.max_elapsed gave up (GaveUpRecords of them).
+	DroppedRecords, GaveUpRecords int64
 	// RejectedRecords were rejected by the destination in partially accepted requests.
 	RejectedRecords int64
 	// Retries counts failed attempts that were retried.
@@ -122,6 +134,12 @@ type Stats struct {
 	// LastError is the last failed attempt's error, and when it happened.
 	LastError     string
 	LastErrorTime time.Time
+	// FailingSince is when the attempts began to fail, zero while the
+	// destination accepts requests: the first failure after a success (or
+	// after the start). FailingReason is the reason of the last failure
+	// (see [Reason]).
+	FailingSince  time.Time
+	FailingReason string
 }
 
 // Queue groups batches into requests by count, bytes and time, sends them
@@ -155,14 +173,19 @@ type Queue struct {
 	closed  bool
 	senders sync.WaitGroup // Enqueue calls past the closed check
 
-	sentRecords, sentRequests, dropped, rejected atomic.Int64
+	sentRecords, sentRequests, dropped, rejected, gaveUp atomic.Int64
 	retries, abandoned, empty, flushes           atomic.Int64
 	queued, inFlight                             atomic.Int64
 
 	lastSuccess time.Time
 	lastErr     string
 	lastErrTime time.Time
-	obs         Observer
+	// failingSince and failingReason: see Stats. failedAttempts counts the
+	// attempts that failed since.
+	failingSince   time.Time
+	failingReason  string
+	failedAttempts int
+	obs            Observer
 
 	// gmu guards the request being grouped and its timer, shared by the
 	// grouper, Enqueue and Flush.
@@ -199,6 +222,9 @@ const (
 	Failed
 	// Retry: a retryable error; the request will be sent again.
 	Retry
+	// GaveUp: a retryable error after retry.max_attempts or
+	// retry.max_elapsed; the records are dropped.
+	GaveUp
 )
 
 // Observer is told of every attempt to send a request; the agent's metrics
@@ -206,13 +232,15 @@ const (
 // attempt (never per record), and must not block.
 type Observer interface {
 	// Attempt reports an attempt that took d for a request of records, of
-	// which rejected were refused (Partial: the rejected ones; Failed: all).
-	Attempt(d time.Duration, o Outcome, records, rejected int)
+	// which rejected were refused (Partial: the rejected ones; Failed and
+	// GaveUp: all). reason is the failure's (see [Reason]), "" for Sent
+	// and Partial.
+	Attempt(d time.Duration, o Outcome, records, rejected int, reason string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Attempt(time.Duration, Outcome, int, int) {}
+func (nopObserver) Attempt(time.Duration, Outcome, int, int, string) {}
 
 // item is a batch handed to Enqueue: with its part when it was encoded
 // ahead (and detached), and its size, taken before.
@@ -519,6 +547,7 @@ func (q *Queue) Stats() Stats {
 		SentRequests:     q.sentRequests.Load(),
 		DroppedRecords:   q.dropped.Load(),
 		RejectedRecords:  q.rejected.Load(),
+		GaveUpRecords:    q.gaveUp.Load(),
 		Retries:          q.retries.Load(),
 		AbandonedRecords: q.abandoned.Load(),
 		EmptyBatches:     q.empty.Load(),
@@ -528,6 +557,7 @@ func (q *Queue) Stats() Stats {
 	}
 	q.mu.Lock()
 	s.LastSuccess, s.LastError, s.LastErrorTime = q.lastSuccess, q.lastErr, q.lastErrTime
+	s.FailingSince, s.FailingReason = q.failingSince, q.failingReason
 	q.mu.Unlock()
 	return s
 }
@@ -694,35 +724,39 @@ func (q *Queue) send(r request) bool {
 			r.encoded.Release()
 		}
 	}()
+	var first time.Time
 	for attempt := 1; ; attempt++ {
 		began := time.Now()
+		if attempt == 1 {
+			first = began
+		}
 		err := q.attempt(&r)
 		took := time.Since(began)
 		var partial *PartialError
 		switch {
 		case err == nil:
-			q.obs.Attempt(took, Sent, r.records, 0)
+			q.obs.Attempt(took, Sent, r.records, 0, "")
 			q.sentRecords.Add(int64(r.records))
 			q.sentRequests.Add(1)
-			q.mu.Lock()
-			q.lastSuccess = time.Now()
-			q.mu.Unlock()
+			q.succeeded()
 			q.release(r)
 			return true
 		case errors.As(err, &partial):
-			q.obs.Attempt(took, Partial, r.records, int(partial.Rejected))
+			q.obs.Attempt(took, Partial, r.records, int(partial.Rejected), "")
 			q.sentRequests.Add(1)
 			q.sentRecords.Add(int64(r.records) - partial.Rejected)
 			q.rejected.Add(partial.Rejected)
 			q.noteError(err)
+			q.succeeded()
 			q.log.Warn("destination rejected records", "rejected", partial.Rejected, "records", r.records, "message", partial.Message)
 			q.release(r)
 			return true
 		case IsPermanent(err):
-			q.obs.Attempt(took, Failed, r.records, r.records)
+			q.obs.Attempt(took, Failed, r.records, r.records, Reason(err))
 			q.dropped.Add(int64(r.records))
 			q.noteError(err)
-			q.log.Error("dropping request after permanent error", "records", r.records, "batches", len(r.batches), "err", err)
+			q.log.Error("dropping request: the destination refused it as invalid, sending it again cannot succeed",
+				"records", r.records, "batches", len(r.batches), "reason", Reason(err), "err", err)
 			q.release(r)
 			return true
 		}
@@ -731,14 +765,29 @@ func (q *Queue) send(r request) bool {
 			q.abandoned.Add(int64(r.records))
 			return false
 		}
-		q.obs.Attempt(took, Retry, r.records, 0)
+		if q.givingUp(attempt, time.Since(first)) {
+			q.obs.Attempt(took, GaveUp, r.records, r.records, Reason(err))
+			q.dropped.Add(int64(r.records))
+			q.gaveUp.Add(int64(r.records))
+			q.failed(err)
+			q.log.Error("dropping request: retry limit reached (retry.max_attempts / retry.max_elapsed)",
+				"records", r.records, "attempts", attempt, "elapsed", time.Since(first).Round(time.Millisecond), "reason", Reason(err), "err", err)
+			q.release(r)
+			return true
+		}
+		q.obs.Attempt(took, Retry, r.records, 0, Reason(err))
 		q.retries.Add(1)
 		delay, ok := RetryDelay(err)
 		if !ok {
 			delay = jitter(interval)
 		}
 		interval = min(time.Duration(float64(interval)*q.o.Retry.Multiplier), q.o.Retry.MaxInterval)
-		q.log.Warn("send failed, will retry", "attempt", attempt, "delay", delay, "records", r.records, "err", err)
+		if q.failed(err) {
+			q.log.Warn("send failed; the records are held and sent again, reading waits meanwhile",
+				"reason", Reason(err), "records", r.records, "delay", delay, "err", err)
+		} else {
+			q.log.Debug("send failed, will retry", "attempt", attempt, "delay", delay, "records", r.records, "reason", Reason(err), "err", err)
+		}
 		if timer == nil {
 			timer = time.NewTimer(delay)
 		} else {
@@ -751,6 +800,43 @@ func (q *Queue) send(r request) bool {
 			q.abandoned.Add(int64(r.records))
 			return false
 		}
+	}
+}
+
+// givingUp reports whether retry.max_attempts or retry.max_elapsed says to
+// drop a request after its attempt-th failed attempt, elapsed after its first.
+func (q *Queue) givingUp(attempt int, elapsed time.Duration) bool {
+	o := q.o.Retry
+	return o.MaxAttempts > 0 && attempt >= o.MaxAttempts || o.MaxElapsed > 0 && elapsed >= o.MaxElapsed
+}
+
+// failed records a failed attempt in the queue's state. It reports whether
+// the state changed (the destination was accepting requests, or failed for
+// another reason): the change is worth a warning, each attempt is not.
+func (q *Queue) failed(err error) bool {
+	reason := Reason(err)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.failedAttempts++
+	if !q.failingSince.IsZero() && q.failingReason == reason {
+		return false
+	}
+	if q.failingSince.IsZero() {
+		q.failingSince = time.Now()
+	}
+	q.failingReason = reason
+	return true
+}
+
+// succeeded records an accepted request, and says so once after failures.
+func (q *Queue) succeeded() {
+	q.mu.Lock()
+	since, n := q.failingSince, q.failedAttempts
+	q.lastSuccess = time.Now()
+	q.failingSince, q.failingReason, q.failedAttempts = time.Time{}, "", 0
+	q.mu.Unlock()
+	if !since.IsZero() {
+		q.log.Info("destination accepts requests again", "failing_for", time.Since(since).Round(time.Millisecond), "failed_attempts", n)
 	}
 }
 

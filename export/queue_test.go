@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -1005,5 +1006,157 @@ func TestErrorClasses(t *testing.T) {
 	}
 	if Permanent(nil) != nil || RetryAfter(nil, time.Second) != nil {
 		t.Error("marking a nil error must give nil")
+	}
+}
+
+// logCounter is a slog handler counting records by level and keeping their
+// messages.
+type logCounter struct {
+	mu   sync.Mutex
+	msgs map[slog.Level][]string
+}
+
+func (h *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.msgs == nil {
+		h.msgs = map[slog.Level][]string{}
+	}
+	h.msgs[r.Level] = append(h.msgs[r.Level], r.Message)
+	return nil
+}
+func (h *logCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logCounter) WithGroup(string) slog.Handler      { return h }
+
+func (h *logCounter) count(l slog.Level) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.msgs[l])
+}
+
+// TestQueueFailingStateWarnsOncePerChange: a destination refusing every
+// attempt for an hour costs one warning per change of reason, not one per
+// attempt; Stats says since when it fails (the first failure, not the
+// last) and why; the records are held, not dropped, and acknowledged once
+// the destination accepts them; the recovery is said once.
+func TestQueueFailingStateWarnsOncePerChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := testOptions()
+		o.Batch.MaxRecords = 1
+		o.Retry = RetryOptions{InitialInterval: time.Second, MaxInterval: 30 * time.Second, Multiplier: 1.5}
+		var mu sync.Mutex
+		reason := ReasonAuth
+		healthy := false
+		c := &fakeClient{fail: func(int, []int64) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if healthy {
+				return nil
+			}
+			return WithReason(errors.New("401 Unauthorized"), reason)
+		}}
+		logs := &logCounter{}
+		q := NewQueue("test", c, o, slog.New(logs))
+		q.Start()
+		var a acks
+		start := time.Now()
+		if err := q.Enqueue(t.Context(), a.batch(0, 1, 0)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		st := q.Stats()
+		if !st.FailingSince.Equal(start) || st.FailingReason != ReasonAuth {
+			t.Errorf("failing since %v (%q), want since the first attempt %v (auth)", st.FailingSince, st.FailingReason, start)
+		}
+		if st.DroppedRecords != 0 || a.count(0) != 0 {
+			t.Fatalf("dropped %d, acknowledged %d times while failing: want the record held", st.DroppedRecords, a.count(0))
+		}
+		mu.Lock()
+		reason = ReasonServerError
+		mu.Unlock()
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		if got := q.Stats().FailingReason; got != ReasonServerError {
+			t.Errorf("failing reason %q after it changed, want server_error", got)
+		}
+		c.mu.Lock()
+		n := len(c.attempts)
+		c.mu.Unlock()
+		if n < 100 {
+			t.Fatalf("only %d attempts in an hour", n)
+		}
+		if got := logs.count(slog.LevelWarn); got != 2 {
+			t.Errorf("%d warnings for %d failed attempts with 2 reasons, want 2", got, n)
+		}
+		mu.Lock()
+		healthy = true
+		mu.Unlock()
+		if err := q.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if a.count(0) != 1 {
+			t.Errorf("acknowledged %d times once accepted, want 1", a.count(0))
+		}
+		if st := q.Stats(); !st.FailingSince.IsZero() || st.FailingReason != "" {
+			t.Errorf("still failing after a success: %v %q", st.FailingSince, st.FailingReason)
+		}
+		if got := logs.count(slog.LevelInfo); got != 1 {
+			t.Errorf("%d info lines, want 1 saying the destination accepts again", got)
+		}
+	})
+}
+
+// TestQueueGivesUpWhenAskedTo: retry.max_attempts and retry.max_elapsed
+// drop a request that keeps failing, counted, and acknowledge it.
+func TestQueueGivesUpWhenAskedTo(t *testing.T) {
+	tests := []struct {
+		name         string
+		attempts     int
+		elapsed      time.Duration
+		wantAttempts int
+	}{
+		{"max_attempts", 4, 0, 4},
+		// Attempts at 0, ~1s, ~2.5s, ~4.75s... (jittered): the first to
+		// fail 10s or more after the first is the last.
+		{"max_elapsed", 0, 10 * time.Second, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o := testOptions()
+				o.Batch.MaxRecords = 3
+				o.Retry.MaxAttempts, o.Retry.MaxElapsed = tt.attempts, tt.elapsed
+				c := &fakeClient{fail: func(int, []int64) error { return WithReason(errors.New("500"), ReasonServerError) }}
+				q := NewQueue("test", c, o, nil)
+				q.Start()
+				var a acks
+				start := time.Now()
+				if err := q.Enqueue(t.Context(), a.batch(0, 3, 0)); err != nil {
+					t.Fatal(err)
+				}
+				if err := q.Shutdown(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if a.count(0) != 1 {
+					t.Errorf("acknowledged %d times, want 1 (given up)", a.count(0))
+				}
+				st := q.Stats()
+				if st.DroppedRecords != 3 || st.GaveUpRecords != 3 || st.SentRecords != 0 {
+					t.Errorf("dropped %d, gave up %d, sent %d; want 3, 3, 0", st.DroppedRecords, st.GaveUpRecords, st.SentRecords)
+				}
+				if tt.wantAttempts > 0 && len(c.attempts) != tt.wantAttempts {
+					t.Errorf("attempts = %d, want %d", len(c.attempts), tt.wantAttempts)
+				}
+				if tt.elapsed > 0 {
+					last := c.attempts[len(c.attempts)-1].Sub(start)
+					prev := c.attempts[len(c.attempts)-2].Sub(start)
+					if last < tt.elapsed || prev >= tt.elapsed {
+						t.Errorf("gave up after the attempt at %v (previous at %v), want the first at or after %v", last, prev, tt.elapsed)
+					}
+				}
+			})
+		})
 	}
 }

@@ -1,10 +1,13 @@
 package otlp
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -194,11 +197,19 @@ type grpcRequest struct {
 	// gRPC's writer still reading the buffer, which is then left to the
 	// garbage collector rather than reused. Retries only read it too.
 	busy bool
+	// pieces: the server refused the request for its size; it is sent in
+	// these smaller ones.
+	pieces *pieces
 }
 
-// Send makes one attempt; its errors are those of GRPCClient.Send.
+// Send makes one attempt; its errors are those of GRPCClient.Send. A
+// request the server refuses for its size is sent again at once in halves
+// (see pieces), and its later attempts send the pieces not yet accepted.
 func (r *grpcRequest) Send(ctx context.Context) error {
 	c := r.c
+	if r.pieces != nil {
+		return r.pieces.send(ctx, c.log, r.sendPiece)
+	}
 	var msg any
 	switch {
 	case r.zp != nil:
@@ -216,6 +227,55 @@ func (r *grpcRequest) Send(ctx context.Context) error {
 		c.reqBytes.Add(int64(len(req)))
 		msg = encodedRequest(req)
 	}
+	err := c.invoke(ctx, msg)
+	if err == nil {
+		return nil
+	}
+	var pe *export.PartialError
+	if !errors.As(err, &pe) {
+		r.busy = true
+	}
+	var tl *tooLargeError
+	if !errors.As(err, &tl) {
+		return err
+	}
+	req, derr := r.plain()
+	if derr != nil {
+		return export.Permanent(fmt.Errorf("%w; reading the request back to split it: %w", err, derr))
+	}
+	if r.pieces, err = newPieces(req, err); err != nil {
+		return err
+	}
+	return r.pieces.send(ctx, c.log, r.sendPiece)
+}
+
+// plain returns the request's encoded bytes, uncompressed, in a slice of
+// their own.
+func (r *grpcRequest) plain() ([]byte, error) {
+	switch {
+	case r.zp != nil:
+		return r.c.codec.decompressRequest(*r.zp)
+	case r.parts != nil:
+		var b []byte
+		for _, p := range r.parts {
+			b = append(b, p.request()...)
+		}
+		return b, nil
+	}
+	return bytes.Clone(r.e.request()), nil
+}
+
+// sendPiece sends one piece of a request split for its size.
+func (r *grpcRequest) sendPiece(ctx context.Context, req []byte) error {
+	r.c.reqBytes.Add(int64(len(req)))
+	if r.c.codec != nil {
+		req = r.c.codec.compressBytes(req)
+	}
+	return r.c.invoke(ctx, encodedRequest(req))
+}
+
+// invoke makes one Export call of msg, an encoded request.
+func (c *GRPCClient) invoke(ctx context.Context, msg any) error {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -227,7 +287,6 @@ func (r *grpcRequest) Send(ctx context.Context) error {
 	var resp exportResponse
 	err := c.conn.Invoke(ctx, exportMethod, msg, &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
-		r.busy = true
 		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
 	}
 	return resp.outcome(c.log)
@@ -262,14 +321,18 @@ func (c *GRPCClient) Close() error {
 	return err
 }
 
-// classifyStatus marks err, from a gRPC call, as the specification says:
-// Canceled, DeadlineExceeded, Aborted, OutOfRange, Unavailable and DataLoss
-// are retryable, ResourceExhausted only when the server sent RetryInfo, and
-// every other code is permanent. Errors without a status are retryable.
+// classifyStatus marks err, from a gRPC call. logpump's buffer is the file
+// it reads, so it can wait where an SDK holding records in memory could not:
+// only InvalidArgument, an error about the request itself, is permanent. A
+// ResourceExhausted about the message's size ("larger than max") is a
+// tooLargeError: the request is split. Every other code (authentication,
+// an unknown service, server errors, rate limits, unknown codes) and errors
+// without a status are retryable, with the server's RetryInfo delay when it
+// sent one. Each carries its reason (see export.Reason).
 func classifyStatus(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
-		return err
+		return export.WithReason(err, export.ReasonConnection)
 	}
 	var delay time.Duration
 	hasDelay := false
@@ -278,15 +341,27 @@ func classifyStatus(err error) error {
 			delay, hasDelay = ri.RetryDelay.AsDuration(), true
 		}
 	}
+	reason := export.ReasonOther
 	switch st.Code() {
-	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss:
+	case codes.InvalidArgument:
+		return export.Permanent(export.WithReason(err, export.ReasonBadRequest))
 	case codes.ResourceExhausted:
-		if !hasDelay {
-			return export.Permanent(err)
+		reason = export.ReasonRateLimited
+		if !hasDelay && strings.Contains(st.Message(), "larger than max") {
+			return &tooLargeError{export.WithReason(err, export.ReasonTooLarge)}
 		}
-	default:
-		return export.Permanent(err)
+	case codes.Unavailable:
+		reason = export.ReasonUnavailable
+	case codes.DeadlineExceeded, codes.Canceled:
+		reason = export.ReasonTimeout
+	case codes.Unauthenticated, codes.PermissionDenied:
+		reason = export.ReasonAuth
+	case codes.Unimplemented, codes.NotFound:
+		reason = export.ReasonNotFound
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		reason = export.ReasonServerError
 	}
+	err = export.WithReason(err, reason)
 	if hasDelay {
 		return export.RetryAfter(err, delay)
 	}

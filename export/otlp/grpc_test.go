@@ -108,6 +108,7 @@ type outcome struct {
 	Delay     time.Duration
 	Partial   int64
 	Err       bool
+	Reason    string // of an error other than a partial success
 }
 
 func outcomeOf(err error) outcome {
@@ -116,6 +117,8 @@ func outcomeOf(err error) outcome {
 	var pe *export.PartialError
 	if errors.As(err, &pe) {
 		o.Partial = pe.Rejected
+	} else if err != nil {
+		o.Reason = export.Reason(err)
 	}
 	return o
 }
@@ -133,19 +136,30 @@ func TestGRPCClassifiesResponses(t *testing.T) {
 		{"ok", &collogspb.ExportLogsServiceResponse{}, nil, outcome{}},
 		{"partial", partial(1, "bad timestamp"), nil, outcome{Err: true, Partial: 1}},
 		{"warning only", partial(0, "deprecated field"), nil, outcome{}},
-		{"unavailable", nil, status.Error(codes.Unavailable, "down"), outcome{Err: true}},
-		{"unavailable with retry info", nil, statusWithRetry(codes.Unavailable, 3*time.Second), outcome{Err: true, Delay: 3 * time.Second}},
-		{"resource exhausted", nil, status.Error(codes.ResourceExhausted, "too big"), outcome{Err: true, Permanent: true}},
-		{"resource exhausted with retry info", nil, statusWithRetry(codes.ResourceExhausted, 2*time.Second), outcome{Err: true, Delay: 2 * time.Second}},
-		{"deadline", nil, status.Error(codes.DeadlineExceeded, "slow"), outcome{Err: true}},
-		{"aborted", nil, status.Error(codes.Aborted, "x"), outcome{Err: true}},
-		{"out of range", nil, status.Error(codes.OutOfRange, "x"), outcome{Err: true}},
-		{"data loss", nil, status.Error(codes.DataLoss, "x"), outcome{Err: true}},
-		{"invalid argument", nil, status.Error(codes.InvalidArgument, "bad"), outcome{Err: true, Permanent: true}},
-		{"unauthenticated", nil, status.Error(codes.Unauthenticated, "who"), outcome{Err: true, Permanent: true}},
-		{"permission denied", nil, status.Error(codes.PermissionDenied, "no"), outcome{Err: true, Permanent: true}},
-		{"unimplemented", nil, status.Error(codes.Unimplemented, "no"), outcome{Err: true, Permanent: true}},
-		{"internal", nil, status.Error(codes.Internal, "bug"), outcome{Err: true, Permanent: true}},
+		{"unavailable", nil, status.Error(codes.Unavailable, "down"), outcome{Err: true, Reason: "unavailable"}},
+		{"unavailable with retry info", nil, statusWithRetry(codes.Unavailable, 3*time.Second), outcome{Err: true, Delay: 3 * time.Second, Reason: "unavailable"}},
+		// A rate limit without RetryInfo is waited out with backoff; only
+		// the size limit splits the request (TestGRPCSplitsTooLarge).
+		{"resource exhausted", nil, status.Error(codes.ResourceExhausted, "quota"), outcome{Err: true, Reason: "rate_limited"}},
+		{"resource exhausted with retry info", nil, statusWithRetry(codes.ResourceExhausted, 2*time.Second), outcome{Err: true, Delay: 2 * time.Second, Reason: "rate_limited"}},
+		{"message too large, one record", nil, status.Error(codes.ResourceExhausted, "grpc: received message larger than max (900 vs. 10)"), outcome{Err: true, Partial: 2}},
+		{"deadline", nil, status.Error(codes.DeadlineExceeded, "slow"), outcome{Err: true, Reason: "timeout"}},
+		{"canceled", nil, status.Error(codes.Canceled, "x"), outcome{Err: true, Reason: "timeout"}},
+		{"aborted", nil, status.Error(codes.Aborted, "x"), outcome{Err: true, Reason: "other"}},
+		{"out of range", nil, status.Error(codes.OutOfRange, "x"), outcome{Err: true, Reason: "other"}},
+		{"failed precondition", nil, status.Error(codes.FailedPrecondition, "x"), outcome{Err: true, Reason: "other"}},
+		{"data loss", nil, status.Error(codes.DataLoss, "x"), outcome{Err: true, Reason: "server_error"}},
+		// Only an error about the request itself drops it.
+		{"invalid argument", nil, status.Error(codes.InvalidArgument, "bad"), outcome{Err: true, Permanent: true, Reason: "bad_request"}},
+		// Everything else holds the records: an expired token, a wrong
+		// service, a failing server.
+		{"unauthenticated", nil, status.Error(codes.Unauthenticated, "who"), outcome{Err: true, Reason: "auth"}},
+		{"permission denied", nil, status.Error(codes.PermissionDenied, "no"), outcome{Err: true, Reason: "auth"}},
+		{"unimplemented", nil, status.Error(codes.Unimplemented, "no"), outcome{Err: true, Reason: "not_found"}},
+		{"not found", nil, status.Error(codes.NotFound, "no"), outcome{Err: true, Reason: "not_found"}},
+		{"internal", nil, status.Error(codes.Internal, "bug"), outcome{Err: true, Reason: "server_error"}},
+		{"unknown", nil, status.Error(codes.Unknown, "?"), outcome{Err: true, Reason: "server_error"}},
+		{"code unknown to gRPC", nil, status.Error(codes.Code(99), "?"), outcome{Err: true, Reason: "other"}},
 	}
 	s := &logsServer{}
 	var current struct {
@@ -402,7 +416,7 @@ func TestGRPCSendsParts(t *testing.T) {
 			if compressed := r.(*grpcRequest).zp != nil; compressed != (compression != "none") {
 				t.Errorf("request compressed when encoded: %v, want %v", compressed, compression != "none")
 			}
-			if err := r.Send(t.Context()); outcomeOf(err) != (outcome{Err: true}) {
+			if err := r.Send(t.Context()); outcomeOf(err) != (outcome{Err: true, Reason: "unavailable"}) {
 				t.Fatalf("first attempt: %v, want a retryable error", err)
 			}
 			if err := r.Send(t.Context()); err != nil {

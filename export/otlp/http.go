@@ -3,6 +3,7 @@ package otlp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,7 +63,7 @@ func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
 	}
 	return &HTTPClient{
 		url:       o.Endpoint,
-		client:    &http.Client{Transport: tr},
+		client:    &http.Client{Transport: tr, CheckRedirect: noRedirects},
 		transport: tr,
 		headers:   o.Headers,
 		timeout:   o.Timeout,
@@ -142,23 +143,67 @@ type httpRequest struct {
 	// attempt's body: it may still read the payload, which is then left to
 	// the garbage collector rather than reused.
 	busy bool
+	// pieces: the server refused the request for its size; it is sent in
+	// these smaller ones.
+	pieces *pieces
 }
 
-// Send makes one attempt; its errors are those of HTTPClient.Send.
+// Send makes one attempt; its errors are those of HTTPClient.Send. A
+// request the server refuses for its size (413) is sent again at once in
+// halves (see pieces), and its later attempts send the pieces not yet
+// accepted.
 func (r *httpRequest) Send(ctx context.Context) error {
 	c := r.c
+	if r.pieces != nil {
+		return r.pieces.send(ctx, c.log, r.sendPiece)
+	}
 	c.reqBytes.Add(int64(r.encoded))
+	err, inUse := c.post(ctx, r.payload)
+	r.busy = r.busy || inUse
+	var tl *tooLargeError
+	if !errors.As(err, &tl) {
+		return err
+	}
+	req := r.payload
+	if c.codec != nil {
+		var derr error
+		if req, derr = c.codec.decompressRequest(r.payload); derr != nil {
+			return export.Permanent(fmt.Errorf("%w; reading the request back to split it: %w", err, derr))
+		}
+	} else {
+		req = bytes.Clone(req)
+	}
+	if r.pieces, err = newPieces(req, err); err != nil {
+		return err
+	}
+	return r.pieces.send(ctx, c.log, r.sendPiece)
+}
+
+// sendPiece sends one piece of a request split for its size.
+func (r *httpRequest) sendPiece(ctx context.Context, req []byte) error {
+	r.c.reqBytes.Add(int64(len(req)))
+	if r.c.codec != nil {
+		req = r.c.codec.compressBytes(req)
+	}
+	err, _ := r.c.post(ctx, req) // a piece's buffer is never reused
+	return err
+}
+
+// post makes one POST of payload, an encoded (and compressed) request, and
+// classifies the answer. inUse reports that the transport may still read
+// payload.
+func (c *HTTPClient) post(ctx context.Context, payload []byte) (err error, inUse bool) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	body := &requestBody{Reader: bytes.NewReader(r.payload), closed: make(chan struct{})}
+	body := &requestBody{Reader: bytes.NewReader(payload), closed: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, body)
 	if err != nil {
-		return export.Permanent(fmt.Errorf("create request for %s: %w", c.url, err))
+		return export.Permanent(fmt.Errorf("create request for %s: %w", c.url, err)), false
 	}
-	req.ContentLength = int64(len(r.payload))
+	req.ContentLength = int64(len(payload))
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
 	}
@@ -170,17 +215,23 @@ func (r *httpRequest) Send(ctx context.Context) error {
 	resp, err := c.client.Do(req)
 	if err == nil {
 		err = c.response(resp)
+	} else {
+		reason := export.ReasonConnection
+		if errors.Is(err, context.DeadlineExceeded) {
+			reason = export.ReasonTimeout
+		}
+		err = export.WithReason(err, reason)
 	}
 	// The transport may read the body after Do returns.
 	select {
 	case <-body.closed:
 	default:
-		r.busy = true
+		inUse = true
 	}
 	if err != nil {
-		return fmt.Errorf("export logs to %s: %w", c.url, err)
+		return fmt.Errorf("export logs to %s: %w", c.url, err), inUse
 	}
-	return nil
+	return nil, inUse
 }
 
 // Release returns the payload's buffer for reuse unless an attempt may
@@ -213,14 +264,56 @@ func (c *HTTPClient) response(resp *http.Response) error {
 		return r.outcome(c.log)
 	}
 	err := fmt.Errorf("%s%s", resp.Status, statusMessage(data, isProto))
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return export.RetryAfter(err, d)
+	var reason string
+	switch code := resp.StatusCode; {
+	case code == http.StatusBadRequest:
+		return export.Permanent(export.WithReason(err, export.ReasonBadRequest))
+	case code == http.StatusRequestEntityTooLarge:
+		return &tooLargeError{export.WithReason(err, export.ReasonTooLarge)}
+	case code == http.StatusUnauthorized, code == http.StatusForbidden, code == http.StatusProxyAuthRequired:
+		reason = export.ReasonAuth
+	case code == http.StatusNotFound, code == http.StatusMethodNotAllowed:
+		reason = export.ReasonNotFound
+	case code == http.StatusRequestTimeout, code == http.StatusGatewayTimeout:
+		reason = export.ReasonTimeout
+	case code == http.StatusTooManyRequests:
+		reason = export.ReasonRateLimited
+	case code == http.StatusBadGateway, code == http.StatusServiceUnavailable:
+		reason = export.ReasonUnavailable
+	case code >= 300 && code < 400:
+		reason = export.ReasonRedirect
+		if loc := resp.Header.Get("Location"); loc != "" {
+			err = fmt.Errorf("%w (to %s; redirects are not followed: set the endpoint to where the request belongs)", err, redactURL(loc))
 		}
-		return err
+	case code >= 500:
+		reason = export.ReasonServerError
+	default:
+		reason = export.ReasonOther
 	}
-	return export.Permanent(err)
+	// Anything but a refusal of the request itself is waited out: the
+	// file holds the records, and an expired token, a wrong path or a
+	// failing gateway is fixed by a reload or by the other side.
+	err = export.WithReason(err, reason)
+	if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		return export.RetryAfter(err, d)
+	}
+	return err
+}
+
+// noRedirects makes the client return a redirect as the answer: following
+// one would turn the POST into a GET without the request (301, 302, 303),
+// and an endpoint that moved is a configuration to fix, not an answer.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// redactURL returns u without its user information and query, which may
+// hold credentials.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	p.User, p.RawQuery, p.Fragment = nil, "", ""
+	return p.String()
 }
 
 // statusMessage returns ": message" from an error response body: a

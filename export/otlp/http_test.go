@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,28 +146,44 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 		{"partial", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			writeProto(w, 200, &collogspb.ExportLogsServiceResponse{PartialSuccess: &collogspb.ExportLogsPartialSuccess{RejectedLogRecords: 2, ErrorMessage: "too old"}})
 		}, outcome{Err: true, Partial: 2}, 0},
+		// Only an error about the request itself drops it.
 		{"400 with status", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			writeProto(w, 400, &spb.Status{Code: 3, Message: "bad record"})
-		}, outcome{Err: true, Permanent: true}, 0},
-		{"401", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { http.Error(w, "no token", 401) }, outcome{Err: true, Permanent: true}, 0},
-		{"404", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { http.NotFound(w, nil) }, outcome{Err: true, Permanent: true}, 0},
-		{"413", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(413) }, outcome{Err: true, Permanent: true}, 0},
-		{"500", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(500) }, outcome{Err: true, Permanent: true}, 0},
-		{"429", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(429) }, outcome{Err: true}, 0},
+		}, outcome{Err: true, Permanent: true, Reason: "bad_request"}, 0},
+		// Everything else holds the records.
+		{"401", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { http.Error(w, "no token", 401) }, outcome{Err: true, Reason: "auth"}, 0},
+		{"403", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(403) }, outcome{Err: true, Reason: "auth"}, 0},
+		{"404", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { http.NotFound(w, nil) }, outcome{Err: true, Reason: "not_found"}, 0},
+		{"405", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(405) }, outcome{Err: true, Reason: "not_found"}, 0},
+		// Always 413: the request is split down to single records, each
+		// still too large: dropped and counted.
+		{"413 always", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(413) }, outcome{Err: true, Partial: 2}, 0},
+		{"500", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(500) }, outcome{Err: true, Reason: "server_error"}, 0},
+		{"501", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(501) }, outcome{Err: true, Reason: "server_error"}, 0},
+		{"418", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(418) }, outcome{Err: true, Reason: "other"}, 0},
+		{"302 not followed", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
+			w.Header().Set("Location", "http://user:secret@elsewhere.example/v1/logs?token=x")
+			w.WriteHeader(302)
+		}, outcome{Err: true, Reason: "redirect"}, 0},
+		{"429", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(429) }, outcome{Err: true, Reason: "rate_limited"}, 0},
 		{"429 retry-after seconds", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			w.Header().Set("Retry-After", "30")
 			w.WriteHeader(429)
-		}, outcome{Err: true, Delay: 30 * time.Second}, 0},
+		}, outcome{Err: true, Delay: 30 * time.Second, Reason: "rate_limited"}, 0},
 		{"503 retry-after date", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			w.Header().Set("Retry-After", date)
 			w.WriteHeader(503)
-		}, outcome{Err: true}, 80 * time.Second},
+		}, outcome{Err: true, Reason: "unavailable"}, 80 * time.Second},
 		{"503 bad retry-after", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			w.Header().Set("Retry-After", "soon")
 			w.WriteHeader(503)
-		}, outcome{Err: true}, 0},
-		{"502", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(502) }, outcome{Err: true}, 0},
-		{"504", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(504) }, outcome{Err: true}, 0},
+		}, outcome{Err: true, Reason: "unavailable"}, 0},
+		{"500 retry-after", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(500)
+		}, outcome{Err: true, Delay: 7 * time.Second, Reason: "server_error"}, 0},
+		{"502", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(502) }, outcome{Err: true, Reason: "unavailable"}, 0},
+		{"504", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(504) }, outcome{Err: true, Reason: "timeout"}, 0},
 	}
 	h := &httpReceiver{}
 	srv := httptest.NewServer(h)
@@ -189,6 +206,9 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("Send = %v: outcome %+v, want %+v", err, got, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("Send = %v: shows the credentials of a redirect", err)
 			}
 		})
 	}

@@ -19,7 +19,7 @@ import (
 // exporterObserver records a queue's send attempts as exporter metrics.
 type exporterObserver struct{ m *selfmetrics.Exporter }
 
-func (o exporterObserver) Attempt(d time.Duration, out export.Outcome, records, rejected int) {
+func (o exporterObserver) Attempt(d time.Duration, out export.Outcome, records, rejected int, reason string) {
 	switch out {
 	case export.Sent:
 		o.m.Request(d, selfmetrics.ResultOK)
@@ -30,9 +30,15 @@ func (o exporterObserver) Attempt(d time.Duration, out export.Outcome, records, 
 		o.m.Dropped("rejected", rejected)
 	case export.Failed:
 		o.m.Request(d, selfmetrics.ResultPermanent)
-		o.m.Dropped("permanent_error", records)
+		o.m.Failed(reason)
+		o.m.Dropped(selfmetrics.DropPermanent, records)
+	case export.GaveUp:
+		o.m.Request(d, selfmetrics.ResultPermanent)
+		o.m.Failed(reason)
+		o.m.Dropped(selfmetrics.DropGaveUp, records)
 	case export.Retry:
 		o.m.Request(d, selfmetrics.ResultRetryable)
+		o.m.Failed(reason)
 	}
 }
 
@@ -51,9 +57,9 @@ type firstAnswer struct {
 	answered atomic.Bool
 }
 
-func (o *firstAnswer) Attempt(d time.Duration, out export.Outcome, records, rejected int) {
+func (o *firstAnswer) Attempt(d time.Duration, out export.Outcome, records, rejected int, reason string) {
 	if o.next != nil {
-		o.next.Attempt(d, out, records, rejected)
+		o.next.Attempt(d, out, records, rejected, reason)
 	}
 	if out == export.Retry || o.answered.Load() || !o.answered.CompareAndSwap(false, true) {
 		return
@@ -165,7 +171,11 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 	}
 	for _, ex := range exporters {
 		qs := ex.queue.Stats()
-		s.Exporters = append(s.Exporters, selfmetrics.ExporterState{Name: ex.name, QueueBatches: qs.Queued, InFlight: qs.InFlight})
+		es := selfmetrics.ExporterState{Name: ex.name, QueueBatches: qs.Queued, InFlight: qs.InFlight}
+		if !qs.FailingSince.IsZero() {
+			es.FailingSeconds = time.Since(qs.FailingSince).Seconds()
+		}
+		s.Exporters = append(s.Exporters, es)
 	}
 	s.LastCheckpoint = a.tracker.LastFlush()
 }
@@ -196,9 +206,9 @@ func (a *Agent) Ready() error {
 	var errs []error
 	for _, ex := range exporters {
 		qs := ex.queue.Stats()
-		if qs.InFlight > 0 && qs.LastErrorTime.After(qs.LastSuccess) {
-			errs = append(errs, fmt.Errorf("exporter %s is retrying since %s: %s",
-				ex.name, qs.LastErrorTime.UTC().Format(time.RFC3339), qs.LastError))
+		if qs.InFlight > 0 && !qs.FailingSince.IsZero() {
+			errs = append(errs, fmt.Errorf("exporter %s failing since %s (%s), holding its records: %s",
+				ex.name, qs.FailingSince.UTC().Format(time.RFC3339), qs.FailingReason, qs.LastError))
 		}
 	}
 	return errors.Join(errs...)

@@ -67,7 +67,7 @@ type Metrics struct {
 	now      func() time.Time
 	bg       context.Context
 
-	readLines, readBytes, sent, retries, reloads metric.Int64Counter
+	readLines, readBytes, sent, retries, failures, reloads metric.Int64Counter
 	procDropped, expDropped                      metric.Int64Counter
 	duration                                     metric.Float64Histogram
 
@@ -133,6 +133,8 @@ type ExporterState struct {
 	Name string
 	// QueueBatches wait for a request; InFlight requests are being sent or retried.
 	QueueBatches, InFlight int
+	// FailingSeconds: how long attempts have been failing, 0 if they are not.
+	FailingSeconds float64
 }
 
 // New builds the instruments, the Prometheus exporter and its private
@@ -196,8 +198,9 @@ func (m *Metrics) instruments(version string) error {
 	m.readBytes = counter(ReadBytes, "By", "Bytes read from files, line ends included.")
 	m.sent = counter(SentRecords, "{record}", "Records the exporter's destination accepted.")
 	m.retries = counter(ExportRetries, "{attempt}", "Failed export attempts that were retried.")
+	m.failures = counter(ExportFailures, "{attempt}", "Failed export attempts, by reason.")
 	m.procDropped = counter(ProcessorDropped, "{record}", "Records a processor removed, by reason.")
-	m.expDropped = counter(ExporterDropped, "{record}", "Records an exporter lost (rejected, permanent error), by reason.")
+	m.expDropped = counter(ExporterDropped, "{record}", "Records an exporter lost (rejected, permanent error, given up), by reason.")
 	m.reloads = counter(Reloads, "{reload}", "Configuration reloads, by result.")
 	m.duration, err = meter.Float64Histogram(ExportDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time of one export request, by result."),
@@ -215,6 +218,10 @@ func (m *Metrics) instruments(version string) error {
 	}
 	queue := gauge(QueueBatches, "{batch}", "Batches waiting in the exporter's queue.")
 	inflight := gauge(InFlightRequests, "{request}", "Export requests being sent or waiting for a retry.")
+	failing, e := meter.Float64ObservableGauge(FailingSeconds, metric.WithUnit("s"), metric.WithDescription("How long the exporter's attempts have been failing; 0 while its destination accepts requests."))
+	if e != nil && err == nil {
+		err = fmt.Errorf("create metric %s: %w", FailingSeconds, e)
+	}
 	open := gauge(OpenFiles, "{file}", "Files the source holds open.")
 	lag := gauge(LagBytes, "By", "Bytes between the read positions and the ends of the source's files.")
 	reloadOK := gauge(LastReloadSuccessful, "1", "1 if the last reload applied the configuration, 0 if it was rejected.")
@@ -289,12 +296,13 @@ func (m *Metrics) instruments(version string) error {
 			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("exporter", ex.Name)))
 			o.ObserveInt64(queue, int64(ex.QueueBatches), a)
 			o.ObserveInt64(inflight, int64(ex.InFlight), a)
+			o.ObserveFloat64(failing, ex.FailingSeconds, a)
 		}
 		if !s.LastCheckpoint.IsZero() {
 			o.ObserveFloat64(age, max(m.now().Sub(s.LastCheckpoint).Seconds(), 0))
 		}
 		return nil
-	}, build, reloadOK, reloadTime, open, lag, queue, inflight, age,
+	}, build, reloadOK, reloadTime, open, lag, queue, inflight, failing, age,
 		behind, behindAge, lost, lostFiles, recovered, forced)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
@@ -391,9 +399,13 @@ func (s *Source) Read(lines, bytes int64) {
 // once per exporter with [Metrics.Exporter]; it is safe for concurrent use.
 type Exporter struct {
 	m       *Metrics
+	name    string
 	attrs   []metric.AddOption
 	results [3][]metric.RecordOption // ok, retryable, permanent
-	drops   [2][]metric.AddOption    // rejected, permanent_error
+	drops   [3][]metric.AddOption    // rejected, permanent_error, gave_up
+
+	fmu      sync.Mutex
+	failures map[string][]metric.AddOption // by reason, made on first use
 }
 
 // Exporter returns the recorder of the named exporter's metrics.
@@ -401,9 +413,10 @@ func (m *Metrics) Exporter(name string) *Exporter {
 	if m == nil {
 		return nil
 	}
-	e := &Exporter{m: m, attrs: addOpts(attribute.String("exporter", name))}
-	e.drops[0] = addOpts(attribute.String("exporter", name), attribute.String("reason", string(DropRejected)))
-	e.drops[1] = addOpts(attribute.String("exporter", name), attribute.String("reason", string(DropPermanent)))
+	e := &Exporter{m: m, name: name, attrs: addOpts(attribute.String("exporter", name))}
+	for i, r := range []DropReason{DropRejected, DropPermanent, DropGaveUp} {
+		e.drops[i] = addOpts(attribute.String("exporter", name), attribute.String("reason", string(r)))
+	}
 	for i, r := range []Result{ResultOK, ResultRetryable, ResultPermanent} {
 		set := attribute.NewSet(attribute.String("exporter", name), attribute.String("result", string(r)))
 		e.results[i] = []metric.RecordOption{metric.WithAttributeSet(set)}
@@ -446,7 +459,29 @@ const (
 	DropRejected DropReason = "rejected"
 	// DropPermanent: the request failed with an error that retrying cannot fix.
 	DropPermanent DropReason = "permanent_error"
+	// DropGaveUp: the request still failed after retry.max_attempts or
+	// retry.max_elapsed.
+	DropGaveUp DropReason = "gave_up"
 )
+
+// Failed counts one failed attempt by the reason of its failure (a small
+// fixed set: see [ExportFailures]).
+func (e *Exporter) Failed(reason string) {
+	if e == nil {
+		return
+	}
+	e.fmu.Lock()
+	opts, ok := e.failures[reason]
+	if !ok {
+		if e.failures == nil {
+			e.failures = map[string][]metric.AddOption{}
+		}
+		opts = addOpts(attribute.String("exporter", e.name), attribute.String("reason", reason))
+		e.failures[reason] = opts
+	}
+	e.fmu.Unlock()
+	e.m.failures.Add(e.m.bg, 1, opts...)
+}
 
 // Dropped counts n records the exporter lost, once per request.
 func (e *Exporter) Dropped(reason DropReason, n int) {
@@ -454,8 +489,11 @@ func (e *Exporter) Dropped(reason DropReason, n int) {
 		return
 	}
 	i := 0
-	if reason == DropPermanent {
+	switch reason {
+	case DropPermanent:
 		i = 1
+	case DropGaveUp:
+		i = 2
 	}
 	e.m.expDropped.Add(e.m.bg, int64(n), e.drops[i]...)
 }

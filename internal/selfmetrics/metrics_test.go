@@ -80,6 +80,10 @@ func TestMetricsExposition(t *testing.T) {
 	ex.Request(time.Second, ResultRetryable)
 	ex.Dropped(DropRejected, 2)
 	ex.Dropped(DropPermanent, 5)
+	ex.Dropped(DropGaveUp, 4)
+	ex.Failed("auth")
+	ex.Failed("auth")
+	ex.Failed("server_error")
 	m.Dropped("only_errors", "filter", 7)
 	m.Dropped("only_errors", "filter", 3)
 	m.Dropped("sampler", "sample", 0) // nothing dropped: no series
@@ -93,7 +97,7 @@ func TestMetricsExposition(t *testing.T) {
 			},
 			SourceState{Name: "app", OpenFiles: 1, BehindBytes: 12, BehindSeconds: 0.5,
 				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1})
-		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1})
+		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1, FailingSeconds: 95})
 		s.LastCheckpoint = lastCheckpoint
 	})
 	now = now.Add(time.Minute)
@@ -114,6 +118,10 @@ func TestMetricsExposition(t *testing.T) {
 		{ProcessorDropped, []string{"processor=only_errors", "reason=filter"}, 10},
 		{ExporterDropped, []string{"exporter=gateway", "reason=rejected"}, 2},
 		{ExporterDropped, []string{"exporter=gateway", "reason=permanent_error"}, 5},
+		{ExporterDropped, []string{"exporter=gateway", "reason=gave_up"}, 4},
+		{ExportFailures, []string{"exporter=gateway", "reason=auth"}, 2},
+		{ExportFailures, []string{"exporter=gateway", "reason=server_error"}, 1},
+		{FailingSeconds, []string{"exporter=gateway"}, 95},
 		{Reloads, []string{"result=failure"}, 1},
 		{QueueBatches, []string{"exporter=gateway"}, 3},
 		{InFlightRequests, []string{"exporter=gateway"}, 1},

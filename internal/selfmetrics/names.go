@@ -16,6 +16,11 @@ const (
 	SentRecords = "logpump_exporter_sent_records_total"
 	// ExportRetries counts failed export attempts that were retried. Labels: exporter.
 	ExportRetries = "logpump_exporter_retries_total"
+	// ExportFailures counts failed export attempts, retried or not, by the
+	// reason of the failure. Labels: exporter, reason (connection, timeout,
+	// unavailable, rate_limited, auth, not_found, server_error, too_large,
+	// bad_request, redirect, other).
+	ExportFailures = "logpump_exporter_failed_attempts_total"
 	// ExportDuration is the time of one export request, by outcome. Labels:
 	// exporter, result (ok, retryable, permanent).
 	ExportDuration = "logpump_exporter_request_duration_seconds"
@@ -24,7 +29,8 @@ const (
 	ProcessorDropped = "logpump_processor_dropped_records_total"
 	// ExporterDropped counts records an exporter lost: rejected by the
 	// destination in a partial success, or in a request that failed
-	// permanently. Labels: exporter, reason (rejected, permanent_error).
+	// permanently or was given up by retry.max_attempts/max_elapsed.
+	// Labels: exporter, reason (rejected, permanent_error, gave_up).
 	ExporterDropped = "logpump_exporter_dropped_records_total"
 	// Reloads counts SIGHUP reloads. Labels: result (success, failure).
 	Reloads = "logpump_config_reloads_total"
@@ -54,6 +60,9 @@ const (
 	// InFlightRequests is the number of export requests being sent or waiting
 	// for a retry. Labels: exporter.
 	InFlightRequests = "logpump_exporter_in_flight_requests"
+	// FailingSeconds is how long an exporter's attempts have been failing,
+	// 0 while its destination accepts requests. Labels: exporter.
+	FailingSeconds = "logpump_exporter_failing_seconds"
 	// OpenFiles is the number of files a source holds open. Labels: source.
 	OpenFiles = "logpump_tailer_open_files"
 	// LagBytes is the sum over a source's files of the bytes between the read
@@ -79,9 +88,9 @@ const (
 // Names lists every metric name, for documentation and tests.
 func Names() []string {
 	return []string{
-		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, ProcessorDropped, ExporterDropped, Reloads,
+		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ExporterDropped, Reloads,
 		LostBytes, LostFiles, RecoveredFiles, ForcedCloses,
-		QueueBatches, InFlightRequests, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
+		QueueBatches, InFlightRequests, FailingSeconds, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}
 }
