@@ -174,8 +174,8 @@ type Queue struct {
 	senders sync.WaitGroup // Enqueue calls past the closed check
 
 	sentRecords, sentRequests, dropped, rejected, gaveUp atomic.Int64
-	retries, abandoned, empty, flushes           atomic.Int64
-	queued, inFlight                             atomic.Int64
+	retries, abandoned, empty, flushes                   atomic.Int64
+	queued, inFlight                                     atomic.Int64
 
 	lastSuccess time.Time
 	lastErr     string

@@ -68,8 +68,8 @@ type Metrics struct {
 	bg       context.Context
 
 	readLines, readBytes, sent, retries, failures, reloads metric.Int64Counter
-	procDropped, expDropped                      metric.Int64Counter
-	duration                                     metric.Float64Histogram
+	procDropped, expDropped                                metric.Int64Counter
+	duration                                               metric.Float64Histogram
 
 	reloadOK   atomic.Bool
 	reloadTime atomic.Int64 // Unix nanoseconds of the last applied configuration
