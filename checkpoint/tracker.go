@@ -144,6 +144,10 @@ type epoch struct {
 	spans   []span // pending ranges in file order; spans[0] is the oldest
 	first   uint64 // sequence number of spans[0]
 	lastEnd int64
+	// rewound: Rewind gave up on the epoch's pending ranges and released
+	// their share of the in-flight cap; an acknowledgement that still comes
+	// moves nothing and releases nothing.
+	rewound bool
 }
 
 type span struct {
@@ -348,6 +352,10 @@ func (t *Tracker) ack(f *file, ep *epoch, seq uint64) {
 	}
 	ep.spans[i].done = true
 	size := ep.spans[i].size
+	if ep.rewound {
+		t.mu.Unlock()
+		return
+	}
 	live := f.ep == ep && t.files[f.key] == f
 	n := 0
 	for n < len(ep.spans) && ep.spans[n].done {
@@ -376,6 +384,43 @@ func (t *Tracker) ack(f *file, ep *epoch, seq uint64) {
 	}
 	t.mu.Unlock()
 	t.sem.Release(size)
+}
+
+// Rewind gives up on the ranges of source's files still in flight: some
+// will never be acknowledged (their exporter was abandoned by a reload, or
+// the batches holding them were never handed to one). Reading of each file
+// then resumes at its committed offset (see Resume), so that those ranges
+// are read and sent again; ranges acknowledged after all are sent twice.
+// Their share of the in-flight cap is released at once. It returns the
+// bytes given up on.
+func (t *Tracker) Rewind(source string) int64 {
+	t.mu.Lock()
+	var released, bytes int64
+	for k, f := range t.files {
+		if k.Source != source || f.ep == nil || len(f.ep.spans) == 0 {
+			continue
+		}
+		ep := f.ep
+		start := f.committed
+		for _, sp := range ep.spans {
+			if !sp.done {
+				released += sp.size
+			}
+		}
+		bytes += max(ep.lastEnd-start, 0)
+		ep.rewound = true
+		f.ep = nil
+		t.dirty = true
+		if f.superseded {
+			// Another entry covers its content, and is rewound with it.
+			delete(t.files, k)
+		}
+	}
+	t.mu.Unlock()
+	if released > 0 {
+		t.sem.Release(released)
+	}
+	return bytes
 }
 
 // Committed returns the committed offset of a file, for tests and debugging.

@@ -266,6 +266,10 @@ func (c *HTTPClient) response(resp *http.Response) error {
 	err := fmt.Errorf("%s%s", resp.Status, statusMessage(data, isProto))
 	var reason string
 	switch code := resp.StatusCode; {
+	case code == http.StatusBadRequest && strings.Contains(err.Error(), "request body too large"):
+		// The Collector's answer to a body above its
+		// max_request_body_size: a size limit, not a bad request.
+		return &tooLargeError{export.WithReason(err, export.ReasonTooLarge)}
 	case code == http.StatusBadRequest:
 		return export.Permanent(export.WithReason(err, export.ReasonBadRequest))
 	case code == http.StatusRequestEntityTooLarge:

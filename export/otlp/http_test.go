@@ -150,6 +150,10 @@ func TestHTTPClassifiesResponses(t *testing.T) {
 		{"400 with status", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
 			writeProto(w, 400, &spb.Status{Code: 3, Message: "bad record"})
 		}, outcome{Err: true, Permanent: true, Reason: "bad_request"}, 0},
+		// The Collector's answer to a body above max_request_body_size.
+		{"400 body too large", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) {
+			http.Error(w, "http: request body too large", 400)
+		}, outcome{Err: true, Partial: 2}, 0},
 		// Everything else holds the records.
 		{"401", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { http.Error(w, "no token", 401) }, outcome{Err: true, Reason: "auth"}, 0},
 		{"403", func(w http.ResponseWriter, _ *collogspb.ExportLogsServiceRequest) { w.WriteHeader(403) }, outcome{Err: true, Reason: "auth"}, 0},

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -82,6 +83,10 @@ type Agent struct {
 	drops   *drops
 
 	reloadMu sync.Mutex // serialises Reload
+	// pendingMu guards supersede: it cuts short the waits of the reload
+	// under way, so that a newer one follows at once.
+	pendingMu sync.Mutex
+	supersede context.CancelFunc
 
 	mu  sync.Mutex // guards what follows, which Reload replaces
 	cfg *config.Config
@@ -118,9 +123,12 @@ type lane struct {
 	// stages and taps name the lane's steps and tap points, for /debug/pipeline.
 	stages, taps []string
 
-	// Set while the lane runs.
-	cancel context.CancelFunc
-	done   chan struct{}
+	// Set while the lane runs. cancel stops reading; abandon stops handing
+	// what was read to the queues (a reload gives up on a queue that does
+	// not take it), after which left is set if a batch was not handed over.
+	cancel, abandon context.CancelFunc
+	done            chan struct{}
+	left            atomic.Bool
 }
 
 // sourceOptions are a file source's keys: the tailer's plus the source's

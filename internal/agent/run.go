@@ -99,10 +99,12 @@ func (a *Agent) Run(ctx context.Context) error {
 // Run's) is cancelled. The caller holds a.mu.
 func (a *Agent) startLane(ln *lane) {
 	ctx, cancel := context.WithCancel(a.runCtx)
-	ln.cancel, ln.done = cancel, make(chan struct{})
+	hand, abandon := context.WithCancel(a.hard)
+	ln.cancel, ln.abandon, ln.done = cancel, abandon, make(chan struct{})
 	go func() {
 		defer close(ln.done)
-		a.drive(ctx, a.hard, ln)
+		defer abandon()
+		a.drive(ctx, hand, ln)
 	}()
 }
 
@@ -128,8 +130,14 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 		for _, d := range ln.routes.Split(b) {
 			q := ln.queues[d.Exporter]
 			if err := q.Enqueue(hard, d.Batch); err != nil {
-				a.log.Warn("shutdown deadline reached with batches still queued; they will be read again on the next start",
-					"source", ln.source, "exporter", d.Exporter)
+				ln.left.Store(true)
+				if a.hard.Err() != nil {
+					a.log.Warn("shutdown deadline reached with batches still queued; they will be read again on the next start",
+						"source", ln.source, "exporter", d.Exporter)
+				} else {
+					a.log.Info("reload: batches not handed to their exporter will be read again",
+						"source", ln.source, "exporter", d.Exporter)
+				}
 				return
 			}
 			if !slices.Contains(sentTo, q) {
@@ -157,6 +165,11 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 // Changes of state_dir and checkpoints need a restart; they are logged and
 // ignored. Reload must be called while Run runs; reloads are serialised.
 func (a *Agent) Reload(cfg *config.Config) error {
+	a.pendingMu.Lock()
+	if a.supersede != nil {
+		a.supersede()
+	}
+	a.pendingMu.Unlock()
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	a.mu.Lock()
@@ -217,22 +230,80 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	}
 	stopping := bySource
 
+	// The waits below end when a newer reload supersedes this one, when
+	// the agent stops, after shutdown_timeout, and as soon as an exporter
+	// they wait for is failing: it will not take what it holds soon.
+	began := time.Now()
+	reloadCtx, stopReload := a.reloadContext(runCtx, cfg.ShutdownTimeout)
+	defer stopReload()
+	var retiredList, handList []*exporter
+	for _, ex := range retired {
+		retiredList = append(retiredList, ex)
+	}
+	handList = retiredList
+	for _, ln := range stopping {
+		for _, name := range ln.routes.Exporters() {
+			if i := slices.IndexFunc(oldExporters, func(ex *exporter) bool { return ex.name == name }); i >= 0 && !slices.Contains(handList, oldExporters[i]) {
+				handList = append(handList, oldExporters[i])
+			}
+		}
+	}
+	handGiveUp, stopHand := watchFailing(reloadCtx, handList)
+	defer stopHand()
+	giveUp, stopDrain := watchFailing(reloadCtx, retiredList)
+	defer stopDrain()
+
 	for _, ex := range started {
 		ex.queue.Start()
 	}
 	for _, ln := range stopping {
 		ln.cancel()
 	}
-	for _, ln := range stopping {
-		// Its goroutine has handed every batch it read to the queues. The
-		// replacement resumes each file where this one stopped reading
-		// (checkpoint.Tracker.Resume): the ranges in flight are
-		// acknowledged as usual, none is read twice, and no time passes in
-		// which no reader holds the files open (during an outage, waiting
-		// for the acknowledgements left rotated files unwatched until
-		// rotation deleted them).
-		<-ln.done
+	// Each stopping lane hands what it read to the queues. A lane held by a
+	// queue that does not take it (its destination down) stops handing over
+	// at giveUp; what it did not hand over is read again (below).
+	lanesDone := make(chan struct{})
+	go func() {
+		for _, ln := range stopping {
+			<-ln.done
+		}
+		close(lanesDone)
+	}()
+	select {
+	case <-lanesDone:
+	case <-handGiveUp.Done():
+		for _, ln := range stopping {
+			ln.abandon()
+		}
+		<-lanesDone
 	}
+	// Retired exporters send what they hold until giveUp; what they did not
+	// send by then is abandoned, never acknowledged.
+	abandoned := a.drainRetired(giveUp, retired)
+
+	// The replacement lanes resume each file where the old one stopped
+	// reading (checkpoint.Tracker.Resume): ranges in flight are acknowledged
+	// by whoever holds them, and none is read twice. Ranges nobody will
+	// acknowledge (held by an abandoned exporter, or never handed over) are
+	// read again from the checkpoint instead: the lanes that routed to an
+	// abandoned exporter, or left batches behind, rewind.
+	var rewound []string
+	var rewoundBytes int64
+	for _, ln := range stopping {
+		if ln.left.Load() || slices.ContainsFunc(ln.routes.Exporters(), func(e string) bool { return abandoned[e] }) {
+			rewound = append(rewound, ln.source)
+			rewoundBytes += a.tracker.Rewind(ln.source)
+		}
+	}
+	if len(rewound) > 0 {
+		cause := context.Cause(giveUp)
+		if len(abandoned) == 0 {
+			cause = context.Cause(handGiveUp)
+		}
+		a.log.Warn("reload: records not delivered by the old configuration are read again from the checkpoint through the new one",
+			"sources", rewound, "bytes", rewoundBytes, "cause", cause.Error())
+	}
+
 	a.mu.Lock()
 	if runCtx.Err() == nil {
 		for _, ln := range starting {
@@ -243,20 +314,92 @@ func (a *Agent) Reload(cfg *config.Config) error {
 		a.lanes = keepRunning(oldLanes, lanes)
 	}
 	a.exporters = exporters
-	for _, ex := range retired {
-		if runCtx.Err() != nil {
-			a.exporters = append(a.exporters, ex) // Run drains it with the others
-		}
-	}
 	a.mu.Unlock()
-	if runCtx.Err() == nil {
-		for _, ex := range retired {
-			go a.retire(ex, cfg.ShutdownTimeout)
-		}
-	}
 	a.log.Info("configuration reloaded", "lanes_kept", len(lanes)-len(starting), "lanes_restarted", len(starting),
-		"lanes_stopped", len(stopping), "exporters_started", len(started), "exporters_retired", len(retired))
+		"lanes_stopped", len(stopping), "exporters_started", len(started), "exporters_retired", len(retired),
+		"exporters_abandoned", len(abandoned), "sources_rewound", len(rewound), "seconds", time.Since(began).Seconds())
 	return nil
+}
+
+// reloadContext returns the context of a reload's waits, cancelled with
+// its cause when a newer reload supersedes this one (Agent.supersede), when
+// runCtx ends and after timeout; stop releases it.
+func (a *Agent) reloadContext(runCtx context.Context, timeout time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	a.pendingMu.Lock()
+	a.supersede = func() { cancel(errors.New("a newer reload superseded this one")) }
+	a.pendingMu.Unlock()
+	stopRun := context.AfterFunc(runCtx, func() { cancel(errors.New("the agent is stopping")) })
+	timer := time.AfterFunc(timeout, func() { cancel(fmt.Errorf("shutdown_timeout (%v) passed", timeout)) })
+	return ctx, func() {
+		stopRun()
+		timer.Stop()
+		cancel(errors.New("reload done"))
+		a.pendingMu.Lock()
+		a.supersede = nil
+		a.pendingMu.Unlock()
+	}
+}
+
+// watchFailing returns a child of parent cancelled, with the reason as its
+// cause, as soon as one of exporters is failing: its last attempts failed
+// and none succeeded since (export.Stats.FailingSince).
+func watchFailing(parent context.Context, exporters []*exporter) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	if len(exporters) == 0 {
+		return ctx, func() { cancel(nil) }
+	}
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, ex := range exporters {
+				if qs := ex.queue.Stats(); !qs.FailingSince.IsZero() {
+					cancel(fmt.Errorf("exporter %s failing since %s (%s): %s", ex.name,
+						qs.FailingSince.UTC().Format(time.RFC3339), qs.FailingReason, qs.LastError))
+					return
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		cancel(nil)
+	}
+}
+
+// drainRetired shuts the retired exporters down, letting them send what
+// they hold until giveUp, and closes them. It returns the names of those
+// that abandoned records.
+func (a *Agent) drainRetired(giveUp context.Context, retired map[string]*exporter) map[string]bool {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	abandoned := map[string]bool{}
+	for _, ex := range retired {
+		wg.Go(func() {
+			err := ex.queue.Shutdown(giveUp)
+			if err != nil || ex.queue.Stats().AbandonedRecords > 0 {
+				mu.Lock()
+				abandoned[ex.name] = true
+				mu.Unlock()
+				a.log.Warn("reload: retired exporter abandoned what it had not delivered",
+					"exporter", ex.name, "records", ex.queue.Stats().AbandonedRecords, "cause", context.Cause(giveUp).Error())
+			}
+			if err := ex.client.Close(); err != nil {
+				a.log.Warn("close exporter", "exporter", ex.name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return abandoned
 }
 
 // keepRunning returns the lanes Run must still wait for when a stop cut a
@@ -272,18 +415,4 @@ func keepRunning(old, next []*lane) []*lane {
 		}
 	}
 	return out
-}
-
-// retire drains an exporter that the new configuration removed or changed.
-// Nothing routes to it any more.
-func (a *Agent) retire(ex *exporter, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := ex.queue.Shutdown(ctx); err != nil {
-		a.log.Warn("retired exporter did not drain in time; its unacknowledged lines will be read again on the next start",
-			"exporter", ex.name, "err", err)
-	}
-	if err := ex.client.Close(); err != nil {
-		a.log.Warn("close exporter", "exporter", ex.name, "err", err)
-	}
 }

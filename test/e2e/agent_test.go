@@ -45,6 +45,10 @@ type setup struct {
 	include, exclude []string
 	// sourceCompression is the file source's compression ("" = default).
 	sourceCompression string
+	// The sink's bearer token and size limits (see otlpsink.Options).
+	sinkToken        string
+	sinkMaxGRPCMiB   int
+	sinkMaxHTTPBytes int64
 }
 
 func (s setup) withDefaults() setup {
@@ -84,7 +88,8 @@ func newEnv(t *testing.T, s setup) *env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sink, err := otlpsink.Start(ctx, otlpsink.Options{OnBody: s.onBody})
+	sink, err := otlpsink.Start(ctx, otlpsink.Options{OnBody: s.onBody, BearerToken: s.sinkToken,
+		MaxRecvMsgSizeMiB: s.sinkMaxGRPCMiB, MaxRequestBodyBytes: s.sinkMaxHTTPBytes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,13 +17,19 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/config/configauth"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Record is one accepted log record, copied out of the request.
@@ -45,12 +51,23 @@ type Record struct {
 
 // RejectFunc decides the answer to one export request before any of its
 // records is recorded: nil accepts the request; an error rejects all of it.
-// Wrap the error with [Permanent] for a non-retryable answer (gRPC Internal,
-// HTTP 500); any other error is retryable (gRPC Unavailable, HTTP 503).
+// [Permanent] answers that the request itself is bad (gRPC InvalidArgument,
+// HTTP 400), [ServerError] what the Collector answers for a permanent
+// error of its pipeline (gRPC Internal, HTTP 500), [Status] any gRPC code
+// (HTTP: the Collector's mapping of it); any other error is retryable
+// (gRPC Unavailable, HTTP 503).
 type RejectFunc func(plog.Logs) error
 
-// Permanent marks err as a permanent (non-retryable) export failure.
-func Permanent(err error) error { return consumererror.NewPermanent(err) }
+// Permanent answers that the request cannot be used: gRPC InvalidArgument, HTTP 400.
+func Permanent(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }
+
+// ServerError answers as the Collector does for a permanent error of its
+// own pipeline: gRPC Internal, HTTP 500.
+func ServerError(err error) error { return consumererror.NewPermanent(err) }
+
+// Status answers with gRPC code c, and over HTTP with the status the
+// Collector maps it to.
+func Status(c codes.Code, msg string) error { return status.Error(c, msg) }
 
 // Options configure a [Sink].
 type Options struct {
@@ -63,6 +80,12 @@ type Options struct {
 	OnBody func(string)
 	// MaxRecvMsgSizeMiB of the gRPC server; the Collector's default (4) when zero.
 	MaxRecvMsgSizeMiB int
+	// MaxRequestBodyBytes of the HTTP server; the Collector's default (20 MiB) when zero.
+	MaxRequestBodyBytes int64
+	// BearerToken, when set, makes both servers authenticate every request
+	// through the Collector's auth machinery: an authenticator extension
+	// that wants "authorization: Bearer <token>".
+	BearerToken string
 }
 
 // Stats counts the requests the receiver handed to the sink.
@@ -126,6 +149,15 @@ func (s *Sink) Restart(ctx context.Context) error {
 	}
 	httpCfg := cfg.Protocols.HTTP.GetOrInsertDefault()
 	httpCfg.ServerConfig.NetAddr.Endpoint = s.httpAddr
+	if s.opts.MaxRequestBodyBytes > 0 {
+		httpCfg.ServerConfig.MaxRequestBodySize = s.opts.MaxRequestBodyBytes
+	}
+	host := component.Host(componenttest.NewNopHost())
+	if s.opts.BearerToken != "" {
+		grpcCfg.Auth = configoptional.Some(configauth.Config{AuthenticatorID: tokenAuthID})
+		httpCfg.ServerConfig.Auth = configoptional.Some(confighttp.AuthConfig{Config: configauth.Config{AuthenticatorID: tokenAuthID}})
+		host = authHost{tokenAuth{token: s.opts.BearerToken}}
+	}
 
 	next, err := consumer.NewLogs(s.consume)
 	if err != nil {
@@ -139,7 +171,7 @@ func (s *Sink) Restart(ctx context.Context) error {
 	// A port just released may be briefly unavailable; retry for a moment.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err = rcv.Start(ctx, componenttest.NewNopHost())
+		err = rcv.Start(ctx, host)
 		if err == nil {
 			break
 		}
