@@ -376,3 +376,42 @@ func TestResumeAfterTheRangesInFlight(t *testing.T) {
 		t.Errorf("Resume once acknowledged = %d, want 300", off)
 	}
 }
+
+// TestRewindGivesUpOnRangesInFlight: after Rewind, reading resumes at the
+// committed offset, the ranges given up on no longer count against the
+// in-flight cap, and an acknowledgement that still comes for one moves
+// nothing (the range is read and tracked again).
+func TestRewindGivesUpOnRangesInFlight(t *testing.T) {
+	tr, _ := newTracker(t, Options{MaxInFlightBytes: 100})
+	ack1 := track(t, tr, 0, 30)
+	ack2 := track(t, tr, 30, 60)
+	_ = track(t, tr, 60, 90) // held by an exporter that was abandoned: never acknowledged
+	ack1()
+	if off, _, _ := tr.Resume(key); off != 90 {
+		t.Fatalf("Resume before Rewind = %d, want 90 (the end of what is in flight)", off)
+	}
+	if got := tr.Rewind("other"); got != 0 {
+		t.Errorf("Rewind of another source gave up on %d bytes", got)
+	}
+	if got := tr.Rewind(key.Source); got != 60 {
+		t.Errorf("Rewind gave up on %d bytes, want 60", got)
+	}
+	if off, _, _ := tr.Resume(key); off != 30 {
+		t.Fatalf("Resume after Rewind = %d, want the committed offset 30", off)
+	}
+	// The cap is free again: 100 bytes go in at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ack3, err := tr.Track(ctx, key, event.Fingerprint{Len: 10, Sum: 7}, "/var/log/app.log", 30, 130)
+	if err != nil {
+		t.Fatalf("Track after Rewind: %v (the ranges given up on still hold the cap)", err)
+	}
+	ack2() // late: moves nothing
+	if got := committed(t, tr); got != 30 {
+		t.Errorf("committed = %d after a late acknowledgement of a range given up on, want 30", got)
+	}
+	ack3()
+	if got := committed(t, tr); got != 130 {
+		t.Errorf("committed = %d, want 130", got)
+	}
+}
