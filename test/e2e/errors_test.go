@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,8 +207,8 @@ func forEachBody(ld plog.Logs, f func(string)) {
 	}
 }
 
-// droppedInLog sums the records of the agent's "dropping request after
-// permanent error" log entries.
+// droppedInLog sums the records of the agent's "dropping request: ..." log
+// entries.
 func droppedInLog(t *testing.T, e *env) (records, entries int) {
 	t.Helper()
 	data, err := os.ReadFile(e.agentLog)
@@ -221,7 +222,7 @@ func droppedInLog(t *testing.T, e *env) (records, entries int) {
 			Msg     string `json:"msg"`
 			Records int    `json:"records"`
 		}
-		if json.Unmarshal(sc.Bytes(), &entry) != nil || entry.Msg != "dropping request after permanent error" {
+		if json.Unmarshal(sc.Bytes(), &entry) != nil || !strings.HasPrefix(entry.Msg, "dropping request") {
 			continue
 		}
 		records += entry.Records
