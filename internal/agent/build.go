@@ -83,10 +83,11 @@ type Agent struct {
 	drops   *drops
 
 	reloadMu sync.Mutex // serialises Reload
-	// pendingMu guards supersede: it cuts short the waits of the reload
-	// under way, so that a newer one follows at once.
+	// pendingMu guards supersede: told which exporters a newer reload
+	// changes, it cuts short the waits of the reload under way that depend
+	// on one of them.
 	pendingMu sync.Mutex
-	supersede context.CancelFunc
+	supersede func(changes map[string]bool)
 
 	mu  sync.Mutex // guards what follows, which Reload replaces
 	cfg *config.Config

@@ -152,24 +152,32 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 // the running graph is left as it is and the error (a config.Errors) is
 // returned. Then:
 //   - exporters whose configuration did not change keep running (and their
-//     queues); new ones start; removed or changed ones drain and stop once
-//     nothing routes to them;
+//     queues); new ones start; removed or changed ones send what they hold
+//     and stop once nothing routes to them;
 //   - a lane (a source with its pipeline) whose source, processors, routes
 //     and exporters did not change keeps running untouched;
 //   - a changed or removed lane stops reading at a batch boundary; once its
 //     goroutine has handed on what it read, its replacement starts and
 //     resumes each file where it stopped reading (ranges still in flight
-//     are acknowledged as usual), so no line is read twice or skipped, and
-//     no moment passes without a reader holding the files.
+//     are acknowledged as usual), so no line is read twice or skipped.
+//
+// A removed or changed exporter that is failing (the reload is often its
+// fix: a token, a path, TLS) is abandoned at once: its requests are never
+// acknowledged, and the lanes that routed to it, or that could not hand it
+// what they read, rewind: their replacements resume at the checkpoints
+// (checkpoint.Tracker.Rewind) and send those lines again through the new
+// configuration. One that is not failing gets shutdown_timeout to send what
+// it holds, then is abandoned in the same way. A newer reload that changes
+// an exporter this one waits for supersedes it: the waits end at once.
 //
 // Changes of state_dir and checkpoints need a restart; they are logged and
 // ignored. Reload must be called while Run runs; reloads are serialised.
 func (a *Agent) Reload(cfg *config.Config) error {
-	a.pendingMu.Lock()
-	if a.supersede != nil {
-		a.supersede()
+	next, err := build(cfg, a.env, a.tracker, a.drops) // no I/O
+	if err != nil {
+		return err
 	}
-	a.pendingMu.Unlock()
+	a.supersedeFor(next.exporters)
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	a.mu.Lock()
@@ -178,11 +186,8 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	oldLanes, oldExporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	if runCtx == nil || runCtx.Err() != nil {
+		closeUnstarted(next.exporters)
 		return errors.New("reload: the agent is not running")
-	}
-	next, err := build(cfg, a.env, a.tracker, a.drops)
-	if err != nil {
-		return err
 	}
 	if cfg.StateDir != old.StateDir || cfg.Checkpoints != old.Checkpoints {
 		a.log.Warn("state_dir and checkpoints settings change only on restart; keeping the running ones",
@@ -211,7 +216,12 @@ func (a *Agent) Reload(cfg *config.Config) error {
 		exporters = append(exporters, ex)
 		queues[ex.name] = ex.queue
 	}
-	retired := byName
+	var retired []*exporter
+	for _, ex := range oldExporters {
+		if _, ok := byName[ex.name]; ok {
+			retired = append(retired, ex)
+		}
+	}
 
 	bySource := map[string]*lane{}
 	for _, ln := range oldLanes {
@@ -230,28 +240,20 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	}
 	stopping := bySource
 
-	// The waits below end when a newer reload supersedes this one, when
-	// the agent stops, after shutdown_timeout, and as soon as an exporter
-	// they wait for is failing: it will not take what it holds soon.
-	began := time.Now()
-	reloadCtx, stopReload := a.reloadContext(runCtx, cfg.ShutdownTimeout)
-	defer stopReload()
-	var retiredList, handList []*exporter
+	// The exporters the waits below depend on: the retired ones, and those
+	// the stopping lanes hand their batches to.
+	waitFor := map[string]bool{}
 	for _, ex := range retired {
-		retiredList = append(retiredList, ex)
+		waitFor[ex.name] = true
 	}
-	handList = retiredList
 	for _, ln := range stopping {
 		for _, name := range ln.routes.Exporters() {
-			if i := slices.IndexFunc(oldExporters, func(ex *exporter) bool { return ex.name == name }); i >= 0 && !slices.Contains(handList, oldExporters[i]) {
-				handList = append(handList, oldExporters[i])
-			}
+			waitFor[name] = true
 		}
 	}
-	handGiveUp, stopHand := watchFailing(reloadCtx, handList)
-	defer stopHand()
-	giveUp, stopDrain := watchFailing(reloadCtx, retiredList)
-	defer stopDrain()
+	began := time.Now()
+	reloadCtx, stopReload := a.reloadContext(waitFor)
+	defer stopReload()
 
 	for _, ex := range started {
 		ex.queue.Start()
@@ -259,9 +261,14 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	for _, ln := range stopping {
 		ln.cancel()
 	}
-	// Each stopping lane hands what it read to the queues. A lane held by a
-	// queue that does not take it (its destination down) stops handing over
-	// at giveUp; what it did not hand over is read again (below).
+	// Each stopping lane hands what it read to the queues. One held by a
+	// retired exporter that is failing, or by any exporter a newer reload
+	// changes, stops handing over; what it did not hand over is read again.
+	// One held by a kept exporter that is down waits for it: everything it
+	// handed over is delivered by that exporter once it is back, and reading
+	// it again would send it twice.
+	handGiveUp, stopHand := watchFailing(reloadCtx, retired)
+	defer stopHand()
 	lanesDone := make(chan struct{})
 	go func() {
 		for _, ln := range stopping {
@@ -277,16 +284,33 @@ func (a *Agent) Reload(cfg *config.Config) error {
 		}
 		<-lanesDone
 	}
-	// Retired exporters send what they hold until giveUp; what they did not
-	// send by then is abandoned, never acknowledged.
+
+	if runCtx.Err() != nil {
+		// The agent is stopping: Run drains every exporter it knew of,
+		// the retired ones with the others; the lanes not started never run.
+		a.mu.Lock()
+		a.lanes = keepRunning(oldLanes, lanes)
+		a.mu.Unlock()
+		for _, ex := range started {
+			ex.queue.Close()
+		}
+		return errors.New("reload: the agent stopped during the reload")
+	}
+
+	// Retired exporters send what they hold until they fail, for at most
+	// shutdown_timeout; what they did not send by then is abandoned, never
+	// acknowledged.
+	drainCtx, stopDrainTimer := context.WithTimeoutCause(reloadCtx, cfg.ShutdownTimeout,
+		fmt.Errorf("shutdown_timeout (%v) passed", cfg.ShutdownTimeout))
+	defer stopDrainTimer()
+	giveUp, stopDrain := watchFailing(drainCtx, retired)
+	defer stopDrain()
 	abandoned := a.drainRetired(giveUp, retired)
 
 	// The replacement lanes resume each file where the old one stopped
 	// reading (checkpoint.Tracker.Resume): ranges in flight are acknowledged
 	// by whoever holds them, and none is read twice. Ranges nobody will
-	// acknowledge (held by an abandoned exporter, or never handed over) are
-	// read again from the checkpoint instead: the lanes that routed to an
-	// abandoned exporter, or left batches behind, rewind.
+	// acknowledge are read again from the checkpoint instead.
 	var rewound []string
 	var rewoundBytes int64
 	for _, ln := range stopping {
@@ -305,15 +329,10 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	}
 
 	a.mu.Lock()
-	if runCtx.Err() == nil {
-		for _, ln := range starting {
-			a.startLane(ln)
-		}
-		a.cfg, a.lanes = cfg, lanes
-	} else {
-		a.lanes = keepRunning(oldLanes, lanes)
+	for _, ln := range starting {
+		a.startLane(ln)
 	}
-	a.exporters = exporters
+	a.cfg, a.lanes, a.exporters = cfg, lanes, exporters
 	a.mu.Unlock()
 	a.log.Info("configuration reloaded", "lanes_kept", len(lanes)-len(starting), "lanes_restarted", len(starting),
 		"lanes_stopped", len(stopping), "exporters_started", len(started), "exporters_retired", len(retired),
@@ -321,19 +340,49 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// reloadContext returns the context of a reload's waits, cancelled with
-// its cause when a newer reload supersedes this one (Agent.supersede), when
-// runCtx ends and after timeout; stop releases it.
-func (a *Agent) reloadContext(runCtx context.Context, timeout time.Duration) (context.Context, func()) {
+// closeUnstarted closes the clients of exporters that never started.
+func closeUnstarted(exporters []*exporter) {
+	for _, ex := range exporters {
+		ex.client.Close()
+	}
+}
+
+// supersedeFor tells a reload under way which running exporters the next
+// one (of exporters) changes or removes: if it waits for one of them, it
+// stops waiting.
+func (a *Agent) supersedeFor(exporters []*exporter) {
+	a.mu.Lock()
+	running := a.exporters
+	a.mu.Unlock()
+	changes := map[string]bool{}
+	for _, ex := range running {
+		if i := slices.IndexFunc(exporters, func(n *exporter) bool { return n.name == ex.name }); i < 0 || exporters[i].fingerprint != ex.fingerprint {
+			changes[ex.name] = true
+		}
+	}
+	a.pendingMu.Lock()
+	defer a.pendingMu.Unlock()
+	if a.supersede != nil {
+		a.supersede(changes)
+	}
+}
+
+// reloadContext returns the context of a reload's waits, cancelled with its
+// cause when a newer reload changes one of the exporters in waitFor (see
+// supersedeFor); stop releases it.
+func (a *Agent) reloadContext(waitFor map[string]bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	a.pendingMu.Lock()
-	a.supersede = func() { cancel(errors.New("a newer reload superseded this one")) }
+	a.supersede = func(changes map[string]bool) {
+		for name := range changes {
+			if waitFor[name] {
+				cancel(fmt.Errorf("a newer reload changes exporter %s", name))
+				return
+			}
+		}
+	}
 	a.pendingMu.Unlock()
-	stopRun := context.AfterFunc(runCtx, func() { cancel(errors.New("the agent is stopping")) })
-	timer := time.AfterFunc(timeout, func() { cancel(fmt.Errorf("shutdown_timeout (%v) passed", timeout)) })
 	return ctx, func() {
-		stopRun()
-		timer.Stop()
 		cancel(errors.New("reload done"))
 		a.pendingMu.Lock()
 		a.supersede = nil
@@ -379,7 +428,7 @@ func watchFailing(parent context.Context, exporters []*exporter) (context.Contex
 // drainRetired shuts the retired exporters down, letting them send what
 // they hold until giveUp, and closes them. It returns the names of those
 // that abandoned records.
-func (a *Agent) drainRetired(giveUp context.Context, retired map[string]*exporter) map[string]bool {
+func (a *Agent) drainRetired(giveUp context.Context, retired []*exporter) map[string]bool {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	abandoned := map[string]bool{}
