@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,6 +185,8 @@ func TestRunDeliversAndCheckpointsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The source's last scan is kept as an entry of its own (no file).
+	entries = slices.DeleteFunc(entries, func(e checkpoint.Entry) bool { return e.Dev == 0 && e.Ino == 0 })
 	st, _ := os.Stat(log)
 	if len(entries) != 1 || entries[0].Offset != st.Size() {
 		t.Errorf("checkpoints = %+v, want one entry at offset %d (the file size)", entries, st.Size())

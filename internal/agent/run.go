@@ -267,7 +267,7 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	// One held by a kept exporter that is down waits for it: everything it
 	// handed over is delivered by that exporter once it is back, and reading
 	// it again would send it twice.
-	handGiveUp, stopHand := watchFailing(reloadCtx, retired)
+	handGiveUp, stopHand := watchFailing(reloadCtx, retired, began)
 	defer stopHand()
 	lanesDone := make(chan struct{})
 	go func() {
@@ -303,7 +303,7 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	drainCtx, stopDrainTimer := context.WithTimeoutCause(reloadCtx, cfg.ShutdownTimeout,
 		fmt.Errorf("shutdown_timeout (%v) passed", cfg.ShutdownTimeout))
 	defer stopDrainTimer()
-	giveUp, stopDrain := watchFailing(drainCtx, retired)
+	giveUp, stopDrain := watchFailing(drainCtx, retired, began)
 	defer stopDrain()
 	abandoned := a.drainRetired(giveUp, retired)
 
@@ -390,10 +390,17 @@ func (a *Agent) reloadContext(waitFor map[string]bool) (context.Context, func())
 	}
 }
 
+// retiredStall is how long a retired exporter may hold requests without
+// an answer before a reload gives up on it: one whose destination accepts
+// connections but never answers (a black hole) fails no attempt before its
+// timeout.
+const retiredStall = 5 * time.Second
+
 // watchFailing returns a child of parent cancelled, with the reason as its
-// cause, as soon as one of exporters is failing: its last attempts failed
-// and none succeeded since (export.Stats.FailingSince).
-func watchFailing(parent context.Context, exporters []*exporter) (context.Context, func()) {
+// cause, as soon as one of exporters is failing (its last attempts failed
+// and none succeeded since: export.Stats.FailingSince), or has held
+// requests for retiredStall since began without one succeeding.
+func watchFailing(parent context.Context, exporters []*exporter, began time.Time) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	if len(exporters) == 0 {
 		return ctx, func() { cancel(nil) }
@@ -404,9 +411,18 @@ func watchFailing(parent context.Context, exporters []*exporter) (context.Contex
 		defer tick.Stop()
 		for {
 			for _, ex := range exporters {
-				if qs := ex.queue.Stats(); !qs.FailingSince.IsZero() {
+				qs := ex.queue.Stats()
+				if !qs.FailingSince.IsZero() {
 					cancel(fmt.Errorf("exporter %s failing since %s (%s): %s", ex.name,
 						qs.FailingSince.UTC().Format(time.RFC3339), qs.FailingReason, qs.LastError))
+					return
+				}
+				last := qs.LastSuccess
+				if last.Before(began) {
+					last = began
+				}
+				if qs.InFlight > 0 && time.Since(last) > retiredStall {
+					cancel(fmt.Errorf("exporter %s holds %d requests without an answer for %v", ex.name, qs.InFlight, retiredStall))
 					return
 				}
 			}
