@@ -289,3 +289,58 @@ func (s *stream) writeLong(extra int) error {
 	s.next++
 	return nil
 }
+
+// TestReloadSupersedes: a reload waiting for an exporter that holds its
+// requests without an answer (a black hole) is superseded by a second
+// SIGHUP that changes the exporter again: it stops waiting, and the lines
+// arrive through the fixed exporter, once.
+func TestReloadSupersedes(t *testing.T) {
+	const (
+		lineLen = 100
+		first   = 2000
+		then    = 1000
+	)
+	tally := otlpsink.NewTally()
+	e := newEnv(t, setup{protocol: "http", onBody: tally.AddBody, shutdownTimeout: time.Minute})
+	release := make(chan struct{})
+	hole := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // read, never answer
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hole.Close()
+	defer close(release)
+	good := "endpoint: " + e.sink.HTTPEndpoint()
+	rewriteConfig(t, e, good, "endpoint: "+hole.URL+"\n    timeout: 61s")
+	s := e.newStream("supersede", lineLen, "a.log")
+	if err := s.write(first); err != nil {
+		t.Fatal(err)
+	}
+	p := e.start()
+	time.Sleep(time.Second) // requests wait for an answer that never comes
+	rewriteConfig(t, e, "timeout: 61s", "timeout: 61s\n    headers: {x-try: \"1\"}")
+	p.signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	rewriteConfig(t, e, "endpoint: "+hole.URL+"\n    timeout: 61s\n    headers: {x-try: \"1\"}", good)
+	p.signal(syscall.SIGHUP)
+	if !waitUntil(30*time.Second, func() bool { return tally.Distinct(first) == first }) {
+		t.Fatalf("%d of %d lines arrived after the second reload", tally.Distinct(first), first)
+	}
+	if err := s.write(then); err != nil {
+		t.Fatal(err)
+	}
+	total := first + then
+	waitUntil(30*time.Second, func() bool { return tally.Distinct(total) == total })
+	p.stop(15 * time.Second)
+	rep := tally.Report(total)
+	log := readLog(t, e)
+	summary(t, "supersede", "written=%d delivered=%d missing=%d duplicates=%d applied=%d", rep.Written, rep.Delivered,
+		rep.Missing, rep.Duplicates, strings.Count(log, `"msg":"configuration reloaded"`))
+	if rep.Missing != 0 || rep.Duplicates != 0 || rep.Unexpected != 0 {
+		t.Errorf("want every line exactly once: %v", rep)
+	}
+	if !strings.Contains(log, "a newer reload changes exporter collector") {
+		t.Error("the first reload was not superseded by the second")
+	}
+}
