@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -326,4 +329,60 @@ func TestReloadRejectsBadConfigAndKeepsRunning(t *testing.T) {
 		t.Error("Ready after stop = nil, want an error")
 	}
 	checkSequence(t, h.out.bodies(t), 50)
+}
+
+// TestReadyNamesFailingExporter: while its destination refuses every
+// request (401), the agent is not ready; the reason names the exporter,
+// why, and since when (the first failure, not the last attempt). Once the
+// destination accepts again, the agent is ready and every line arrives.
+func TestReadyNamesFailingExporter(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	var received atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuse.Load() {
+			http.Error(w, "token expired", http.StatusUnauthorized)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		received.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "logs", "a.log")
+	os.MkdirAll(filepath.Dir(log), 0o755)
+	appendLines(t, log, 0, 100)
+	h := start(t, dir, fmt.Sprintf(`exporters:
+  gw: {type: otlp_http, endpoint: %s, compression: none, retry: {initial_interval: 50ms, max_interval: 100ms}}
+pipelines:
+  main: {sources: [app], exporters: [gw]}
+`, srv.URL))
+	var first string
+	waitFor(t, "the agent to say the exporter fails", func() bool {
+		err := h.a.Ready()
+		if err == nil || !strings.Contains(err.Error(), "failing") {
+			return false
+		}
+		first = err.Error()
+		return true
+	})
+	for _, want := range []string{"exporter gw failing since", "(auth)", "401"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("Ready = %q, want it to contain %q", first, want)
+		}
+	}
+	time.Sleep(1200 * time.Millisecond) // more failed attempts
+	if err := h.a.Ready(); err == nil || !strings.HasPrefix(err.Error(), first[:strings.Index(first, "(")]) {
+		t.Errorf("Ready = %v later, want the same start of trouble as %q", err, first)
+	}
+	if received.Load() != 0 {
+		t.Fatal("requests accepted while refused")
+	}
+	refuse.Store(false)
+	waitFor(t, "the agent to be ready again", func() bool { return h.a.Ready() == nil })
+	h.shutdown()
+	if received.Load() == 0 {
+		t.Error("nothing was delivered once the destination accepted")
+	}
 }
