@@ -158,7 +158,7 @@ func (r *httpRequest) Send(ctx context.Context) error {
 		return r.pieces.send(ctx, c.log, r.sendPiece)
 	}
 	c.reqBytes.Add(int64(r.encoded))
-	err, inUse := c.post(ctx, r.payload)
+	inUse, err := c.post(ctx, r.payload)
 	r.busy = r.busy || inUse
 	var tl *tooLargeError
 	if !errors.As(err, &tl) {
@@ -185,14 +185,14 @@ func (r *httpRequest) sendPiece(ctx context.Context, req []byte) error {
 	if r.c.codec != nil {
 		req = r.c.codec.compressBytes(req)
 	}
-	err, _ := r.c.post(ctx, req) // a piece's buffer is never reused
+	_, err := r.c.post(ctx, req) // a piece's buffer is never reused
 	return err
 }
 
 // post makes one POST of payload, an encoded (and compressed) request, and
 // classifies the answer. inUse reports that the transport may still read
 // payload.
-func (c *HTTPClient) post(ctx context.Context, payload []byte) (err error, inUse bool) {
+func (c *HTTPClient) post(ctx context.Context, payload []byte) (inUse bool, err error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -201,7 +201,7 @@ func (c *HTTPClient) post(ctx context.Context, payload []byte) (err error, inUse
 	body := &requestBody{Reader: bytes.NewReader(payload), closed: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, body)
 	if err != nil {
-		return export.Permanent(fmt.Errorf("create request for %s: %w", c.url, err)), false
+		return false, export.Permanent(fmt.Errorf("create request for %s: %w", c.url, err))
 	}
 	req.ContentLength = int64(len(payload))
 	for k, v := range c.headers {
@@ -229,9 +229,9 @@ func (c *HTTPClient) post(ctx context.Context, payload []byte) (err error, inUse
 		inUse = true
 	}
 	if err != nil {
-		return fmt.Errorf("export logs to %s: %w", c.url, err), inUse
+		return inUse, fmt.Errorf("export logs to %s: %w", c.url, err)
 	}
-	return nil, inUse
+	return inUse, nil
 }
 
 // Release returns the payload's buffer for reuse unless an attempt may
