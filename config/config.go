@@ -55,6 +55,9 @@ type Checkpoints struct {
 type Admin struct {
 	Address string `yaml:"address"`
 	Pprof   bool   `yaml:"pprof"`
+	// TokenFile holds a bearer token every admin endpoint except /healthz
+	// and /readyz then asks for.
+	TokenFile string `yaml:"token_file"`
 	// MetricsPush, when its endpoint is set, also pushes the agent's own
 	// metrics to an OTLP/gRPC receiver.
 	MetricsPush MetricsPush `yaml:"metrics_push"`
@@ -66,6 +69,24 @@ type MetricsPush struct {
 	Insecure bool              `yaml:"insecure"`
 	Headers  map[string]string `yaml:"headers"`
 	Interval time.Duration     `yaml:"interval"`
+}
+
+// Token reads the bearer token of TokenFile ("" when none is configured):
+// the file's content without surrounding white space, which must not be
+// empty.
+func (a Admin) Token() (string, error) {
+	if a.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("admin token file %s is empty", a.TokenFile)
+	}
+	return tok, nil
 }
 
 // Component is a named source, processor or exporter: its type and the raw
@@ -206,6 +227,9 @@ func (c *Config) check() Errors {
 	case "debug", "info", "warn", "error":
 	default:
 		at("log_level", "must be one of debug, info, warn, error; got %q", c.LogLevel)
+	}
+	if _, err := c.Admin.Token(); err != nil {
+		at("admin.token_file", "%v", err)
 	}
 	if len(c.Pipelines) == 0 {
 		at("pipelines", "at least one pipeline is required")

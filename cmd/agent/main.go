@@ -82,7 +82,7 @@ func validate(path string, stdout, stderr io.Writer) int {
 		_, err = agent.Build(cfg, agent.Env{Log: slog.New(slog.DiscardHandler)})
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, config.Redact(err.Error()))
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(errs))
@@ -96,7 +96,7 @@ func validate(path string, stdout, stderr io.Writer) int {
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // validated by config
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(redactHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})})
 }
 
 func buildVersion() string {

@@ -29,13 +29,13 @@ type stopFunc func(ctx context.Context, cancel context.CancelFunc)
 func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer, stopAfter stopFunc) int {
 	cfg, err := config.Load(path, getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, config.Redact(err.Error()))
 		return 1
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 	metrics, err := newMetrics(cfg.Admin)
 	if err != nil {
-		fmt.Fprintln(stderr, "logpump:", err)
+		fmt.Fprintln(stderr, "logpump:", config.Redact(err.Error()))
 		return 1
 	}
 	taps := tap.NewRegistry()
@@ -47,7 +47,7 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		Settled: func() { releaseStartupPages(log, "every exporter answered") },
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, config.Redact(err.Error()))
 		return 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,13 +55,18 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	side, stopSide := context.WithCancel(context.Background()) // admin server and watchdog
 	defer stopSide()
 	if cfg.Admin.Address != "" {
+		token, err := cfg.Admin.Token()
+		if err != nil {
+			log.Error("admin server not started", "err", err.Error())
+			return 1
+		}
 		srv := admin.New(cfg.Admin.Address, admin.Options{
-			Pprof: cfg.Admin.Pprof, Ready: a.Ready, Warnings: a.Warnings, Metrics: metrics.Handler(),
+			Token: token, Pprof: cfg.Admin.Pprof, Ready: a.Ready, Warnings: a.Warnings, Metrics: metrics.Handler(),
 			Pipeline: func() any { return a.Pipeline() }, Tap: taps.Handler(), Log: log,
 		})
 		addr, err := srv.Listen()
 		if err != nil {
-			fmt.Fprintf(stderr, "logpump: admin server: %v\n", err)
+			log.Error("admin server not started", "address", cfg.Admin.Address, "err", err.Error())
 			return 1
 		}
 		log.Info("admin server listening", "address", addr.String())
