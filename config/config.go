@@ -163,7 +163,8 @@ func Defaults() Config {
 }
 
 // Load reads, expands and decodes the file at path. Environment variables
-// are expanded with getenv (os.Getenv when nil). The returned error is an
+// are expanded with getenv (os.Getenv when nil) in scalar values after
+// parsing (see [ExpandNode]). The returned error is an
 // [Errors] listing every problem found.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -179,11 +180,9 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 		getenv = os.Getenv
 	}
 	var errs Errors
-	expanded, expErrs := Expand(data, getenv)
-	errs = append(errs, expErrs...)
 	var root yaml.Node
-	if err := yaml.Unmarshal(expanded, &root); err != nil {
-		errs = append(errs, syntaxError(err))
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		errs = append(errs, hintFlowReference(syntaxError(err), data))
 		return nil, locate(errs, file)
 	}
 	cfg := Defaults()
@@ -192,10 +191,13 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 		errs = append(errs, &Error{Msg: "empty configuration"})
 		return nil, locate(errs, file)
 	}
+	expErrs := ExpandNode(&root, getenv)
+	errs = append(errs, expErrs...)
 	if err := Decode(&root, "", &cfg); err != nil {
 		errs = append(errs, err.(Errors)...)
 	}
 	errs = append(errs, cfg.check()...)
+	errs = dropShadowed(errs, expErrs)
 	if len(errs) > 0 {
 		return nil, locate(errs, file)
 	}
@@ -282,6 +284,27 @@ func (c *Config) check() Errors {
 	return errs
 }
 
+// dropShadowed removes from errs those at the position of an expansion
+// error other than the expansion error itself: a value that could not be
+// expanded is reported once, not also as a value of the wrong kind.
+func dropShadowed(errs, expErrs Errors) Errors {
+	if len(expErrs) == 0 {
+		return errs
+	}
+	type pos struct{ line, col int }
+	bad := make(map[pos]bool, len(expErrs))
+	for _, e := range expErrs {
+		bad[pos{e.Line, e.Column}] = true
+	}
+	out := errs[:0]
+	for _, e := range errs {
+		if !bad[pos{e.Line, e.Column}] || slices.Contains(expErrs, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // locate stamps the file name on every error and sorts them by position.
 func locate(errs Errors, file string) Errors {
 	for _, e := range errs {
@@ -313,6 +336,24 @@ func syntaxError(err error) *Error {
 		}
 		e.Line, e.Column = line, 1
 		e.Msg = "invalid YAML: " + rest
+	}
+	return e
+}
+
+// hintFlowReference adds a hint to a syntax error on a line where a ${...}
+// reference sits inside a flow collection ([...] or {...}), where YAML
+// does not allow braces in an unquoted value.
+func hintFlowReference(e *Error, data []byte) *Error {
+	if e.Line < 1 {
+		return e
+	}
+	lines := strings.SplitN(string(data), "\n", e.Line+1)
+	if len(lines) < e.Line {
+		return e
+	}
+	line := lines[e.Line-1]
+	if i := strings.Index(line, "${"); i > 0 && strings.ContainsAny(line[:i], "[{,") && !strings.ContainsAny(line[:i], `"'`) {
+		e.Msg += ` (quote a value holding ${...} inside [...] or {...}, e.g. ["${DIR}/*.log"])`
 	}
 	return e
 }
