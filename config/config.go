@@ -7,6 +7,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -148,6 +149,10 @@ type Route struct {
 	Continue bool `yaml:"continue"`
 }
 
+// MinMaxInFlight is the smallest checkpoints.max_in_flight: one batch of a
+// file must fit.
+const MinMaxInFlight ByteSize = 64 << 10
+
 // Defaults returns a configuration holding every default value.
 func Defaults() Config {
 	return Config{
@@ -176,6 +181,29 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 
 // Parse decodes a configuration held in data; file names it in errors.
 func Parse(data []byte, file string, getenv func(string) string) (*Config, error) {
+	cfg, errs := ParsePartial(data, file, getenv)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// LoadPartial is [Load] for validate: it returns what could be decoded
+// even when there are errors (nil only when the file cannot be read or
+// parsed as YAML), so that the components' own checks can add theirs.
+func LoadPartial(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, errs := ParsePartial(data, path, getenv)
+	return cfg, errs.Err()
+}
+
+// ParsePartial is [Parse] returning the configuration decoded so far with
+// the errors; the configuration is nil when data is not YAML. Components
+// that could not be decoded are left out of it.
+func ParsePartial(data []byte, file string, getenv func(string) string) (*Config, Errors) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -198,8 +226,11 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 	}
 	errs = append(errs, cfg.check()...)
 	errs = dropShadowed(errs, expErrs)
+	for _, m := range []map[string]Component{cfg.Sources, cfg.Processors, cfg.Exporters} {
+		maps.DeleteFunc(m, func(_ string, c Component) bool { return c.Node == nil })
+	}
 	if len(errs) > 0 {
-		return nil, locate(errs, file)
+		return &cfg, locate(errs, file)
 	}
 	return &cfg, nil
 }
@@ -224,6 +255,15 @@ func (c *Config) check() Errors {
 	}
 	if c.StateDir == "" {
 		at("state_dir", "must not be empty")
+	}
+	if c.Checkpoints.MaxInFlight < MinMaxInFlight {
+		at("checkpoints.max_in_flight", "must be at least %v (reading pauses at the cap); got %v", MinMaxInFlight, c.Checkpoints.MaxInFlight)
+	}
+	if c.Checkpoints.Retention < time.Minute {
+		at("checkpoints.retention", "must be at least 1m; got %v", c.Checkpoints.Retention)
+	}
+	if c.Checkpoints.FlushInterval < 10*time.Millisecond {
+		at("checkpoints.flush_interval", "must be at least 10ms; got %v", c.Checkpoints.FlushInterval)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

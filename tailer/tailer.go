@@ -348,6 +348,7 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 		r.fallback("cannot watch directories; polling every file", "err", err, "poll_interval", r.opts.PollInterval)
 		r.t.counters.pollFallbacks.Add(1)
 	} else {
+		h.max = r.opts.MaxWatches
 		r.hints = h
 	}
 	r.start()

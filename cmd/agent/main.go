@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/internal/agent"
@@ -76,10 +77,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// validate lists every error of the configuration: those of the file as a
+// whole and those of each component, even when both kinds are present.
 func validate(path string, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(path, os.Getenv)
-	if err == nil {
-		_, err = agent.Build(cfg, agent.Env{Log: slog.New(slog.DiscardHandler)})
+	cfg, err := config.LoadPartial(path, os.Getenv)
+	if cfg != nil {
+		_, buildErr := agent.Build(cfg, agent.Env{Log: slog.New(slog.DiscardHandler)})
+		err = mergeErrors(err, buildErr)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, config.Redact(err.Error()))
@@ -91,6 +95,25 @@ func validate(path string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
 	return 0
+}
+
+// mergeErrors joins two config.Errors (either may be nil) in file order.
+func mergeErrors(a, b error) error {
+	var ea, eb config.Errors
+	if !errors.As(a, &ea) && a != nil {
+		return a
+	}
+	if !errors.As(b, &eb) && b != nil {
+		return b
+	}
+	all := append(slices.Clone(ea), eb...)
+	slices.SortStableFunc(all, func(x, y *config.Error) int {
+		if x.Line != y.Line {
+			return x.Line - y.Line
+		}
+		return x.Column - y.Column
+	})
+	return all.Err()
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
