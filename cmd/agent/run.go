@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -79,16 +80,21 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	defer signal.Stop(sigs)
 	go func() {
 		stopping := false
+		var stopAt time.Time
 		for s := range sigs {
 			switch {
 			case s == syscall.SIGHUP && !stopping:
-				go reload(path, getenv, a, log, metrics, notify)
+				go reload(path, getenv, a, log, metrics, notify, cfg.Admin)
 			case s == syscall.SIGHUP:
 			case !stopping:
-				stopping = true
+				stopping, stopAt = true, time.Now()
 				notify.Stopping()
 				log.Info("stopping: draining exporters and flushing checkpoints", "signal", s.String(), "timeout", cfg.ShutdownTimeout.String())
 				cancel()
+			case time.Since(stopAt) < signalDebounce:
+				// One stop request delivered twice: GNU timeout signals
+				// the child and then its process group, which holds it.
+				log.Debug("repeated stop signal ignored", "signal", s.String(), "after", time.Since(stopAt).String())
 			default:
 				log.Warn("second signal: exiting now; unacknowledged lines will be read again on the next start", "signal", s.String())
 				os.Exit(130)
@@ -117,6 +123,10 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		return 1
 	}
 }
+
+// signalDebounce is how long after a stop signal another one counts as
+// the same request rather than "exit now".
+const signalDebounce = 500 * time.Millisecond
 
 // releaseStartupPages gives back the pages of the executable mapped so far
 // (see package exepages): called before the pipeline starts, for what
@@ -177,16 +187,27 @@ func newMetrics(adm config.Admin) (*selfmetrics.Metrics, error) {
 // reload re-reads the configuration file and swaps the running graph. On
 // any error the running graph stays, the error is logged and
 // logpump_config_last_reload_successful drops to 0.
-func reload(path string, getenv func(string) string, a *agent.Agent, log *slog.Logger, m *selfmetrics.Metrics, notify *sdnotify.Notifier) {
+func reload(path string, getenv func(string) string, a *agent.Agent, log *slog.Logger, m *selfmetrics.Metrics, notify *sdnotify.Notifier, running config.Admin) {
 	log.Info("reloading configuration", "config", path)
 	notify.Reloading()
 	defer notify.Ready("running")
 	cfg, err := config.Load(path, getenv)
 	if err == nil {
+		warnAdminChanges(log, running, cfg.Admin)
 		err = a.Reload(cfg)
 	}
 	m.Reloaded(err == nil)
 	if err != nil {
 		log.Error("reload failed; the running configuration stays in effect", "config", path, "err", err.Error())
+	}
+}
+
+// warnAdminChanges says which admin settings a reload leaves as they are:
+// the admin server and the metrics are set up once, at start.
+func warnAdminChanges(log *slog.Logger, running, next config.Admin) {
+	if running.Address != next.Address || running.Pprof != next.Pprof || running.TokenFile != next.TokenFile ||
+		!reflect.DeepEqual(running.MetricsPush, next.MetricsPush) {
+		log.Warn("admin settings change only on restart; keeping the running ones",
+			"address", running.Address, "new_address", next.Address)
 	}
 }
