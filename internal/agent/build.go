@@ -251,7 +251,7 @@ func usedSource(cfg *config.Config, name string) bool {
 func (a *Agent) stageEnv() stages.Env {
 	return stages.Env{
 		Log: a.log, Now: a.env.Now, Hostname: a.env.Hostname, NodeName: a.env.Getenv("K8S_NODE_NAME"),
-		Dropped: a.drops.add, MaxInFlight: a.cfg.Checkpoints.MaxInFlight,
+		Dropped: a.drops.add, Errored: a.drops.addError, MaxInFlight: a.cfg.Checkpoints.MaxInFlight,
 	}
 }
 

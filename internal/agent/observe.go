@@ -80,11 +80,36 @@ func countRead(m *selfmetrics.Source) pipe.Stage {
 	}
 }
 
-// drops counts records removed by processors, for /debug/pipeline and metrics.
+// drops counts records removed by processors, and records they failed on
+// and kept, for /debug/pipeline and metrics.
 type drops struct {
 	m  *selfmetrics.Metrics
 	mu sync.Mutex
 	n  map[string]map[string]int64 // processor → reason → records
+	e  map[string]map[string]int64 // processor → reason → records kept after an error
+}
+
+func (d *drops) addError(processor, reason string, n int) {
+	d.m.Errored(processor, reason, n)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.e == nil {
+		d.e = map[string]map[string]int64{}
+	}
+	if d.e[processor] == nil {
+		d.e[processor] = map[string]int64{}
+	}
+	d.e[processor][reason] += int64(n)
+}
+
+func (d *drops) errors() map[string]map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]map[string]int64, len(d.e))
+	for p, r := range d.e {
+		out[p] = maps.Clone(r)
+	}
+	return out
 }
 
 func (d *drops) add(processor, reason string, n int) {
@@ -115,6 +140,9 @@ type PipelineState struct {
 	Lanes     []LaneState                 `json:"lanes"`
 	Exporters []ExporterState             `json:"exporters"`
 	Drops     map[string]map[string]int64 `json:"processor_drops"`
+	// Errors counts records processors failed on and kept, e.g. a filter
+	// condition that could not be evaluated.
+	Errors map[string]map[string]int64 `json:"processor_errors"`
 	// LastCheckpoint is when the checkpoint file was last known current.
 	LastCheckpoint time.Time `json:"last_checkpoint"`
 }
@@ -142,7 +170,7 @@ func (a *Agent) Pipeline() PipelineState {
 	a.mu.Lock()
 	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
-	st := PipelineState{Drops: a.drops.snapshot(), LastCheckpoint: a.tracker.LastFlush()}
+	st := PipelineState{Drops: a.drops.snapshot(), Errors: a.drops.errors(), LastCheckpoint: a.tracker.LastFlush()}
 	for _, ln := range lanes {
 		st.Lanes = append(st.Lanes, LaneState{
 			Source: ln.source, Pipeline: ln.pipeline, Stages: ln.stages,

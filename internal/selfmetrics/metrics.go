@@ -69,6 +69,7 @@ type Metrics struct {
 
 	readLines, readBytes, sent, retries, reloads metric.Int64Counter
 	procDropped, expDropped                      metric.Int64Counter
+	procErrors                                   metric.Int64Counter
 	duration                                     metric.Float64Histogram
 
 	reloadOK   atomic.Bool
@@ -197,6 +198,7 @@ func (m *Metrics) instruments(version string) error {
 	m.sent = counter(SentRecords, "{record}", "Records the exporter's destination accepted.")
 	m.retries = counter(ExportRetries, "{attempt}", "Failed export attempts that were retried.")
 	m.procDropped = counter(ProcessorDropped, "{record}", "Records a processor removed, by reason.")
+	m.procErrors = counter(ProcessorErrors, "{record}", "Records a processor kept unchanged because it failed on them, by reason.")
 	m.expDropped = counter(ExporterDropped, "{record}", "Records an exporter lost (rejected, permanent error), by reason.")
 	m.reloads = counter(Reloads, "{reload}", "Configuration reloads, by result.")
 	m.duration, err = meter.Float64Histogram(ExportDuration, metric.WithUnit("s"),
@@ -352,6 +354,16 @@ func (m *Metrics) Dropped(processor, reason string, n int) {
 	}
 	m.mu.Unlock()
 	m.procDropped.Add(m.bg, int64(n), a...)
+}
+
+// Errored counts n records the named processor kept unchanged because it
+// failed on them (stages.Env.Errored). Reasons come from a fixed set.
+func (m *Metrics) Errored(processor, reason string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.procErrors.Add(m.bg, int64(n), metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("processor", processor), attribute.String("reason", reason))))
 }
 
 // Shutdown flushes the readers (a push reader sends what it holds) and

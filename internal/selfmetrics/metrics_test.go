@@ -81,6 +81,7 @@ func TestMetricsExposition(t *testing.T) {
 	ex.Dropped(DropRejected, 2)
 	ex.Dropped(DropPermanent, 5)
 	m.Dropped("only_errors", "filter", 7)
+	m.Errored("only_errors", "filter_error", 3)
 	m.Dropped("only_errors", "filter", 3)
 	m.Dropped("sampler", "sample", 0) // nothing dropped: no series
 	lastCheckpoint := now.Add(-1500 * time.Millisecond)
@@ -112,6 +113,7 @@ func TestMetricsExposition(t *testing.T) {
 		{ExportDuration, []string{"exporter=gateway", "result=ok"}, 1},
 		{ExportDuration, []string{"exporter=gateway", "result=retryable"}, 2},
 		{ProcessorDropped, []string{"processor=only_errors", "reason=filter"}, 10},
+		{ProcessorErrors, []string{"processor=only_errors", "reason=filter_error"}, 3},
 		{ExporterDropped, []string{"exporter=gateway", "reason=rejected"}, 2},
 		{ExporterDropped, []string{"exporter=gateway", "reason=permanent_error"}, 5},
 		{Reloads, []string{"result=failure"}, 1},

@@ -22,6 +22,9 @@ const (
 	// ProcessorDropped counts records a processor removed. Labels:
 	// processor, reason (parse_error, filter, sample, rate_limit).
 	ProcessorDropped = "logpump_processor_dropped_records_total"
+	// ProcessorErrors counts records a processor kept unchanged because it
+	// failed on them. Labels: processor, reason (filter_error).
+	ProcessorErrors = "logpump_processor_errors_total"
 	// ExporterDropped counts records an exporter lost: rejected by the
 	// destination in a partial success, or in a request that failed
 	// permanently. Labels: exporter, reason (rejected, permanent_error).
@@ -79,7 +82,7 @@ const (
 // Names lists every metric name, for documentation and tests.
 func Names() []string {
 	return []string{
-		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, ProcessorDropped, ExporterDropped, Reloads,
+		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
 		LostBytes, LostFiles, RecoveredFiles, ForcedCloses,
 		QueueBatches, InFlightRequests, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,

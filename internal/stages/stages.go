@@ -30,6 +30,11 @@ type Env struct {
 	// reason ("parse_error", "filter", "sample", "rate_limit"). It is called
 	// from the goroutine running the pipeline; nil discards the counts.
 	Dropped func(processor, reason string, n int)
+	// Errored counts records a processor kept unchanged because it failed
+	// on them (reason "filter_error": a condition that could not be
+	// evaluated), by processor name and reason. Same goroutine as Dropped;
+	// nil discards the counts.
+	Errored func(processor, reason string, n int)
 	// MaxInFlight is checkpoints.max_in_flight: an event joined from
 	// several lines (multiline, container max_bytes) may not be larger.
 	// 0: no bound.
@@ -149,7 +154,11 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		if err := decode(&o); err != nil {
 			return nil, err
 		}
-		stage, err = filter.Match(o, env.Log, drops)
+		stage, err = filter.Match(o, env.Log, env.Now, drops, func(reason string, n int) {
+			if env.Errored != nil {
+				env.Errored(name, reason, n)
+			}
+		})
 	case "sample":
 		var o filter.SampleOptions
 		if err := decode(&o); err != nil {
