@@ -21,7 +21,9 @@ func BenchmarkFilter(b *testing.B) {
 		{"match_severity", func() (pipe.Stage, error) {
 			return Match(MatchOptions{Keep: `severity >= WARN or severity == 0`}, nil, nil, nil, nil)
 		}},
-		{"match_body_contains", func() (pipe.Stage, error) { return Match(MatchOptions{Drop: `body contains "/healthz"`}, nil, nil, nil, nil) }},
+		{"match_body_contains", func() (pipe.Stage, error) {
+			return Match(MatchOptions{Drop: `body contains "/healthz"`}, nil, nil, nil, nil)
+		}},
 		{"match_attribute_eq", func() (pipe.Stage, error) {
 			return Match(MatchOptions{Keep: `attributes["log.file.name"] == "0.log"`}, nil, nil, nil, nil)
 		}},
