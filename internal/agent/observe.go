@@ -208,6 +208,7 @@ func sourceState(name string, ts tailer.Stats) selfmetrics.SourceState {
 		Name: name, OpenFiles: ts.OpenFiles + ts.Draining, LagBytes: lag,
 		BehindBytes: ts.BehindBytes, BehindSeconds: ts.BehindSeconds,
 		LostBytes: ts.LostBytes, LostFiles: ts.LostFiles, RecoveredFiles: ts.Recovered, ForcedCloses: ts.ForcedCloses,
+		UnreadableFiles: ts.UnreadableFiles,
 	}
 }
 
@@ -243,11 +244,28 @@ func (a *Agent) Warnings(paths bool) []string {
 	a.mu.Unlock()
 	var out []string
 	for _, ln := range lanes {
-		if w := atRisk(ln.source, ln.tailer.Stats(), paths); w != "" {
+		st := ln.tailer.Stats()
+		if w := atRisk(ln.source, st, paths); w != "" {
+			out = append(out, w)
+		}
+		if w := unreadable(ln.source, st, paths); w != "" {
 			out = append(out, w)
 		}
 	}
 	return out
+}
+
+// unreadable describes the matched files of a source that cannot be opened
+// (permission denied), naming the first when paths is true; "" when none.
+func unreadable(source string, s tailer.Stats, paths bool) string {
+	if len(s.Unreadable) == 0 {
+		return ""
+	}
+	msg := fmt.Sprintf("unreadable: source %s: %d matched file(s) cannot be opened", source, len(s.Unreadable))
+	if paths {
+		msg += fmt.Sprintf(", e.g. %s: %s", s.Unreadable[0].Path, s.Unreadable[0].Err)
+	}
+	return msg
 }
 
 // atRisk describes a source whose oldest unacknowledged byte is in a

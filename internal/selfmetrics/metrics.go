@@ -112,6 +112,8 @@ type SourceState struct {
 	// found holding the unread end of a rotated file; ForcedCloses files
 	// closed with unread bytes to respect max_open_files.
 	LostFiles, RecoveredFiles, ForcedCloses uint64
+	// UnreadableFiles counts matched files that could not be opened.
+	UnreadableFiles uint64
 }
 
 // Loss reasons, the reason label of [LostBytes]. They are the tailer's
@@ -245,6 +247,7 @@ func (m *Metrics) instruments(version string) error {
 	lostFiles := observedCounter(LostFiles, "{file}", "Files that held lost bytes.")
 	recovered := observedCounter(RecoveredFiles, "{file}", "Files found holding the unread end of a file rotated out of the patterns.")
 	forced := observedCounter(ForcedCloses, "{file}", "Files closed with unread bytes to respect max_open_files.")
+	unreadable := observedCounter(UnreadableFiles, "{file}", "Matched files that could not be opened (permission denied).")
 	if err != nil {
 		return err
 	}
@@ -274,6 +277,7 @@ func (m *Metrics) instruments(version string) error {
 			o.ObserveInt64(lostFiles, int64(src.LostFiles), a)
 			o.ObserveInt64(recovered, int64(src.RecoveredFiles), a)
 			o.ObserveInt64(forced, int64(src.ForcedCloses), a)
+			o.ObserveInt64(unreadable, int64(src.UnreadableFiles), a)
 			known := LossReasons()
 			reasons := known
 			for r := range src.LostBytes {
@@ -297,7 +301,7 @@ func (m *Metrics) instruments(version string) error {
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, age,
-		behind, behindAge, lost, lostFiles, recovered, forced)
+		behind, behindAge, lost, lostFiles, recovered, forced, unreadable)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}

@@ -90,7 +90,7 @@ func TestMetricsExposition(t *testing.T) {
 			SourceState{
 				Name: "system", OpenFiles: 4, LagBytes: 1 << 20, BehindBytes: 3 << 20, BehindSeconds: 41.5,
 				LostBytes: map[string]uint64{LossNotFound: 4096, LossTruncated: 0, LossClosed: 17},
-				LostFiles: 2, RecoveredFiles: 5, ForcedCloses: 6,
+				LostFiles: 2, RecoveredFiles: 5, ForcedCloses: 6, UnreadableFiles: 2,
 			},
 			SourceState{Name: "app", OpenFiles: 1, BehindBytes: 12, BehindSeconds: 0.5,
 				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1})
@@ -134,6 +134,7 @@ func TestMetricsExposition(t *testing.T) {
 		{RecoveredFiles, []string{"source=system"}, 5},
 		{RecoveredFiles, []string{"source=app"}, 1},
 		{ForcedCloses, []string{"source=system"}, 6},
+		{UnreadableFiles, []string{"source=system"}, 2},
 		{CheckpointAge, nil, 61.5},
 		{LastReloadSuccessful, nil, 0},
 		{LastReloadSuccessTime, nil, 1_700_000_000},

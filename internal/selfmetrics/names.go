@@ -49,6 +49,10 @@ const (
 	// ForcedCloses counts files closed with bytes not read yet, to respect
 	// max_open_files. Labels: source.
 	ForcedCloses = "logpump_tailer_forced_closes_total"
+	// UnreadableFiles counts matched files that could not be opened
+	// (permission denied), each once until it is readable or gone. Labels:
+	// source.
+	UnreadableFiles = "logpump_tailer_unreadable_files_total"
 
 	// Gauges read at collection time.
 
@@ -83,7 +87,7 @@ const (
 func Names() []string {
 	return []string{
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
-		LostBytes, LostFiles, RecoveredFiles, ForcedCloses,
+		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles,
 		QueueBatches, InFlightRequests, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}
