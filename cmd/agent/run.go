@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/internal/admin"
 	"github.com/logpump/logpump/internal/agent"
@@ -117,6 +118,12 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	case errors.Is(runErr, context.DeadlineExceeded) && !errors.Is(runErr, agent.ErrCheckpoint):
 		// Expected when the destination is down at stop time: nothing is lost.
 		log.Warn("stopped at shutdown_timeout before every line was acknowledged; the rest will be sent after the next start", "err", runErr.Error())
+		return 0
+	case errors.Is(runErr, checkpoint.ErrWrite):
+		// The drain is done; only the record of it could not be written:
+		// nothing is lost, what was acknowledged since the last write is
+		// sent again after the next start.
+		log.Warn("stopped, but the checkpoints could not be written; lines acknowledged since the last write will be sent again after the next start", "err", runErr.Error())
 		return 0
 	default:
 		log.Error("logpump stopped with an error", "err", runErr.Error())

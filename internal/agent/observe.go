@@ -223,6 +223,10 @@ func (a *Agent) Ready() error {
 		return errors.New("pipeline not running")
 	}
 	var errs []error
+	if since, err := a.tracker.WriteError(); err != nil {
+		errs = append(errs, fmt.Errorf("checkpoints cannot be written since %s: %v",
+			since.UTC().Format(time.RFC3339), err))
+	}
 	for _, ex := range exporters {
 		qs := ex.queue.Stats()
 		if qs.InFlight > 0 && qs.LastErrorTime.After(qs.LastSuccess) {
