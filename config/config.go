@@ -219,6 +219,10 @@ func ParsePartial(data []byte, file string, getenv func(string) string) (*Config
 		errs = append(errs, &Error{Msg: "empty configuration"})
 		return nil, locate(errs, file)
 	}
+	if n := expandedSize(&root, map[*yaml.Node]int{}); n > maxExpandedNodes {
+		errs = append(errs, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("aliases expand the document to more than %d values", maxExpandedNodes)})
+		return nil, locate(errs, file)
+	}
 	expErrs := ExpandNode(&root, getenv)
 	errs = append(errs, expErrs...)
 	if err := Decode(&root, "", &cfg); err != nil {
@@ -322,6 +326,31 @@ func (c *Config) check() Errors {
 		}
 	}
 	return errs
+}
+
+// maxExpandedNodes bounds the values a document holds once its aliases are
+// expanded: a few lines of nested aliases can otherwise stand for billions.
+const maxExpandedNodes = 1_000_000
+
+// expandedSize counts the nodes of n with every alias expanded, memoized per
+// node: linear in the nodes of the document, saturating past the bound.
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int) int {
+	if n == nil {
+		return 0
+	}
+	if v, ok := memo[n]; ok {
+		return v
+	}
+	memo[n] = maxExpandedNodes + 1 // an alias cycle counts as too many
+	size := 1
+	if n.Kind == yaml.AliasNode {
+		size += expandedSize(n.Alias, memo)
+	}
+	for _, c := range n.Content {
+		size = min(size+expandedSize(c, memo), maxExpandedNodes+1)
+	}
+	memo[n] = size
+	return size
 }
 
 // dropShadowed removes from errs those at the position of an expansion

@@ -315,3 +315,23 @@ func TestFlowReferenceHint(t *testing.T) {
 		t.Errorf("Parse error = %v, want %s", err, want)
 	}
 }
+
+// Nested aliases that would stand for billions of values are refused
+// before decoding; a few aliases are fine.
+func TestAliasBomb(t *testing.T) {
+	bomb := "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+	for i, c := range "bcdefgh" {
+		prev := string("abcdefgh"[i])
+		bomb += string(c) + ": &" + string(c) + " [" + strings.Repeat("*"+prev+",", 9) + "*" + prev + "]\n"
+	}
+	_, err := Parse([]byte(bomb+"sources: {app: {type: file, include: *h}}\n"), "c.yaml", nil)
+	want := "c.yaml:1:1: aliases expand the document to more than 1000000 values"
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse error = %v, want %s", err, want)
+	}
+	ok := "state_dir: &d /x\nlog_level: info\nresource: {a: *d, b: *d}\nsources: {app: {type: file}}\nexporters: {out: {type: console}}\npipelines: {main: {sources: [app], exporters: [out]}}\n"
+	cfg, err := Parse([]byte(ok), "c.yaml", nil)
+	if err != nil || cfg.Resource["b"] != "/x" {
+		t.Errorf("Parse = %v, %v; want resource b = /x", cfg, err)
+	}
+}
