@@ -85,28 +85,26 @@ func countRead(m *selfmetrics.Source) pipe.Stage {
 type drops struct {
 	m  *selfmetrics.Metrics
 	mu sync.Mutex
-	n  map[string]map[string]int64 // processor → reason → records
-	e  map[string]map[string]int64 // processor → reason → records kept after an error
+	n  counts // records dropped
+	e  counts // records kept after an error
 }
 
-func (d *drops) addError(processor, reason string, n int) {
-	d.m.Errored(processor, reason, n)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.e == nil {
-		d.e = map[string]map[string]int64{}
+// counts is processor → reason → records.
+type counts map[string]map[string]int64
+
+func (c *counts) add(processor, reason string, n int) {
+	if *c == nil {
+		*c = counts{}
 	}
-	if d.e[processor] == nil {
-		d.e[processor] = map[string]int64{}
+	if (*c)[processor] == nil {
+		(*c)[processor] = map[string]int64{}
 	}
-	d.e[processor][reason] += int64(n)
+	(*c)[processor][reason] += int64(n)
 }
 
-func (d *drops) errors() map[string]map[string]int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make(map[string]map[string]int64, len(d.e))
-	for p, r := range d.e {
+func (c counts) clone() map[string]map[string]int64 {
+	out := make(map[string]map[string]int64, len(c))
+	for p, r := range c {
 		out[p] = maps.Clone(r)
 	}
 	return out
@@ -116,23 +114,26 @@ func (d *drops) add(processor, reason string, n int) {
 	d.m.Dropped(processor, reason, n)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.n == nil {
-		d.n = map[string]map[string]int64{}
-	}
-	if d.n[processor] == nil {
-		d.n[processor] = map[string]int64{}
-	}
-	d.n[processor][reason] += int64(n)
+	d.n.add(processor, reason, n)
+}
+
+func (d *drops) addError(processor, reason string, n int) {
+	d.m.Errored(processor, reason, n)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.e.add(processor, reason, n)
 }
 
 func (d *drops) snapshot() map[string]map[string]int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]map[string]int64, len(d.n))
-	for p, r := range d.n {
-		out[p] = maps.Clone(r)
-	}
-	return out
+	return d.n.clone()
+}
+
+func (d *drops) errors() map[string]map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.e.clone()
 }
 
 // PipelineState is the /debug/pipeline snapshot.
