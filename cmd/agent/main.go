@@ -5,7 +5,7 @@
 //	logpump [run] [-config FILE]     run the agent (the default)
 //	logpump validate -config FILE    check a configuration, list every error
 //	logpump demo [-for 6s]           run on a built-in demo, printing to the console
-//	logpump tap [-admin ADDR] [-stage NAME] [-n N]   print records passing a stage of a running agent
+//	logpump tap [-admin ADDR] [-stage NAME] [-n N] [-token-file FILE]   print records passing a stage of a running agent
 //	logpump checkpoints [-config FILE | -state DIR]   print the saved checkpoints as JSON
 //	logpump version                  print the version
 package main
