@@ -11,6 +11,9 @@ const Redacted = "REDACTED"
 var (
 	// userinfo: "scheme://user:password@" or "scheme://token@".
 	urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s"'<>]*@`)
+	// "user:password@host" without a scheme (a gRPC target made from an
+	// endpoint with userinfo).
+	bareUserinfo = regexp.MustCompile(`(^|[\s"'(=\[,])[^\s/?#@"'()<>\[\],:=]+:[^\s/?#@"'()<>\[\],]*@([A-Za-z0-9])`)
 	// A query parameter whose name says it holds a secret.
 	secretParam = regexp.MustCompile(`(?i)([?&;](?:[A-Za-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|auth|signature|sig|credential|session)[A-Za-z0-9_.-]*)=)[^&#\s"'<>]*`)
 )
@@ -25,6 +28,9 @@ var (
 func Redact(s string) string {
 	if strings.Contains(s, "://") {
 		s = urlUserinfo.ReplaceAllString(s, "${1}"+Redacted+"@")
+	}
+	if strings.Contains(s, "@") {
+		s = bareUserinfo.ReplaceAllString(s, "${1}"+Redacted+"@${2}")
 	}
 	if strings.Contains(s, "=") {
 		s = secretParam.ReplaceAllString(s, "${1}"+Redacted)

@@ -13,6 +13,9 @@ func TestRedact(t *testing.T) {
 		{`Post "http://u:***@h/v1/logs?token=t": EOF`, `Post "http://REDACTED@h/v1/logs?token=REDACTED": EOF`},
 		{"user@example.com wrote a=b", "user@example.com wrote a=b"},
 		{"localhost:4317", "localhost:4317"},
+		{`dial "alice:pw@gw:4317": too many colons`, `dial "REDACTED@gw:4317": too many colons`},
+		{"target=alice:pw@gw:4317", "target=REDACTED@gw:4317"},
+		{"mail bob@example.com at 10:30", "mail bob@example.com at 10:30"},
 		{"http://h/path@x", "http://h/path@x"},
 	}
 	for _, tt := range tests {

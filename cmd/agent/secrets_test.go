@@ -23,7 +23,7 @@ import (
 // logged and shown on /readyz; the backend sees every secret, so they were
 // in play.
 func TestNoSecretInAnyOutput(t *testing.T) {
-	secrets := []string{"pw-userinfo-7f3a", "pw-query-9c1e", "pw-header-2b8d"}
+	secrets := []string{"pw-userinfo-7f3a", "pw-query-9c1e", "pw-header-2b8d", "pw-grpc-5e0f"}
 	var mu sync.Mutex
 	var seen []string // what the backend received of each secret
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -53,9 +53,13 @@ exporters:
     endpoint: %q
     headers: {X-Api-Token: %s}
     retry: {initial_interval: 10ms, max_interval: 20ms}
+  grpc:
+    type: otlp_grpc
+    endpoint: "http://bob:%s@127.0.0.1:1"
+    retry: {initial_interval: 10ms, max_interval: 20ms}
 pipelines:
-  main: {sources: [app], exporters: [gw]}
-`, dir, adminAddr, logs, endpoint, secrets[2])
+  main: {sources: [app], exporters: [gw, grpc]}
+`, dir, adminAddr, logs, endpoint, secrets[2], secrets[3])
 	path := filepath.Join(dir, "config.yaml")
 	os.WriteFile(path, []byte(cfg), 0o644)
 
@@ -108,7 +112,7 @@ pipelines:
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, s := range secrets {
+	for _, s := range secrets[:3] { // nothing listens for the gRPC exporter
 		if !strings.Contains(strings.Join(seen, " "), s) {
 			t.Errorf("the backend never received %s: the test did not exercise it", s)
 		}
