@@ -26,7 +26,8 @@ import (
 type stopFunc func(ctx context.Context, cancel context.CancelFunc)
 
 // runAgent runs until SIGTERM or SIGINT (or until stopAfter cancels, for the
-// demo). A second signal exits at once: checkpoints on disk only ever cover
+// demo). A second signal (more than signalDebounce after the first) exits
+// at once: checkpoints on disk only ever cover
 // acknowledged data, so nothing acknowledged is lost. SIGHUP reloads.
 func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer, stopAfter stopFunc) int {
 	cfg, err := config.Load(path, getenv)
@@ -133,7 +134,7 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 
 // signalDebounce is how long after a stop signal another one counts as
 // the same request rather than "exit now".
-const signalDebounce = 500 * time.Millisecond
+const signalDebounce = 100 * time.Millisecond
 
 // releaseStartupPages gives back the pages of the executable mapped so far
 // (see package exepages): called before the pipeline starts, for what

@@ -28,7 +28,7 @@ func TestRepeatedStopSignal(t *testing.T) {
 		wantCode int
 		wantLog  string
 	}{
-		{"twice 50ms apart", 50 * time.Millisecond, 0, "repeated stop signal ignored"},
+		{"twice 10ms apart", 10 * time.Millisecond, 0, "repeated stop signal ignored"},
 		{"again after the debounce", signalDebounce + 300*time.Millisecond, 130, "second signal: exiting now"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
