@@ -74,20 +74,9 @@ pipelines:
 func TestReloadReportsAdminChange(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
-	cfg := func(addr string) []byte {
-		return []byte(fmt.Sprintf(`state_dir: %[1]s/state
-admin: {address: %[2]q}
-sources:
-  app: {type: file, include: ["%[1]s/logs/*.log"]}
-exporters:
-  out: {type: console}
-pipelines:
-  main: {sources: [app], exporters: [out]}
-`, dir, addr))
-	}
 	path := filepath.Join(dir, "c.yaml")
 	first, second := freeAddr(t), freeAddr(t)
-	os.WriteFile(path, cfg(first), 0o644)
+	os.WriteFile(path, adminConfig(dir, first), 0o644)
 	cmd := exec.Command("logpump", "run", "-config", path)
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
@@ -103,7 +92,7 @@ pipelines:
 		return false
 	}
 	waitLog("logpump running")
-	os.WriteFile(path, cfg(second), 0o644)
+	os.WriteFile(path, adminConfig(dir, second), 0o644)
 	cmd.Process.Signal(syscall.SIGHUP)
 	ok := waitLog("configuration reloaded")
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -112,6 +101,20 @@ pipelines:
 	if !ok || !strings.Contains(stderr.String(), want) {
 		t.Errorf("log does not say %s:\n%s", want, stderr.String())
 	}
+}
+
+// adminConfig is a configuration with the admin server on addr, reading
+// dir/logs to the console.
+func adminConfig(dir, addr string) []byte {
+	return []byte(fmt.Sprintf(`state_dir: %[1]s/state
+admin: {address: %[2]q}
+sources:
+  app: {type: file, include: ["%[1]s/logs/*.log"]}
+exporters:
+  out: {type: console}
+pipelines:
+  main: {sources: [app], exporters: [out]}
+`, dir, addr))
 }
 
 type syncBuffer struct {
@@ -140,15 +143,7 @@ func TestAdminBindErrorLogged(t *testing.T) {
 	defer ln.Close()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`state_dir: %[1]s/state
-admin: {address: %[2]q}
-sources:
-  app: {type: file, include: ["%[1]s/*.log"]}
-exporters:
-  out: {type: console}
-pipelines:
-  main: {sources: [app], exporters: [out]}
-`, dir, ln.Addr())), 0o644)
+	os.WriteFile(path, adminConfig(dir, ln.Addr().String()), 0o644)
 	var stdout, stderr bytes.Buffer
 	code := runAgent(path, func(string) string { return "" }, &stdout, &stderr, nil)
 	var rec struct{ Level, Msg, Address, Err string }
