@@ -225,6 +225,9 @@ func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker, d *drops) (
 		}
 	}
 	if len(errs) > 0 {
+		for _, ex := range a.exporters {
+			ex.client.Close() // built but never started: release its connection
+		}
 		for _, e := range errs {
 			e.File = cfg.File
 		}

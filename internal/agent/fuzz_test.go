@@ -30,6 +30,11 @@ func FuzzBuildPartial(f *testing.F) {
 			return
 		}
 		cfg.StateDir = t.TempDir()
-		Build(cfg, Env{Log: slog.New(slog.DiscardHandler), Getenv: func(string) string { return "" }})
+		a, err := Build(cfg, Env{Log: slog.New(slog.DiscardHandler), Getenv: func(string) string { return "" }})
+		if err == nil {
+			for _, ex := range a.exporters {
+				ex.client.Close()
+			}
+		}
 	})
 }
