@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -122,6 +123,10 @@ type Tracker struct {
 	dirty     bool
 	lastFlush time.Time
 	lastTry   time.Time // when Flush last started
+	// writeErr is the error of the last flush when it failed, and
+	// failingSince the first failure of that run of failures.
+	writeErr     error
+	failingSince time.Time
 }
 
 type file struct {
@@ -471,15 +476,47 @@ func (t *Tracker) Flush() error {
 	clear(entries) // drop the strings until the next flush
 	t.entries = entries[:0]
 	if err != nil {
+		err = writeError{err}
 		t.mu.Lock()
 		t.dirty = true
+		first := t.writeErr == nil
+		if first {
+			t.failingSince = now
+		}
+		t.writeErr = err
 		t.mu.Unlock()
+		if first {
+			t.log.Warn("checkpoint write failed; offsets stay in memory and the write is retried (a restart now would send again the lines acknowledged since the last write)", "err", err.Error())
+		}
 		return err
 	}
 	t.mu.Lock()
 	t.lastFlush = now
+	failed, since := t.writeErr != nil, t.failingSince
+	t.writeErr = nil
 	t.mu.Unlock()
+	if failed {
+		t.log.Info("checkpoint write works again", "failing_since", since)
+	}
 	return nil
+}
+
+// ErrWrite marks the errors of [Tracker.Flush] that come from writing the
+// checkpoint file: the offsets stay in memory, nothing is lost, and lines
+// acknowledged since the last write are sent again after a restart.
+var ErrWrite = errors.New("checkpoint write failed")
+
+type writeError struct{ error }
+
+func (e writeError) Is(target error) bool { return target == ErrWrite }
+func (e writeError) Unwrap() error        { return e.error }
+
+// WriteError returns since when checkpoint writes fail and the error of
+// the last one, or a nil error when the last one succeeded.
+func (t *Tracker) WriteError() (since time.Time, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failingSince, t.writeErr
 }
 
 // LastFlush returns when the checkpoint file was last known to be current
@@ -507,9 +544,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 		case <-t.due:
 		case <-timer.C:
 		}
-		if err := t.Flush(); err != nil {
-			t.log.Warn("checkpoint flush failed; will retry, offsets stay in memory", "err", err)
-		}
+		_ = t.Flush() // a failure is logged once per change of state, and retried
 		timer.Reset(fallback)
 	}
 }

@@ -7,6 +7,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -55,6 +56,9 @@ type Checkpoints struct {
 type Admin struct {
 	Address string `yaml:"address"`
 	Pprof   bool   `yaml:"pprof"`
+	// TokenFile holds a bearer token every admin endpoint except /healthz
+	// and /readyz then asks for.
+	TokenFile string `yaml:"token_file"`
 	// MetricsPush, when its endpoint is set, also pushes the agent's own
 	// metrics to an OTLP/gRPC receiver.
 	MetricsPush MetricsPush `yaml:"metrics_push"`
@@ -66,6 +70,24 @@ type MetricsPush struct {
 	Insecure bool              `yaml:"insecure"`
 	Headers  map[string]string `yaml:"headers"`
 	Interval time.Duration     `yaml:"interval"`
+}
+
+// Token reads the bearer token of TokenFile ("" when none is configured):
+// the file's content without surrounding white space, which must not be
+// empty.
+func (a Admin) Token() (string, error) {
+	if a.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("admin token file %s is empty", a.TokenFile)
+	}
+	return tok, nil
 }
 
 // Component is a named source, processor or exporter: its type and the raw
@@ -127,6 +149,10 @@ type Route struct {
 	Continue bool `yaml:"continue"`
 }
 
+// MinMaxInFlight is the smallest checkpoints.max_in_flight: one batch of a
+// file must fit.
+const MinMaxInFlight ByteSize = 64 << 10
+
 // Defaults returns a configuration holding every default value.
 func Defaults() Config {
 	return Config{
@@ -142,7 +168,8 @@ func Defaults() Config {
 }
 
 // Load reads, expands and decodes the file at path. Environment variables
-// are expanded with getenv (os.Getenv when nil). The returned error is an
+// are expanded with getenv (os.Getenv when nil) in scalar values after
+// parsing (see [ExpandNode]). The returned error is an
 // [Errors] listing every problem found.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -154,15 +181,36 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 
 // Parse decodes a configuration held in data; file names it in errors.
 func Parse(data []byte, file string, getenv func(string) string) (*Config, error) {
+	cfg, errs := ParsePartial(data, file, getenv)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// LoadPartial is [Load] for validate: it returns what could be decoded
+// even when there are errors (nil only when the file cannot be read or
+// parsed as YAML), so that the components' own checks can add theirs.
+func LoadPartial(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, errs := ParsePartial(data, path, getenv)
+	return cfg, errs.Err()
+}
+
+// ParsePartial is [Parse] returning the configuration decoded so far with
+// the errors; the configuration is nil when data is not YAML. Components
+// that could not be decoded are left out of it.
+func ParsePartial(data []byte, file string, getenv func(string) string) (*Config, Errors) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
 	var errs Errors
-	expanded, expErrs := Expand(data, getenv)
-	errs = append(errs, expErrs...)
 	var root yaml.Node
-	if err := yaml.Unmarshal(expanded, &root); err != nil {
-		errs = append(errs, syntaxError(err))
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		errs = append(errs, hintFlowReference(syntaxError(err), data))
 		return nil, locate(errs, file)
 	}
 	cfg := Defaults()
@@ -171,12 +219,22 @@ func Parse(data []byte, file string, getenv func(string) string) (*Config, error
 		errs = append(errs, &Error{Msg: "empty configuration"})
 		return nil, locate(errs, file)
 	}
+	if n := expandedSize(&root, map[*yaml.Node]int{}); n > maxExpandedNodes {
+		errs = append(errs, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("aliases expand the document to more than %d values", maxExpandedNodes)})
+		return nil, locate(errs, file)
+	}
+	expErrs := ExpandNode(&root, getenv)
+	errs = append(errs, expErrs...)
 	if err := Decode(&root, "", &cfg); err != nil {
 		errs = append(errs, err.(Errors)...)
 	}
 	errs = append(errs, cfg.check()...)
+	errs = dropShadowed(errs, expErrs)
+	for _, m := range []map[string]Component{cfg.Sources, cfg.Processors, cfg.Exporters} {
+		maps.DeleteFunc(m, func(_ string, c Component) bool { return c.Node == nil })
+	}
 	if len(errs) > 0 {
-		return nil, locate(errs, file)
+		return &cfg, locate(errs, file)
 	}
 	return &cfg, nil
 }
@@ -202,10 +260,22 @@ func (c *Config) check() Errors {
 	if c.StateDir == "" {
 		at("state_dir", "must not be empty")
 	}
+	if c.Checkpoints.MaxInFlight < MinMaxInFlight {
+		at("checkpoints.max_in_flight", "must be at least %v (reading pauses at the cap); got %v", MinMaxInFlight, c.Checkpoints.MaxInFlight)
+	}
+	if c.Checkpoints.Retention < time.Minute {
+		at("checkpoints.retention", "must be at least 1m; got %v", c.Checkpoints.Retention)
+	}
+	if c.Checkpoints.FlushInterval < 10*time.Millisecond {
+		at("checkpoints.flush_interval", "must be at least 10ms; got %v", c.Checkpoints.FlushInterval)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		at("log_level", "must be one of debug, info, warn, error; got %q", c.LogLevel)
+	}
+	if _, err := c.Admin.Token(); err != nil {
+		at("admin.token_file", "%v", err)
 	}
 	if len(c.Pipelines) == 0 {
 		at("pipelines", "at least one pipeline is required")
@@ -258,6 +328,52 @@ func (c *Config) check() Errors {
 	return errs
 }
 
+// maxExpandedNodes bounds the values a document holds once its aliases are
+// expanded: a few lines of nested aliases can otherwise stand for billions.
+const maxExpandedNodes = 1_000_000
+
+// expandedSize counts the nodes of n with every alias expanded, memoized per
+// node: linear in the nodes of the document, saturating past the bound.
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int) int {
+	if n == nil {
+		return 0
+	}
+	if v, ok := memo[n]; ok {
+		return v
+	}
+	memo[n] = maxExpandedNodes + 1 // an alias cycle counts as too many
+	size := 1
+	if n.Kind == yaml.AliasNode {
+		size += expandedSize(n.Alias, memo)
+	}
+	for _, c := range n.Content {
+		size = min(size+expandedSize(c, memo), maxExpandedNodes+1)
+	}
+	memo[n] = size
+	return size
+}
+
+// dropShadowed removes from errs those at the position of an expansion
+// error other than the expansion error itself: a value that could not be
+// expanded is reported once, not also as a value of the wrong kind.
+func dropShadowed(errs, expErrs Errors) Errors {
+	if len(expErrs) == 0 {
+		return errs
+	}
+	type pos struct{ line, col int }
+	bad := make(map[pos]bool, len(expErrs))
+	for _, e := range expErrs {
+		bad[pos{e.Line, e.Column}] = true
+	}
+	out := errs[:0]
+	for _, e := range errs {
+		if !bad[pos{e.Line, e.Column}] || slices.Contains(expErrs, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // locate stamps the file name on every error and sorts them by position.
 func locate(errs Errors, file string) Errors {
 	for _, e := range errs {
@@ -289,6 +405,24 @@ func syntaxError(err error) *Error {
 		}
 		e.Line, e.Column = line, 1
 		e.Msg = "invalid YAML: " + rest
+	}
+	return e
+}
+
+// hintFlowReference adds a hint to a syntax error on a line where a ${...}
+// reference sits inside a flow collection ([...] or {...}), where YAML
+// does not allow braces in an unquoted value.
+func hintFlowReference(e *Error, data []byte) *Error {
+	if e.Line < 1 {
+		return e
+	}
+	lines := strings.SplitN(string(data), "\n", e.Line+1)
+	if len(lines) < e.Line {
+		return e
+	}
+	line := lines[e.Line-1]
+	if i := strings.Index(line, "${"); i > 0 && strings.ContainsAny(line[:i], "[{,") && !strings.ContainsAny(line[:i], `"'`) {
+		e.Msg += ` (quote a value holding ${...} inside [...] or {...}, e.g. ["${DIR}/*.log"])`
 	}
 	return e
 }

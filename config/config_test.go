@@ -45,7 +45,7 @@ func TestParseBadConfigs(t *testing.T) {
 			`testdata/bad_level.bad.yaml:2:12: log_level: must be one of debug, info, warn, error; got "verbose"`,
 		}},
 		{"required_env.bad.yaml", []string{
-			`testdata/required_env.bad.yaml:7:1: ${LOGPUMP_TEST_UNSET_ENDPOINT}: environment variable LOGPUMP_TEST_UNSET_ENDPOINT must name the collector`,
+			`testdata/required_env.bad.yaml:7:15: exporters.out.endpoint: environment variable LOGPUMP_TEST_UNSET_ENDPOINT must name the collector`,
 		}},
 		{"duplicate_key.bad.yaml", []string{
 			`testdata/duplicate_key.bad.yaml:8:1: state_dir: duplicate key`,
@@ -154,22 +154,119 @@ pipelines:
 	}
 }
 
-func TestExpand(t *testing.T) {
-	env := map[string]string{"A": "x", "EMPTY": ""}
+func TestExpandString(t *testing.T) {
+	env := map[string]string{"A": "x", "EMPTY": "", "B": "y"}
 	getenv := func(k string) string { return env[k] }
 	tests := []struct{ in, want string }{
-		{"a: ${A}", "a: x"},
-		{"a: ${MISSING}", "a: "},
-		{"a: ${EMPTY:-d}", "a: d"},
-		{"a: ${A:-d}", "a: x"},
-		{"a: $$HOME", "a: $HOME"},
-		{"a: $A", "a: $A"},
+		{"${A}", "x"},
+		{"pre ${A} post ${B}", "pre x post y"},
+		{"${MISSING}", ""},
+		{"${EMPTY:-d}", "d"},
+		{"${EMPTY-d}", "d"},
+		{"${A:-d}", "x"},
+		{"${MISSING:-}", ""},
+		{"$$HOME", "$HOME"},
+		{"$${A}", "${A}"},
+		{"$A and $", "$A and $"},
+		{"${MISSING:-${A}}", "x"},
+		{"${MISSING:-${EMPTY:-deep}}!", "deep!"},
+		{"${MISSING:-a}b}", "ab}"},
+		{"${MISSING:-$${x}}", "${x}"},
+		{"${MISSING:-http://h:4317}", "http://h:4317"},
+		{"${A:?unused message}", "x"},
 	}
 	for _, tt := range tests {
-		got, errs := Expand([]byte(tt.in), getenv)
-		if string(got) != tt.want || len(errs) != 0 {
-			t.Errorf("Expand(%q) = %q, %v; want %q", tt.in, got, errs, tt.want)
+		got, err := ExpandString(tt.in, getenv)
+		if got != tt.want || err != nil {
+			t.Errorf("ExpandString(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
+	}
+	bad := []struct{ in, want string }{
+		{"${A", `unterminated reference "${A": want a closing }`},
+		{"${A:-${B}", `unterminated reference "${A:-${B}": want a closing }`},
+		{"${}", `want a variable name after ${ in "${}"`},
+		{"${1A}", `want a variable name after ${ in "${1A}"`},
+		{"${A:x}", `unexpected ':' in reference "${A:x}" (want ${A}, ${A:-default} or ${A:?message})`},
+		{"${MISSING:?must name the collector}", "environment variable MISSING must name the collector"},
+		{"${EMPTY?}", "environment variable EMPTY is not set"},
+		{"${MISSING:-${M2:?needed}}", "environment variable M2 needed"},
+		{strings.Repeat("${M:-", 10) + strings.Repeat("}", 10), "references nested deeper than 8"},
+	}
+	for _, tt := range bad {
+		got, err := ExpandString(tt.in, getenv)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("ExpandString(%q) = %q, %v; want error %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// Expansion happens in values after parsing: a value cannot add keys or
+// shift lines, comments and keys are not expanded, and an error points at
+// its value's line.
+func TestExpandAfterParsing(t *testing.T) {
+	env := map[string]string{
+		"STATE":   "/srv/state\nlog_level: debug\nsources: {}",
+		"TIMEOUT": "3s",
+		"LEVEL":   "warn",
+	}
+	data := []byte(`# a comment: ${NOT_EXPANDED
+state_dir: "${STATE}"
+shutdown_timeout: ${TIMEOUT}  # and ${THIS
+log_level: ${LEVEL}
+${KEY}: 1
+sources:
+  app: {type: file, include: ["${MISSING:-/var/log}/*.log"]}
+exporters:
+  out: {type: console}
+pipelines:
+  main: {sources: [app], exporters: [out]}
+`)
+	_, err := Parse(data, "c.yaml", func(k string) string { return env[k] })
+	want := "c.yaml:5:1: ${KEY}: unknown key"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Parse error = %v, want only %q", err, want)
+	}
+	data = []byte(strings.Replace(string(data), "${KEY}: 1\n", "", 1))
+	cfg, err := Parse(data, "c.yaml", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StateDir != env["STATE"] || cfg.LogLevel != "warn" || cfg.ShutdownTimeout != 3*time.Second {
+		t.Errorf("state_dir %q, log_level %q, shutdown_timeout %v: want the variables' values, nothing injected",
+			cfg.StateDir, cfg.LogLevel, cfg.ShutdownTimeout)
+	}
+	var opts struct {
+		Include []string `yaml:"include"`
+	}
+	if err := cfg.Sources["app"].Options(&opts); err != nil || opts.Include[0] != "/var/log/*.log" {
+		t.Errorf("include = %q, %v; want [/var/log/*.log]", opts.Include, err)
+	}
+
+	// Errors keep their lines even when an earlier value expands to several.
+	data = []byte(`state_dir: ${STATE}
+shutdown_timeout: ${TIMEOUT
+log_level: ${LEVEL:?}
+sources:
+  app: {type: file, include: ["${NOPE:?must be set}"]}
+pipelines: {}
+`)
+	_, err = Parse(data, "c.yaml", func(k string) string { return map[string]string{"STATE": "a\nb\nc"}[k] })
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Parse error = %v, want Errors", err)
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Error())
+	}
+	wantAll := []string{
+		`c.yaml:2:19: shutdown_timeout: unterminated reference "${TIMEOUT": want a closing }`,
+		`c.yaml:3:12: log_level: environment variable LEVEL is not set`,
+		`c.yaml:5:31: sources.app.include[0]: environment variable NOPE must be set`,
+		`c.yaml:6:12: pipelines: at least one pipeline is required`,
+	}
+	if diff := cmp.Diff(wantAll, got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
 
@@ -206,4 +303,35 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// An unquoted reference inside a flow collection is a syntax error that
+// says how to write it.
+func TestFlowReferenceHint(t *testing.T) {
+	data := []byte("state_dir: /x\nsources:\n  app:\n    type: file\n    include: [${DIR}/*.log]\n")
+	_, err := Parse(data, "c.yaml", nil)
+	want := `c.yaml:5:1: invalid YAML: did not find expected ',' or ']' (quote a value holding ${...} inside [...] or {...}, e.g. ["${DIR}/*.log"])`
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse error = %v, want %s", err, want)
+	}
+}
+
+// Nested aliases that would stand for billions of values are refused
+// before decoding; a few aliases are fine.
+func TestAliasBomb(t *testing.T) {
+	bomb := "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+	for i, c := range "bcdefgh" {
+		prev := string("abcdefgh"[i])
+		bomb += string(c) + ": &" + string(c) + " [" + strings.Repeat("*"+prev+",", 9) + "*" + prev + "]\n"
+	}
+	_, err := Parse([]byte(bomb+"sources: {app: {type: file, include: *h}}\n"), "c.yaml", nil)
+	want := "c.yaml:1:1: aliases expand the document to more than 1000000 values"
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse error = %v, want %s", err, want)
+	}
+	ok := "state_dir: &d /x\nlog_level: info\nresource: {a: *d, b: *d}\nsources: {app: {type: file}}\nexporters: {out: {type: console}}\npipelines: {main: {sources: [app], exporters: [out]}}\n"
+	cfg, err := Parse([]byte(ok), "c.yaml", nil)
+	if err != nil || cfg.Resource["b"] != "/x" {
+		t.Errorf("Parse = %v, %v; want resource b = /x", cfg, err)
+	}
 }

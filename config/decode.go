@@ -86,14 +86,8 @@ func At(n *yaml.Node, base string, err error) Errors {
 	if err == nil {
 		return nil
 	}
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
 	var out Errors
-	for _, e := range errs {
+	for _, e := range flatten(err, nil) {
 		if es, ok := e.(Errors); ok {
 			out = append(out, es...)
 			continue
@@ -107,6 +101,22 @@ func At(n *yaml.Node, base string, err error) Errors {
 		out = append(out, newError(n, base, e.Error()))
 	}
 	return out
+}
+
+// flatten appends the leaves of err's errors.Join tree to out (Errors and
+// FieldErrors are leaves), so that every problem is reported, not only the
+// first of a nested join.
+func flatten(err error, out []error) []error {
+	switch e := err.(type) {
+	case Errors, *FieldError:
+		return append(out, err)
+	case interface{ Unwrap() []error }:
+		for _, c := range e.Unwrap() {
+			out = flatten(c, out)
+		}
+		return out
+	}
+	return append(out, err)
 }
 
 // Find returns the node at the dotted key path below n (the value node), the

@@ -19,11 +19,13 @@ func BenchmarkFilter(b *testing.B) {
 		stage func() (pipe.Stage, error)
 	}{
 		{"match_severity", func() (pipe.Stage, error) {
-			return Match(MatchOptions{Keep: `severity >= WARN or severity == 0`}, nil, nil)
+			return Match(MatchOptions{Keep: `severity >= WARN or severity == 0`}, nil, nil, nil, nil)
 		}},
-		{"match_body_contains", func() (pipe.Stage, error) { return Match(MatchOptions{Drop: `body contains "/healthz"`}, nil, nil) }},
+		{"match_body_contains", func() (pipe.Stage, error) {
+			return Match(MatchOptions{Drop: `body contains "/healthz"`}, nil, nil, nil, nil)
+		}},
 		{"match_attribute_eq", func() (pipe.Stage, error) {
-			return Match(MatchOptions{Keep: `attributes["log.file.name"] == "0.log"`}, nil, nil)
+			return Match(MatchOptions{Keep: `attributes["log.file.name"] == "0.log"`}, nil, nil, nil, nil)
 		}},
 		{"sample_rate", func() (pipe.Stage, error) { return Sample(SampleOptions{Rate: 0.5}, nil) }},
 		{"sample_by_field", func() (pipe.Stage, error) { return Sample(SampleOptions{Rate: 0.5, By: "body"}, nil) }},

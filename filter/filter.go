@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/event"
@@ -79,16 +80,21 @@ func (o *MatchOptions) Validate() error {
 
 // Match returns a stage that keeps or drops records by a condition. A record
 // whose condition fails to evaluate (a type mismatch) is kept, so that a bad
-// condition loses nothing; failures are logged once per batch at debug level
-// and counted under reason "filter_error" (without dropping).
-func Match(o MatchOptions, log *slog.Logger, drops DropFunc) (pipe.Stage, error) {
+// condition loses nothing; such records are counted with errs under reason
+// "filter_error" (they are not drops) and logged at warning level, at most
+// once per [errorLogInterval] per stage with the count since the last line.
+// now is the clock of that limit (time.Now when nil).
+func Match(o MatchOptions, log *slog.Logger, now func() time.Time, drops, errs DropFunc) (pipe.Stage, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	drops = orNop(drops)
+	if now == nil {
+		now = time.Now
+	}
+	drops, errs = orNop(drops), orNop(errs)
 	src, keepWhen := o.Keep, true
 	if o.Drop != "" {
 		src, keepWhen = o.Drop, false
@@ -101,6 +107,8 @@ func Match(o MatchOptions, log *slog.Logger, drops DropFunc) (pipe.Stage, error)
 				log.Error("compile filter condition", "err", err)
 				return
 			}
+			var lastLog time.Time
+			unlogged := 0
 			for b := range in {
 				var evalErr error
 				failed := 0
@@ -117,8 +125,13 @@ func Match(o MatchOptions, log *slog.Logger, drops DropFunc) (pipe.Stage, error)
 					drops("filter", dropped)
 				}
 				if failed > 0 {
-					drops("filter_error", failed)
-					log.Debug("evaluate filter condition", "condition", src, "records", failed, "err", evalErr)
+					errs("filter_error", failed)
+					unlogged += failed
+					if t := now(); lastLog.IsZero() || t.Sub(lastLog) >= errorLogInterval {
+						log.Warn("filter condition could not be evaluated; records kept", "condition", src,
+							"records", unlogged, "err", evalErr)
+						lastLog, unlogged = t, 0
+					}
 				}
 				if !yield(b) {
 					return
@@ -127,6 +140,10 @@ func Match(o MatchOptions, log *slog.Logger, drops DropFunc) (pipe.Stage, error)
 		}
 	}, nil
 }
+
+// errorLogInterval is the least time between two warnings of one filter
+// stage about conditions that could not be evaluated.
+const errorLogInterval = time.Minute
 
 // Field names a part of a record used as a key: body, severity_text,
 // trace_id, attributes.NAME or resource.NAME (NAME may contain dots).

@@ -89,7 +89,8 @@ func TestMatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			counts := map[string]int{}
-			s, err := Match(tt.opts, nil, func(reason string, n int) { counts[reason] += n })
+			count := func(reason string, n int) { counts[reason] += n }
+			s, err := Match(tt.opts, nil, nil, count, count)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +112,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestMatchAcknowledgesDroppedRecords(t *testing.T) {
-	s, err := Match(MatchOptions{Drop: `true`}, nil, nil)
+	s, err := Match(MatchOptions{Drop: `true`}, nil, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,9 +106,10 @@ func (w *lossyWatcher) Close() error {
 
 // logRecords keeps the records logged at warning level and above.
 type logRecords struct {
-	mu   sync.Mutex
-	msgs []string
-	next slog.Handler
+	mu    sync.Mutex
+	msgs  []string
+	attrs []string // each record's attributes, key=value separated by spaces
+	next  slog.Handler
 }
 
 func newLogRecords(t testing.TB) *logRecords {
@@ -122,6 +123,12 @@ func (l *logRecords) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelWarn {
 		l.mu.Lock()
 		l.msgs = append(l.msgs, r.Message)
+		var b strings.Builder
+		r.Attrs(func(a slog.Attr) bool {
+			fmt.Fprintf(&b, "%s=%v ", a.Key, a.Value)
+			return true
+		})
+		l.attrs = append(l.attrs, b.String())
 		l.mu.Unlock()
 	}
 	if l.next.Enabled(ctx, r.Level) {
@@ -198,6 +205,47 @@ func TestWatchLimitFallsBackToPolling(t *testing.T) {
 	}
 	if n := logs.count("cannot watch directories"); n != 1 {
 		t.Errorf("fallback logged %d times, want once; warnings %q", n, logs.msgs)
+	}
+}
+
+// Past max_watches the directories are polled, not watched: every line
+// arrives once, and the limit is logged once with the option to raise.
+func TestMaxWatchesPollsTheRest(t *testing.T) {
+	root := t.TempDir()
+	var ws []*tailertest.Writer
+	for i := range 4 {
+		d := filepath.Join(root, fmt.Sprintf("d%d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, newWriter(t, filepath.Join(d, "app.log"), fmt.Sprintf("w%d", i)))
+	}
+	logs := newLogRecords(t)
+	count := tailertest.NewCounter()
+	opts := testOptions(filepath.Join(root, "*", "*.log"))
+	opts.MaxWatches = 2
+	h := startTailerWith(t, opts, t.TempDir(), count, slog.New(logs), nil)
+	want := map[string]int{}
+	total := 0
+	for range 3 {
+		for i, w := range ws {
+			mustWrite(t, w, 100)
+			want[fmt.Sprintf("w%d", i)] = w.Written()
+			total += 100
+		}
+		h.waitCount(total)
+	}
+	time.Sleep(3 * opts.ScanInterval)
+	st := h.tl.Stats()
+	h.stop()
+	expect(t, count, want, 0)
+	if st.WatchedDirs != 2 || st.PolledDirs != 3 {
+		t.Errorf("stats: watched %d, polled %d; want 2 (max_watches) and 3 (the rest of root and 4 dirs)", st.WatchedDirs, st.PolledDirs)
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if n := len(logs.msgs); n != 1 || !strings.Contains(logs.msgs[0], "cannot watch directories") || !strings.Contains(logs.attrs[0], "raise max_watches") {
+		t.Errorf("warnings %q %q: want one, about max_watches", logs.msgs, logs.attrs)
 	}
 }
 

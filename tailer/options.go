@@ -91,6 +91,15 @@ type Options struct {
 	// new files are found by the scan; use false on network filesystems,
 	// where watches report nothing. Default true.
 	Watch bool `yaml:"watch"`
+	// MaxWatches bounds the directories one source watches; past it the
+	// files of further directories are polled and a warning says so (the
+	// kernel's fs.inotify.max_user_watches is shared by every program of
+	// the user). Default 8192.
+	MaxWatches int `yaml:"max_watches"`
+	// AllowPseudoFilesystems lets patterns reach /proc, /sys and /dev
+	// (refused otherwise: "/**" would walk and watch every process and
+	// device of the host).
+	AllowPseudoFilesystems bool `yaml:"allow_pseudo_filesystems"`
 	// Compression says what to do with compressed files the patterns match
 	// (rotated logs compressed by logrotate, archives), in the formats known
 	// by their first bytes: gzip, zstd, xz, bzip2. "none" (default) skips
@@ -150,6 +159,7 @@ func DefaultOptions() Options {
 		IncludeFilePath:  false,
 		IncludeFileName:  true,
 		Watch:            true,
+		MaxWatches:       8192,
 		FollowRotated:    true,
 	}
 }
@@ -174,6 +184,8 @@ func (o Options) Validate() error {
 				bad(key, "pattern %q must be an absolute path", p)
 			case strings.Contains(p, "**") && !doubleStarOK(p):
 				bad(key, "pattern %q: \"**\" must be a whole path element", p)
+			case list.key == "include" && !o.AllowPseudoFilesystems && reachesPseudoFS(p) != "":
+				bad(key, "pattern %q reaches %s, a pseudo filesystem (every process or device of the host); narrow it, or set allow_pseudo_filesystems: true", p, reachesPseudoFS(p))
 			default:
 				if _, err := filepath.Match(p, ""); err != nil {
 					bad(key, "pattern %q: %v", p, err)
@@ -196,8 +208,16 @@ func (o Options) Validate() error {
 			bad(key, "must be positive; got %v", d)
 		}
 	}
-	positive("scan_interval", o.ScanInterval)
-	positive("poll_interval", o.PollInterval)
+	atLeast := func(key string, d, floor time.Duration) {
+		if d < floor {
+			bad(key, "must be at least %v; got %v", floor, d)
+		}
+	}
+	atLeast("scan_interval", o.ScanInterval, minInterval)
+	atLeast("poll_interval", o.PollInterval, minInterval)
+	if o.MaxWatches < 1 {
+		bad("max_watches", "must be at least 1; got %d", o.MaxWatches)
+	}
 	positive("flush_timeout", o.FlushTimeout)
 	positive("tick_interval", o.TickInterval)
 	if o.RotateWait < 0 {
@@ -240,6 +260,40 @@ func (o Options) Validate() error {
 		bad("encoding", "must be one of %s; got %q", strings.Join(encodings, ", "), o.Encoding)
 	}
 	return errors.Join(errs...)
+}
+
+// minInterval is the smallest scan_interval and poll_interval: shorter
+// ones spend the CPU on stat calls and find nothing sooner.
+const minInterval = 10 * time.Millisecond
+
+// pseudoFS are the directories of kernel pseudo filesystems, which hold no
+// logs and are huge to walk.
+var pseudoFS = []string{"/proc", "/sys", "/dev"}
+
+// reachesPseudoFS returns the pseudo filesystem directory pattern p (an
+// absolute pattern) could match or walk into, or "": p is one of them or
+// below one, "/" itself, or its first element is "**" or a wildcard
+// matching one of them ("/*/x.log" lists /proc).
+func reachesPseudoFS(p string) string {
+	p = filepath.Clean(p)
+	if p == "/" {
+		return "/ (and so /proc, /sys, /dev)"
+	}
+	for _, d := range pseudoFS {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return d
+		}
+	}
+	first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	for _, d := range pseudoFS {
+		if first == "**" {
+			return d
+		}
+		if ok, _ := filepath.Match(first, d[1:]); ok {
+			return d
+		}
+	}
+	return ""
 }
 
 // doubleStarOK reports whether every "**" in p is a whole path element.

@@ -1,6 +1,7 @@
 package tailer
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -94,6 +95,7 @@ func (r *run) scan(now time.Time, startup bool) {
 				delete(r.skipped, id)
 			}
 		}
+		r.forgetUnreadable()
 	}
 	if len(r.moved) > 0 {
 		r.findMoved(now)
@@ -279,11 +281,16 @@ func (r *run) rescan(f *file, path string, st fs.FileInfo, link linkKind) {
 // the same content was found and -1 otherwise, and whether any checkpoint
 // of the key existed.
 func (r *run) discover(path string, id devIno, startup bool, now time.Time, link linkKind) (*file, bool) {
-	fd, err := openFile(path)
+	fd, err := r.t.open(path)
 	if err != nil {
-		r.t.log.Debug("open file", "path", path, "err", err)
+		if errors.Is(err, fs.ErrPermission) {
+			r.denied(path, err)
+		} else {
+			r.t.log.Debug("open file", "path", path, "err", err)
+		}
 		return nil, false
 	}
+	r.readable(path)
 	st, err := fd.Stat()
 	if err != nil || idOf(st) != id {
 		fd.Close() // replaced between stat and open: the next scan sees it

@@ -58,6 +58,11 @@ type Stats struct {
 	BehindSeconds float64
 	// Oldest is the path of the file holding the oldest unacknowledged byte.
 	Oldest string `json:",omitempty"`
+	// Unreadable lists the matched files that cannot be opened now
+	// (permission denied); UnreadableFiles counts every file ever found so
+	// (each once until it is readable or gone).
+	Unreadable      []UnreadableFile `json:",omitempty"`
+	UnreadableFiles uint64
 }
 
 // FileStats is the state of one followed file.
@@ -95,10 +100,12 @@ func (t *Tailer) Stats() Stats {
 			LostNotFound: c.lostNotFound.Load(), LostTruncated: c.lostTruncated.Load(), LostClosed: c.lostClosed.Load(),
 		},
 		LostFiles: c.lostFiles.Load(), EagerRuns: c.eagerRuns.Load(), ForcedCloses: c.forcedCloses.Load(),
+		UnreadableFiles: c.unreadable.Load(),
 	}
 	now := time.Now()
 	var oldest time.Time
 	t.mu.Lock()
+	s.Unreadable = t.unreadableFiles()
 	s.Files = make([]FileStats, 0, len(t.files))
 	for _, f := range t.files {
 		fs := FileStats{

@@ -80,9 +80,15 @@ type Tailer struct {
 	onIdle func()
 	// newWatcher makes the directory watcher: inotify, or a test's.
 	newWatcher newWatcherFunc
+	// open opens a newly matched file: openFile, or a test's (the tests
+	// run as root, whom no permission stops).
+	open func(path string) (*os.File, error)
 
 	mu    sync.Mutex // guards files and the path, state and fp of each file, for Stats
 	files map[devIno]*file
+	// unreadable holds the matched files that could not be opened
+	// (permission denied), by path; guarded by mu.
+	unreadable map[string]unreadable
 
 	counters counters
 }
@@ -98,6 +104,7 @@ type counters struct {
 	// Bytes known lost, by reason (recover.go), and the files they were in.
 	lostNotFound, lostTruncated, lostClosed, lostFiles atomic.Uint64
 	forcedCloses                                       atomic.Uint64
+	unreadable                                         atomic.Uint64
 	open, watched, polledDirs                          atomic.Int64
 }
 
@@ -188,7 +195,7 @@ func New(name string, opts Options, cp Checkpoints, res *event.Resource, log *sl
 		name: name, opts: opts, cp: cp, res: res,
 		log:        log,
 		files:      map[devIno]*file{},
-		newWatcher: newInotify,
+		newWatcher: newInotify, open: openFile,
 	}, nil
 }
 
@@ -348,6 +355,7 @@ func (r *run) loop(yield func(*event.Batch) bool) {
 		r.fallback("cannot watch directories; polling every file", "err", err, "poll_interval", r.opts.PollInterval)
 		r.t.counters.pollFallbacks.Add(1)
 	} else {
+		h.max = r.opts.MaxWatches
 		r.hints = h
 	}
 	r.start()

@@ -2,6 +2,7 @@ package tailer
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"sync"
 	"time"
@@ -58,6 +59,7 @@ type hints struct {
 	path     []byte        // scratch for eventIn
 	spare    map[string]op // an empty map for take to swap in; owned by the loop
 
+	max    int             // at most this many watched directories; 0: no bound
 	dirs   map[string]bool // watched directories; owned by the loop
 	failed map[string]bool // directories whose watch could not be added; owned by the loop
 }
@@ -168,6 +170,12 @@ func (h *hints) sync(want map[string]struct{}) (added map[string]bool, newlyFail
 	}
 	for dir := range want {
 		if h.dirs[dir] || h.failed[dir] {
+			continue
+		}
+		if h.max > 0 && len(h.dirs) >= h.max {
+			h.failed[dir] = true
+			newlyFailed = append(newlyFailed, dir)
+			err = fmt.Errorf("more than max_watches (%d) directories to watch: raise max_watches or narrow the patterns", h.max)
 			continue
 		}
 		if e := h.w.Add(dir); e != nil {

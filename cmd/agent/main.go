@@ -5,7 +5,7 @@
 //	logpump [run] [-config FILE]     run the agent (the default)
 //	logpump validate -config FILE    check a configuration, list every error
 //	logpump demo [-for 6s]           run on a built-in demo, printing to the console
-//	logpump tap [-admin ADDR] [-stage NAME] [-n N]   print records passing a stage of a running agent
+//	logpump tap [-admin ADDR] [-stage NAME] [-n N] [-token-file FILE]   print records passing a stage of a running agent
 //	logpump checkpoints [-config FILE | -state DIR]   print the saved checkpoints as JSON
 //	logpump version                  print the version
 package main
@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/internal/agent"
@@ -76,13 +77,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// validate lists every error of the configuration: those of the file as a
+// whole and those of each component, even when both kinds are present.
 func validate(path string, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(path, os.Getenv)
-	if err == nil {
-		_, err = agent.Build(cfg, agent.Env{Log: slog.New(slog.DiscardHandler)})
+	cfg, err := config.LoadPartial(path, os.Getenv)
+	if cfg != nil {
+		_, buildErr := agent.Build(cfg, agent.Env{Log: slog.New(slog.DiscardHandler)})
+		err = mergeErrors(err, buildErr)
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, config.Redact(err.Error()))
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(errs))
@@ -93,10 +97,29 @@ func validate(path string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// mergeErrors joins two config.Errors (either may be nil) in file order.
+func mergeErrors(a, b error) error {
+	var ea, eb config.Errors
+	if !errors.As(a, &ea) && a != nil {
+		return a
+	}
+	if !errors.As(b, &eb) && b != nil {
+		return b
+	}
+	all := append(slices.Clone(ea), eb...)
+	slices.SortStableFunc(all, func(x, y *config.Error) int {
+		if x.Line != y.Line {
+			return x.Line - y.Line
+		}
+		return x.Column - y.Column
+	})
+	return all.Err()
+}
+
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // validated by config
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(redactHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})})
 }
 
 func buildVersion() string {

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
+	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/internal/admin"
 	"github.com/logpump/logpump/internal/agent"
@@ -24,18 +26,19 @@ import (
 type stopFunc func(ctx context.Context, cancel context.CancelFunc)
 
 // runAgent runs until SIGTERM or SIGINT (or until stopAfter cancels, for the
-// demo). A second signal exits at once: checkpoints on disk only ever cover
+// demo). A second signal (more than signalDebounce after the first) exits
+// at once: checkpoints on disk only ever cover
 // acknowledged data, so nothing acknowledged is lost. SIGHUP reloads.
 func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer, stopAfter stopFunc) int {
 	cfg, err := config.Load(path, getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, config.Redact(err.Error()))
 		return 1
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 	metrics, err := newMetrics(cfg.Admin)
 	if err != nil {
-		fmt.Fprintln(stderr, "logpump:", err)
+		fmt.Fprintln(stderr, "logpump:", config.Redact(err.Error()))
 		return 1
 	}
 	taps := tap.NewRegistry()
@@ -47,7 +50,7 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		Settled: func() { releaseStartupPages(log, "every exporter answered") },
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, config.Redact(err.Error()))
 		return 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,13 +58,18 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	side, stopSide := context.WithCancel(context.Background()) // admin server and watchdog
 	defer stopSide()
 	if cfg.Admin.Address != "" {
+		token, err := cfg.Admin.Token()
+		if err != nil {
+			log.Error("admin server not started", "err", err.Error())
+			return 1
+		}
 		srv := admin.New(cfg.Admin.Address, admin.Options{
-			Pprof: cfg.Admin.Pprof, Ready: a.Ready, Warnings: a.Warnings, Metrics: metrics.Handler(),
+			Token: token, Pprof: cfg.Admin.Pprof, Ready: a.Ready, Warnings: a.Warnings, Metrics: metrics.Handler(),
 			Pipeline: func() any { return a.Pipeline() }, Tap: taps.Handler(), Log: log,
 		})
 		addr, err := srv.Listen()
 		if err != nil {
-			fmt.Fprintf(stderr, "logpump: admin server: %v\n", err)
+			log.Error("admin server not started", "address", cfg.Admin.Address, "err", err.Error())
 			return 1
 		}
 		log.Info("admin server listening", "address", addr.String())
@@ -74,16 +82,21 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	defer signal.Stop(sigs)
 	go func() {
 		stopping := false
+		var stopAt time.Time
 		for s := range sigs {
 			switch {
 			case s == syscall.SIGHUP && !stopping:
-				go reload(path, getenv, a, log, metrics, notify)
+				go reload(path, getenv, a, log, metrics, notify, cfg.Admin)
 			case s == syscall.SIGHUP:
 			case !stopping:
-				stopping = true
+				stopping, stopAt = true, time.Now()
 				notify.Stopping()
 				log.Info("stopping: draining exporters and flushing checkpoints", "signal", s.String(), "timeout", cfg.ShutdownTimeout.String())
 				cancel()
+			case time.Since(stopAt) < signalDebounce:
+				// One stop request delivered twice: GNU timeout signals
+				// the child and then its process group, which holds it.
+				log.Debug("repeated stop signal ignored", "signal", s.String(), "after", time.Since(stopAt).String())
 			default:
 				log.Warn("second signal: exiting now; unacknowledged lines will be read again on the next start", "signal", s.String())
 				os.Exit(130)
@@ -107,11 +120,21 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 		// Expected when the destination is down at stop time: nothing is lost.
 		log.Warn("stopped at shutdown_timeout before every line was acknowledged; the rest will be sent after the next start", "err", runErr.Error())
 		return 0
+	case errors.Is(runErr, checkpoint.ErrWrite):
+		// The drain is done; only the record of it could not be written:
+		// nothing is lost, what was acknowledged since the last write is
+		// sent again after the next start.
+		log.Warn("stopped, but the checkpoints could not be written; lines acknowledged since the last write will be sent again after the next start", "err", runErr.Error())
+		return 0
 	default:
 		log.Error("logpump stopped with an error", "err", runErr.Error())
 		return 1
 	}
 }
+
+// signalDebounce is how long after a stop signal another one counts as
+// the same request rather than "exit now".
+const signalDebounce = 100 * time.Millisecond
 
 // releaseStartupPages gives back the pages of the executable mapped so far
 // (see package exepages): called before the pipeline starts, for what
@@ -172,16 +195,27 @@ func newMetrics(adm config.Admin) (*selfmetrics.Metrics, error) {
 // reload re-reads the configuration file and swaps the running graph. On
 // any error the running graph stays, the error is logged and
 // logpump_config_last_reload_successful drops to 0.
-func reload(path string, getenv func(string) string, a *agent.Agent, log *slog.Logger, m *selfmetrics.Metrics, notify *sdnotify.Notifier) {
+func reload(path string, getenv func(string) string, a *agent.Agent, log *slog.Logger, m *selfmetrics.Metrics, notify *sdnotify.Notifier, running config.Admin) {
 	log.Info("reloading configuration", "config", path)
 	notify.Reloading()
 	defer notify.Ready("running")
 	cfg, err := config.Load(path, getenv)
 	if err == nil {
+		warnAdminChanges(log, running, cfg.Admin)
 		err = a.Reload(cfg)
 	}
 	m.Reloaded(err == nil)
 	if err != nil {
 		log.Error("reload failed; the running configuration stays in effect", "config", path, "err", err.Error())
+	}
+}
+
+// warnAdminChanges says which admin settings a reload leaves as they are:
+// the admin server and the metrics are set up once, at start.
+func warnAdminChanges(log *slog.Logger, running, next config.Admin) {
+	if running.Address != next.Address || running.Pprof != next.Pprof || running.TokenFile != next.TokenFile ||
+		!reflect.DeepEqual(running.MetricsPush, next.MetricsPush) {
+		log.Warn("admin settings change only on restart; keeping the running ones",
+			"address", running.Address, "new_address", next.Address)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 
+	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/internal/tap"
 )
 
@@ -23,8 +24,18 @@ func runTap(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("admin", "127.0.0.1:8686", "the agent's admin address (admin.address in its config)")
 	stage := fs.String("stage", "", "tap point, e.g. source/app or processor/parse (empty: the only one)")
 	n := fs.Int("n", tap.DefaultRecords, "how many records to print")
+	tokenFile := fs.String("token-file", "", "file holding the admin server's bearer token (admin.token_file in its config)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	client := http.DefaultClient
+	if *tokenFile != "" {
+		token, err := config.Admin{TokenFile: *tokenFile}.Token()
+		if err != nil {
+			fmt.Fprintln(stderr, "logpump tap:", err)
+			return 1
+		}
+		client = &http.Client{Transport: bearerTransport{token: token, next: http.DefaultTransport}}
 	}
 	base := *addr
 	if !strings.Contains(base, "://") {
@@ -33,7 +44,7 @@ func runTap(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	enc := json.NewEncoder(stdout)
-	dropped, err := tap.Read(ctx, http.DefaultClient, base, *stage, *n, func(r tap.Record) error {
+	dropped, err := tap.Read(ctx, client, base, *stage, *n, func(r tap.Record) error {
 		return enc.Encode(r)
 	})
 	if dropped > 0 {
@@ -44,4 +55,16 @@ func runTap(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// bearerTransport adds the admin server's bearer token to every request.
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.next.RoundTrip(r)
 }

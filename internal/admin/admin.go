@@ -12,20 +12,31 @@
 // The /debug endpoints reveal file names and log contents, so they answer
 // only clients connecting from a loopback address, whatever address the
 // server listens on: in a pod, "kubectl port-forward" and "kubectl exec"
-// reach them, the pod network does not.
+// reach them, the pod network does not. They also answer only requests
+// whose Host names a loopback address or "localhost", so that a web page
+// whose name resolves to 127.0.0.1 (DNS rebinding) cannot read them from a
+// browser on the host. With a token, every endpoint except /healthz and
+// /readyz also wants "Authorization: Bearer TOKEN". Whatever /readyz and
+// /debug/pipeline print passes through config.Redact: no endpoint
+// credentials.
 package admin
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/logpump/logpump/config"
 )
 
 // Options say what the server serves. Nil fields leave their endpoint out
@@ -52,6 +63,9 @@ type Options struct {
 	Pipeline func() any
 	// Tap serves /debug/tap (see the tap package).
 	Tap http.Handler
+	// Token, when not empty, is the bearer token every endpoint except
+	// /healthz and /readyz (the probes) asks for.
+	Token string
 	// Log receives serve errors; slog.Default when nil.
 	Log *slog.Logger
 }
@@ -176,45 +190,86 @@ func routes(o Options) http.Handler {
 			}
 		}
 		if o.Warnings != nil {
-			for _, l := range o.Warnings(loopback(r)) {
+			for _, l := range o.Warnings(loopback(r) && loopbackHost(r.Host)) {
 				msg += "\n" + l
 			}
 		}
-		text(w, code, msg)
+		text(w, code, config.Redact(msg))
 	})
+	guard := func(h http.Handler) http.Handler { return bearer(o.Token, h) }
+	local := func(h http.Handler) http.Handler { return guard(loopbackOnly(h)) }
 	if o.Metrics != nil {
-		mux.Handle("GET /metrics", o.Metrics)
+		mux.Handle("GET /metrics", guard(o.Metrics))
 	}
 	if o.Pipeline != nil {
-		mux.Handle("GET /debug/pipeline", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, err := json.MarshalIndent(o.Pipeline(), "", "  ")
-			if err != nil {
+		mux.Handle("GET /debug/pipeline", local(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var body strings.Builder
+			enc := json.NewEncoder(&body)
+			enc.SetEscapeHTML(false) // keeps "&" of URLs readable for Redact
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(o.Pipeline()); err != nil {
 				text(w, http.StatusInternalServerError, "encode pipeline snapshot: "+err.Error())
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
-			w.Write(append(body, '\n'))
+			io.WriteString(w, config.Redact(body.String()))
 		})))
 	}
 	if o.Tap != nil {
-		mux.Handle("/debug/tap", loopbackOnly(o.Tap))
+		mux.Handle("/debug/tap", local(o.Tap))
 	}
 	if o.Pprof {
-		mux.Handle("GET /debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
-		mux.Handle("GET /debug/pprof/cmdline", loopbackOnly(http.HandlerFunc(pprof.Cmdline)))
-		mux.Handle("GET /debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
-		mux.Handle("GET /debug/pprof/symbol", loopbackOnly(http.HandlerFunc(pprof.Symbol)))
-		mux.Handle("GET /debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
+		mux.Handle("GET /debug/pprof/", local(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/cmdline", local(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("GET /debug/pprof/profile", local(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/symbol", local(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("GET /debug/pprof/trace", local(http.HandlerFunc(pprof.Trace)))
 	}
 	return mux
 }
 
-// loopbackOnly refuses clients that do not connect from a loopback address.
+// loopbackOnly refuses clients that do not connect from a loopback address
+// and requests whose Host is not a loopback name or address.
 func loopbackOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !loopback(r) {
 			text(w, http.StatusForbidden, "debug endpoints answer loopback clients only")
+			return
+		}
+		if !loopbackHost(r.Host) {
+			text(w, http.StatusForbidden, "debug endpoints answer requests for localhost or a loopback address only")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether host (a Host header, with or without a
+// port) is "localhost" or a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// bearer refuses requests without "Authorization: Bearer token" when token
+// is set.
+func bearer(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="logpump"`)
+			text(w, http.StatusUnauthorized, "this endpoint wants Authorization: Bearer <admin.token_file's token>")
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -22,6 +22,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+func withToken(o Options) Options {
+	o.Token = "s3cret"
+	return o
+}
+
 func TestEndpoints(t *testing.T) {
 	var notReady error
 	full := Options{
@@ -39,6 +44,8 @@ func TestEndpoints(t *testing.T) {
 		method   string
 		path     string
 		remote   string // client address; loopback when empty
+		host     string // Host header; 127.0.0.1:8686 when empty
+		auth     string // Authorization header
 		wantCode int
 		wantBody string
 	}{
@@ -58,6 +65,25 @@ func TestEndpoints(t *testing.T) {
 		{name: "pprof from the pod network", opts: full, path: "/debug/pprof/", remote: "10.1.2.3:40000", wantCode: 403},
 		{name: "pprof disabled", opts: Options{Pipeline: full.Pipeline}, path: "/debug/pprof/", wantCode: 404},
 		{name: "write methods refused", opts: full, method: "POST", path: "/healthz", wantCode: 405},
+		{name: "pipeline for localhost", opts: full, path: "/debug/pipeline", host: "localhost:8686", wantCode: 200},
+		{name: "pipeline for [::1]", opts: full, path: "/debug/pipeline", host: "[::1]:8686", wantCode: 200},
+		{name: "pipeline for a rebound name", opts: full, path: "/debug/pipeline", host: "attacker.example:8686", wantCode: 403, wantBody: "localhost or a loopback address only"},
+		{name: "pipeline for a name without port", opts: full, path: "/debug/pipeline", host: "attacker.example", wantCode: 403},
+		{name: "pipeline for localhost.attacker", opts: full, path: "/debug/pipeline", host: "localhost.attacker.example", wantCode: 403},
+		{name: "tap for a rebound name", opts: full, path: "/debug/tap?stage=x", host: "attacker.example", wantCode: 403},
+		{name: "pprof for a rebound name", opts: full, path: "/debug/pprof/", host: "attacker.example:8686", wantCode: 403},
+		{name: "pprof profile for a rebound name", opts: full, path: "/debug/pprof/cmdline", host: "attacker.example", wantCode: 403},
+		{name: "pipeline for the host's address", opts: full, path: "/debug/pipeline", host: "10.1.2.3:8686", wantCode: 403},
+		{name: "token: metrics without it", opts: withToken(full), path: "/metrics", wantCode: 401},
+		{name: "token: metrics with a wrong one", opts: withToken(full), path: "/metrics", auth: "Bearer s3cret-", wantCode: 401},
+		{name: "token: metrics with it", opts: withToken(full), path: "/metrics", auth: "Bearer s3cret", wantCode: 200, wantBody: "logpump_up 1"},
+		{name: "token: pipeline without it", opts: withToken(full), path: "/debug/pipeline", wantCode: 401},
+		{name: "token: pipeline with it", opts: withToken(full), path: "/debug/pipeline", auth: "Bearer s3cret", wantCode: 200, wantBody: `"sources"`},
+		{name: "token: pipeline with it, rebound", opts: withToken(full), path: "/debug/pipeline", auth: "Bearer s3cret", host: "attacker.example", wantCode: 403},
+		{name: "token: pprof without it", opts: withToken(full), path: "/debug/pprof/", wantCode: 401},
+		{name: "token: tap without it", opts: withToken(full), path: "/debug/tap?stage=x", wantCode: 401},
+		{name: "token: probes need none", opts: withToken(full), path: "/readyz", wantCode: 200, wantBody: "ready"},
+		{name: "token: liveness needs none", opts: withToken(full), path: "/healthz", wantCode: 200, wantBody: "ok"},
 		{name: "unknown path", opts: full, path: "/admin", wantCode: 404},
 	}
 	for _, tt := range tests {
@@ -71,6 +97,13 @@ func TestEndpoints(t *testing.T) {
 			req.RemoteAddr = "127.0.0.1:50000"
 			if tt.remote != "" {
 				req.RemoteAddr = tt.remote
+			}
+			req.Host = "127.0.0.1:8686"
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
 			}
 			rec := httptest.NewRecorder()
 			New("127.0.0.1:0", tt.opts).Handler().ServeHTTP(rec, req)
@@ -103,6 +136,7 @@ func TestReadyz(t *testing.T) {
 		ready    func() error
 		warnings func(bool) []string
 		remote   string
+		host     string
 		wantCode int
 		wantBody string
 	}{
@@ -128,10 +162,22 @@ func TestReadyz(t *testing.T) {
 				"at risk: source web: 2.0 KiB not acknowledged for 3s, the oldest in rotated file /var/log/web/w.log\n"},
 		{name: "not ready", ready: down, warnings: func(bool) []string { return nil }, wantCode: 503,
 			wantBody: "not ready: exporter gateway is retrying\n"},
+		{name: "at risk, rebound host name: no paths", warnings: atRisk, host: "attacker.example", wantCode: 200,
+			wantBody: "ready\n" +
+				"at risk: source app: 12.3 MiB not acknowledged for 41s, the oldest in a rotated file\n" +
+				"at risk: source web: 2.0 KiB not acknowledged for 3s, the oldest in a rotated file\n"},
+		{name: "not ready: endpoint secrets redacted", ready: func() error {
+			return errors.New(`exporter gateway is retrying: Post "https://u:pw@gw/v1/logs?api_key=k1": EOF`)
+		}, wantCode: 503,
+			wantBody: "not ready: exporter gateway is retrying: Post \"https://REDACTED@gw/v1/logs?api_key=REDACTED\": EOF\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest("GET", "/readyz", nil)
+			req.Host = "localhost:8686"
+			if tt.host != "" {
+				req.Host = tt.host
+			}
 			req.RemoteAddr = "127.0.0.1:50000"
 			if tt.remote != "" {
 				req.RemoteAddr = tt.remote
@@ -241,5 +287,24 @@ func TestListenErrors(t *testing.T) {
 	}
 	if err := closed.Run(context.Background()); err != nil {
 		t.Errorf("Run after Close: got %v, want nil", err)
+	}
+}
+
+// TestPipelineRedacted: an endpoint or error in the snapshot loses its
+// credentials.
+func TestPipelineRedacted(t *testing.T) {
+	o := Options{Log: quiet(), Pipeline: func() any {
+		return map[string]string{"last_error": `Post "http://user:pw1@gw:4318/v1/logs?x=1&token=tk1": connection refused`}
+	}}
+	req := httptest.NewRequest("GET", "/debug/pipeline", nil)
+	req.RemoteAddr, req.Host = "127.0.0.1:50000", "127.0.0.1:8686"
+	rec := httptest.NewRecorder()
+	New("127.0.0.1:0", o).Handler().ServeHTTP(rec, req)
+	body := rec.Body.String()
+	if rec.Code != 200 || strings.Contains(body, "pw1") || strings.Contains(body, "tk1") {
+		t.Errorf("status %d, body %q: want 200 without pw1 or tk1", rec.Code, body)
+	}
+	if want := `http://REDACTED@gw:4318/v1/logs?x=1&token=REDACTED`; !strings.Contains(body, want) {
+		t.Errorf("body %q: want it to contain %q", body, want)
 	}
 }

@@ -234,6 +234,9 @@ func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker, d *drops) (
 		}
 	}
 	if len(errs) > 0 {
+		for _, ex := range a.exporters {
+			ex.client.Close() // built but never started: release its connection
+		}
 		for _, e := range errs {
 			e.File = cfg.File
 		}
@@ -260,7 +263,7 @@ func usedSource(cfg *config.Config, name string) bool {
 func (a *Agent) stageEnv() stages.Env {
 	return stages.Env{
 		Log: a.log, Now: a.env.Now, Hostname: a.env.Hostname, NodeName: a.env.Getenv("K8S_NODE_NAME"),
-		Dropped: a.drops.add,
+		Dropped: a.drops.add, Errored: a.drops.addError, MaxInFlight: a.cfg.Checkpoints.MaxInFlight,
 	}
 }
 
@@ -322,8 +325,26 @@ func (a *Agent) globalResource() []event.KeyValue {
 	if svc := a.env.Getenv("OTEL_SERVICE_NAME"); svc != "" {
 		kvs = event.Set(kvs, "service.name", event.String(svc))
 	}
-	for _, k := range slices.Sorted(maps.Keys(a.cfg.Resource)) {
-		kvs = event.Set(kvs, k, event.String(a.cfg.Resource[k]))
+	return setAll(kvs, a.cfg.Resource)
+}
+
+// setAll sets every attribute of m in kvs (replacing one of the same key),
+// in key order; linear in the keys of both, however many a configuration
+// gives (event.Set on each would be quadratic).
+func setAll(kvs []event.KeyValue, m map[string]string) []event.KeyValue {
+	at := make(map[string]int, len(kvs)+len(m))
+	for i, kv := range kvs {
+		if _, dup := at[kv.Key]; !dup {
+			at[kv.Key] = i
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if i, ok := at[k]; ok {
+			kvs[i].Value = event.String(m[k])
+			continue
+		}
+		at[k] = len(kvs)
+		kvs = append(kvs, event.KeyValue{Key: k, Value: event.String(m[k])})
 	}
 	return kvs
 }
@@ -331,10 +352,7 @@ func (a *Agent) globalResource() []event.KeyValue {
 // mergeResource adds a source's own attributes to the global ones; a source
 // without service.name anywhere is named after itself.
 func mergeResource(global []event.KeyValue, own map[string]string, source string) []event.KeyValue {
-	kvs := slices.Clone(global)
-	for _, k := range slices.Sorted(maps.Keys(own)) {
-		kvs = event.Set(kvs, k, event.String(own[k]))
-	}
+	kvs := setAll(slices.Clone(global), own)
 	if _, ok := event.Lookup(kvs, "service.name"); !ok {
 		kvs = event.Set(kvs, "service.name", event.String(source))
 	}

@@ -86,34 +86,60 @@ func countRead(m *selfmetrics.Source) pipe.Stage {
 	}
 }
 
-// drops counts records removed by processors, for /debug/pipeline and metrics.
+// drops counts records removed by processors, and records they failed on
+// and kept, for /debug/pipeline and metrics.
 type drops struct {
 	m  *selfmetrics.Metrics
 	mu sync.Mutex
-	n  map[string]map[string]int64 // processor → reason → records
+	n  counts // records dropped
+	e  counts // records kept after an error
+}
+
+// counts is processor → reason → records.
+type counts map[string]map[string]int64
+
+func (c *counts) add(processor, reason string, n int) {
+	if *c == nil {
+		*c = counts{}
+	}
+	if (*c)[processor] == nil {
+		(*c)[processor] = map[string]int64{}
+	}
+	(*c)[processor][reason] += int64(n)
+}
+
+func (c counts) clone() map[string]map[string]int64 {
+	out := make(map[string]map[string]int64, len(c))
+	for p, r := range c {
+		out[p] = maps.Clone(r)
+	}
+	return out
 }
 
 func (d *drops) add(processor, reason string, n int) {
 	d.m.Dropped(processor, reason, n)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.n == nil {
-		d.n = map[string]map[string]int64{}
-	}
-	if d.n[processor] == nil {
-		d.n[processor] = map[string]int64{}
-	}
-	d.n[processor][reason] += int64(n)
+	d.n.add(processor, reason, n)
+}
+
+func (d *drops) addError(processor, reason string, n int) {
+	d.m.Errored(processor, reason, n)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.e.add(processor, reason, n)
 }
 
 func (d *drops) snapshot() map[string]map[string]int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]map[string]int64, len(d.n))
-	for p, r := range d.n {
-		out[p] = maps.Clone(r)
-	}
-	return out
+	return d.n.clone()
+}
+
+func (d *drops) errors() map[string]map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.e.clone()
 }
 
 // PipelineState is the /debug/pipeline snapshot.
@@ -121,6 +147,9 @@ type PipelineState struct {
 	Lanes     []LaneState                 `json:"lanes"`
 	Exporters []ExporterState             `json:"exporters"`
 	Drops     map[string]map[string]int64 `json:"processor_drops"`
+	// Errors counts records processors failed on and kept, e.g. a filter
+	// condition that could not be evaluated.
+	Errors map[string]map[string]int64 `json:"processor_errors"`
 	// LastCheckpoint is when the checkpoint file was last known current.
 	LastCheckpoint time.Time `json:"last_checkpoint"`
 }
@@ -148,7 +177,7 @@ func (a *Agent) Pipeline() PipelineState {
 	a.mu.Lock()
 	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
-	st := PipelineState{Drops: a.drops.snapshot(), LastCheckpoint: a.tracker.LastFlush()}
+	st := PipelineState{Drops: a.drops.snapshot(), Errors: a.drops.errors(), LastCheckpoint: a.tracker.LastFlush()}
 	for _, ln := range lanes {
 		st.Lanes = append(st.Lanes, LaneState{
 			Source: ln.source, Pipeline: ln.pipeline, Stages: ln.stages,
@@ -190,6 +219,7 @@ func sourceState(name string, ts tailer.Stats) selfmetrics.SourceState {
 		Name: name, OpenFiles: ts.OpenFiles + ts.Draining, LagBytes: lag,
 		BehindBytes: ts.BehindBytes, BehindSeconds: ts.BehindSeconds,
 		LostBytes: ts.LostBytes, LostFiles: ts.LostFiles, RecoveredFiles: ts.Recovered, ForcedCloses: ts.ForcedCloses,
+		UnreadableFiles: ts.UnreadableFiles,
 	}
 }
 
@@ -204,6 +234,10 @@ func (a *Agent) Ready() error {
 		return errors.New("pipeline not running")
 	}
 	var errs []error
+	if since, err := a.tracker.WriteError(); err != nil {
+		errs = append(errs, fmt.Errorf("checkpoints cannot be written since %s: %v",
+			since.UTC().Format(time.RFC3339), err))
+	}
 	for _, ex := range exporters {
 		qs := ex.queue.Stats()
 		if qs.InFlight > 0 && !qs.FailingSince.IsZero() {
@@ -225,11 +259,28 @@ func (a *Agent) Warnings(paths bool) []string {
 	a.mu.Unlock()
 	var out []string
 	for _, ln := range lanes {
-		if w := atRisk(ln.source, ln.tailer.Stats(), paths); w != "" {
+		st := ln.tailer.Stats()
+		if w := atRisk(ln.source, st, paths); w != "" {
+			out = append(out, w)
+		}
+		if w := unreadable(ln.source, st, paths); w != "" {
 			out = append(out, w)
 		}
 	}
 	return out
+}
+
+// unreadable describes the matched files of a source that cannot be opened
+// (permission denied), naming the first when paths is true; "" when none.
+func unreadable(source string, s tailer.Stats, paths bool) string {
+	if len(s.Unreadable) == 0 {
+		return ""
+	}
+	msg := fmt.Sprintf("unreadable: source %s: %d matched file(s) cannot be opened", source, len(s.Unreadable))
+	if paths {
+		msg += fmt.Sprintf(", e.g. %s: %s", s.Unreadable[0].Path, s.Unreadable[0].Err)
+	}
+	return msg
 }
 
 // atRisk describes a source whose oldest unacknowledged byte is in a

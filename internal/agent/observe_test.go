@@ -205,3 +205,25 @@ pipelines:
 		t.Errorf("Ready = %v: being at risk must not make the agent unready", err)
 	}
 }
+
+// /readyz lists a source's unreadable files, naming one to loopback
+// clients only.
+func TestUnreadableWarning(t *testing.T) {
+	st := tailer.Stats{Unreadable: []tailer.UnreadableFile{
+		{Path: "/var/log/secure", Err: "open /var/log/secure: permission denied"}, {Path: "/var/log/z.log", Err: "x"},
+	}}
+	tests := []struct {
+		stats tailer.Stats
+		paths bool
+		want  string
+	}{
+		{tailer.Stats{}, true, ""},
+		{st, false, "unreadable: source app: 2 matched file(s) cannot be opened"},
+		{st, true, "unreadable: source app: 2 matched file(s) cannot be opened, e.g. /var/log/secure: open /var/log/secure: permission denied"},
+	}
+	for _, tt := range tests {
+		if got := unreadable("app", tt.stats, tt.paths); got != tt.want {
+			t.Errorf("unreadable(paths=%v) = %q, want %q", tt.paths, got, tt.want)
+		}
+	}
+}

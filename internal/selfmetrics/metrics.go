@@ -69,6 +69,7 @@ type Metrics struct {
 
 	readLines, readBytes, sent, retries, failures, reloads metric.Int64Counter
 	procDropped, expDropped                                metric.Int64Counter
+	procErrors                                             metric.Int64Counter
 	duration                                               metric.Float64Histogram
 
 	reloadOK   atomic.Bool
@@ -111,6 +112,8 @@ type SourceState struct {
 	// found holding the unread end of a rotated file; ForcedCloses files
 	// closed with unread bytes to respect max_open_files.
 	LostFiles, RecoveredFiles, ForcedCloses uint64
+	// UnreadableFiles counts matched files that could not be opened.
+	UnreadableFiles uint64
 }
 
 // Loss reasons, the reason label of [LostBytes]. They are the tailer's
@@ -200,6 +203,7 @@ func (m *Metrics) instruments(version string) error {
 	m.retries = counter(ExportRetries, "{attempt}", "Failed export attempts that were retried.")
 	m.failures = counter(ExportFailures, "{attempt}", "Failed export attempts, by reason.")
 	m.procDropped = counter(ProcessorDropped, "{record}", "Records a processor removed, by reason.")
+	m.procErrors = counter(ProcessorErrors, "{record}", "Records a processor kept unchanged because it failed on them, by reason.")
 	m.expDropped = counter(ExporterDropped, "{record}", "Records an exporter lost (rejected, permanent error, given up), by reason.")
 	m.reloads = counter(Reloads, "{reload}", "Configuration reloads, by result.")
 	m.duration, err = meter.Float64Histogram(ExportDuration, metric.WithUnit("s"),
@@ -250,6 +254,7 @@ func (m *Metrics) instruments(version string) error {
 	lostFiles := observedCounter(LostFiles, "{file}", "Files that held lost bytes.")
 	recovered := observedCounter(RecoveredFiles, "{file}", "Files found holding the unread end of a file rotated out of the patterns.")
 	forced := observedCounter(ForcedCloses, "{file}", "Files closed with unread bytes to respect max_open_files.")
+	unreadable := observedCounter(UnreadableFiles, "{file}", "Matched files that could not be opened (permission denied).")
 	if err != nil {
 		return err
 	}
@@ -279,6 +284,7 @@ func (m *Metrics) instruments(version string) error {
 			o.ObserveInt64(lostFiles, int64(src.LostFiles), a)
 			o.ObserveInt64(recovered, int64(src.RecoveredFiles), a)
 			o.ObserveInt64(forced, int64(src.ForcedCloses), a)
+			o.ObserveInt64(unreadable, int64(src.UnreadableFiles), a)
 			known := LossReasons()
 			reasons := known
 			for r := range src.LostBytes {
@@ -303,7 +309,7 @@ func (m *Metrics) instruments(version string) error {
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, failing, age,
-		behind, behindAge, lost, lostFiles, recovered, forced)
+		behind, behindAge, lost, lostFiles, recovered, forced, unreadable)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
@@ -360,6 +366,16 @@ func (m *Metrics) Dropped(processor, reason string, n int) {
 	}
 	m.mu.Unlock()
 	m.procDropped.Add(m.bg, int64(n), a...)
+}
+
+// Errored counts n records the named processor kept unchanged because it
+// failed on them (stages.Env.Errored). Reasons come from a fixed set.
+func (m *Metrics) Errored(processor, reason string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.procErrors.Add(m.bg, int64(n), metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("processor", processor), attribute.String("reason", reason))))
 }
 
 // Shutdown flushes the readers (a push reader sends what it holds) and

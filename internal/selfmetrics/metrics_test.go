@@ -85,6 +85,7 @@ func TestMetricsExposition(t *testing.T) {
 	ex.Failed("auth")
 	ex.Failed("server_error")
 	m.Dropped("only_errors", "filter", 7)
+	m.Errored("only_errors", "filter_error", 3)
 	m.Dropped("only_errors", "filter", 3)
 	m.Dropped("sampler", "sample", 0) // nothing dropped: no series
 	lastCheckpoint := now.Add(-1500 * time.Millisecond)
@@ -93,7 +94,7 @@ func TestMetricsExposition(t *testing.T) {
 			SourceState{
 				Name: "system", OpenFiles: 4, LagBytes: 1 << 20, BehindBytes: 3 << 20, BehindSeconds: 41.5,
 				LostBytes: map[string]uint64{LossNotFound: 4096, LossTruncated: 0, LossClosed: 17},
-				LostFiles: 2, RecoveredFiles: 5, ForcedCloses: 6,
+				LostFiles: 2, RecoveredFiles: 5, ForcedCloses: 6, UnreadableFiles: 2,
 			},
 			SourceState{Name: "app", OpenFiles: 1, BehindBytes: 12, BehindSeconds: 0.5,
 				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1})
@@ -116,6 +117,7 @@ func TestMetricsExposition(t *testing.T) {
 		{ExportDuration, []string{"exporter=gateway", "result=ok"}, 1},
 		{ExportDuration, []string{"exporter=gateway", "result=retryable"}, 2},
 		{ProcessorDropped, []string{"processor=only_errors", "reason=filter"}, 10},
+		{ProcessorErrors, []string{"processor=only_errors", "reason=filter_error"}, 3},
 		{ExporterDropped, []string{"exporter=gateway", "reason=rejected"}, 2},
 		{ExporterDropped, []string{"exporter=gateway", "reason=permanent_error"}, 5},
 		{ExporterDropped, []string{"exporter=gateway", "reason=gave_up"}, 4},
@@ -140,6 +142,7 @@ func TestMetricsExposition(t *testing.T) {
 		{RecoveredFiles, []string{"source=system"}, 5},
 		{RecoveredFiles, []string{"source=app"}, 1},
 		{ForcedCloses, []string{"source=system"}, 6},
+		{UnreadableFiles, []string{"source=system"}, 2},
 		{CheckpointAge, nil, 61.5},
 		{LastReloadSuccessful, nil, 0},
 		{LastReloadSuccessTime, nil, 1_700_000_000},

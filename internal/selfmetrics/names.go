@@ -27,6 +27,9 @@ const (
 	// ProcessorDropped counts records a processor removed. Labels:
 	// processor, reason (parse_error, filter, sample, rate_limit).
 	ProcessorDropped = "logpump_processor_dropped_records_total"
+	// ProcessorErrors counts records a processor kept unchanged because it
+	// failed on them. Labels: processor, reason (filter_error).
+	ProcessorErrors = "logpump_processor_errors_total"
 	// ExporterDropped counts records an exporter lost: rejected by the
 	// destination in a partial success, or in a request that failed
 	// permanently or was given up by retry.max_attempts/max_elapsed.
@@ -52,6 +55,10 @@ const (
 	// ForcedCloses counts files closed with bytes not read yet, to respect
 	// max_open_files. Labels: source.
 	ForcedCloses = "logpump_tailer_forced_closes_total"
+	// UnreadableFiles counts matched files that could not be opened
+	// (permission denied), each once until it is readable or gone. Labels:
+	// source.
+	UnreadableFiles = "logpump_tailer_unreadable_files_total"
 
 	// Gauges read at collection time.
 
@@ -88,8 +95,8 @@ const (
 // Names lists every metric name, for documentation and tests.
 func Names() []string {
 	return []string{
-		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ExporterDropped, Reloads,
-		LostBytes, LostFiles, RecoveredFiles, ForcedCloses,
+		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
+		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles,
 		QueueBatches, InFlightRequests, FailingSeconds, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}

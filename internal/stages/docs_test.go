@@ -25,17 +25,16 @@ func TestDocsExamples(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for i, m := range blocks {
-		src, errs := config.Expand([]byte(m[1]), func(string) string { return "" })
-		if len(errs) > 0 {
-			t.Fatalf("example %d: %v", i, errs)
-		}
 		var doc struct {
 			Processors map[string]config.Component `yaml:"processors"`
 			Pipelines  map[string]config.Pipeline  `yaml:"pipelines"`
 		}
 		var root yaml.Node
-		if err := yaml.Unmarshal(src, &root); err != nil {
+		if err := yaml.Unmarshal([]byte(m[1]), &root); err != nil {
 			t.Fatalf("example %d: %v", i, err)
+		}
+		if errs := config.ExpandNode(&root, func(string) string { return "" }); len(errs) > 0 {
+			t.Fatalf("example %d: %v", i, errs)
 		}
 		if err := root.Decode(&doc); err != nil {
 			t.Fatalf("example %d: %v", i, err)

@@ -30,6 +30,15 @@ type Env struct {
 	// reason ("parse_error", "filter", "sample", "rate_limit"). It is called
 	// from the goroutine running the pipeline; nil discards the counts.
 	Dropped func(processor, reason string, n int)
+	// Errored counts records a processor kept unchanged because it failed
+	// on them (reason "filter_error": a condition that could not be
+	// evaluated), by processor name and reason. Same goroutine as Dropped;
+	// nil discards the counts.
+	Errored func(processor, reason string, n int)
+	// MaxInFlight is checkpoints.max_in_flight: an event joined from
+	// several lines (multiline, container max_bytes) may not be larger.
+	// 0: no bound.
+	MaxInFlight config.ByteSize
 }
 
 func (e Env) withDefaults() Env {
@@ -68,11 +77,27 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		}
 	}
 	// decode reads c's options into o and validates them.
+	// Values that decoded are validated even when others did not, so that
+	// every error is listed at once.
 	decode := func(o validator) error {
-		if err := c.Options(o); err != nil {
-			return err
+		err := c.Options(o)
+		var errs config.Errors
+		if err != nil {
+			errs = err.(config.Errors)
 		}
-		return config.At(c.Node, c.Key, o.Validate()).Err()
+		return append(errs, config.At(c.Node, c.Key, o.Validate())...).Err()
+	}
+	// withinInFlight refuses an event size the checkpoint cap cannot hold.
+	withinInFlight := func(err error, maxBytes config.ByteSize) error {
+		if env.MaxInFlight > 0 && maxBytes > env.MaxInFlight {
+			more := config.At(c.Node, c.Key, config.Fieldf("max_bytes",
+				"must not exceed checkpoints.max_in_flight (%v); got %v", env.MaxInFlight, maxBytes))
+			if err != nil {
+				return append(err.(config.Errors), more...)
+			}
+			return more
+		}
+		return err
 	}
 	var (
 		stage pipe.Stage
@@ -99,7 +124,8 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		stage, err = parse.Regex(o, env.Now, drops)
 	case "cri", "docker", "container":
 		var o parse.ContainerOptions
-		if err := decode(&o); err != nil {
+		err := decode(&o) // fills defaults first
+		if err := withinInFlight(err, o.MaxBytes); err != nil {
 			return nil, err
 		}
 		switch c.Type {
@@ -118,7 +144,8 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		stage, err = parse.Syslog(o, env.Now, drops)
 	case "multiline":
 		var o parse.MultilineOptions
-		if err := decode(&o); err != nil {
+		err := decode(&o) // fills defaults first
+		if err := withinInFlight(err, o.MaxBytes); err != nil {
 			return nil, err
 		}
 		stage, err = parse.Multiline(o, env.Now)
@@ -127,7 +154,11 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		if err := decode(&o); err != nil {
 			return nil, err
 		}
-		stage, err = filter.Match(o, env.Log, drops)
+		stage, err = filter.Match(o, env.Log, env.Now, drops, func(reason string, n int) {
+			if env.Errored != nil {
+				env.Errored(name, reason, n)
+			}
+		})
 	case "sample":
 		var o filter.SampleOptions
 		if err := decode(&o); err != nil {
