@@ -13,6 +13,7 @@ import (
 	"github.com/logpump/logpump/export"
 	"github.com/logpump/logpump/internal/pipe"
 	"github.com/logpump/logpump/internal/selfmetrics"
+	"github.com/logpump/logpump/journald"
 	"github.com/logpump/logpump/tailer"
 )
 
@@ -121,12 +122,32 @@ type PipelineState struct {
 
 // LaneState is a source, its pipeline and its files.
 type LaneState struct {
-	Source    string       `json:"source"`
-	Pipeline  string       `json:"pipeline"`
-	Stages    []string     `json:"stages"`
-	InFlight  int          `json:"in_flight_ranges"`
-	Tailer    tailer.Stats `json:"tailer"`
-	TapPoints []string     `json:"tap_points"`
+	Source   string       `json:"source"`
+	Pipeline string       `json:"pipeline"`
+	Stages   []string     `json:"stages"`
+	InFlight int          `json:"in_flight_ranges"`
+	Tailer   tailer.Stats `json:"tailer"`
+	// Journal is set for a journald source.
+	Journal   *journald.Stats `json:"journal,omitempty"`
+	TapPoints []string        `json:"tap_points"`
+}
+
+// tailerStats returns the stats of a file source's tailer; zero for a
+// journald source.
+func (ln *lane) tailerStats() tailer.Stats {
+	if ln.tailer == nil {
+		return tailer.Stats{}
+	}
+	return ln.tailer.Stats()
+}
+
+// journalStats returns the stats of a journald source; nil for a file source.
+func (ln *lane) journalStats() *journald.Stats {
+	if ln.journal == nil {
+		return nil
+	}
+	st := ln.journal.Stats()
+	return &st
 }
 
 // ExporterState is an exporter's queue counters.
@@ -146,7 +167,7 @@ func (a *Agent) Pipeline() PipelineState {
 	for _, ln := range lanes {
 		st.Lanes = append(st.Lanes, LaneState{
 			Source: ln.source, Pipeline: ln.pipeline, Stages: ln.stages,
-			InFlight: a.tracker.InFlight(ln.source), Tailer: ln.tailer.Stats(), TapPoints: ln.taps,
+			InFlight: a.tracker.InFlight(ln.source), Tailer: ln.tailerStats(), Journal: ln.journalStats(), TapPoints: ln.taps,
 		})
 	}
 	for _, ex := range exporters {
@@ -161,7 +182,7 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	for _, ln := range lanes {
-		s.Sources = append(s.Sources, sourceState(ln.source, ln.tailer.Stats()))
+		s.Sources = append(s.Sources, sourceState(ln.source, ln.tailerStats()))
 	}
 	for _, ex := range exporters {
 		qs := ex.queue.Stats()
@@ -215,7 +236,7 @@ func (a *Agent) Warnings(paths bool) []string {
 	a.mu.Unlock()
 	var out []string
 	for _, ln := range lanes {
-		if w := atRisk(ln.source, ln.tailer.Stats(), paths); w != "" {
+		if w := atRisk(ln.source, ln.tailerStats(), paths); w != "" {
 			out = append(out, w)
 		}
 	}
