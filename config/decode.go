@@ -86,14 +86,8 @@ func At(n *yaml.Node, base string, err error) Errors {
 	if err == nil {
 		return nil
 	}
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
 	var out Errors
-	for _, e := range errs {
+	for _, e := range flatten(err, nil) {
 		if es, ok := e.(Errors); ok {
 			out = append(out, es...)
 			continue
@@ -107,6 +101,19 @@ func At(n *yaml.Node, base string, err error) Errors {
 		out = append(out, newError(n, base, e.Error()))
 	}
 	return out
+}
+
+// flatten appends the errors joined in err (errors.Join, at any depth) to
+// out: a component's decode errors joined with its validation errors are
+// each reported, not only the first.
+func flatten(err error, out []error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = flatten(e, out)
+		}
+		return out
+	}
+	return append(out, err)
 }
 
 // Find returns the node at the dotted key path below n (the value node), the
