@@ -20,9 +20,10 @@ const (
 // with config.Decode over [DefaultOptions], then call [Options.Validate].
 type Options struct {
 	// Units, Identifiers and Matches select entries: journalctl's --unit,
-	// --identifier and FIELD=value matches. Entries of any listed unit or
-	// identifier are read; matches of different fields must all hold,
-	// matches of one field are alternatives. None: every entry.
+	// --identifier and FIELD=value matches. The units listed are
+	// alternatives, as are the identifiers and the matches of one field;
+	// units, identifiers, priority and the matches of different fields must
+	// all hold. None: every entry.
 	Units       []string `yaml:"units"`
 	Identifiers []string `yaml:"identifiers"`
 	Matches     []string `yaml:"matches"`
