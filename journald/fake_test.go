@@ -1,0 +1,212 @@
+package journald_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logpump/logpump/checkpoint"
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/journald"
+)
+
+// fakeJournalctl writes a stand-in for journalctl, beside the tests against
+// the real one, for what a real journal does not produce on demand: run
+// without --follow it prints the lines of catchUp (after the one holding
+// the cursor of --after-cursor, if given); with --follow it prints nothing
+// and waits to be stopped. With fail it writes fail to stderr and exits 1.
+func fakeJournalctl(t *testing.T, catchUp, fail string) string {
+	t.Helper()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "entries")
+	if err := os.WriteFile(data, []byte(catchUp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`#!/bin/sh
+if [ -n %q ]; then echo %q >&2; exit 1; fi
+cursor=
+for a in "$@"; do
+	case "$a" in
+	--follow) exec sleep 3600 ;;
+	--after-cursor=*) cursor="${a#--after-cursor=}" ;;
+	esac
+done
+[ -z "$cursor" ] && exec cat %q
+exec awk -v c="\"__CURSOR\":\"$cursor\"" 'found { print } index($0, c) { found = 1 }' %q
+`, fail, fail, data, data)
+	path := filepath.Join(dir, "journalctl")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// collect ranges over src until it has yielded n records, keeping the
+// records' bodies and flags; it returns the batches unacknowledged.
+func collect(t *testing.T, ctx context.Context, src *journald.Source, n int) ([]string, []event.Flags, []*event.Batch, chan struct{}) {
+	t.Helper()
+	got := make(chan struct{})
+	ticks := make(chan struct{}, 100)
+	var mu sync.Mutex
+	var bodies []string
+	var flags []event.Flags
+	var held []*event.Batch
+	go func() {
+		for b := range src.Batches(ctx) {
+			if len(b.Records) == 0 {
+				select {
+				case ticks <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			mu.Lock()
+			for _, r := range b.Records {
+				bodies = append(bodies, strings.Clone(r.Body.Str))
+				flags = append(flags, r.Flags)
+			}
+			held = append(held, b)
+			if len(bodies) >= n {
+				select {
+				case <-got:
+				default:
+					close(got)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("fewer than %d records after 10s", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(bodies), slices.Clone(flags), slices.Clone(held), ticks
+}
+
+// TestLongEntryIsCutAndFlagged: an entry longer than max_entry_bytes comes
+// out once, cut and flagged; the entries around it are whole, and the
+// checkpoint's cursor is the last entry's.
+func TestLongEntryIsCutAndFlagged(t *testing.T) {
+	long := `{"MESSAGE":"` + strings.Repeat("x", 3000) + `","__CURSOR":"c2"}`
+	opts := journald.DefaultOptions()
+	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n"+long+"\n"+`{"MESSAGE":"three","__CURSOR":"c3"}`+"\n", "")
+	opts.StartAt = journald.StartBeginning
+	opts.MaxEntryBytes = 1024
+	tr := newTracker(t, t.TempDir())
+	src, err := journald.New("j", opts, tr, &event.Resource{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bodies, flags, held, _ := collect(t, ctx, src, 3)
+	if len(bodies) != 3 || bodies[0] != "one" || bodies[1] != long[:1024] || bodies[2] != "three" {
+		t.Errorf("bodies %.40q, want one, the first 1024 bytes of the long entry, three", bodies)
+	}
+	if want := []event.Flags{0, event.Truncated | event.ParseError, 0}; !slices.Equal(flags, want) {
+		t.Errorf("flags %v, want %v", flags, want)
+	}
+	if st := src.Stats(); st.Truncated != 1 || st.Entries != 3 {
+		t.Errorf("stats %+v, want 3 entries, 1 truncated", st)
+	}
+	for _, b := range held {
+		b.Done()
+	}
+	if _, c, _ := tr.ResumeCursor(checkpoint.JournalKey("j")); c != "c3" {
+		t.Errorf("cursor after the acknowledgements %q, want c3", c)
+	}
+}
+
+// TestIdleTicksWhileUnacknowledged: an idle source ticks while some of
+// what it yielded is unacknowledged (a stage may hold an open event), and
+// stops once everything is.
+func TestIdleTicksWhileUnacknowledged(t *testing.T) {
+	opts := journald.DefaultOptions()
+	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n", "")
+	opts.StartAt = journald.StartBeginning
+	opts.TickInterval = 20 * time.Millisecond
+	tr := newTracker(t, t.TempDir())
+	src, err := journald.New("j", opts, tr, &event.Resource{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, held, ticks := collect(t, ctx, src, 1)
+	for range 2 {
+		select {
+		case <-ticks:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no tick within 5s while a batch is unacknowledged")
+		}
+	}
+	held[0].Done()
+	for len(ticks) > 0 {
+		<-ticks
+	}
+	// At most one tick decided before the acknowledgement may still come;
+	// ticks going on would be some 25 in this time.
+	time.Sleep(500 * time.Millisecond)
+	if n := len(ticks); n > 1 {
+		t.Errorf("%d ticks in 500ms after everything was acknowledged, want at most 1", n)
+	}
+}
+
+// TestJournalctlErrorIsLogged: journalctl's own message says why reading
+// failed.
+func TestJournalctlErrorIsLogged(t *testing.T) {
+	opts := journald.DefaultOptions()
+	opts.Journalctl = fakeJournalctl(t, "", "No journal files were found.")
+	opts.RestartDelay = 10 * time.Millisecond
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	src, err := journald.New("j", opts, newTracker(t, t.TempDir()), &event.Resource{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range src.Batches(ctx) {
+			b.Done()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "No journal files were found.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s the log does not say why journalctl failed:\n%s", buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
