@@ -23,7 +23,7 @@ import (
 // without --follow it prints the lines of catchUp (after the one holding
 // the cursor of --after-cursor, if given); with --follow it prints nothing
 // and waits to be stopped. With fail it writes fail to stderr and exits 1.
-func fakeJournalctl(t *testing.T, catchUp, fail string) string {
+func fakeJournalctl(t testing.TB, catchUp, fail string) string {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "entries")
@@ -209,4 +209,39 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// BenchmarkSource reads 100,000 entries as journalctl prints them (from a
+// stand-in that prints a file), through the line reader, the decoder and
+// the checkpoint tracker, acknowledging each batch.
+func BenchmarkSource(b *testing.B) {
+	const n = 100_000
+	var data strings.Builder
+	for i := range n {
+		fmt.Fprintf(&data, `{"_PID":"24137","MESSAGE":"GET /api/v1/items/%d 200 12ms","_COMM":"app","PRIORITY":"6","SYSLOG_IDENTIFIER":"app","_SYSTEMD_UNIT":"app.service","__MONOTONIC_TIMESTAMP":"10535628022","_TRANSPORT":"stdout","__REALTIME_TIMESTAMP":"1796635588558626","_BOOT_ID":"3b5085cc255f49849a3501840128c3ab","__CURSOR":"s=8462d7469e0b49a38daf041c30464d5d;i=%x;b=3b5085cc255f49849a3501840128c3ab;m=273f8ecf6;t=66207d20bff22;x=e96b30f61fb1b178"}`+"\n", i, i)
+	}
+	opts := journald.DefaultOptions()
+	opts.Journalctl = fakeJournalctl(b, data.String(), "")
+	opts.StartAt = journald.StartBeginning
+	b.SetBytes(int64(data.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		tr := checkpoint.NewTracker(checkpoint.NewStore(b.TempDir()), slog.New(slog.DiscardHandler), checkpoint.Options{})
+		src, err := journald.New("j", opts, tr, &event.Resource{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		src.DisableTicks()
+		ctx, cancel := context.WithCancel(context.Background())
+		got := 0
+		for batch := range src.Batches(ctx) {
+			got += len(batch.Records)
+			batch.Done()
+			if got >= n {
+				cancel()
+			}
+		}
+		cancel()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
 }
