@@ -21,13 +21,17 @@ import (
 // fakeJournalctl writes a stand-in for journalctl, beside the tests against
 // the real one, for what a real journal does not produce on demand: run
 // without --follow it prints the lines of catchUp (after the one holding
-// the cursor of --after-cursor, if given); with --follow it prints nothing
-// and waits to be stopped. With fail it writes fail to stderr and exits 1.
-func fakeJournalctl(t testing.TB, catchUp, fail string) string {
+// the cursor of --after-cursor, if given); with --follow it prints the
+// lines of follow 20 ms apart, then waits to be stopped. With fail it
+// writes fail to stderr and exits 1.
+func fakeJournalctl(t testing.TB, catchUp, follow, fail string) string {
 	t.Helper()
 	dir := t.TempDir()
-	data := filepath.Join(dir, "entries")
+	data, later := filepath.Join(dir, "entries"), filepath.Join(dir, "follow")
 	if err := os.WriteFile(data, []byte(catchUp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(later, []byte(follow), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	script := fmt.Sprintf(`#!/bin/sh
@@ -35,13 +39,15 @@ if [ -n %q ]; then echo %q >&2; exit 1; fi
 cursor=
 for a in "$@"; do
 	case "$a" in
-	--follow) exec sleep 3600 ;;
+	--follow)
+		while IFS= read -r line; do printf '%%s\n' "$line"; sleep 0.02; done < %q
+		exec sleep 3600 ;;
 	--after-cursor=*) cursor="${a#--after-cursor=}" ;;
 	esac
 done
 [ -z "$cursor" ] && exec cat %q
 exec awk -v c="\"__CURSOR\":\"$cursor\"" 'found { print } index($0, c) { found = 1 }' %q
-`, fail, fail, data, data)
+`, fail, fail, later, data, data)
 	path := filepath.Join(dir, "journalctl")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -100,7 +106,7 @@ func collect(t *testing.T, ctx context.Context, src *journald.Source, n int) ([]
 func TestLongEntryIsCutAndFlagged(t *testing.T) {
 	long := `{"MESSAGE":"` + strings.Repeat("x", 3000) + `","__CURSOR":"c2"}`
 	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n"+long+"\n"+`{"MESSAGE":"three","__CURSOR":"c3"}`+"\n", "")
+	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n"+long+"\n"+`{"MESSAGE":"three","__CURSOR":"c3"}`+"\n", "", "")
 	opts.StartAt = journald.StartBeginning
 	opts.MaxEntryBytes = 1024
 	tr := newTracker(t, t.TempDir())
@@ -133,7 +139,7 @@ func TestLongEntryIsCutAndFlagged(t *testing.T) {
 // stops once everything is.
 func TestIdleTicksWhileUnacknowledged(t *testing.T) {
 	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n", "")
+	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n", "", "")
 	opts.StartAt = journald.StartBeginning
 	opts.TickInterval = 20 * time.Millisecond
 	tr := newTracker(t, t.TempDir())
@@ -163,11 +169,46 @@ func TestIdleTicksWhileUnacknowledged(t *testing.T) {
 	}
 }
 
+// TestTrickleIsNotHeldBack: entries coming one by one, each before the
+// last would time out, are yielded every flush_timeout, not once a batch is
+// full.
+func TestTrickleIsNotHeldBack(t *testing.T) {
+	var follow strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&follow, `{"MESSAGE":"m%d","__CURSOR":"c%d"}`+"\n", i, i)
+	}
+	opts := journald.DefaultOptions()
+	opts.Journalctl = fakeJournalctl(t, "", follow.String(), "")
+	opts.StartAt = journald.StartBeginning
+	opts.FlushTimeout = 100 * time.Millisecond
+	src, err := journald.New("j", opts, newTracker(t, t.TempDir()), &event.Resource{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.DisableTicks()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	batches, records := 0, 0
+	for b := range src.Batches(ctx) {
+		batches++
+		records += len(b.Records)
+		b.Done()
+		if records >= 100 {
+			break
+		}
+	}
+	// 100 entries 20 ms apart take 2 s: some 20 batches of 100 ms. One
+	// batch of 100 would mean the trickle waited for the end.
+	if batches < 5 {
+		t.Errorf("100 entries over 2s came in %d batches, want one per flush_timeout", batches)
+	}
+}
+
 // TestJournalctlErrorIsLogged: journalctl's own message says why reading
 // failed.
 func TestJournalctlErrorIsLogged(t *testing.T) {
 	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(t, "", "No journal files were found.")
+	opts.Journalctl = fakeJournalctl(t, "", "", "No journal files were found.")
 	opts.RestartDelay = 10 * time.Millisecond
 	var buf syncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
@@ -221,7 +262,7 @@ func BenchmarkSource(b *testing.B) {
 		fmt.Fprintf(&data, `{"_PID":"24137","MESSAGE":"GET /api/v1/items/%d 200 12ms","_COMM":"app","PRIORITY":"6","SYSLOG_IDENTIFIER":"app","_SYSTEMD_UNIT":"app.service","__MONOTONIC_TIMESTAMP":"10535628022","_TRANSPORT":"stdout","__REALTIME_TIMESTAMP":"1796635588558626","_BOOT_ID":"3b5085cc255f49849a3501840128c3ab","__CURSOR":"s=8462d7469e0b49a38daf041c30464d5d;i=%x;b=3b5085cc255f49849a3501840128c3ab;m=273f8ecf6;t=66207d20bff22;x=e96b30f61fb1b178"}`+"\n", i, i)
 	}
 	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(b, data.String(), "")
+	opts.Journalctl = fakeJournalctl(b, data.String(), "", "")
 	opts.StartAt = journald.StartBeginning
 	b.SetBytes(int64(data.Len()))
 	b.ReportAllocs()

@@ -156,6 +156,10 @@ type run struct {
 
 const maxRestartDelay = time.Minute
 
+// touchInterval is how often a quiet source tells the checkpoint tracker
+// that its position is still in use.
+const touchInterval = time.Minute
+
 func (r *run) loop() {
 	s := r.s
 	pos, cursor, known := s.cp.ResumeCursor(s.key)
@@ -359,7 +363,7 @@ func (r *run) read(rd *reader, setDeadline func(time.Time)) error {
 			s.onIdle()
 		}
 		r.yielded = false
-		if time.Since(r.touched) > time.Minute {
+		if time.Since(r.touched) >= touchInterval {
 			s.cp.Touch(s.key, event.Fingerprint{}, s.path, 0)
 			r.touched = time.Now()
 		}
@@ -380,7 +384,9 @@ func (r *run) read(rd *reader, setDeadline func(time.Time)) error {
 		case !s.noTicks && !r.lastData.IsZero() && s.cp.InFlight(s.name) > 0:
 			setDeadline(time.Now().Add(s.opts.TickInterval))
 		default:
-			setDeadline(time.Time{})
+			// Wake up now and then to keep the checkpoint from expiring
+			// (checkpoints.retention) while the journal is quiet.
+			setDeadline(time.Now().Add(touchInterval))
 		}
 		err := rd.fill()
 		now := time.Now()
@@ -413,6 +419,11 @@ func (r *run) read(rd *reader, setDeadline func(time.Time)) error {
 					return nil
 				}
 			}
+		}
+		// A batch due at flushAt goes now, without another read (which
+		// would time out at once: the deadline is not moved by data).
+		if b != nil && !now.Before(flushAt) && !flush() {
+			return nil
 		}
 		switch {
 		case err == nil:
