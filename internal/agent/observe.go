@@ -182,6 +182,12 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	for _, ln := range lanes {
+		if ln.journal != nil {
+			s.Sources = append(s.Sources, selfmetrics.SourceState{
+				Name: ln.source, Journal: true, JournalRestarts: ln.journal.Stats().Restarts,
+			})
+			continue
+		}
 		s.Sources = append(s.Sources, sourceState(ln.source, ln.tailerStats()))
 	}
 	for _, ex := range exporters {

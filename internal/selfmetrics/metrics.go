@@ -111,6 +111,10 @@ type SourceState struct {
 	// found holding the unread end of a rotated file; ForcedCloses files
 	// closed with unread bytes to respect max_open_files.
 	LostFiles, RecoveredFiles, ForcedCloses uint64
+	// Journal marks a journald source: it has no files, and reports only
+	// JournalRestarts (journalctl started again after it failed or ended).
+	Journal         bool
+	JournalRestarts uint64
 }
 
 // Loss reasons, the reason label of [LostBytes]. They are the tailer's
@@ -243,6 +247,7 @@ func (m *Metrics) instruments(version string) error {
 	lostFiles := observedCounter(LostFiles, "{file}", "Files that held lost bytes.")
 	recovered := observedCounter(RecoveredFiles, "{file}", "Files found holding the unread end of a file rotated out of the patterns.")
 	forced := observedCounter(ForcedCloses, "{file}", "Files closed with unread bytes to respect max_open_files.")
+	journalRestarts := observedCounter(JournalRestarts, "{restart}", "Times journalctl was started again after it failed or ended.")
 	if err != nil {
 		return err
 	}
@@ -265,6 +270,10 @@ func (m *Metrics) instruments(version string) error {
 		(*f)(&s)
 		for _, src := range s.Sources {
 			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("source", src.Name)))
+			if src.Journal {
+				o.ObserveInt64(journalRestarts, int64(src.JournalRestarts), a)
+				continue
+			}
 			o.ObserveInt64(open, int64(src.OpenFiles), a)
 			o.ObserveInt64(lag, src.LagBytes, a)
 			o.ObserveInt64(behind, src.BehindBytes, a)
@@ -295,7 +304,7 @@ func (m *Metrics) instruments(version string) error {
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, age,
-		behind, behindAge, lost, lostFiles, recovered, forced)
+		behind, behindAge, lost, lostFiles, recovered, forced, journalRestarts)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}

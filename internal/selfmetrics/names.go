@@ -46,6 +46,9 @@ const (
 	// ForcedCloses counts files closed with bytes not read yet, to respect
 	// max_open_files. Labels: source.
 	ForcedCloses = "logpump_tailer_forced_closes_total"
+	// JournalRestarts counts the times a journald source started
+	// journalctl again after it failed or ended. Labels: source.
+	JournalRestarts = "logpump_journald_restarts_total"
 
 	// Gauges read at collection time.
 
@@ -80,7 +83,7 @@ const (
 func Names() []string {
 	return []string{
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportDuration, ProcessorDropped, ExporterDropped, Reloads,
-		LostBytes, LostFiles, RecoveredFiles, ForcedCloses,
+		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, JournalRestarts,
 		QueueBatches, InFlightRequests, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}
