@@ -55,6 +55,25 @@ exec awk -v c="\"__CURSOR\":\"$cursor\"" 'found { print } index($0, c) { found =
 	return path
 }
 
+// fakeSource returns a source named "j" reading from the beginning through
+// fakeJournalctl(catchUp, follow, fail), with the options edit makes, and
+// its tracker.
+func fakeSource(t *testing.T, catchUp, follow, fail string, log *slog.Logger, edit func(*journald.Options)) (*journald.Source, *checkpoint.Tracker) {
+	t.Helper()
+	opts := journald.DefaultOptions()
+	opts.Journalctl = fakeJournalctl(t, catchUp, follow, fail)
+	opts.StartAt = journald.StartBeginning
+	if edit != nil {
+		edit(&opts)
+	}
+	tr := newTracker(t, t.TempDir())
+	src, err := journald.New("j", opts, tr, &event.Resource{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, tr
+}
+
 // collect ranges over src until it has yielded n records, keeping the
 // records' bodies and flags; it returns the batches unacknowledged.
 func collect(t *testing.T, ctx context.Context, src *journald.Source, n int) ([]string, []event.Flags, []*event.Batch, chan struct{}) {
@@ -105,15 +124,8 @@ func collect(t *testing.T, ctx context.Context, src *journald.Source, n int) ([]
 // checkpoint's cursor is the last entry's.
 func TestLongEntryIsCutAndFlagged(t *testing.T) {
 	long := `{"MESSAGE":"` + strings.Repeat("x", 3000) + `","__CURSOR":"c2"}`
-	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n"+long+"\n"+`{"MESSAGE":"three","__CURSOR":"c3"}`+"\n", "", "")
-	opts.StartAt = journald.StartBeginning
-	opts.MaxEntryBytes = 1024
-	tr := newTracker(t, t.TempDir())
-	src, err := journald.New("j", opts, tr, &event.Resource{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, tr := fakeSource(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n"+long+"\n"+`{"MESSAGE":"three","__CURSOR":"c3"}`+"\n", "", "", nil,
+		func(o *journald.Options) { o.MaxEntryBytes = 1024 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	bodies, flags, held, _ := collect(t, ctx, src, 3)
@@ -138,15 +150,8 @@ func TestLongEntryIsCutAndFlagged(t *testing.T) {
 // what it yielded is unacknowledged (a stage may hold an open event), and
 // stops once everything is.
 func TestIdleTicksWhileUnacknowledged(t *testing.T) {
-	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n", "", "")
-	opts.StartAt = journald.StartBeginning
-	opts.TickInterval = 20 * time.Millisecond
-	tr := newTracker(t, t.TempDir())
-	src, err := journald.New("j", opts, tr, &event.Resource{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, _ := fakeSource(t, `{"MESSAGE":"one","__CURSOR":"c1"}`+"\n", "", "", nil,
+		func(o *journald.Options) { o.TickInterval = 20 * time.Millisecond })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, _, held, ticks := collect(t, ctx, src, 1)
@@ -177,14 +182,7 @@ func TestTrickleIsNotHeldBack(t *testing.T) {
 	for i := range 100 {
 		fmt.Fprintf(&follow, `{"MESSAGE":"m%d","__CURSOR":"c%d"}`+"\n", i, i)
 	}
-	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(t, "", follow.String(), "")
-	opts.StartAt = journald.StartBeginning
-	opts.FlushTimeout = 100 * time.Millisecond
-	src, err := journald.New("j", opts, newTracker(t, t.TempDir()), &event.Resource{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, _ := fakeSource(t, "", follow.String(), "", nil, func(o *journald.Options) { o.FlushTimeout = 100 * time.Millisecond })
 	src.DisableTicks()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -207,15 +205,9 @@ func TestTrickleIsNotHeldBack(t *testing.T) {
 // TestJournalctlErrorIsLogged: journalctl's own message says why reading
 // failed.
 func TestJournalctlErrorIsLogged(t *testing.T) {
-	opts := journald.DefaultOptions()
-	opts.Journalctl = fakeJournalctl(t, "", "", "No journal files were found.")
-	opts.RestartDelay = 10 * time.Millisecond
 	var buf syncBuffer
-	log := slog.New(slog.NewTextHandler(&buf, nil))
-	src, err := journald.New("j", opts, newTracker(t, t.TempDir()), &event.Resource{}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, _ := fakeSource(t, "", "", "No journal files were found.", slog.New(slog.NewTextHandler(&buf, nil)),
+		func(o *journald.Options) { o.RestartDelay = 10 * time.Millisecond })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

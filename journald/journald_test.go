@@ -74,6 +74,26 @@ func start(t *testing.T, tr *checkpoint.Tracker, opts journald.Options, ack bool
 	return r
 }
 
+// stopAndSave stops r and saves the checkpoints, as a clean stop does.
+func (r *reader) stopAndSave(tr *checkpoint.Tracker) {
+	r.t.Helper()
+	r.stop()
+	if err := tr.Flush(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// readAll waits until r read [from, mid), sends [mid, to) while it runs,
+// waits for those, stops it, and checks that it read [from, to) once each.
+func (r *reader) readAll(j *journaldtest.Journald, from, mid, to int) {
+	r.t.Helper()
+	r.waitFor(from, mid)
+	send(r.t, j, mid, to)
+	r.waitFor(from, to)
+	r.stop()
+	r.check(from, to)
+}
+
 func (r *reader) stop() {
 	r.cancel()
 	select {
@@ -165,26 +185,15 @@ func TestJournalReadOnceAcrossRestarts(t *testing.T) {
 
 	tr := newTracker(t, dir)
 	r := start(t, tr, options(j, journald.StartBeginning), true)
-	r.waitFor(0, 300)
-	send(t, j, 300, 1000)
-	r.waitFor(0, 1000)
-	r.stop()
-	r.check(0, 1000)
-	if err := tr.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.readAll(j, 0, 300, 1000)
+	r.stopAndSave(tr)
 
 	// Stopped: entries keep coming.
 	send(t, j, 1000, 1500)
 
 	// A new process: a tracker loaded from the state directory.
-	tr2 := newTracker(t, dir)
-	r2 := start(t, tr2, options(j, journald.StartBeginning), true)
-	r2.waitFor(1000, 1500)
-	send(t, j, 1500, 1600)
-	r2.waitFor(1000, 1600)
-	r2.stop()
-	r2.check(1000, 1600)
+	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2.readAll(j, 1000, 1500, 1600)
 
 	got := r.first
 	if got.Body.Str != "seq 0" || got.Severity != event.SeverityWarn || got.SeverityText != "warning" {
@@ -220,25 +229,16 @@ func TestJournalUnacknowledgedIsReadAgain(t *testing.T) {
 	tr := newTracker(t, dir)
 	r := start(t, tr, options(j, journald.StartBeginning), true)
 	r.waitFor(0, 200)
-	r.stop()
-	if err := tr.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.stopAndSave(tr)
 
 	send(t, j, 200, 400)
 	tr2 := newTracker(t, dir)
 	r2 := start(t, tr2, options(j, journald.StartBeginning), false) // never acknowledges
 	r2.waitFor(200, 400)
-	r2.stop()
-	if err := tr2.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r2.stopAndSave(tr2)
 
-	tr3 := newTracker(t, dir)
-	r3 := start(t, tr3, options(j, journald.StartBeginning), true)
-	r3.waitFor(200, 400)
-	r3.stop()
-	r3.check(200, 400)
+	r3 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r3.readAll(j, 200, 400, 400)
 }
 
 // TestJournalStartAtEnd: a journal read for the first time with start_at:
@@ -262,19 +262,11 @@ func TestJournalStartAtEnd(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	r.stop()
-	if err := tr.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.stopAndSave(tr)
 	send(t, j, 100, 150)
 
-	tr2 := newTracker(t, dir)
-	r2 := start(t, tr2, options(j, journald.StartEnd), true)
-	r2.waitFor(100, 150)
-	send(t, j, 150, 200)
-	r2.waitFor(100, 200)
-	r2.stop()
-	r2.check(100, 200)
+	r2 := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r2.readAll(j, 100, 150, 200)
 }
 
 // TestJournalctlFailureIsRetried: when journalctl cannot read the journal
