@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,6 +185,9 @@ func TestRunDeliversAndCheckpointsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The source's last-scan record (device and inode 0) is there once a
+	// scan after the first one ran before the stop: not a file.
+	entries = slices.DeleteFunc(entries, func(e checkpoint.Entry) bool { return e.Dev == 0 && e.Ino == 0 })
 	st, _ := os.Stat(log)
 	if len(entries) != 1 || entries[0].Offset != st.Size() {
 		t.Errorf("checkpoints = %+v, want one entry at offset %d (the file size)", entries, st.Size())
