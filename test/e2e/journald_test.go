@@ -103,13 +103,29 @@ pipelines:
 		return missing, dups
 	}
 
+	// started starts the agent and waits until it runs (a SIGTERM before
+	// it handles signals would kill it).
+	runs := 0
+	started := func() *agentProc {
+		t.Helper()
+		p := e.start()
+		runs++
+		if !waitUntil(30*time.Second, func() bool {
+			data, _ := os.ReadFile(e.agentLog)
+			return strings.Count(string(data), `"msg":"logpump running"`) >= runs
+		}) {
+			t.Fatalf("run %d of the agent is not running after 30s", runs)
+		}
+		return p
+	}
+
 	send(0, 2000)
-	p := e.start()
+	p := started()
 	send(2000, 5000)
 	waitAll(5000)
 	p.stop(10 * time.Second)
 	send(5000, 6000) // while stopped
-	p = e.start()
+	p = started()
 	waitAll(6000)
 	if missing, dups := count(6000); missing != 0 || dups != 0 {
 		t.Errorf("clean stops: %d missing, %d duplicates of 6000", missing, dups)
@@ -127,7 +143,7 @@ pipelines:
 	if n := journalctlsOf(j.Namespace); n != 0 {
 		t.Errorf("%d journalctl processes outlived the killed agent", n)
 	}
-	p = e.start()
+	p = started()
 	waitAll(9000)
 	p.stop(10 * time.Second)
 	missing, dups := count(9000)
