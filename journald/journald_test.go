@@ -2,7 +2,9 @@ package journald_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -300,4 +302,33 @@ func TestJournalMultilineMessage(t *testing.T) {
 	if got, want := r.first.Body.Str, "seq 0\nsecond line\n\tthird"; got != want {
 		t.Errorf("body %q, want %q", got, want)
 	}
+}
+
+// TestJournalEarlierBootIsRead: entries of the boot before a reboot written
+// after the last acknowledged one are read after the restart, then the
+// current boot's (journalctl --follow alone reads only the current boot:
+// it would skip them).
+func TestJournalEarlierBootIsRead(t *testing.T) {
+	j := journaldtest.Start(t)
+	j.AddEarlierBoot(t, "0123456789abcdef0123456789abcdef", "lptest", "seq 0", "seq 1", "seq 2")
+	out, err := exec.Command("journalctl", "--namespace="+j.Namespace, "--output=json", "--no-pager", "--quiet", "MESSAGE=seq 0").Output()
+	if err != nil {
+		t.Fatalf("journalctl: %v", err)
+	}
+	var entry struct {
+		Cursor string `json:"__CURSOR"`
+	}
+	if err := json.Unmarshal(out, &entry); err != nil || entry.Cursor == "" {
+		t.Fatalf("no cursor for the earlier boot's first entry in %q: %v", out, err)
+	}
+	// Before the reboot the agent had acknowledged "seq 0".
+	dir := t.TempDir()
+	tr := newTracker(t, dir)
+	tr.BeginCursor(checkpoint.JournalKey("journal"), "journal:"+j.Namespace, 100, entry.Cursor)
+	if err := tr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	send(t, j, 3, 5) // the current boot, before the start
+	r := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r.readAll(j, 1, 5, 10)
 }

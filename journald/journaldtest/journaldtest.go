@@ -25,6 +25,48 @@ type Journald struct {
 	Namespace string
 	conn      *net.UnixConn
 	socket    string
+	dirs      []string // where journald keeps the namespace's files: persistent, or volatile
+	skip      func(format string, args ...any)
+}
+
+// RemoteBinary is where Debian's systemd-journal-remote installs the
+// program that writes journal files from the export format.
+const RemoteBinary = "/lib/systemd/systemd-journal-remote"
+
+// AddEarlierBoot adds a journal file to the namespace holding one entry
+// per message (with SYSLOG_IDENTIFIER identifier), of another boot than the current one and older than every
+// entry journald wrote: what a journal holds of the boot before a reboot.
+// It skips the test (or fails it, see Start) without systemd-journal-remote.
+func (j *Journald) AddEarlierBoot(t testing.TB, bootID, identifier string, messages ...string) {
+	t.Helper()
+	if _, err := os.Stat(RemoteBinary); err != nil {
+		j.skip("systemd-journal-remote not installed: %v", err)
+	}
+	mid, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var export bytes.Buffer
+	start := time.Now().Add(-time.Hour).UnixMicro()
+	for i, m := range messages {
+		fmt.Fprintf(&export, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n_MACHINE_ID=%s\nSYSLOG_IDENTIFIER=%s\nMESSAGE=%s\n\n",
+			start+int64(i), 1000+i, bootID, strings.TrimSpace(string(mid)), identifier, m)
+	}
+	dir := ""
+	for _, d := range j.dirs {
+		if _, err := os.Stat(d); err == nil {
+			dir = d
+			break
+		}
+	}
+	if dir == "" {
+		t.Fatalf("journald keeps no journal in %v", j.dirs)
+	}
+	cmd := exec.Command(RemoteBinary, "-o", filepath.Join(dir, "remote-earlier.journal"), "-")
+	cmd.Stdin = &export
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-journal-remote: %v: %s", err, out)
+	}
 }
 
 // Start runs systemd-journald for a new namespace until the test ends, and
@@ -57,13 +99,20 @@ func Start(t testing.TB) *Journald {
 		t.Fatalf("start systemd-journald: %v", err)
 	}
 	runDir := "/run/systemd/journal." + ns
+	mid, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, d := range []string{"/var/log/journal", "/run/log/journal"} {
+		dirs = append(dirs, filepath.Join(d, strings.TrimSpace(string(mid))+"."+ns))
+	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 		os.RemoveAll(runDir)
-		if mid, err := os.ReadFile("/etc/machine-id"); err == nil {
-			os.RemoveAll(filepath.Join("/var/log/journal", strings.TrimSpace(string(mid))+"."+ns))
-			os.RemoveAll(filepath.Join("/run/log/journal", strings.TrimSpace(string(mid))+"."+ns))
+		for _, d := range dirs {
+			os.RemoveAll(d)
 		}
 	})
 	socket := filepath.Join(runDir, "socket")
@@ -82,7 +131,7 @@ func Start(t testing.TB) *Journald {
 		t.Fatalf("connect to journald: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &Journald{Namespace: ns, conn: conn, socket: socket}
+	return &Journald{Namespace: ns, conn: conn, socket: socket, dirs: dirs, skip: skip}
 }
 
 // Send writes one entry with the given fields (FIELD, value pairs) through
