@@ -30,11 +30,11 @@ const FileName = "checkpoints.bin"
 const LegacyFileName = "checkpoints.json"
 
 // formatVersion is written into every slot; another version is refused
-// rather than misread. Version 2 added Size to every entry; slots of
-// version 1 (and the JSON file, always version 1) are still read, with
-// Size unknown (0).
+// rather than misread. Version 2 added Size to every entry, version 3
+// Cursor; slots of versions 1 and 2 (and the JSON file, always version 1)
+// are still read, with Size unknown (0) and no cursor.
 const (
-	formatVersion = 2
+	formatVersion = 3
 	legacyVersion = 1
 )
 
@@ -59,6 +59,10 @@ type Entry struct {
 	// Seen is when the file was last seen by a scan; entries not seen for the
 	// retention period are dropped.
 	Seen time.Time `json:"seen"`
+	// Cursor is the position of a source that is not a file (a journal
+	// cursor) matching Offset: every entry up to and including it was
+	// acknowledged. Empty for files.
+	Cursor string `json:"cursor,omitempty"`
 }
 
 type legacyFormat struct {
@@ -79,7 +83,8 @@ type legacyFormat struct {
 //
 // all little-endian; the checksum covers the version, generation, length and
 // payload. The payload is the entries, each: source, dev, ino, fingerprint
-// length, fingerprint sum (8 bytes), offset, size (version 2 on), path, seen (Unix seconds), with
+// length, fingerprint sum (8 bytes), offset, size (version 2 on), path, seen (Unix seconds), cursor
+// (version 3 on), with
 // strings as a uvarint length and bytes, numbers as uvarints (seen: varint).
 //
 // When the entries outgrow a slot, the file is written again with slots
@@ -197,8 +202,8 @@ func parseSlot(slot []byte) ([]byte, uint32, uint64, error) {
 	if got := slotSum(slot[4:20], payload); got != sum {
 		return nil, 0, 0, fmt.Errorf("checksum %08x, want %08x (torn or corrupt)", got, sum)
 	}
-	if version != formatVersion && version != legacyVersion {
-		return nil, 0, 0, fmt.Errorf("version %d, want %d or %d", version, formatVersion, legacyVersion)
+	if version < legacyVersion || version > formatVersion {
+		return nil, 0, 0, fmt.Errorf("version %d, want %d to %d", version, legacyVersion, formatVersion)
 	}
 	return payload, version, gen, nil
 }
@@ -346,6 +351,7 @@ func encodeSlot(buf []byte, gen uint64, entries []Entry) []byte {
 		buf = binary.AppendUvarint(buf, uint64(max(e.Size, 0)))
 		buf = appendString(buf, e.Path)
 		buf = binary.AppendVarint(buf, e.Seen.Unix())
+		buf = appendString(buf, e.Cursor)
 	}
 	payload := buf[slotHeaderLen:]
 	binary.LittleEndian.PutUint32(buf[16:], uint32(len(payload)))
@@ -374,6 +380,9 @@ func decodeEntries(p []byte, v uint32) ([]Entry, error) {
 		}
 		e.Path = d.string()
 		e.Seen = time.Unix(d.varint(), 0).UTC()
+		if v >= 3 {
+			e.Cursor = d.string()
+		}
 		entries = append(entries, e)
 	}
 	if d.err != nil {

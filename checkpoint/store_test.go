@@ -21,6 +21,9 @@ func entries(n int, offset int64) []Entry {
 			Seen: time.Date(2026, 11, 26, 1, 2, 3, 0, time.UTC),
 		})
 	}
+	// A journal source's entry: its position is a cursor.
+	es = append(es, Entry{Source: "journal", Dev: ^uint64(0), Offset: offset * 3, Path: "journal",
+		Seen: time.Date(2026, 11, 26, 1, 2, 3, 0, time.UTC), Cursor: fmt.Sprintf("s=abc;i=%x;b=def", offset)})
 	return es
 }
 
@@ -244,31 +247,14 @@ func TestVersion1SlotIsRead(t *testing.T) {
 	dir := t.TempDir()
 	es := entries(3, 500)
 	// A version-1 slot, encoded as version 1 wrote it: no size field.
-	buf := []byte(slotMagic)
-	buf = binary.LittleEndian.AppendUint32(buf, legacyVersion)
-	buf = binary.LittleEndian.AppendUint64(buf, 7)
-	buf = append(buf, make([]byte, 8)...)
-	for _, e := range es {
-		buf = appendString(buf, e.Source)
-		buf = binary.AppendUvarint(buf, e.Dev)
-		buf = binary.AppendUvarint(buf, e.Ino)
-		buf = binary.AppendUvarint(buf, uint64(e.FingerprintLen))
-		buf = binary.LittleEndian.AppendUint64(buf, e.FingerprintSum)
-		buf = binary.AppendUvarint(buf, uint64(e.Offset))
-		buf = appendString(buf, e.Path)
-		buf = binary.AppendVarint(buf, e.Seen.Unix())
-	}
-	payload := buf[slotHeaderLen:]
-	binary.LittleEndian.PutUint32(buf[16:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(buf[20:], slotSum(buf[4:20], payload))
 	file := make([]byte, 2*minSlotSize)
-	copy(file[minSlotSize:], buf) // generation 7 sits in slot 1
+	copy(file[minSlotSize:], oldSlot(legacyVersion, es)) // generation 7 sits in slot 1
 	if err := os.WriteFile(filepath.Join(dir, FileName), file, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	want := entries(3, 500)
 	for i := range want {
-		want[i].Size = 0
+		want[i].Size, want[i].Cursor = 0, ""
 	}
 	got := load(t, dir)
 	if d := cmp.Diff(want, got); d != "" {
@@ -283,4 +269,53 @@ func TestVersion1SlotIsRead(t *testing.T) {
 	if _, v, _, _, err := newestSlot(data); err != nil || v != formatVersion {
 		t.Errorf("newest slot version %d (%v), want %d", v, err, formatVersion)
 	}
+}
+
+// TestVersion2SlotIsRead: a checkpoint file written before entries had a
+// cursor loads with no cursor, and the next save writes the current version.
+func TestVersion2SlotIsRead(t *testing.T) {
+	dir := t.TempDir()
+	es := entries(3, 500)
+	file := make([]byte, 2*minSlotSize)
+	copy(file, oldSlot(2, es))
+	if err := os.WriteFile(filepath.Join(dir, FileName), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := entries(3, 500)
+	for i := range want {
+		want[i].Cursor = ""
+	}
+	if d := cmp.Diff(want, load(t, dir)); d != "" {
+		t.Fatalf("version 2 load (-want +got):\n%s", d)
+	}
+	save(t, NewStore(dir), entries(3, 600))
+	if d := cmp.Diff(entries(3, 600), load(t, dir)); d != "" {
+		t.Errorf("after a save (-want +got):\n%s", d)
+	}
+}
+
+// oldSlot encodes entries in a slot of generation 7 as version 1 (no size,
+// no cursor) or 2 (no cursor) wrote it.
+func oldSlot(version uint32, es []Entry) []byte {
+	buf := []byte(slotMagic)
+	buf = binary.LittleEndian.AppendUint32(buf, version)
+	buf = binary.LittleEndian.AppendUint64(buf, 7)
+	buf = append(buf, make([]byte, 8)...)
+	for _, e := range es {
+		buf = appendString(buf, e.Source)
+		buf = binary.AppendUvarint(buf, e.Dev)
+		buf = binary.AppendUvarint(buf, e.Ino)
+		buf = binary.AppendUvarint(buf, uint64(e.FingerprintLen))
+		buf = binary.LittleEndian.AppendUint64(buf, e.FingerprintSum)
+		buf = binary.AppendUvarint(buf, uint64(e.Offset))
+		if version >= 2 {
+			buf = binary.AppendUvarint(buf, uint64(e.Size))
+		}
+		buf = appendString(buf, e.Path)
+		buf = binary.AppendVarint(buf, e.Seen.Unix())
+	}
+	payload := buf[slotHeaderLen:]
+	binary.LittleEndian.PutUint32(buf[16:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(buf[20:], slotSum(buf[4:20], payload))
+	return buf
 }

@@ -61,6 +61,10 @@ func MovedKey(source string, fp event.Fingerprint) Key {
 	return Key{Source: source, Dev: 0, Ino: fp.Sum}
 }
 
+// JournalKey names the position of a journal source. Its device, all ones,
+// is no file's; its inode is 0.
+func JournalKey(source string) Key { return Key{Source: source, Dev: ^uint64(0)} }
+
 // Moved reports whether k is a [MovedKey].
 func (k Key) Moved() bool { return k.Dev == 0 && k.Ino != 0 }
 
@@ -134,7 +138,8 @@ type file struct {
 	fp        event.Fingerprint
 	path      string
 	committed int64
-	size      int64 // largest size seen or tracked
+	cursor    string // the position of a journal matching committed (see TrackCursor)
+	size      int64  // largest size seen or tracked
 	seen      time.Time
 	ep        *epoch
 	// superseded: another entry took over this content (a copy found
@@ -146,9 +151,10 @@ type file struct {
 // epoch is one continuous reading of a file. Truncation starts a new epoch:
 // acknowledgements of the old one then no longer move the offset.
 type epoch struct {
-	spans   []span // pending ranges in file order; spans[0] is the oldest
-	first   uint64 // sequence number of spans[0]
-	lastEnd int64
+	spans      []span // pending ranges in file order; spans[0] is the oldest
+	first      uint64 // sequence number of spans[0]
+	lastEnd    int64
+	lastCursor string
 	// rewound: Rewind gave up on the epoch's pending ranges and released
 	// their share of the in-flight cap; an acknowledgement that still comes
 	// moves nothing and releases nothing.
@@ -156,9 +162,10 @@ type epoch struct {
 }
 
 type span struct {
-	end  int64
-	size int64
-	done bool
+	end    int64
+	cursor string
+	size   int64
+	done   bool
 }
 
 // NewTracker returns a tracker persisting to store. It does no I/O: call Load.
@@ -187,6 +194,7 @@ func (t *Tracker) Load() error {
 			fp:        event.Fingerprint{Len: e.FingerprintLen, Sum: e.FingerprintSum},
 			path:      e.Path,
 			committed: e.Offset,
+			cursor:    e.Cursor,
 			size:      e.Size,
 			seen:      e.Seen,
 		}
@@ -305,6 +313,7 @@ func (f *file) entry(k Key) Entry {
 		Source: k.Source, Dev: k.Dev, Ino: k.Ino,
 		FingerprintLen: f.fp.Len, FingerprintSum: f.fp.Sum,
 		Offset: f.committed, Size: max(f.size, f.committed), Path: f.path, Seen: f.seen.UTC().Truncate(time.Second),
+		Cursor: f.cursor,
 	}
 }
 
@@ -316,6 +325,50 @@ func (f *file) entry(k Key) Entry {
 // epoch begins at start. A start past the previous end (a skip) moves the
 // offset forward once everything before it is acknowledged.
 func (t *Tracker) Track(ctx context.Context, k Key, fp event.Fingerprint, path string, start, end int64) (ack func(), err error) {
+	return t.track(ctx, k, fp, path, start, end, "")
+}
+
+// TrackCursor is Track for a source whose position is a cursor rather than
+// a file offset (a journal): start and end count the bytes the source read,
+// continuing from the offset [Tracker.ResumeCursor] returned, and cursor
+// names the last entry of the range. Once the range and every range before
+// it are acknowledged, cursor is the committed cursor saved with the
+// offset.
+func (t *Tracker) TrackCursor(ctx context.Context, k Key, path string, start, end int64, cursor string) (ack func(), err error) {
+	return t.track(ctx, k, event.Fingerprint{}, path, start, end, cursor)
+}
+
+// BeginCursor records cursor as a position that needs no acknowledgement
+// (where a journal is first read from with start_at: end) at offset. It
+// never blocks.
+func (t *Tracker) BeginCursor(k Key, path string, offset int64, cursor string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.fileLocked(k)
+	f.path, f.seen = path, t.opts.Now()
+	f.ep = &epoch{lastEnd: offset, lastCursor: cursor}
+	f.committed, f.cursor = offset, cursor
+	t.dirty = true
+}
+
+// ResumeCursor is Resume for a source tracked with TrackCursor: the
+// committed offset and cursor, or, while ranges are in flight (a reader
+// replaced by a reload), the end and cursor of the last range tracked. An
+// empty cursor with ok means the source never got past its start.
+func (t *Tracker) ResumeCursor(k Key) (offset int64, cursor string, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.files[k]
+	if f == nil {
+		return 0, "", false
+	}
+	if f.ep != nil && len(f.ep.spans) > 0 {
+		return f.ep.lastEnd, f.ep.lastCursor, true
+	}
+	return f.committed, f.cursor, true
+}
+
+func (t *Tracker) track(ctx context.Context, k Key, fp event.Fingerprint, path string, start, end int64, cursor string) (ack func(), err error) {
 	size := min(max(end-start, 1), t.opts.MaxInFlightBytes)
 	if err := t.sem.Acquire(ctx, size); err != nil {
 		return nil, fmt.Errorf("track %s [%d,%d): %w", path, start, end, err)
@@ -343,8 +396,11 @@ func (t *Tracker) Track(ctx context.Context, k Key, fp event.Fingerprint, path s
 	}
 	t.dirty = true
 	seq := ep.first + uint64(len(ep.spans))
-	ep.spans = append(ep.spans, span{end: end, size: size})
+	ep.spans = append(ep.spans, span{end: end, cursor: cursor, size: size})
 	ep.lastEnd = end
+	if cursor != "" {
+		ep.lastCursor = cursor
+	}
 	return func() { t.ack(f, ep, seq) }, nil
 }
 
@@ -366,6 +422,9 @@ func (t *Tracker) ack(f *file, ep *epoch, seq uint64) {
 	for n < len(ep.spans) && ep.spans[n].done {
 		if live {
 			f.committed = ep.spans[n].end
+			if c := ep.spans[n].cursor; c != "" {
+				f.cursor = c
+			}
 			t.dirty = true
 		}
 		n++

@@ -415,3 +415,59 @@ func TestRewindGivesUpOnRangesInFlight(t *testing.T) {
 		t.Errorf("committed = %d, want 130", got)
 	}
 }
+
+// TestCursorFollowsAcknowledgedPrefix: the committed cursor is the cursor of
+// the last range of the acknowledged prefix, is saved with the offset, and a
+// reader resuming while ranges are in flight starts after the last one.
+func TestCursorFollowsAcknowledgedPrefix(t *testing.T) {
+	tr, s := newTracker(t, Options{})
+	k := JournalKey("journal")
+	tr.BeginCursor(k, "journal", 10, "c0")
+	var acks []func()
+	for i, c := range []string{"c1", "c2", "c3"} {
+		ack, err := tr.TrackCursor(context.Background(), k, "journal", int64(10+i*100), int64(10+(i+1)*100), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+	}
+	resume := func() (int64, string) {
+		off, c, ok := tr.ResumeCursor(k)
+		if !ok {
+			t.Fatal("no entry for the journal")
+		}
+		return off, c
+	}
+	if off, c := resume(); off != 310 || c != "c3" {
+		t.Errorf("resume with ranges in flight = %d %q, want 310 c3", off, c)
+	}
+	steps := []struct {
+		ack    func()
+		off    int64
+		cursor string
+	}{
+		{acks[1], 10, "c0"},
+		{acks[0], 210, "c2"},
+		{acks[2], 310, "c3"},
+	}
+	for i, st := range steps {
+		st.ack()
+		es := tr.Entries("journal")
+		if len(es) != 1 || es[0].Offset != st.off || es[0].Cursor != st.cursor {
+			t.Errorf("step %d: entries %+v, want offset %d cursor %q", i, es, st.off, st.cursor)
+		}
+	}
+	if err := tr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	again := NewTracker(s, slog.New(slog.DiscardHandler), Options{})
+	if err := again.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if off, c, ok := again.ResumeCursor(k); !ok || off != 310 || c != "c3" {
+		t.Errorf("after a restart resume = %d %q %v, want 310 c3 true", off, c, ok)
+	}
+	if k.Moved() || k == scannedKey("journal") {
+		t.Errorf("journal key %+v collides with a moved or scanned key", k)
+	}
+}

@@ -96,6 +96,17 @@ const (
 
 var syslogSeverityNames = [8]string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
 
+// SyslogSeverity maps a syslog severity (0 emerg ... 7 debug; a journal
+// entry's PRIORITY) to an OpenTelemetry severity and its syslog name.
+// ok is false outside 0-7.
+func SyslogSeverity(sev int) (s event.Severity, name string, ok bool) {
+	if sev < 0 || sev > 7 {
+		return 0, "", false
+	}
+	s, _ = (*SeverityMap)(nil).Number(int64(sev))
+	return s, syslogSeverityNames[sev], true
+}
+
 func (p *syslogParser) parse(b *event.Batch, r *event.Record) (string, bool) {
 	if r.Body.Kind != event.KindString {
 		return errNotString, false
@@ -133,9 +144,7 @@ func (p *syslogParser) parse(b *event.Batch, r *event.Record) (string, bool) {
 		return msg, false
 	}
 	if pri >= 0 {
-		sev := pri % 8
-		r.Severity, _ = (*SeverityMap)(nil).Number(int64(sev))
-		r.SeverityText = syslogSeverityNames[sev]
+		r.Severity, r.SeverityText, _ = SyslogSeverity(pri % 8)
 		r.Attrs = append(r.Attrs, event.KeyValue{Key: AttrSyslogFacility, Value: event.Int(int64(pri / 8))})
 	}
 	return "", true

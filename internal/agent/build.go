@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"maps"
 	"os"
@@ -31,6 +32,7 @@ import (
 	"github.com/logpump/logpump/internal/selfmetrics"
 	"github.com/logpump/logpump/internal/stages"
 	"github.com/logpump/logpump/internal/tap"
+	"github.com/logpump/logpump/journald"
 	"github.com/logpump/logpump/route"
 	"github.com/logpump/logpump/tailer"
 )
@@ -109,14 +111,23 @@ type exporter struct {
 	fingerprint string
 }
 
+// source is what a lane reads: a tailer or a journal.
+type source interface {
+	Batches(ctx context.Context) iter.Seq[*event.Batch]
+	OnIdle(func())
+}
+
 // lane is one source flowing through its pipeline: one goroutine drives it.
 type lane struct {
 	source   string
 	pipeline string
-	tailer   *tailer.Tailer
-	chain    pipe.Stage
-	routes   *route.Table
-	queues   map[string]*export.Queue
+	src      source
+	// tailer or journal is src, by the source's type.
+	tailer  *tailer.Tailer
+	journal *journald.Source
+	chain   pipe.Stage
+	routes  *route.Table
+	queues  map[string]*export.Queue
 	// fingerprint covers the source, the pipeline's processors and routes
 	// and its exporters: a reload keeps a lane whose fingerprint did not change.
 	fingerprint string
@@ -138,6 +149,12 @@ type sourceOptions struct {
 	tailer.Options `yaml:",inline"`
 	// Resource attributes of this source, over the global ones.
 	Resource map[string]string `yaml:"resource"`
+}
+
+// journalOptions are a journald source's keys and its resource attributes.
+type journalOptions struct {
+	journald.Options `yaml:",inline"`
+	Resource         map[string]string `yaml:"resource"`
 }
 
 // Build checks the whole configuration and builds the graph without I/O:
@@ -268,19 +285,34 @@ func (a *Agent) stageEnv() stages.Env {
 }
 
 func (a *Agent) buildLane(name string, c config.Component, pname string, p config.Pipeline, global []event.KeyValue) (*lane, error) {
-	if c.Type != "file" {
-		return nil, config.Fieldf("type", "unknown source type %q (known: file)", c.Type)
+	ln := &lane{source: name, pipeline: pname, stages: []string{"source/" + name}}
+	var disableTicks func()
+	switch c.Type {
+	case "file":
+		opts := sourceOptions{Options: tailer.DefaultOptions()}
+		if err := decode(c, &opts, func() error { return opts.Options.Validate() }); err != nil {
+			return nil, err
+		}
+		res := &event.Resource{Attrs: mergeResource(global, opts.Resource, name)}
+		t, err := tailer.New(name, opts.Options, a.tracker, res, a.log.With("source", name))
+		if err != nil {
+			return nil, err
+		}
+		ln.src, ln.tailer, disableTicks = t, t, t.DisableTicks
+	case "journald":
+		opts := journalOptions{Options: journald.DefaultOptions()}
+		if err := decode(c, &opts, func() error { return opts.Options.Validate() }); err != nil {
+			return nil, err
+		}
+		res := &event.Resource{Attrs: mergeResource(global, opts.Resource, name)}
+		j, err := journald.New(name, opts.Options, a.tracker, res, a.log.With("source", name))
+		if err != nil {
+			return nil, err
+		}
+		ln.src, ln.journal, disableTicks = j, j, j.DisableTicks
+	default:
+		return nil, config.Fieldf("type", "unknown source type %q (known: file, journald)", c.Type)
 	}
-	opts := sourceOptions{Options: tailer.DefaultOptions()}
-	if err := decode(c, &opts, func() error { return opts.Options.Validate() }); err != nil {
-		return nil, err
-	}
-	res := &event.Resource{Attrs: mergeResource(global, opts.Resource, name)}
-	t, err := tailer.New(name, opts.Options, a.tracker, res, a.log.With("source", name))
-	if err != nil {
-		return nil, err
-	}
-	ln := &lane{source: name, pipeline: pname, tailer: t, stages: []string{"source/" + name}}
 	chain := []pipe.Stage{countRead(a.env.Metrics.Source(name))}
 	tapAfter := func(kind, name string) {
 		if a.env.Taps != nil {
@@ -303,7 +335,7 @@ func (a *Agent) buildLane(name string, c config.Component, pname string, p confi
 		tapAfter("processor", proc)
 	}
 	if len(p.Processors) == 0 {
-		t.DisableTicks() // ticks are for processors holding an open event
+		disableTicks() // ticks are for processors holding an open event
 	}
 	ln.chain = pipe.Chain(chain...)
 	return ln, nil

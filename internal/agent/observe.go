@@ -13,6 +13,7 @@ import (
 	"github.com/logpump/logpump/export"
 	"github.com/logpump/logpump/internal/pipe"
 	"github.com/logpump/logpump/internal/selfmetrics"
+	"github.com/logpump/logpump/journald"
 	"github.com/logpump/logpump/tailer"
 )
 
@@ -156,12 +157,32 @@ type PipelineState struct {
 
 // LaneState is a source, its pipeline and its files.
 type LaneState struct {
-	Source    string       `json:"source"`
-	Pipeline  string       `json:"pipeline"`
-	Stages    []string     `json:"stages"`
-	InFlight  int          `json:"in_flight_ranges"`
-	Tailer    tailer.Stats `json:"tailer"`
-	TapPoints []string     `json:"tap_points"`
+	Source   string       `json:"source"`
+	Pipeline string       `json:"pipeline"`
+	Stages   []string     `json:"stages"`
+	InFlight int          `json:"in_flight_ranges"`
+	Tailer   tailer.Stats `json:"tailer"`
+	// Journal is set for a journald source.
+	Journal   *journald.Stats `json:"journal,omitempty"`
+	TapPoints []string        `json:"tap_points"`
+}
+
+// tailerStats returns the stats of a file source's tailer; zero for a
+// journald source.
+func (ln *lane) tailerStats() tailer.Stats {
+	if ln.tailer == nil {
+		return tailer.Stats{}
+	}
+	return ln.tailer.Stats()
+}
+
+// journalStats returns the stats of a journald source; nil for a file source.
+func (ln *lane) journalStats() *journald.Stats {
+	if ln.journal == nil {
+		return nil
+	}
+	st := ln.journal.Stats()
+	return &st
 }
 
 // ExporterState is an exporter's queue counters.
@@ -181,7 +202,7 @@ func (a *Agent) Pipeline() PipelineState {
 	for _, ln := range lanes {
 		st.Lanes = append(st.Lanes, LaneState{
 			Source: ln.source, Pipeline: ln.pipeline, Stages: ln.stages,
-			InFlight: a.tracker.InFlight(ln.source), Tailer: ln.tailer.Stats(), TapPoints: ln.taps,
+			InFlight: a.tracker.InFlight(ln.source), Tailer: ln.tailerStats(), Journal: ln.journalStats(), TapPoints: ln.taps,
 		})
 	}
 	for _, ex := range exporters {
@@ -196,7 +217,13 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	for _, ln := range lanes {
-		s.Sources = append(s.Sources, sourceState(ln.source, ln.tailer.Stats()))
+		if ln.journal != nil {
+			s.Sources = append(s.Sources, selfmetrics.SourceState{
+				Name: ln.source, Journal: true, JournalRestarts: ln.journal.Stats().Restarts,
+			})
+			continue
+		}
+		s.Sources = append(s.Sources, sourceState(ln.source, ln.tailerStats()))
 	}
 	for _, ex := range exporters {
 		qs := ex.queue.Stats()
@@ -259,7 +286,7 @@ func (a *Agent) Warnings(paths bool) []string {
 	a.mu.Unlock()
 	var out []string
 	for _, ln := range lanes {
-		st := ln.tailer.Stats()
+		st := ln.tailerStats()
 		if w := atRisk(ln.source, st, paths); w != "" {
 			out = append(out, w)
 		}

@@ -119,14 +119,14 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 	// before its next write window, and the timeout would cost a wake-up and
 	// up to batch.timeout of latency. The callback runs on this goroutine.
 	var sentTo []*export.Queue
-	ln.tailer.OnIdle(func() {
+	ln.src.OnIdle(func() {
 		for _, q := range sentTo {
 			q.Flush()
 		}
 		clear(sentTo)
 		sentTo = sentTo[:0]
 	})
-	for b := range ln.chain(ln.tailer.Batches(read)) {
+	for b := range ln.chain(ln.src.Batches(read)) {
 		for _, d := range ln.routes.Split(b) {
 			q := ln.queues[d.Exporter]
 			if err := q.Enqueue(hard, d.Batch); err != nil {

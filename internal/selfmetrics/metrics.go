@@ -114,6 +114,10 @@ type SourceState struct {
 	LostFiles, RecoveredFiles, ForcedCloses uint64
 	// UnreadableFiles counts matched files that could not be opened.
 	UnreadableFiles uint64
+	// Journal marks a journald source: it has no files, and reports only
+	// JournalRestarts (journalctl started again after it failed or ended).
+	Journal         bool
+	JournalRestarts uint64
 }
 
 // Loss reasons, the reason label of [LostBytes]. They are the tailer's
@@ -255,6 +259,7 @@ func (m *Metrics) instruments(version string) error {
 	recovered := observedCounter(RecoveredFiles, "{file}", "Files found holding the unread end of a file rotated out of the patterns.")
 	forced := observedCounter(ForcedCloses, "{file}", "Files closed with unread bytes to respect max_open_files.")
 	unreadable := observedCounter(UnreadableFiles, "{file}", "Matched files that could not be opened (permission denied).")
+	journalRestarts := observedCounter(JournalRestarts, "{restart}", "Times journalctl was started again after it failed or ended.")
 	if err != nil {
 		return err
 	}
@@ -277,6 +282,10 @@ func (m *Metrics) instruments(version string) error {
 		(*f)(&s)
 		for _, src := range s.Sources {
 			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("source", src.Name)))
+			if src.Journal {
+				o.ObserveInt64(journalRestarts, int64(src.JournalRestarts), a)
+				continue
+			}
 			o.ObserveInt64(open, int64(src.OpenFiles), a)
 			o.ObserveInt64(lag, src.LagBytes, a)
 			o.ObserveInt64(behind, src.BehindBytes, a)
@@ -309,7 +318,7 @@ func (m *Metrics) instruments(version string) error {
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, failing, age,
-		behind, behindAge, lost, lostFiles, recovered, forced, unreadable)
+		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}

@@ -97,7 +97,8 @@ func TestMetricsExposition(t *testing.T) {
 				LostFiles: 2, RecoveredFiles: 5, ForcedCloses: 6, UnreadableFiles: 2,
 			},
 			SourceState{Name: "app", OpenFiles: 1, BehindBytes: 12, BehindSeconds: 0.5,
-				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1})
+				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1},
+			SourceState{Name: "journal", Journal: true, JournalRestarts: 3})
 		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1, FailingSeconds: 95})
 		s.LastCheckpoint = lastCheckpoint
 	})
@@ -143,6 +144,7 @@ func TestMetricsExposition(t *testing.T) {
 		{RecoveredFiles, []string{"source=app"}, 1},
 		{ForcedCloses, []string{"source=system"}, 6},
 		{UnreadableFiles, []string{"source=system"}, 2},
+		{JournalRestarts, []string{"source=journal"}, 3},
 		{CheckpointAge, nil, 61.5},
 		{LastReloadSuccessful, nil, 0},
 		{LastReloadSuccessTime, nil, 1_700_000_000},

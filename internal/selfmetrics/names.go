@@ -59,6 +59,9 @@ const (
 	// (permission denied), each once until it is readable or gone. Labels:
 	// source.
 	UnreadableFiles = "logpump_tailer_unreadable_files_total"
+	// JournalRestarts counts the times a journald source started
+	// journalctl again after it failed or ended. Labels: source.
+	JournalRestarts = "logpump_journald_restarts_total"
 
 	// Gauges read at collection time.
 
@@ -96,7 +99,7 @@ const (
 func Names() []string {
 	return []string{
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
-		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles,
+		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles, JournalRestarts,
 		QueueBatches, InFlightRequests, FailingSeconds, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}

@@ -1,0 +1,334 @@
+package journald_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logpump/logpump/checkpoint"
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/journald"
+	"github.com/logpump/logpump/journald/journaldtest"
+)
+
+// reader runs one Source over the real journal until stopped, counting
+// the entries it yields by their sequence number.
+type reader struct {
+	t      *testing.T
+	cancel context.CancelFunc
+	done   chan struct{}
+	src    *journald.Source
+
+	mu    sync.Mutex
+	seen  map[int]int // sequence number -> times yielded
+	first event.Record
+	held  []*event.Batch // batches not acknowledged (ack false)
+}
+
+func start(t *testing.T, tr *checkpoint.Tracker, opts journald.Options, ack bool) *reader {
+	t.Helper()
+	src, err := journald.New("journal", opts, tr, &event.Resource{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &reader{t: t, cancel: cancel, done: make(chan struct{}), src: src, seen: map[int]int{}}
+	go func() {
+		defer close(r.done)
+		for b := range src.Batches(ctx) {
+			r.mu.Lock()
+			for _, rec := range b.Records {
+				body, ok := strings.CutPrefix(rec.Body.Str, "seq ")
+				if !ok {
+					continue // journald's own entries ("Journal started")
+				}
+				body, _, _ = strings.Cut(body, "\n")
+				n, err := strconv.Atoi(body)
+				if err != nil {
+					t.Errorf("body %q: %v", rec.Body.Str, err)
+					continue
+				}
+				if len(r.seen) == 0 {
+					r.first = rec
+					r.first.Attrs = append([]event.KeyValue(nil), rec.Attrs...)
+					for i := range r.first.Attrs {
+						r.first.Attrs[i].Value.Str = strings.Clone(rec.Attrs[i].Value.Str)
+					}
+					r.first.Body.Str = strings.Clone(rec.Body.Str)
+				}
+				r.seen[n]++
+			}
+			if ack {
+				b.Done()
+			} else {
+				r.held = append(r.held, b)
+			}
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// stopAndSave stops r and saves the checkpoints, as a clean stop does.
+func (r *reader) stopAndSave(tr *checkpoint.Tracker) {
+	r.t.Helper()
+	r.stop()
+	if err := tr.Flush(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// readAll waits until r read [from, mid), sends [mid, to) while it runs,
+// waits for those, stops it, and checks that it read [from, to) once each.
+func (r *reader) readAll(j *journaldtest.Journald, from, mid, to int) {
+	r.t.Helper()
+	r.waitFor(from, mid)
+	send(r.t, j, mid, to)
+	r.waitFor(from, to)
+	r.stop()
+	r.check(from, to)
+}
+
+func (r *reader) stop() {
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("Batches did not return within 10s of the cancel")
+	}
+}
+
+// waitFor waits until the reader saw every sequence number in [from, to).
+func (r *reader) waitFor(from, to int) {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r.mu.Lock()
+		missing := 0
+		for i := from; i < to; i++ {
+			if r.seen[i] == 0 {
+				missing++
+			}
+		}
+		r.mu.Unlock()
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("after 30s %d of the entries %d-%d were not read", missing, from, to-1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// check reports numbers outside [from, to), read more than once, or missing.
+func (r *reader) check(from, to int) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	missing, dups, extra := 0, 0, 0
+	for n, c := range r.seen {
+		if n < from || n >= to {
+			extra++
+		}
+		if c > 1 {
+			dups += c - 1
+		}
+	}
+	for i := from; i < to; i++ {
+		if r.seen[i] == 0 {
+			missing++
+		}
+	}
+	if missing != 0 || dups != 0 || extra != 0 {
+		r.t.Errorf("entries %d-%d: %d missing, %d duplicates, %d outside", from, to-1, missing, dups, extra)
+	}
+}
+
+func send(t *testing.T, j *journaldtest.Journald, from, to int) {
+	for i := from; i < to; i++ {
+		j.Send(t, "MESSAGE", "seq "+strconv.Itoa(i), "PRIORITY", "4", "SYSLOG_IDENTIFIER", "lptest", "SEQ", strconv.Itoa(i))
+	}
+	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", to)
+}
+
+func newTracker(t *testing.T, dir string) *checkpoint.Tracker {
+	t.Helper()
+	tr := checkpoint.NewTracker(checkpoint.NewStore(dir), slog.New(slog.DiscardHandler), checkpoint.Options{})
+	if err := tr.Load(); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func options(j *journaldtest.Journald, startAt string) journald.Options {
+	o := journald.DefaultOptions()
+	o.Namespace, o.StartAt = j.Namespace, startAt
+	o.RestartDelay = 50 * time.Millisecond
+	o.MaxBatchRecords = 64
+	return o
+}
+
+// TestJournalReadOnceAcrossRestarts: every entry of a real journald is read
+// once: those stored before the first start (start_at: beginning), those
+// written while reading, and those written while the agent was stopped,
+// which the next start reads from the saved cursor.
+func TestJournalReadOnceAcrossRestarts(t *testing.T) {
+	j := journaldtest.Start(t)
+	dir := t.TempDir()
+	send(t, j, 0, 300)
+
+	tr := newTracker(t, dir)
+	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r.readAll(j, 0, 300, 1000)
+	r.stopAndSave(tr)
+
+	// Stopped: entries keep coming.
+	send(t, j, 1000, 1500)
+
+	// A new process: a tracker loaded from the state directory.
+	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2.readAll(j, 1000, 1500, 1600)
+
+	got := r.first
+	if got.Body.Str != "seq 0" || got.Severity != event.SeverityWarn || got.SeverityText != "warning" {
+		t.Errorf("first record: body %q severity %v %q, want \"seq 0\" WARN \"warning\"", got.Body.Str, got.Severity, got.SeverityText)
+	}
+	if d := time.Since(time.Unix(0, got.Time)); d < 0 || d > time.Hour {
+		t.Errorf("first record's time %v is not the time it was written", time.Unix(0, got.Time))
+	}
+	for _, want := range []event.KeyValue{
+		{Key: "SYSLOG_IDENTIFIER", Value: event.String("lptest")},
+		{Key: "SEQ", Value: event.String("0")},
+		{Key: "_NAMESPACE", Value: event.String(j.Namespace)},
+	} {
+		if v, ok := event.Lookup(got.Attrs, want.Key); !ok || !v.Equal(want.Value) {
+			t.Errorf("attribute %s = %v (%v), want %v", want.Key, v, ok, want.Value)
+		}
+	}
+	for _, kv := range got.Attrs {
+		if kv.Key == "MESSAGE" || kv.Key == "PRIORITY" || strings.HasPrefix(kv.Key, "__") {
+			t.Errorf("attribute %s: the field is the body, severity or position, not an attribute", kv.Key)
+		}
+	}
+}
+
+// TestJournalUnacknowledgedIsReadAgain: entries yielded but never
+// acknowledged are read again by the next start (at least once), and the
+// acknowledged ones are not.
+func TestJournalUnacknowledgedIsReadAgain(t *testing.T) {
+	j := journaldtest.Start(t)
+	dir := t.TempDir()
+	send(t, j, 0, 200)
+
+	tr := newTracker(t, dir)
+	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r.waitFor(0, 200)
+	r.stopAndSave(tr)
+
+	send(t, j, 200, 400)
+	tr2 := newTracker(t, dir)
+	r2 := start(t, tr2, options(j, journald.StartBeginning), false) // never acknowledges
+	r2.waitFor(200, 400)
+	r2.stopAndSave(tr2)
+
+	r3 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r3.readAll(j, 200, 400, 400)
+}
+
+// TestJournalStartAtEnd: a journal read for the first time with start_at:
+// end skips what it held, reads what comes after, and a restart before any
+// new entry does not skip the entries written while it was stopped.
+func TestJournalStartAtEnd(t *testing.T) {
+	j := journaldtest.Start(t)
+	dir := t.TempDir()
+	send(t, j, 0, 100)
+
+	tr := newTracker(t, dir)
+	r := start(t, tr, options(j, journald.StartEnd), true)
+	// The start position is saved before anything new is read.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, c, ok := tr.ResumeCursor(checkpoint.JournalKey("journal")); ok && c != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no start cursor after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.stopAndSave(tr)
+	send(t, j, 100, 150)
+
+	r2 := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r2.readAll(j, 100, 150, 200)
+}
+
+// TestJournalctlFailureIsRetried: when journalctl cannot read the journal
+// (a namespace no journald serves yet) the source retries, and reads the
+// journal once it exists.
+func TestJournalctlFailureIsRetried(t *testing.T) {
+	tr := newTracker(t, t.TempDir())
+	opts := journald.DefaultOptions()
+	opts.Journalctl = "/nonexistent/journalctl"
+	opts.RestartDelay = 10 * time.Millisecond
+	r := start(t, tr, opts, true)
+	deadline := time.Now().Add(10 * time.Second)
+	for r.src.Stats().Restarts < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("journalctl missing: %d restarts after 10s, want 2", r.src.Stats().Restarts)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.stop()
+}
+
+// TestJournalMultilineMessage: a message holding newlines is one record.
+func TestJournalMultilineMessage(t *testing.T) {
+	j := journaldtest.Start(t)
+	j.Send(t, "MESSAGE", "seq 0\nsecond line\n\tthird", "SYSLOG_IDENTIFIER", "lptest")
+	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 1)
+	tr := newTracker(t, t.TempDir())
+	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r.waitFor(0, 1)
+	r.stop()
+	if got, want := r.first.Body.Str, "seq 0\nsecond line\n\tthird"; got != want {
+		t.Errorf("body %q, want %q", got, want)
+	}
+}
+
+// TestJournalEarlierBootIsRead: entries of the boot before a reboot written
+// after the last acknowledged one are read after the restart, then the
+// current boot's (journalctl --follow alone reads only the current boot:
+// it would skip them).
+func TestJournalEarlierBootIsRead(t *testing.T) {
+	j := journaldtest.Start(t)
+	j.AddEarlierBoot(t, "0123456789abcdef0123456789abcdef", "lptest", "seq 0", "seq 1", "seq 2")
+	out, err := exec.Command("journalctl", "--namespace="+j.Namespace, "--output=json", "--no-pager", "--quiet", "MESSAGE=seq 0").Output()
+	if err != nil {
+		t.Fatalf("journalctl: %v", err)
+	}
+	var entry struct {
+		Cursor string `json:"__CURSOR"`
+	}
+	if err := json.Unmarshal(out, &entry); err != nil || entry.Cursor == "" {
+		t.Fatalf("no cursor for the earlier boot's first entry in %q: %v", out, err)
+	}
+	// Before the reboot the agent had acknowledged "seq 0".
+	dir := t.TempDir()
+	tr := newTracker(t, dir)
+	tr.BeginCursor(checkpoint.JournalKey("journal"), "journal:"+j.Namespace, 100, entry.Cursor)
+	if err := tr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	send(t, j, 3, 5) // the current boot, before the start
+	r := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r.readAll(j, 1, 5, 10)
+}
