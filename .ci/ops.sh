@@ -164,20 +164,26 @@ http_get() {
 # same file stays unread.
 service_user_reads_logs() {
 	local dir="$OUT/service" port=18686 pid rc i
-	rm -rf "$dir" && mkdir -p "$dir/logs" "$dir/state" "$dir/nocap"
+	rm -rf "$dir" && mkdir -p "$dir/logs" "$dir/state" "$dir/nocap" "$dir/journal"
 	chown logpump:logpump "$dir/state" "$dir/nocap"
 	chmod 0700 "$dir/logs"
 	printf 'line from a root-only file\n' >"$dir/logs/app.log"
 	chmod 0600 "$dir/logs/app.log"
+	# A journal as journald keeps it, readable by root and its group only:
+	# the journald source's journalctl inherits the capability.
+	printf '__REALTIME_TIMESTAMP=1700000000000000\n_BOOT_ID=0123456789abcdef0123456789abcdef\nMESSAGE=entry from a root-only journal\n\n' |
+		/lib/systemd/systemd-journal-remote -o "$dir/journal/system.journal" - || return 1
+	chmod 0750 "$dir/journal" && chmod 0640 "$dir/journal/"*.journal
 	cat >"$dir/config.yaml" <<-EOF
 		state_dir: $dir/state
 		admin: {address: 127.0.0.1:$port}
 		sources:
 		  app: {type: file, include: [$dir/logs/*.log], start_at: beginning}
+		  journal: {type: journald, directory: $dir/journal, start_at: beginning}
 		exporters:
 		  out: {type: console}
 		pipelines:
-		  app: {sources: [app], exporters: [out]}
+		  app: {sources: [app, journal], exporters: [out]}
 	EOF
 	sed "s#$dir/state#$dir/nocap#; s#:$port#:$((port + 1))#" "$dir/config.yaml" >"$dir/nocap.yaml"
 	chmod 0644 "$dir/config.yaml" "$dir/nocap.yaml"
@@ -188,7 +194,7 @@ service_user_reads_logs() {
 		/usr/bin/logpump run -config "$dir/config.yaml" >"$dir/out" 2>"$dir/err" &
 	pid=$!
 	for i in $(seq 100); do
-		grep -q 'line from a root-only file' "$dir/out" && break
+		grep -q 'line from a root-only file' "$dir/out" && grep -q 'entry from a root-only journal' "$dir/out" && break
 		sleep 0.1
 	done
 	http_get $port /healthz >"$dir/healthz" || true
@@ -199,6 +205,7 @@ service_user_reads_logs() {
 	rc=$?
 	cat "$dir/err"
 	grep -q 'line from a root-only file' "$dir/out" || { echo "the line was not read"; return 1; }
+	grep -q 'entry from a root-only journal' "$dir/out" || { echo "the journal entry was not read"; return 1; }
 	[ $rc -eq 0 ] || { echo "exit status $rc after SIGTERM"; return 1; }
 	grep -q '^HTTP/1.0 200' "$dir/healthz" || { echo "/healthz:"; cat "$dir/healthz"; return 1; }
 	grep -q '^HTTP/1.0 200' "$dir/readyz" || { echo "/readyz:"; cat "$dir/readyz"; return 1; }
@@ -214,8 +221,8 @@ service_user_reads_logs() {
 	sleep 2
 	kill -TERM $pid
 	wait $pid
-	if grep -q 'line from a root-only file' "$dir/nocap.out"; then
-		echo "read the root-only file without CAP_DAC_READ_SEARCH: the check proves nothing"
+	if grep -q 'line from a root-only file\|entry from a root-only journal' "$dir/nocap.out"; then
+		echo "read the root-only file or journal without CAP_DAC_READ_SEARCH: the check proves nothing"
 		return 1
 	fi
 }
@@ -340,7 +347,7 @@ if [ -s "$OUT/deb.path" ]; then
 	check "logpump version" /usr/bin/logpump version
 	check "logpump validate the shipped config (as user logpump)" \
 		runuser -u logpump -- /usr/bin/logpump validate -config /etc/logpump/config.yaml
-	check "as user logpump with only CAP_DAC_READ_SEARCH: reads root-only logs, serves health and metrics" \
+	check "as user logpump with only CAP_DAC_READ_SEARCH: reads root-only logs and journal, serves health and metrics" \
 		service_user_reads_logs
 	check "dpkg -r keeps the conffile" dpkg -r logpump
 	check "removed: binary and unit gone, config kept" removed_keeps_conffile
