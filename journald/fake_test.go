@@ -21,7 +21,8 @@ import (
 // fakeJournalctl writes a stand-in for journalctl, beside the tests against
 // the real one, for what a real journal does not produce on demand: run
 // without --follow it prints the lines of catchUp (after the one holding
-// the cursor of --after-cursor, if given); with --follow it prints the
+// the cursor of --after-cursor, if given, or from the one holding the cursor
+// of --cursor, as journalctl does); with --follow it prints the
 // lines of follow 20 ms apart, then waits to be stopped. With fail it
 // writes fail to stderr and exits 1.
 func fakeJournalctl(t testing.TB, catchUp, follow, fail string) string {
@@ -42,11 +43,12 @@ for a in "$@"; do
 	--follow)
 		while IFS= read -r line; do printf '%%s\n' "$line"; sleep 0.02; done < %q
 		exec sleep 3600 ;;
-	--after-cursor=*) cursor="${a#--after-cursor=}" ;;
+	--after-cursor=*) cursor="${a#--after-cursor=}"; from=0 ;;
+	--cursor=*) cursor="${a#--cursor=}"; from=1 ;;
 	esac
 done
 [ -z "$cursor" ] && exec cat %q
-exec awk -v c="\"__CURSOR\":\"$cursor\"" 'found { print } index($0, c) { found = 1 }' %q
+exec awk -v c="\"__CURSOR\":\"$cursor\"" -v from="$from" 'found { print } index($0, c) { found = 1; if (from) print }' %q
 `, fail, fail, later, data, data)
 	path := filepath.Join(dir, "journalctl")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {

@@ -6,7 +6,7 @@
 // A batch's acknowledgement advances the source's checkpoint to the cursor
 // of its last entry ([checkpoint.Tracker.TrackCursor]); after a restart or a
 // reload reading resumes after the last acknowledged entry
-// (--after-cursor), first through every stored boot, then following new
+// (--cursor, the entry at the cursor dropped as read), first through every stored boot, then following new
 // entries. An entry is never skipped for being unacknowledged; one that was
 // read but not acknowledged before a stop is read again (at least once).
 package journald
@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -57,7 +58,7 @@ type Source struct {
 }
 
 type counters struct {
-	entries, bytes, restarts, truncated atomic.Uint64
+	entries, bytes, restarts, truncated, gaps, gapEntries atomic.Uint64
 }
 
 // Stats are a source's counters since it was built.
@@ -68,6 +69,12 @@ type Stats struct {
 	Restarts uint64
 	// Truncated entries, longer than max_entry_bytes.
 	Truncated uint64
+	// Gaps counts resumptions after an entry the journal no longer held
+	// (vacuumed, rotated away, or the cursor of another journal): reading
+	// went on at the first entry after it. GapEntries is how many entries
+	// the journal numbered in between, when the cursors tell (same journal
+	// writer); entries that the source's filters exclude are among them.
+	Gaps, GapEntries uint64
 }
 
 // Stats returns the source's counters. Safe for concurrent use.
@@ -75,6 +82,7 @@ func (s *Source) Stats() Stats {
 	return Stats{
 		Entries: s.stats.entries.Load(), Bytes: s.stats.bytes.Load(),
 		Restarts: s.stats.restarts.Load(), Truncated: s.stats.truncated.Load(),
+		Gaps: s.stats.gaps.Load(), GapEntries: s.stats.gapEntries.Load(),
 	}
 }
 
@@ -148,6 +156,10 @@ type run struct {
 
 	pos      int64  // bytes read, continuing the checkpoint's offset
 	cursor   string // the cursor of the last entry yielded (or begun at)
+	// resumeAt is the cursor journalctl was started at (--cursor), until
+	// the first entry it prints is read: that entry is the one at the
+	// cursor, already read, unless the journal no longer holds it.
+	resumeAt string
 	stopped  bool   // the consumer stopped, or ctx ended
 	yielded  bool   // entries were yielded since the last idle call
 	lastData time.Time
@@ -267,7 +279,13 @@ func (r *run) stream(follow bool) error {
 	s := r.s
 	var extra []string
 	if r.cursor != "" {
-		extra = append(extra, "--after-cursor="+r.cursor)
+		// --cursor, not --after-cursor: journalctl --after-cursor skips
+		// the first entry it finds whether or not it is the one at the
+		// cursor, so an entry after one that was vacuumed (or any first
+		// entry, given another journal's cursor) would be lost unseen.
+		// The entry at the cursor, when there, is dropped in read.
+		extra = append(extra, "--cursor="+r.cursor)
+		r.resumeAt = r.cursor
 	}
 	if follow {
 		extra = append(extra, "--follow", "--no-tail")
@@ -318,6 +336,44 @@ func (r *run) stream(follow bool) error {
 		return fmt.Errorf("journalctl %s: %w%s", cmdLine(cmd.Args[1:]), waitErr, stderrText(&stderr))
 	}
 	return nil
+}
+
+// gap reports that journalctl, started at r.resumeAt, began with the entry
+// at cursor: the journal no longer holds the entry at r.resumeAt.
+func (r *run) gap(cursor string) {
+	s := r.s
+	s.stats.gaps.Add(1)
+	n, known := cursorDistance(r.resumeAt, cursor)
+	if known {
+		s.stats.gapEntries.Add(n)
+	}
+	s.log.Warn("the journal no longer holds the entry after which reading resumes (vacuumed, rotated away, or another journal's cursor): reading goes on at the oldest entry after it; entries removed before they were read are lost",
+		"source", s.name, "entries_between", map[bool]any{true: n, false: "unknown"}[known])
+}
+
+// cursorDistance returns how many entries the journal numbered between the
+// entries at cursors a and b (exclusive), when both come from the same
+// writer (their seqnum IDs, s=, are equal) and b is after a.
+func cursorDistance(a, b string) (uint64, bool) {
+	field := func(c, key string) string {
+		for len(c) > 0 {
+			var kv string
+			kv, c, _ = strings.Cut(c, ";")
+			if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+				return v
+			}
+		}
+		return ""
+	}
+	if sa, sb := field(a, "s"), field(b, "s"); sa == "" || sa != sb {
+		return 0, false
+	}
+	ia, err1 := strconv.ParseUint(field(a, "i"), 16, 64)
+	ib, err2 := strconv.ParseUint(field(b, "i"), 16, 64)
+	if err1 != nil || err2 != nil || ib <= ia {
+		return 0, false
+	}
+	return ib - ia - 1, true
 }
 
 // read yields batches of what journalctl prints until it ends (nil), the
@@ -413,6 +469,20 @@ func (r *run) read(rd *reader, setDeadline func(time.Time)) error {
 				rec.Flags |= event.Truncated | event.ParseError
 			} else if r.dec.entry(b, line, now.UnixNano()) {
 				hasCursor = true
+				if r.resumeAt != "" {
+					if string(r.dec.cursor) == r.resumeAt {
+						b.Records = b.Records[:len(b.Records)-1] // read before
+					} else {
+						r.gap(string(r.dec.cursor))
+					}
+				}
+			}
+			r.resumeAt = "" // only the first entry can be the one at the cursor
+			if len(b.Records) == 0 {
+				// Nothing new: no batch (the range read is skipped).
+				b.Done()
+				b = nil
+				continue
 			}
 			if len(b.Records) >= s.opts.MaxBatchRecords || b.Bytes() >= int(s.opts.MaxBatchBytes) {
 				if !flush() {

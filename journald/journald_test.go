@@ -159,6 +159,15 @@ func send(t *testing.T, j *journaldtest.Journald, from, to int) {
 	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", to)
 }
 
+// sendMore is send for a journal that does not hold entries 0 to from-1.
+func sendMore(t *testing.T, j *journaldtest.Journald, from, to int) {
+	before := j.Count(t, "SYSLOG_IDENTIFIER=lptest")
+	for i := from; i < to; i++ {
+		j.Send(t, "MESSAGE", "seq "+strconv.Itoa(i), "PRIORITY", "4", "SYSLOG_IDENTIFIER", "lptest", "SEQ", strconv.Itoa(i))
+	}
+	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", before+to-from)
+}
+
 func newTracker(t *testing.T, dir string) *checkpoint.Tracker {
 	t.Helper()
 	tr := checkpoint.NewTracker(checkpoint.NewStore(dir), slog.New(slog.DiscardHandler), checkpoint.Options{})
@@ -331,4 +340,60 @@ func TestJournalEarlierBootIsRead(t *testing.T) {
 	send(t, j, 3, 5) // the current boot, before the start
 	r := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
 	r.readAll(j, 1, 5, 10)
+}
+
+// TestJournalVacuumedCursorResumesAtOldest: the entry after which reading
+// resumes was vacuumed while the agent was stopped (journald rotated its
+// file, journalctl --vacuum-files deleted the archive). Reading goes on at
+// the oldest entry the journal still holds, none of those is skipped
+// (journalctl --after-cursor would skip the first of them), and the gap is
+// warned about and counted with the number of entries it held.
+func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
+	j := journaldtest.Start(t)
+	dir := t.TempDir()
+	send(t, j, 0, 100)
+	tr := newTracker(t, dir)
+	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r.waitFor(0, 100)
+	r.stopAndSave(tr)
+	r.check(0, 100)
+
+	// Stopped: 100 entries more, then rotation and vacuum remove every
+	// entry up to there, including the last one read.
+	send(t, j, 100, 200)
+	j.RotateAndVacuum(t)
+	sendMore(t, j, 200, 300)
+
+	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2.waitFor(200, 300)
+	r2.stop()
+	r2.check(200, 300)
+	st := r2.src.Stats()
+	if st.Gaps != 1 || st.GapEntries < 100 {
+		t.Errorf("gaps %d of %d entries, want 1 of at least 100 (entries 100-199 and journald's own)", st.Gaps, st.GapEntries)
+	}
+}
+
+// TestJournalCursorOfAnotherJournal: a checkpoint holding the cursor of
+// another journal (a directory replaced, a host restored from a backup)
+// resumes at that journal's oldest entry: every entry is read, the first
+// included, and the gap is counted, its size unknown.
+func TestJournalCursorOfAnotherJournal(t *testing.T) {
+	j := journaldtest.Start(t)
+	other := journaldtest.Start(t)
+	dir := t.TempDir()
+	send(t, other, 0, 10)
+	tr := newTracker(t, dir)
+	r := start(t, tr, options(other, journald.StartBeginning), true)
+	r.waitFor(0, 10)
+	r.stopAndSave(tr)
+
+	sendMore(t, j, 10, 50)
+	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2.waitFor(10, 50)
+	r2.stop()
+	r2.check(10, 50)
+	if st := r2.src.Stats(); st.Gaps != 1 || st.GapEntries != 0 {
+		t.Errorf("gaps %d of %d entries, want 1 of an unknown number (0)", st.Gaps, st.GapEntries)
+	}
 }

@@ -218,8 +218,9 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 	a.mu.Unlock()
 	for _, ln := range lanes {
 		if ln.journal != nil {
+			js := ln.journal.Stats()
 			s.Sources = append(s.Sources, selfmetrics.SourceState{
-				Name: ln.source, Journal: true, JournalRestarts: ln.journal.Stats().Restarts,
+				Name: ln.source, Journal: true, JournalRestarts: js.Restarts, JournalGaps: js.Gaps,
 			})
 			continue
 		}

@@ -118,6 +118,8 @@ type SourceState struct {
 	// JournalRestarts (journalctl started again after it failed or ended).
 	Journal         bool
 	JournalRestarts uint64
+	// JournalGaps: resumptions after an entry the journal no longer held.
+	JournalGaps uint64
 }
 
 // Loss reasons, the reason label of [LostBytes]. They are the tailer's
@@ -260,6 +262,7 @@ func (m *Metrics) instruments(version string) error {
 	forced := observedCounter(ForcedCloses, "{file}", "Files closed with unread bytes to respect max_open_files.")
 	unreadable := observedCounter(UnreadableFiles, "{file}", "Matched files that could not be opened (permission denied).")
 	journalRestarts := observedCounter(JournalRestarts, "{restart}", "Times journalctl was started again after it failed or ended.")
+	journalGaps := observedCounter(JournalGaps, "{gap}", "Resumptions after an entry the journal no longer held (vacuumed before it was read).")
 	if err != nil {
 		return err
 	}
@@ -284,6 +287,7 @@ func (m *Metrics) instruments(version string) error {
 			a := metric.WithAttributeSet(attribute.NewSet(attribute.String("source", src.Name)))
 			if src.Journal {
 				o.ObserveInt64(journalRestarts, int64(src.JournalRestarts), a)
+				o.ObserveInt64(journalGaps, int64(src.JournalGaps), a)
 				continue
 			}
 			o.ObserveInt64(open, int64(src.OpenFiles), a)
@@ -318,7 +322,7 @@ func (m *Metrics) instruments(version string) error {
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, failing, age,
-		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts)
+		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts, journalGaps)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}

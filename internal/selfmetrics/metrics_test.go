@@ -98,7 +98,7 @@ func TestMetricsExposition(t *testing.T) {
 			},
 			SourceState{Name: "app", OpenFiles: 1, BehindBytes: 12, BehindSeconds: 0.5,
 				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1},
-			SourceState{Name: "journal", Journal: true, JournalRestarts: 3})
+			SourceState{Name: "journal", Journal: true, JournalRestarts: 3, JournalGaps: 2})
 		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1, FailingSeconds: 95})
 		s.LastCheckpoint = lastCheckpoint
 	})
@@ -145,6 +145,7 @@ func TestMetricsExposition(t *testing.T) {
 		{ForcedCloses, []string{"source=system"}, 6},
 		{UnreadableFiles, []string{"source=system"}, 2},
 		{JournalRestarts, []string{"source=journal"}, 3},
+		{JournalGaps, []string{"source=journal"}, 2},
 		{CheckpointAge, nil, 61.5},
 		{LastReloadSuccessful, nil, 0},
 		{LastReloadSuccessTime, nil, 1_700_000_000},

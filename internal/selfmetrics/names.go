@@ -62,6 +62,10 @@ const (
 	// JournalRestarts counts the times a journald source started
 	// journalctl again after it failed or ended. Labels: source.
 	JournalRestarts = "logpump_journald_restarts_total"
+	// JournalGaps counts the times a journald source resumed after an
+	// entry the journal no longer held (vacuumed or rotated away before it
+	// was read, or another journal's cursor). Labels: source.
+	JournalGaps = "logpump_journald_gaps_total"
 
 	// Gauges read at collection time.
 
@@ -99,7 +103,7 @@ const (
 func Names() []string {
 	return []string{
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
-		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles, JournalRestarts,
+		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles, JournalRestarts, JournalGaps,
 		QueueBatches, InFlightRequests, FailingSeconds, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
 	}

@@ -195,3 +195,16 @@ func (j *Journald) WaitFor(t testing.TB, match string, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// RotateAndVacuum makes journald start a new journal file (journalctl
+// --rotate) and deletes every archived one (--vacuum-files=1): the entries
+// written so far are gone, as a vacuum by size or age removes them.
+func (j *Journald) RotateAndVacuum(t testing.TB) {
+	t.Helper()
+	for _, args := range [][]string{{"--rotate"}, {"--vacuum-files=1"}} {
+		cmd := exec.Command("journalctl", append([]string{"--namespace=" + j.Namespace}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("journalctl %v: %v: %s", args, err, out)
+		}
+	}
+}
