@@ -5,9 +5,9 @@
 // free of cgo and reads every journal file format journalctl itself reads.
 // A batch's acknowledgement advances the source's checkpoint to the cursor
 // of its last entry ([checkpoint.Tracker.TrackCursor]); after a restart or a
-// reload reading resumes after the last acknowledged entry
-// (--cursor, the entry at the cursor dropped as read), first through every stored boot, then following new
-// entries. An entry is never skipped for being unacknowledged; one that was
+// reload reading resumes after the last acknowledged entry (--cursor, the
+// entry at the cursor dropped as read), first through every stored boot,
+// then following new entries. An entry is never skipped for being unacknowledged; one that was
 // read but not acknowledged before a stop is read again (at least once).
 package journald
 
