@@ -154,14 +154,14 @@ type run struct {
 	dec   *decoder
 	pool  event.Pool
 
-	pos      int64  // bytes read, continuing the checkpoint's offset
-	cursor   string // the cursor of the last entry yielded (or begun at)
+	pos    int64  // bytes read, continuing the checkpoint's offset
+	cursor string // the cursor of the last entry yielded (or begun at)
 	// resumeAt is the cursor journalctl was started at (--cursor), until
 	// the first entry it prints is read: that entry is the one at the
 	// cursor, already read, unless the journal no longer holds it.
 	resumeAt string
-	stopped  bool   // the consumer stopped, or ctx ended
-	yielded  bool   // entries were yielded since the last idle call
+	stopped  bool // the consumer stopped, or ctx ended
+	yielded  bool // entries were yielded since the last idle call
 	lastData time.Time
 	touched  time.Time
 }
