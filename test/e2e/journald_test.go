@@ -145,12 +145,56 @@ pipelines:
 	}
 	p = started()
 	waitAll(9000)
-	p.stop(10 * time.Second)
 	missing, dups := count(9000)
 	if missing != 0 {
 		t.Errorf("after a kill: %d of 9000 entries missing", missing)
 	}
-	summary(t, "journald", "9000 entries, 2 clean restarts and 1 kill: %d missing, %d read twice after the kill", missing, dups)
+
+	// A backend outage: reading pauses (the journal is the buffer), and
+	// every entry written meanwhile arrives once after it.
+	_, dupsBefore := count(9000)
+	if err := sink.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	send(9000, 12000)
+	time.Sleep(10 * time.Second)
+	if err := sink.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(12000)
+	if m, d := count(12000); m != 0 || d != dupsBefore {
+		t.Errorf("outage: %d missing, %d duplicates more, want none", m, d-dupsBefore)
+	}
+
+	// Four more stops while entries stream in, SIGKILL and SIGTERM in turn.
+	next := 12000
+	kills, terms := 1, 2
+	for i := range 4 {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			send(next, next+1000)
+		}()
+		time.Sleep(100 * time.Millisecond)
+		if i%2 == 0 {
+			p.kill()
+			kills++
+		} else {
+			p.stop(10 * time.Second)
+			terms++
+		}
+		<-done
+		next += 1000
+		p = started()
+	}
+	waitAll(next)
+	p.stop(10 * time.Second)
+	missing, dups = count(next)
+	if missing != 0 {
+		t.Errorf("%d of %d entries missing", missing, next)
+	}
+	summary(t, "journald", "%d entries, %d clean stops, %d kills, a 10 s outage: %d missing, %d read twice (after kills only)",
+		next, terms, kills, missing, dups)
 	mu.Lock()
 	if seen[-1] != 0 {
 		t.Errorf("an entry of an identifier not selected arrived")
