@@ -2,8 +2,9 @@ package filter
 
 import (
 	"fmt"
-
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -22,7 +23,9 @@ import (
 //	severity             the OpenTelemetry severity number, 0 when unknown
 //	severity_text        the severity as written in the log
 //	source, path         the batch's source name and the file path
+//	time                 the record's time (its observed time when it has none)
 //	TRACE DEBUG INFO WARN ERROR FATAL   severity numbers, e.g. severity >= WARN
+//	now() sha256() hash() capture()      logpump's functions, see functions
 //
 // with expr's operators and functions: ==, !=, <, and, or, not, in,
 // contains, startsWith, endsWith, matches (RE2; a constant pattern is
@@ -99,13 +102,31 @@ const maxSlots = 8
 
 func slotName(i int) string { return "__s" + string(rune('0'+i)) }
 
-// Compile compiles src. Errors name the position in src.
+// Compile compiles src. Errors name the position in src. The condition's
+// now() reads the system clock; use [CompileWith] for another.
 func Compile(src string) (*Condition, error) {
+	return CompileWith(src, nil)
+}
+
+// CompileWith compiles src with now as the clock of now() (time.Now when nil).
+func CompileWith(src string, now func() time.Time) (*Condition, error) {
+	prog, cur, err := compile(src, true, now)
+	if err != nil {
+		return nil, fmt.Errorf("compile condition %q: %w", src, err)
+	}
+	return &Condition{src: src, prog: prog, cur: cur}, nil
+}
+
+// compile compiles src in the record environment; asBool asks for a
+// boolean result.
+func compile(src string, asBool bool, now func() time.Time) (*vm.Program, *cursor, error) {
+	if now == nil {
+		now = time.Now
+	}
 	cur := &cursor{}
-	pt := &patcher{}
+	pt := &patcher{src: src}
 	opts := []expr.Option{
 		expr.Env(struct{}{}),
-		expr.AsBool(),
 		expr.Patch(pt),
 		expr.Function("__body", func(...any) (any, error) { return toAny(cur.r.Body), nil }, new(func() any)),
 		expr.Function("__bodyf", func(p ...any) (any, error) {
@@ -132,7 +153,12 @@ func Compile(src string) (*Condition, error) {
 		expr.Function("__sevtext", func(...any) (any, error) { return cur.r.SeverityText, nil }, new(func() string)),
 		expr.Function("__source", func(...any) (any, error) { return cur.b.Source, nil }, new(func() string)),
 		expr.Function("__path", func(...any) (any, error) { return cur.b.Path, nil }, new(func() string)),
+		expr.Function("__time", func(...any) (any, error) { return recordTime(cur.r), nil }, new(func() time.Time)),
 	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	opts = append(opts, functions(now, pt)...)
 	// Zero-argument slot functions evaluate the string comparisons the
 	// patcher found: a call with arguments makes expr allocate an argument
 	// buffer on every run, a call without does not.
@@ -142,10 +168,13 @@ func Compile(src string) (*Condition, error) {
 		}, new(func() bool)))
 	}
 	prog, err := expr.Compile(src, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("compile condition %q: %w", src, err)
+	if err == nil {
+		err = pt.err
 	}
-	return &Condition{src: src, prog: prog, cur: cur}, nil
+	if err != nil {
+		return nil, nil, err
+	}
+	return prog, cur, nil
 }
 
 // String returns the condition's source.
@@ -169,6 +198,10 @@ func (c *Condition) Match(b *event.Batch, r *event.Record) (bool, error) {
 // functions that read the current record.
 type patcher struct {
 	slots []strop
+	src   string
+	// regexps holds the compiled constant patterns of capture().
+	regexps map[string]*regexp.Regexp
+	err     error
 }
 
 var severityConsts = map[string]int{
@@ -263,11 +296,15 @@ func (pt *patcher) Visit(node *ast.Node) {
 			ast.Patch(node, call("__source"))
 		case "path":
 			ast.Patch(node, call("__path"))
+		case "time":
+			ast.Patch(node, call("__time"))
 		default:
 			if v, ok := severityConsts[n.Value]; ok {
 				ast.Patch(node, &ast.IntegerNode{Value: v})
 			}
 		}
+	case *ast.CallNode:
+		pt.checkCapture(n)
 	case *ast.MemberNode:
 		var name string
 		switch inner := n.Node.(type) {

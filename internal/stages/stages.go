@@ -175,7 +175,7 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		if err := decode(&o); err != nil {
 			return nil, err
 		}
-		stage, err = transform.Transform(o)
+		stage, err = transform.Transform(o, transform.Env{Now: env.Now, Log: env.Log.With("processor", name), Failed: drops})
 	case "redact":
 		var o transform.RedactOptions
 		if err := decode(&o); err != nil {
