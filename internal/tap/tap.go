@@ -218,6 +218,9 @@ type Record struct {
 }
 
 // render copies r, which lives in b's arena, into a Record.
+// Render copies record r of b, as it passed the tap point named pointName.
+func Render(pointName string, b *event.Batch, r *event.Record) Record { return render(pointName, b, r) }
+
 func render(pointName string, b *event.Batch, r *event.Record) Record {
 	out := Record{
 		Point:    pointName,
