@@ -122,4 +122,3 @@ func (a *Agent) Offline(spec OfflineSpec) (*Offline, error) {
 	}
 	return out, nil
 }
-

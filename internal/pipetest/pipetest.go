@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -25,6 +26,7 @@ import (
 	"github.com/logpump/logpump/internal/agent"
 	"github.com/logpump/logpump/internal/pipe"
 	"github.com/logpump/logpump/internal/tap"
+	"github.com/logpump/logpump/transform"
 )
 
 // File is a test file: tests run against one configuration.
@@ -48,14 +50,29 @@ type Test struct {
 	Expect Expect `yaml:"expect"`
 }
 
-// Input is the lines of one file.
+// Input is the lines of one file, or records as a parser would have left
+// them (to test a processor alone).
 type Input struct {
 	Lines []string `yaml:"lines"`
+	// Records come after the lines.
+	Records []InputRecord `yaml:"records"`
 	// File holds the lines instead, one per line; relative to the test file.
 	File string `yaml:"file"`
 	// Path is the path the lines claim to come from
 	// (default /var/log/SOURCE.log).
 	Path string `yaml:"path"`
+}
+
+// InputRecord is one record given by its parts.
+type InputRecord struct {
+	// Body is a string, a number or a map.
+	Body       any            `yaml:"body"`
+	Attributes map[string]any `yaml:"attributes"`
+	// Resource attributes are added to the source's.
+	Resource map[string]any `yaml:"resource"`
+	// Severity is a level name or number; Time an RFC 3339 time.
+	Severity any    `yaml:"severity"`
+	Time     string `yaml:"time"`
 }
 
 // Expect states the outcome. Every part given is checked; parts left out
@@ -248,6 +265,10 @@ func runTest(ag *agent.Agent, t Test, dir string, now time.Time) (*result, error
 	if path == "" {
 		path = "/var/log/" + off.Source + ".log"
 	}
+	inputs, err := inputRecords(t.Input.Records, off.Resource)
+	if err != nil {
+		return nil, err
+	}
 	wheres := make([]*filter.Condition, len(t.Expect.Records))
 	for i, r := range t.Expect.Records {
 		if r.Where != "" {
@@ -287,6 +308,13 @@ func runTest(ag *agent.Agent, t Test, dir string, now time.Time) (*result, error
 			r.Attrs = append(r.Attrs, off.FileAttrs(path)...)
 			o += int64(len(l)) + 1
 		}
+		for _, ir := range inputs {
+			r := b.Next()
+			r.Offset, r.Observed = o, now.UnixNano()
+			*r = ir(b, *r)
+			r.Attrs = append(off.FileAttrs(path), r.Attrs...)
+			o++
+		}
 		b.End = o
 		yield(b)
 	}
@@ -314,4 +342,63 @@ func runTest(ag *agent.Agent, t Test, dir string, now time.Time) (*result, error
 	}
 	res.failures = check(t.Expect, outs, drops)
 	return res, nil
+}
+
+// inputRecords checks the input records and returns, for each, a function
+// filling a record of the input batch.
+func inputRecords(in []InputRecord, res *event.Resource) ([]func(*event.Batch, event.Record) event.Record, error) {
+	var out []func(*event.Batch, event.Record) event.Record
+	for i, ir := range in {
+		at := fmt.Sprintf("input.records[%d]", i)
+		var sev event.Severity
+		if ir.Severity != nil {
+			var ok bool
+			if sev, ok = severity(ir.Severity); !ok {
+				return nil, fmt.Errorf("%s.severity: %v is not a severity", at, ir.Severity)
+			}
+		}
+		var ns int64
+		if ir.Time != "" {
+			t, err := time.Parse(time.RFC3339Nano, ir.Time)
+			if err != nil {
+				return nil, fmt.Errorf("%s.time: %w", at, err)
+			}
+			ns = t.UnixNano()
+		}
+		b := event.NewBatch() // values are checked here, built again per run
+		if _, ok := transform.FromExpr(b, normalizeIn(ir.Body)); !ok {
+			return nil, fmt.Errorf("%s.body: not a value", at)
+		}
+		out = append(out, func(b *event.Batch, r event.Record) event.Record {
+			r.Body, _ = transform.FromExpr(b, normalizeIn(ir.Body))
+			r.Severity, r.Time = sev, ns
+			if ir.Severity != nil {
+				if s, ok := ir.Severity.(string); ok {
+					r.SeverityText = s
+				}
+			}
+			r.Attrs = r.Attrs[:0]
+			if m, _ := transform.FromExpr(b, normalizeIn(ir.Attributes)); m.Kind == event.KindMap {
+				r.Attrs = append(r.Attrs, m.List...)
+			}
+			if len(ir.Resource) > 0 {
+				attrs := slices.Clone(res.Attrs)
+				m, _ := transform.FromExpr(b, normalizeIn(ir.Resource))
+				for _, kv := range m.List {
+					attrs = event.Set(attrs, kv.Key, kv.Value)
+				}
+				r.Resource = &event.Resource{Attrs: attrs}
+			}
+			return r
+		})
+	}
+	return out, nil
+}
+
+// normalizeIn makes a YAML value one FromExpr converts: nil maps stay nil.
+func normalizeIn(x any) any {
+	if m, ok := x.(map[string]any); ok && m == nil {
+		return nil
+	}
+	return x
 }
