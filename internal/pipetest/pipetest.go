@@ -202,20 +202,23 @@ func LoadFile(path string) (*File, time.Time, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, time.Time{}, fmt.Errorf("%s: %w", path, err)
 	}
-	var f File
-	if err := config.Decode(&root, "", &f); err != nil {
+	located := func(err error) error {
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs {
 				e.File = path
 			}
 		}
-		return nil, time.Time{}, err
+		return err
+	}
+	var f File
+	if err := config.Decode(&root, "", &f); err != nil {
+		return nil, time.Time{}, located(err)
 	}
 	now := DefaultNow
 	if f.Now != "" {
 		if now, err = time.Parse(time.RFC3339Nano, f.Now); err != nil {
-			return nil, time.Time{}, config.At(config.Find(&root, "now"), "now", err).Err()
+			return nil, time.Time{}, located(config.At(config.Find(&root, "now"), "now", err).Err())
 		}
 	}
 	if len(f.Tests) == 0 {
