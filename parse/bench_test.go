@@ -34,6 +34,11 @@ func BenchmarkParse(b *testing.B) {
 		{"regex", "nginx.log", func() (pipe.Stage, error) {
 			return Regex(RegexOptions{Pattern: `^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d{3}) (?P<bytes>\d+)`}, fixedNow, nil)
 		}},
+		{"key_value", "keyvalue.log", func() (pipe.Stage, error) { return KeyValue(KeyValueOptions{}, fixedNow, nil) }},
+		{"csv", "csv.log", func() (pipe.Stage, error) {
+			return CSV(CSVOptions{Header: []string{"time", "level", "service", "msg"}, Options: Options{Timestamp: ts, Severity: &SeverityOptions{Field: "level"}, BodyField: "msg"}}, fixedNow, nil)
+		}},
+		{"klog", "klog.log", func() (pipe.Stage, error) { return Klog(KlogOptions{}, fixedNow, nil) }},
 		{"cri", "cri.log", func() (pipe.Stage, error) { return CRI(ContainerOptions{}, fixedNow, nil) }},
 		{"docker", "docker.log", func() (pipe.Stage, error) { return Docker(ContainerOptions{}, fixedNow, nil) }},
 		{"container", "container.log", func() (pipe.Stage, error) { return Container(ContainerOptions{}, fixedNow, nil) }},

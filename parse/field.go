@@ -8,7 +8,7 @@ import (
 )
 
 // FieldParsers lists the formats [NewFieldParser] reads.
-var FieldParsers = []string{"json", "logfmt", "regex"}
+var FieldParsers = []string{"json", "logfmt", "key_value", "regex"}
 
 // FieldParser parses a string held anywhere in a record (an attribute, a
 // field of a map body), not only the body, into a map. It is the parser of
@@ -20,8 +20,9 @@ type FieldParser struct {
 	scratch event.Record
 }
 
-// NewFieldParser returns a parser for format as (json, logfmt, or regex
-// with pattern, whose named groups become the fields).
+// NewFieldParser returns a parser for format as (json, logfmt, key_value
+// with its default separators, or regex with pattern, whose named groups
+// become the fields).
 func NewFieldParser(as, pattern string) (*FieldParser, error) {
 	if pattern != "" && as != "regex" {
 		return nil, fmt.Errorf("pattern is for as: regex, not %q", as)
@@ -31,6 +32,12 @@ func NewFieldParser(as, pattern string) (*FieldParser, error) {
 		return &FieldParser{p: &jsonParser{toBody: true}}, nil
 	case "logfmt":
 		return &FieldParser{p: &logfmtParser{toBody: true}}, nil
+	case "key_value":
+		o := KeyValueOptions{}
+		if err := o.Validate(); err != nil {
+			return nil, err
+		}
+		return &FieldParser{p: newKVParser(o, true)}, nil
 	case "regex":
 		re, err := regexp.Compile(pattern)
 		if err != nil {
@@ -41,7 +48,7 @@ func NewFieldParser(as, pattern string) (*FieldParser, error) {
 		}
 		return &FieldParser{p: &regexParser{re: re, names: re.SubexpNames(), toBody: true}}, nil
 	}
-	return nil, fmt.Errorf("unknown format %q (known: json, logfmt, regex)", as)
+	return nil, fmt.Errorf("unknown format %q (known: json, logfmt, key_value, regex)", as)
 }
 
 // Parse parses s, a string that lives as long as b (in its arena or on the

@@ -163,3 +163,41 @@ func FuzzTime(f *testing.F) {
 		}
 	})
 }
+
+func FuzzKeyValue(f *testing.F) {
+	addSeeds(f, "keyvalue.log", "keyvalue_sep.log", "logfmt.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		for _, o := range []KeyValueOptions{{}, {PairSeparator: ";", KeySeparator: ":", Options: Options{Target: "body"}}, {PairSeparator: ", ", KeySeparator: "=>"}} {
+			s, err := KeyValue(o, fixedNow, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fuzzStage(t, s, data, size%8, true)
+		}
+	})
+}
+
+func FuzzCSV(f *testing.F) {
+	addSeeds(f, "csv.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		for _, o := range []CSVOptions{{Header: []string{"time", "level", "service", "msg"}, Options: Options{Timestamp: &TimeOptions{Field: "time"}}},
+			{Header: []string{"a", "b"}, Delimiter: "\t", Lazy: true, Options: Options{Target: "body"}}} {
+			s, err := CSV(o, fixedNow, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fuzzStage(t, s, data, size%8, true)
+		}
+	})
+}
+
+func FuzzKlog(f *testing.F) {
+	addSeeds(f, "klog.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		s, err := Klog(KlogOptions{}, fixedNow, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fuzzStage(t, s, data, size%8, true)
+	})
+}

@@ -62,6 +62,21 @@ func TestGolden(t *testing.T) {
 				Options: Options{Timestamp: &TimeOptions{Field: "time", Layout: "%d/%b/%Y:%H:%M:%S %z"}},
 			}, fixedNow, d))
 		}},
+		{"key_value", "keyvalue.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(KeyValue(KeyValueOptions{}, fixedNow, d))
+		}},
+		{"key_value_separators", "keyvalue_sep.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(KeyValue(KeyValueOptions{PairSeparator: ";", KeySeparator: ":", Options: Options{Target: "body"}}, fixedNow, d))
+		}},
+		{"csv", "csv.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(CSV(CSVOptions{Header: []string{"time,level,service,msg"}, Options: Options{Timestamp: ts, Severity: sev, BodyField: "msg"}}, fixedNow, d))
+		}},
+		{"csv_lazy_drop", "csv.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(CSV(CSVOptions{Header: []string{"time", "level", "service", "msg"}, Lazy: true, Options: Options{OnError: "drop"}}, fixedNow, d))
+		}},
+		{"klog", "klog.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Klog(KlogOptions{}, fixedNow, d))
+		}},
 		{"cri", "cri.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(CRI(ContainerOptions{}, fixedNow, d))
 		}},

@@ -70,6 +70,7 @@ func TestComputed(t *testing.T) {
 		{"parse fields", []Action{
 			{Parse: "body", As: "json"},
 			{Parse: "body.kv", As: "logfmt", Into: "attributes.kv"},
+			{Parse: "body.kv", As: "key_value", Into: "attributes.kv2"},
 			{Parse: "body.line", As: "regex", Pattern: `^(?P<ip>\S+) (?P<verb>\w+)`},
 			{Parse: "body.n", As: "json", Into: "attributes.n"}, // not a string: counted, unchanged
 		}, []string{`{"kv":"a=1 b=\"x y\"","line":"10.0.0.1 GET /","n":3}`}},

@@ -47,7 +47,7 @@ type validator interface{ Validate() error }
 
 // types is the list Types returns; keep it in the order of the switch.
 var types = []string{
-	"json", "logfmt", "regex", "cri", "docker", "container", "syslog", "multiline",
+	"json", "logfmt", "key_value", "csv", "klog", "regex", "cri", "docker", "container", "syslog", "multiline",
 	"filter", "sample", "rate_limit",
 	"static", "host", "kubernetes",
 	"transform", "redact",
@@ -91,6 +91,24 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 			return nil, err
 		}
 		stage, err = parse.Logfmt(o, env.Now, drops)
+	case "key_value":
+		var o parse.KeyValueOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.KeyValue(o, env.Now, drops)
+	case "csv":
+		var o parse.CSVOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.CSV(o, env.Now, drops)
+	case "klog":
+		var o parse.KlogOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.Klog(o, env.Now, drops)
 	case "regex":
 		var o parse.RegexOptions
 		if err := decode(&o); err != nil {
