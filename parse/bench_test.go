@@ -43,6 +43,10 @@ func BenchmarkParse(b *testing.B) {
 		{"docker", "docker.log", func() (pipe.Stage, error) { return Docker(ContainerOptions{}, fixedNow, nil) }},
 		{"container", "container.log", func() (pipe.Stage, error) { return Container(ContainerOptions{}, fixedNow, nil) }},
 		{"multiline_java", "java.log", func() (pipe.Stage, error) { return Multiline(MultilineOptions{Preset: "java"}, fixedNow) }},
+		{"multiline_ruby", "ruby.log", func() (pipe.Stage, error) { return Multiline(MultilineOptions{Preset: "ruby"}, fixedNow) }},
+		{"multiline_dotnet", "dotnet.log", func() (pipe.Stage, error) { return Multiline(MultilineOptions{Preset: "dotnet"}, fixedNow) }},
+		{"multiline_nodejs", "nodejs.log", func() (pipe.Stage, error) { return Multiline(MultilineOptions{Preset: "nodejs"}, fixedNow) }},
+		{"multiline_php", "php.log", func() (pipe.Stage, error) { return Multiline(MultilineOptions{Preset: "php"}, fixedNow) }},
 		{"syslog", "syslog.log", func() (pipe.Stage, error) { return Syslog(SyslogOptions{}, fixedNow, nil) }},
 	}
 	for _, bb := range benches {

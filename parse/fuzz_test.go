@@ -136,9 +136,10 @@ func FuzzContainer(f *testing.F) {
 }
 
 func FuzzMultiline(f *testing.F) {
-	addSeeds(f, "java.log", "python.log", "gopanic.log")
+	addSeeds(f, "java.log", "python.log", "gopanic.log", "ruby.log", "dotnet.log", "nodejs.log", "php.log")
 	f.Fuzz(func(t *testing.T, data string, size int) {
-		for _, o := range []MultilineOptions{{Preset: "java", MaxLines: 3}, {Indent: true, MaxBytes: 40}, {End: `;$`}} {
+		for _, o := range []MultilineOptions{{Preset: "java", MaxLines: 3}, {Indent: true, MaxBytes: 40}, {End: `;$`},
+			{Preset: "ruby"}, {Preset: "dotnet", MaxLines: 4}, {Preset: "nodejs"}, {Preset: "php", MaxBytes: 64}} {
 			s, err := Multiline(o, fixedNow)
 			if err != nil {
 				t.Fatal(err)

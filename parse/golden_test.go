@@ -95,6 +95,18 @@ func TestGolden(t *testing.T) {
 		{"multiline_go", "gopanic.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(Multiline(MultilineOptions{Preset: "go"}, fixedNow))
 		}},
+		{"multiline_ruby", "ruby.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "ruby"}, fixedNow))
+		}},
+		{"multiline_dotnet", "dotnet.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "dotnet"}, fixedNow))
+		}},
+		{"multiline_nodejs", "nodejs.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "nodejs"}, fixedNow))
+		}},
+		{"multiline_php", "php.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "php"}, fixedNow))
+		}},
 		{"syslog", "syslog.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(Syslog(SyslogOptions{}, fixedNow, d))
 		}},
