@@ -202,3 +202,16 @@ func FuzzKlog(f *testing.F) {
 		fuzzStage(t, s, data, size%8, true)
 	})
 }
+
+func FuzzRegexPresets(f *testing.F) {
+	addSeeds(f, "nginx.log", "apache_access.log", "nginx_error.log", "apache_error.log", "haproxy.log", "postgres.log", "mysql_slow.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		for _, name := range RegexPresets() {
+			s, err := Regex(RegexOptions{Preset: name}, fixedNow, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fuzzStage(t, s, data, size%8, true)
+		}
+	})
+}

@@ -77,6 +77,28 @@ func TestGolden(t *testing.T) {
 		{"klog", "klog.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(Klog(KlogOptions{}, fixedNow, d))
 		}},
+		{"preset_nginx_access", "nginx.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "nginx_access"}, fixedNow, d))
+		}},
+		{"preset_apache_access", "apache_access.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "apache_access"}, fixedNow, d))
+		}},
+		{"preset_nginx_error", "nginx_error.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "nginx_error"}, fixedNow, d))
+		}},
+		{"preset_apache_error", "apache_error.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "apache_error"}, fixedNow, d))
+		}},
+		{"preset_haproxy_http", "haproxy.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "haproxy_http"}, fixedNow, d))
+		}},
+		{"preset_postgres", "postgres.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "postgres"}, fixedNow, d))
+		}},
+		{"preset_mysql_slow", "mysql_slow.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			join := must(t)(Multiline(MultilineOptions{Start: `^# Time: `}, fixedNow))
+			return pipe.Chain(join, must(t)(Regex(RegexOptions{Preset: "mysql_slow"}, fixedNow, d)))
+		}},
 		{"cri", "cri.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(CRI(ContainerOptions{}, fixedNow, d))
 		}},
