@@ -103,6 +103,7 @@ func TestComputedFailures(t *testing.T) {
 		{Set: "attributes.when", Value: 1, When: `attributes.ok > 1`}, // string > int: eval error
 		{Set: "time", Expr: `"yesterday"`},                            // not RFC 3339: type error
 		{Set: "body.k", Expr: `"v"`},                                  // body not a map: type error
+		{Move: "attributes.ok", To: "severity"},                       // "kept" is no level: it stays where it is
 	}
 	s, err := Transform(Options{Actions: actions}, env)
 	if err != nil {
@@ -114,7 +115,7 @@ func TestComputedFailures(t *testing.T) {
 	out := stagetest.Run(s, b1, b2)
 	got := stagetest.Render(out, false)
 	stagetest.Golden(t, filepath.Join("testdata", "computed_failures.golden"), got, *update)
-	want := map[string]int{FailEval: 6, FailType: 9, FailParse: 3}
+	want := map[string]int{FailEval: 6, FailType: 12, FailParse: 3}
 	for k, v := range want {
 		if counts[k] != v {
 			t.Errorf("failures %s = %d, want %d (all: %v)", k, counts[k], v, counts)

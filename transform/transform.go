@@ -493,10 +493,14 @@ func apply(b *event.Batch, r *event.Record, o *op) (int, error) {
 		if !ok {
 			return 0, nil
 		}
-		if o.verb != "copy" {
+		// Store first: a target that does not take the value (a map as
+		// the severity) leaves the source where it was.
+		if !o.to.set(r, v) {
+			return 1, fmt.Errorf("%s %s: %s does not take a %s", o.verb, o.from, o.to, kindName(v.Kind))
+		}
+		if o.verb != "copy" && o.from != o.to {
 			o.from.del(r)
 		}
-		o.to.set(r, v)
 	case "delete":
 		o.from.del(r)
 	case "truncate":
