@@ -91,7 +91,7 @@ func CSV(o CSVOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error)
 	}
 	header := o.Header
 	return recordStage(f, func() recordParser {
-		return &csvParser{header: header, delim: o.Delimiter[0], lazy: o.Lazy, toBody: f.toBody}
+		return &splitParser{s: &csvParser{header: header, delim: o.Delimiter[0], lazy: o.Lazy}, toBody: f.toBody}
 	}), nil
 }
 
@@ -99,34 +99,10 @@ type csvParser struct {
 	header []string
 	delim  byte
 	lazy   bool
-	slab   slab
-	kvs    []event.KeyValue
 	buf    []byte
-	toBody bool
 }
 
 const errCSVQuote = "parse csv: unterminated quoted field"
-
-func (p *csvParser) parse(b *event.Batch, r *event.Record) (string, bool) {
-	if r.Body.Kind != event.KindString {
-		return errNotString, false
-	}
-	kvs, msg, ok := p.split(b, r.Body.Str, p.kvs[:0])
-	p.kvs = kvs[:0]
-	if !ok {
-		clear(kvs)
-		return msg, false
-	}
-	if p.toBody {
-		list := p.slab.take(len(kvs))
-		copy(list, kvs)
-		r.Body = event.Map(list)
-	} else {
-		r.Attrs = append(r.Attrs, kvs...)
-	}
-	clear(kvs)
-	return "", true
-}
 
 func (p *csvParser) split(b *event.Batch, line string, kvs []event.KeyValue) ([]event.KeyValue, string, bool) {
 	line = strings.TrimSuffix(line, "\r")

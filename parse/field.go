@@ -31,13 +31,13 @@ func NewFieldParser(as, pattern string) (*FieldParser, error) {
 	case "json":
 		return &FieldParser{p: &jsonParser{toBody: true}}, nil
 	case "logfmt":
-		return &FieldParser{p: &logfmtParser{toBody: true}}, nil
+		return &FieldParser{p: &splitParser{s: &logfmtParser{}, toBody: true}}, nil
 	case "key_value":
 		o := KeyValueOptions{}
 		if err := o.Validate(); err != nil {
 			return nil, err
 		}
-		return &FieldParser{p: newKVParser(o, true)}, nil
+		return &FieldParser{p: &splitParser{s: newKVParser(o), toBody: true}}, nil
 	case "regex":
 		re, err := regexp.Compile(pattern)
 		if err != nil {

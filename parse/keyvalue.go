@@ -64,11 +64,11 @@ func KeyValue(o KeyValueOptions, now func() time.Time, drops DropFunc) (pipe.Sta
 	if err != nil {
 		return nil, optionsError("key_value", err)
 	}
-	return recordStage(f, func() recordParser { return newKVParser(o, f.toBody) }), nil
+	return recordStage(f, func() recordParser { return &splitParser{s: newKVParser(o), toBody: f.toBody} }), nil
 }
 
-func newKVParser(o KeyValueOptions, toBody bool) *kvParser {
-	p := &kvParser{pairSep: o.PairSeparator, keySep: o.KeySeparator, toBody: toBody}
+func newKVParser(o KeyValueOptions) *kvParser {
+	p := &kvParser{pairSep: o.PairSeparator, keySep: o.KeySeparator}
 	for _, q := range *o.Quotes {
 		p.quote[q] = true
 	}
@@ -78,37 +78,13 @@ func newKVParser(o KeyValueOptions, toBody bool) *kvParser {
 type kvParser struct {
 	pairSep, keySep string
 	quote           [128]bool
-	slab            slab
-	kvs             []event.KeyValue
 	buf             []byte
-	toBody          bool
 }
 
 const (
 	errKV      = "parse key_value: no key=value pair"
 	errKVQuote = "parse key_value: unterminated quoted value"
 )
-
-func (p *kvParser) parse(b *event.Batch, r *event.Record) (string, bool) {
-	if r.Body.Kind != event.KindString {
-		return errNotString, false
-	}
-	kvs, msg, ok := p.split(b, r.Body.Str, p.kvs[:0])
-	p.kvs = kvs[:0]
-	if !ok {
-		clear(kvs)
-		return msg, false
-	}
-	if p.toBody {
-		list := p.slab.take(len(kvs))
-		copy(list, kvs)
-		r.Body = event.Map(list)
-	} else {
-		r.Attrs = append(r.Attrs, kvs...)
-	}
-	clear(kvs)
-	return "", true
-}
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 

@@ -64,7 +64,7 @@ func Klog(o KlogOptions, now func() time.Time, drops DropFunc) (pipe.Stage, erro
 		return nil, optionsError("klog", err)
 	}
 	return recordStage(f, func() recordParser {
-		return &klogParser{now: now, loc: loc, kv: logfmtParser{}}
+		return &klogParser{now: now, loc: loc}
 	}), nil
 }
 
@@ -72,6 +72,7 @@ type klogParser struct {
 	now func() time.Time
 	loc *time.Location
 	kv  logfmtParser
+	kvs []event.KeyValue
 	buf []byte
 }
 
@@ -142,8 +143,8 @@ func (p *klogParser) parse(b *event.Batch, r *event.Record) (string, bool) {
 		event.KeyValue{Key: AttrCodeLineNo, Value: event.Int(int64(line))})
 	if len(msg) > 0 && msg[0] == '"' {
 		if text, rest, ok := p.quoted(b, msg); ok && (rest == "" || rest[0] == ' ') {
-			kvs, _, ok := p.kv.split(b, rest, p.kv.kvs[:0])
-			p.kv.kvs = kvs[:0]
+			kvs, _, ok := p.kv.split(b, rest, p.kvs[:0])
+			p.kvs = kvs[:0]
 			if ok || len(kvs) == 0 {
 				r.Attrs = append(r.Attrs, kvs...)
 				msg = text
