@@ -73,7 +73,9 @@ func TestComputed(t *testing.T) {
 			{Parse: "body.kv", As: "key_value", Into: "attributes.kv2"},
 			{Parse: "body.line", As: "regex", Pattern: `^(?P<ip>\S+) (?P<verb>\w+)`},
 			{Parse: "body.n", As: "json", Into: "attributes.n"}, // not a string: counted, unchanged
-		}, []string{`{"kv":"a=1 b=\"x y\"","line":"10.0.0.1 GET /","n":3}`}},
+			{Parse: "body.sys", As: "syslog", Into: "attributes.sys"},
+			{Set: "time", Expr: `attributes.sys.time`},
+		}, []string{`{"kv":"a=1 b=\"x y\"","line":"10.0.0.1 GET /","n":3,"sys":"<34>Apr 30 13:00:00 web1 sshd[42]: Failed password"}`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

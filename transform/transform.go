@@ -173,8 +173,9 @@ type Action struct {
 	Set   string `yaml:"set"`
 	Value any    `yaml:"value"`
 	Expr  string `yaml:"expr"`
-	// Parse parses the string at this path As json, logfmt or regex (with
-	// Pattern) into the map stored at Into (default: the same path).
+	// Parse parses the string at this path As json, logfmt, key_value,
+	// regex (with Pattern) or syslog into the map stored at Into (default:
+	// the same path).
 	Parse   string `yaml:"parse"`
 	As      string `yaml:"as"`
 	Pattern string `yaml:"pattern"`
@@ -320,7 +321,7 @@ func compile(actions []Action, now func() time.Time) ([]op, error) {
 				bad("as", fmt.Errorf("missing required key (one of %s)", strings.Join(parse.FieldParsers, ", ")))
 				break
 			}
-			fp, err := parse.NewFieldParser(a.As, a.Pattern)
+			fp, err := parse.NewFieldParser(a.As, a.Pattern, now)
 			if err != nil {
 				field := "as"
 				if a.Pattern != "" {
