@@ -120,11 +120,13 @@ func flatten(err error, out []error) []error {
 }
 
 // Find returns the node at the dotted key path below n (the value node), the
-// deepest node found on the way when the key is absent, or n itself.
+// deepest node found on the way when the key is absent, or n itself. List
+// elements are numbered "actions.0" or "actions[0]".
 func Find(n *yaml.Node, key string) *yaml.Node {
 	if key == "" || n == nil {
 		return n
 	}
+	key = indexReplacer.Replace(key)
 	cur := n
 	for _, part := range strings.Split(key, ".") {
 		if cur.Kind == yaml.DocumentNode && len(cur.Content) > 0 {
@@ -151,6 +153,8 @@ func Find(n *yaml.Node, key string) *yaml.Node {
 	}
 	return cur
 }
+
+var indexReplacer = strings.NewReplacer("[", ".", "]", "")
 
 func newError(n *yaml.Node, key, msg string) *Error {
 	e := &Error{Key: key, Msg: msg}

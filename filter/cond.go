@@ -2,8 +2,9 @@ package filter
 
 import (
 	"fmt"
-
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -22,7 +23,9 @@ import (
 //	severity             the OpenTelemetry severity number, 0 when unknown
 //	severity_text        the severity as written in the log
 //	source, path         the batch's source name and the file path
+//	time                 the record's time (its observed time when it has none)
 //	TRACE DEBUG INFO WARN ERROR FATAL   severity numbers, e.g. severity >= WARN
+//	now() sha256() hash() capture()      logpump's functions, see functions
 //
 // with expr's operators and functions: ==, !=, <, and, or, not, in,
 // contains, startsWith, endsWith, matches (RE2; a constant pattern is
@@ -41,6 +44,16 @@ type Condition struct {
 type cursor struct {
 	b *event.Batch
 	r *event.Record
+	// source and path hold the batch's names as expr values, boxed once
+	// per batch rather than per record.
+	boxedFor     *event.Batch
+	source, path any
+}
+
+func (cur *cursor) batchNames() {
+	if cur.boxedFor != cur.b {
+		cur.boxedFor, cur.source, cur.path = cur.b, cur.b.Source, cur.b.Path
+	}
 }
 
 // strop compares a string part of the record with a literal.
@@ -99,13 +112,31 @@ const maxSlots = 8
 
 func slotName(i int) string { return "__s" + string(rune('0'+i)) }
 
-// Compile compiles src. Errors name the position in src.
+// Compile compiles src. Errors name the position in src. The condition's
+// now() reads the system clock; use [CompileWith] for another.
 func Compile(src string) (*Condition, error) {
+	return CompileWith(src, nil)
+}
+
+// CompileWith compiles src with now as the clock of now() (time.Now when nil).
+func CompileWith(src string, now func() time.Time) (*Condition, error) {
+	prog, cur, err := compile(src, true, now)
+	if err != nil {
+		return nil, fmt.Errorf("compile condition %q: %w", src, err)
+	}
+	return &Condition{src: src, prog: prog, cur: cur}, nil
+}
+
+// compile compiles src in the record environment; asBool asks for a
+// boolean result.
+func compile(src string, asBool bool, now func() time.Time) (*vm.Program, *cursor, error) {
+	if now == nil {
+		now = time.Now
+	}
 	cur := &cursor{}
-	pt := &patcher{}
+	pt := &patcher{src: src}
 	opts := []expr.Option{
 		expr.Env(struct{}{}),
-		expr.AsBool(),
 		expr.Patch(pt),
 		expr.Function("__body", func(...any) (any, error) { return toAny(cur.r.Body), nil }, new(func() any)),
 		expr.Function("__bodyf", func(p ...any) (any, error) {
@@ -130,22 +161,32 @@ func Compile(src string) (*Condition, error) {
 		}, new(func(int, int, string, string) bool)),
 		expr.Function("__sev", func(...any) (any, error) { return int(cur.r.Severity), nil }, new(func() int)),
 		expr.Function("__sevtext", func(...any) (any, error) { return cur.r.SeverityText, nil }, new(func() string)),
-		expr.Function("__source", func(...any) (any, error) { return cur.b.Source, nil }, new(func() string)),
-		expr.Function("__path", func(...any) (any, error) { return cur.b.Path, nil }, new(func() string)),
+		expr.Function("__source", func(...any) (any, error) { cur.batchNames(); return cur.source, nil }, new(func() string)),
+		expr.Function("__path", func(...any) (any, error) { cur.batchNames(); return cur.path, nil }, new(func() string)),
+		expr.Function("__time", func(...any) (any, error) { return recordTime(cur.r), nil }, new(func() time.Time)),
 	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	opts = append(opts, functions(now, pt)...)
 	// Zero-argument slot functions evaluate the string comparisons the
 	// patcher found: a call with arguments makes expr allocate an argument
 	// buffer on every run, a call without does not.
 	for i := range maxSlots {
 		opts = append(opts, expr.Function(slotName(i), func(...any) (any, error) {
 			return cur.strop(pt.slots[i]), nil
-		}, new(func() bool)))
+		}, new(func() bool)), expr.Function(readName(i), func(...any) (any, error) {
+			return cur.value(pt.reads[i]), nil
+		}, new(func() any)))
 	}
 	prog, err := expr.Compile(src, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("compile condition %q: %w", src, err)
+	if err == nil {
+		err = pt.err
 	}
-	return &Condition{src: src, prog: prog, cur: cur}, nil
+	if err != nil {
+		return nil, nil, err
+	}
+	return prog, cur, nil
 }
 
 // String returns the condition's source.
@@ -169,6 +210,12 @@ func (c *Condition) Match(b *event.Batch, r *event.Record) (bool, error) {
 // functions that read the current record.
 type patcher struct {
 	slots []strop
+	// reads are the record reads with a constant key given a slot.
+	reads []strop
+	src   string
+	// regexps holds the compiled constant patterns of capture().
+	regexps map[string]*regexp.Regexp
+	err     error
 }
 
 var severityConsts = map[string]int{
@@ -202,6 +249,16 @@ var strOps = map[string]int{"==": opEq, "!=": opNe, "contains": opContains, "sta
 
 // accessor reports whether n reads a string-valued part of the record, and
 // which.
+func (pt *patcher) accessor(n ast.Node) (acc int, key ast.Node, ok bool) {
+	if c, isCall := n.(*ast.CallNode); isCall && len(c.Arguments) == 0 {
+		if id, isID := c.Callee.(*ast.IdentifierNode); isID && strings.HasPrefix(id.Value, "__r") {
+			i := int(id.Value[3] - '0')
+			return pt.reads[i].acc, &ast.StringNode{Value: pt.reads[i].key}, true
+		}
+	}
+	return accessor(n)
+}
+
 func accessor(n ast.Node) (acc int, key ast.Node, ok bool) {
 	c, isCall := n.(*ast.CallNode)
 	if !isCall {
@@ -236,10 +293,10 @@ func (pt *patcher) Visit(node *ast.Node) {
 			return
 		}
 		lit, isLit := n.Right.(*ast.StringNode)
-		acc, key, isAcc := accessor(n.Left)
+		acc, key, isAcc := pt.accessor(n.Left)
 		if !isLit && (op == opEq || op == opNe) {
 			lit, isLit = n.Left.(*ast.StringNode)
-			acc, key, isAcc = accessor(n.Right)
+			acc, key, isAcc = pt.accessor(n.Right)
 		}
 		k, constKey := key.(*ast.StringNode)
 		if !isLit || !isAcc || !constKey {
@@ -263,10 +320,17 @@ func (pt *patcher) Visit(node *ast.Node) {
 			ast.Patch(node, call("__source"))
 		case "path":
 			ast.Patch(node, call("__path"))
+		case "time":
+			ast.Patch(node, call("__time"))
 		default:
 			if v, ok := severityConsts[n.Value]; ok {
 				ast.Patch(node, &ast.IntegerNode{Value: v})
 			}
+		}
+	case *ast.CallNode:
+		pt.checkCapture(n)
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "attr" {
+			ast.Patch(node, pt.read(n))
 		}
 	case *ast.MemberNode:
 		var name string
@@ -284,9 +348,47 @@ func (pt *patcher) Visit(node *ast.Node) {
 			}
 		}
 		if name != "" {
-			ast.Patch(node, call(name, n.Property))
+			ast.Patch(node, pt.read(call(name, n.Property)))
 		}
 	}
+}
+
+// read turns a read of the record with a constant key (attr("k"),
+// __res("k"), __bodyf("k")) into a call of a zero-argument value slot while
+// slots last: a call with arguments costs an allocation per run.
+func (pt *patcher) read(c *ast.CallNode) ast.Node {
+	acc, key, ok := accessor(c)
+	k, constKey := key.(*ast.StringNode)
+	if !ok || !constKey || len(pt.reads) >= maxSlots {
+		return c
+	}
+	pt.reads = append(pt.reads, strop{acc: acc, key: k.Value})
+	return call(readName(len(pt.reads) - 1))
+}
+
+func readName(i int) string { return "__r" + string(rune('0'+i)) }
+
+// value returns the part of the record a read slot names, as an expr value.
+func (cur *cursor) value(s strop) any {
+	switch s.acc {
+	case accBodyField:
+		if cur.r.Body.Kind != event.KindMap {
+			return nil
+		}
+		return lookup(cur.r.Body.List, s.key)
+	case accAttr:
+		return lookup(cur.r.Attrs, s.key)
+	case accRes:
+		res := cur.r.Resource
+		if res == nil {
+			res = cur.b.Resource
+		}
+		if res == nil {
+			return nil
+		}
+		return lookup(res.Attrs, s.key)
+	}
+	return nil
 }
 
 // lookup returns the value of key in kvs as an expr value, nil when absent.

@@ -136,9 +136,10 @@ func FuzzContainer(f *testing.F) {
 }
 
 func FuzzMultiline(f *testing.F) {
-	addSeeds(f, "java.log", "python.log", "gopanic.log")
+	addSeeds(f, "java.log", "python.log", "gopanic.log", "ruby.log", "dotnet.log", "nodejs.log", "php.log")
 	f.Fuzz(func(t *testing.T, data string, size int) {
-		for _, o := range []MultilineOptions{{Preset: "java", MaxLines: 3}, {Indent: true, MaxBytes: 40}, {End: `;$`}} {
+		for _, o := range []MultilineOptions{{Preset: "java", MaxLines: 3}, {Indent: true, MaxBytes: 40}, {End: `;$`},
+			{Preset: "ruby"}, {Preset: "dotnet", MaxLines: 4}, {Preset: "nodejs"}, {Preset: "php", MaxBytes: 64}} {
 			s, err := Multiline(o, fixedNow)
 			if err != nil {
 				t.Fatal(err)
@@ -160,6 +161,57 @@ func FuzzTime(f *testing.F) {
 				t.Fatal(err)
 			}
 			_, _ = p.Parse(s)
+		}
+	})
+}
+
+func FuzzKeyValue(f *testing.F) {
+	addSeeds(f, "keyvalue.log", "keyvalue_sep.log", "logfmt.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		for _, o := range []KeyValueOptions{{}, {PairSeparator: ";", KeySeparator: ":", Options: Options{Target: "body"}}, {PairSeparator: ", ", KeySeparator: "=>"}} {
+			s, err := KeyValue(o, fixedNow, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fuzzStage(t, s, data, size%8, true)
+		}
+	})
+}
+
+func FuzzCSV(f *testing.F) {
+	addSeeds(f, "csv.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		for _, o := range []CSVOptions{{Header: []string{"time", "level", "service", "msg"}, Options: Options{Timestamp: &TimeOptions{Field: "time"}}},
+			{Header: []string{"a", "b"}, Delimiter: "\t", Lazy: true, Options: Options{Target: "body"}}} {
+			s, err := CSV(o, fixedNow, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fuzzStage(t, s, data, size%8, true)
+		}
+	})
+}
+
+func FuzzKlog(f *testing.F) {
+	addSeeds(f, "klog.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		s, err := Klog(KlogOptions{}, fixedNow, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fuzzStage(t, s, data, size%8, true)
+	})
+}
+
+func FuzzRegexPresets(f *testing.F) {
+	addSeeds(f, "nginx.log", "apache_access.log", "nginx_error.log", "apache_error.log", "haproxy.log", "postgres.log", "mysql_slow.log")
+	f.Fuzz(func(t *testing.T, data string, size int) {
+		for _, name := range RegexPresets() {
+			s, err := Regex(RegexOptions{Preset: name}, fixedNow, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fuzzStage(t, s, data, size%8, true)
 		}
 	})
 }

@@ -62,6 +62,43 @@ func TestGolden(t *testing.T) {
 				Options: Options{Timestamp: &TimeOptions{Field: "time", Layout: "%d/%b/%Y:%H:%M:%S %z"}},
 			}, fixedNow, d))
 		}},
+		{"key_value", "keyvalue.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(KeyValue(KeyValueOptions{}, fixedNow, d))
+		}},
+		{"key_value_separators", "keyvalue_sep.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(KeyValue(KeyValueOptions{PairSeparator: ";", KeySeparator: ":", Options: Options{Target: "body"}}, fixedNow, d))
+		}},
+		{"csv", "csv.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(CSV(CSVOptions{Header: []string{"time,level,service,msg"}, Options: Options{Timestamp: ts, Severity: sev, BodyField: "msg"}}, fixedNow, d))
+		}},
+		{"csv_lazy_drop", "csv.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(CSV(CSVOptions{Header: []string{"time", "level", "service", "msg"}, Lazy: true, Options: Options{OnError: "drop"}}, fixedNow, d))
+		}},
+		{"klog", "klog.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Klog(KlogOptions{}, fixedNow, d))
+		}},
+		{"preset_nginx_access", "nginx.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "nginx_access"}, fixedNow, d))
+		}},
+		{"preset_apache_access", "apache_access.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "apache_access"}, fixedNow, d))
+		}},
+		{"preset_nginx_error", "nginx_error.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "nginx_error"}, fixedNow, d))
+		}},
+		{"preset_apache_error", "apache_error.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "apache_error"}, fixedNow, d))
+		}},
+		{"preset_haproxy_http", "haproxy.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "haproxy_http"}, fixedNow, d))
+		}},
+		{"preset_postgres", "postgres.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Regex(RegexOptions{Preset: "postgres"}, fixedNow, d))
+		}},
+		{"preset_mysql_slow", "mysql_slow.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			join := must(t)(Multiline(MultilineOptions{Start: `^# Time: `}, fixedNow))
+			return pipe.Chain(join, must(t)(Regex(RegexOptions{Preset: "mysql_slow"}, fixedNow, d)))
+		}},
 		{"cri", "cri.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(CRI(ContainerOptions{}, fixedNow, d))
 		}},
@@ -79,6 +116,18 @@ func TestGolden(t *testing.T) {
 		}},
 		{"multiline_go", "gopanic.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(Multiline(MultilineOptions{Preset: "go"}, fixedNow))
+		}},
+		{"multiline_ruby", "ruby.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "ruby"}, fixedNow))
+		}},
+		{"multiline_dotnet", "dotnet.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "dotnet"}, fixedNow))
+		}},
+		{"multiline_nodejs", "nodejs.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "nodejs"}, fixedNow))
+		}},
+		{"multiline_php", "php.log", func(t *testing.T, d DropFunc) pipe.Stage {
+			return must(t)(Multiline(MultilineOptions{Preset: "php"}, fixedNow))
 		}},
 		{"syslog", "syslog.log", func(t *testing.T, d DropFunc) pipe.Stage {
 			return must(t)(Syslog(SyslogOptions{}, fixedNow, d))

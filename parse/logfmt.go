@@ -24,14 +24,12 @@ func Logfmt(o LogfmtOptions, now func() time.Time, drops DropFunc) (pipe.Stage, 
 	if err != nil {
 		return nil, optionsError("logfmt", err)
 	}
-	return recordStage(f, func() recordParser { return &logfmtParser{toBody: f.toBody} }), nil
+	return recordStage(f, func() recordParser { return &splitParser{s: &logfmtParser{}, toBody: f.toBody} }), nil
 }
 
+// logfmtParser splits logfmt lines; its buffer holds unescaped values.
 type logfmtParser struct {
-	slab   slab
-	kvs    []event.KeyValue
-	buf    []byte
-	toBody bool
+	buf []byte
 }
 
 const (
@@ -40,11 +38,26 @@ const (
 	errLogfmtKey   = "parse logfmt: invalid key"
 )
 
-func (p *logfmtParser) parse(b *event.Batch, r *event.Record) (string, bool) {
+// splitter appends the fields of a line to kvs, or returns why it cannot.
+// Keys and values alias line or are copied into b's arena.
+type splitter interface {
+	split(b *event.Batch, line string, kvs []event.KeyValue) ([]event.KeyValue, string, bool)
+}
+
+// splitParser is the recordParser of the parsers that split a line into
+// string fields (logfmt, key_value, csv).
+type splitParser struct {
+	s      splitter
+	slab   slab
+	kvs    []event.KeyValue
+	toBody bool
+}
+
+func (p *splitParser) parse(b *event.Batch, r *event.Record) (string, bool) {
 	if r.Body.Kind != event.KindString {
 		return errNotString, false
 	}
-	kvs, msg, ok := p.split(b, r.Body.Str, p.kvs[:0])
+	kvs, msg, ok := p.s.split(b, r.Body.Str, p.kvs[:0])
 	p.kvs = kvs[:0]
 	if !ok {
 		clear(kvs)

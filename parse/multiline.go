@@ -25,8 +25,10 @@ type MultilineOptions struct {
 	// Indent: lines starting with a space or tab continue the current event.
 	Indent bool `yaml:"indent"`
 	// Preset is a ready-made continuation rule: java (stack traces, "Caused
-	// by:", "... 5 more"), python (tracebacks and chained exceptions) or go
-	// (panics and goroutine dumps).
+	// by:", "... 5 more"), python (tracebacks and chained exceptions), go
+	// (panics and goroutine dumps), ruby (backtraces), dotnet (exceptions
+	// with inner exceptions), nodejs (Error stacks and uncaught exceptions)
+	// or php (fatal errors with stack traces).
 	Preset string `yaml:"preset"`
 	// Separator joins the lines of an event; default "\n".
 	Separator *string `yaml:"separator"`
@@ -53,6 +55,21 @@ var multilinePresets = map[string]string{
 	// Blank lines, "goroutine 1 [running]:", "main.main()", tab-indented
 	// file lines, "created by ...", "[signal SIGSEGV ...]", "exit status 2".
 	"go": `^(?:\s|$|goroutine \d+ \[|[\w./*()\-]+\(.*\)$|created by |\[signal |exit status \d+)`,
+	// Indented frames ("\tfrom app/x.rb:5:in `show'", Rails' "  app/x.rb:3:in
+	// `call'"), blank lines, and the exception line that follows a log line
+	// ("app/models/cart.rb:12:in `total': undefined method ... (NoMethodError)").
+	"ruby": `^(?:\s|$|from \S+:\d+:in |\S+\.rb:\d+:in .*\([A-Z]\w*(?:::\w+)*\)$)`,
+	// "   at Ns.Type.Method() in File.cs:line 42", " ---> Inner.Exception: ...",
+	// "   --- End of inner exception stack trace ---", blank lines, and the
+	// exception line that follows a log line ("System.IO.IOException: ...").
+	"dotnet": `^(?:\s|$|[A-Z]\w*(?:\.\w+)+(?:Exception|Error)\b)`,
+	// "    at fn (/app/x.js:1:2)", the object after a stack ("  code: 'X'",
+	// "}"), the source excerpt and caret of an uncaught exception, blank
+	// lines, "Error: boom" / "TypeError: ..." after them, "Node.js v20.1.0".
+	"nodejs": `^(?:\s|$|\}|(?:[A-Z]\w*)?Error(?: \[\w+\])?:|Node\.js v\d)`,
+	// "Stack trace:", "#0 /var/www/x.php(5): f()", "#1 {main}", "  thrown in
+	// ... on line 3", "Next RuntimeException: ..." of chained exceptions.
+	"php": `^(?:\s|$|Stack trace:|#\d+ |Next \S+)`,
 }
 
 // Validate checks o and fills defaults.
@@ -77,7 +94,7 @@ func (o *MultilineOptions) Validate() error {
 	}
 	if o.Preset != "" {
 		if _, ok := multilinePresets[o.Preset]; !ok {
-			errs = append(errs, config.Fieldf("preset", "unknown preset %q (known: go, java, python)", o.Preset))
+			errs = append(errs, config.Fieldf("preset", "unknown preset %q (known: dotnet, go, java, nodejs, php, python, ruby)", o.Preset))
 		}
 	}
 	if o.MaxLines == 0 {

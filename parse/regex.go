@@ -15,14 +15,44 @@ type RegexOptions struct {
 	// Pattern is an RE2 expression (Go regexp syntax) with named groups,
 	// (?P<name>...) or (?<name>...); each group that matched becomes a field.
 	Pattern string `yaml:"pattern"`
+	// Preset is a ready-made pattern instead (see [RegexPresets]): it also
+	// reads the time, the severity and the message of its format unless
+	// timestamp, severity or body_field say otherwise.
+	Preset  string `yaml:"preset"`
 	Options `yaml:",inline"`
+}
+
+// pattern is the pattern given or the preset's.
+func (o *RegexOptions) pattern() string {
+	if p, ok := regexPresets[o.Preset]; ok {
+		return p.pattern
+	}
+	return o.Pattern
 }
 
 // Validate checks o and fills defaults.
 func (o *RegexOptions) Validate() error {
 	var errs []error
-	if o.Pattern == "" {
-		errs = append(errs, config.Fieldf("pattern", "missing required key"))
+	if o.Preset != "" {
+		p, ok := regexPresets[o.Preset]
+		switch {
+		case !ok:
+			errs = append(errs, config.Fieldf("preset", "unknown preset %q (known: %s)", o.Preset, presetNames()))
+		case o.Pattern != "":
+			errs = append(errs, config.Fieldf("pattern", "give pattern or preset, not both"))
+		default:
+			if o.Timestamp == nil && p.timeField != "" {
+				o.Timestamp = &TimeOptions{Field: p.timeField, Layout: p.timeLayout}
+			}
+			if o.Severity == nil && p.sevField != "" {
+				o.Severity = &SeverityOptions{Field: p.sevField, Mapping: p.sevMapping}
+			}
+			if o.BodyField == "" && o.Target != "body" && p.bodyField != "" {
+				o.BodyField = p.bodyField
+			}
+		}
+	} else if o.Pattern == "" {
+		errs = append(errs, config.Fieldf("pattern", "missing required key (or give a preset)"))
 	} else if re, err := regexp.Compile(o.Pattern); err != nil {
 		errs = append(errs, config.Fieldf("pattern", "%v", err))
 	} else if !hasNamedGroup(re) {
@@ -54,7 +84,7 @@ func Regex(o RegexOptions, now func() time.Time, drops DropFunc) (pipe.Stage, er
 	if err != nil {
 		return nil, optionsError("regex", err)
 	}
-	re := regexp.MustCompile(o.Pattern) // checked by Validate
+	re := regexp.MustCompile(o.pattern()) // checked by Validate
 	names := re.SubexpNames()
 	return recordStage(f, func() recordParser {
 		return &regexParser{re: re, names: names, toBody: f.toBody}

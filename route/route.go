@@ -143,6 +143,22 @@ func (t *Table) mask(b *event.Batch, r *event.Record) uint64 {
 	return m
 }
 
+// Route returns the exporters record r of b goes to, in the table's
+// exporter order; none when it matches no route. It counts nothing.
+func (t *Table) Route(b *event.Batch, r *event.Record) []string {
+	if len(t.rules) == 0 {
+		return nil
+	}
+	m := t.mask(b, r)
+	var out []string
+	for bit, e := range t.exporters {
+		if m&(1<<bit) != 0 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // Split assigns b's records to exporters. It consumes the caller's reference
 // to b and returns one Dest per exporter that received records, each holding
 // one reference: b itself (retained) for an exporter that gets every record,

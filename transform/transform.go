@@ -1,6 +1,7 @@
-// Package transform holds the stages that reshape records: transform (set,
-// rename, move, copy, delete, flatten, unflatten, truncate) and redact (mask
-// or hash secrets and personal data).
+// Package transform holds the stages that reshape records: transform (set a
+// constant or a computed value, parse a field, rename, move, copy, delete,
+// flatten, unflatten, truncate; each action optionally under a condition)
+// and redact (mask or hash secrets and personal data).
 //
 // Strings a stage creates are copied into the batch's arena; values it takes
 // from configuration are constants shared by all records.
@@ -9,16 +10,21 @@ package transform
 import (
 	"errors"
 	"fmt"
+	"iter"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/filter"
 	"github.com/logpump/logpump/internal/pipe"
+	"github.com/logpump/logpump/parse"
 )
 
 // Path names a place in a record: "body", "body.KEY" (a field of a map
-// body), "attributes.KEY" (KEY is the whole rest, dots included) or
-// "severity_text".
+// body), "attributes.KEY" (KEY is the whole rest, dots included),
+// "severity_text", "severity" (the OpenTelemetry number) or "time".
 type Path struct {
 	kind pathKind
 	key  string
@@ -31,6 +37,8 @@ const (
 	pathBodyField
 	pathAttr
 	pathSeverityText
+	pathSeverity
+	pathTime
 )
 
 // ParsePath parses a path.
@@ -40,12 +48,16 @@ func ParsePath(s string) (Path, error) {
 		return Path{kind: pathBody}, nil
 	case s == "severity_text":
 		return Path{kind: pathSeverityText}, nil
+	case s == "severity":
+		return Path{kind: pathSeverity}, nil
+	case s == "time":
+		return Path{kind: pathTime}, nil
 	case strings.HasPrefix(s, "body.") && len(s) > 5:
 		return Path{kind: pathBodyField, key: s[5:]}, nil
 	case strings.HasPrefix(s, "attributes.") && len(s) > 11:
 		return Path{kind: pathAttr, key: s[11:]}, nil
 	}
-	return Path{}, fmt.Errorf("invalid path %q (want body, body.KEY, attributes.KEY or severity_text)", s)
+	return Path{}, fmt.Errorf("invalid path %q (want body, body.KEY, attributes.KEY, severity_text, severity or time)", s)
 }
 
 func (p Path) get(r *event.Record) (event.Value, bool) {
@@ -61,12 +73,19 @@ func (p Path) get(r *event.Record) (event.Value, bool) {
 		return event.Lookup(r.Attrs, p.key)
 	case pathSeverityText:
 		return event.String(r.SeverityText), r.SeverityText != ""
+	case pathSeverity:
+		return event.Int(int64(r.Severity)), r.Severity != 0
+	case pathTime:
+		return event.Int(r.Time), r.Time != 0
 	}
 	return event.Value{}, false
 }
 
-// set stores v at p. Setting a field of a body that is not a map is a no-op
-// reported as false.
+// set stores v at p. Setting a field of a body that is not a map, a
+// severity that is not a severity, or a time that is not a time is a no-op
+// reported as false. A severity is a number 1-24 or a level name (stored
+// as the severity text too); a time is an RFC 3339 string or an integer of
+// Unix nanoseconds.
 func (p Path) set(r *event.Record, v event.Value) bool {
 	switch p.kind {
 	case pathBody:
@@ -85,9 +104,45 @@ func (p Path) set(r *event.Record, v event.Value) bool {
 			return false
 		}
 		r.SeverityText = v.Str
+	case pathSeverity:
+		switch v.Kind {
+		case event.KindInt:
+			n := v.AsInt()
+			if n < 1 || n > 24 {
+				return false
+			}
+			r.Severity = event.Severity(n)
+		case event.KindString:
+			sev, ok := severities.Text(v.Str)
+			if !ok {
+				return false
+			}
+			r.Severity, r.SeverityText = sev, v.Str
+		default:
+			return false
+		}
+	case pathTime:
+		switch v.Kind {
+		case event.KindInt:
+			r.Time = v.AsInt()
+		case event.KindString:
+			ns, err := rfc3339.Parse(v.Str)
+			if err != nil {
+				return false
+			}
+			r.Time = ns
+		default:
+			return false
+		}
 	}
 	return true
 }
+
+// severities knows the level names (info, WARNING, E, ERROR3, ...).
+var severities = &parse.SeverityMap{}
+
+// rfc3339 reads computed times given as text; it is read-only.
+var rfc3339, _ = parse.NewTimeParser("rfc3339", "UTC", nil)
 
 func (p Path) del(r *event.Record) {
 	switch p.kind {
@@ -101,14 +156,30 @@ func (p Path) del(r *event.Record) {
 		r.Attrs = event.Delete(r.Attrs, p.key)
 	case pathSeverityText:
 		r.SeverityText = ""
+	case pathSeverity:
+		r.Severity = 0
+	case pathTime:
+		r.Time = 0
 	}
 }
 
 // Action is one step of a transform; set exactly one of the verbs.
 type Action struct {
-	// Set stores Value at this path.
+	// When, a condition (see [filter.Condition]), applies the action only
+	// to the records for which it holds.
+	When string `yaml:"when"`
+	// Set stores at this path Value, a constant, or the result of Expr, an
+	// expression over the record (see [filter.Expr]) computed per record.
 	Set   string `yaml:"set"`
 	Value any    `yaml:"value"`
+	Expr  string `yaml:"expr"`
+	// Parse parses the string at this path As json, logfmt, key_value,
+	// regex (with Pattern) or syslog into the map stored at Into (default:
+	// the same path).
+	Parse   string `yaml:"parse"`
+	As      string `yaml:"as"`
+	Pattern string `yaml:"pattern"`
+	Into    string `yaml:"into"`
 	// Rename and Move take the value at this path to To (rename is move
 	// within attributes by convention; both delete the source).
 	Rename string `yaml:"rename"`
@@ -142,15 +213,20 @@ type op struct {
 	sep      string
 	max      int
 	where    string // flatten/unflatten target: attributes or body
+	// when, expr and field are compiled once per run of the stage: they
+	// keep evaluation state and are used by one goroutine.
+	when  *filter.Condition
+	expr  *filter.Expr
+	field *parse.FieldParser
 }
 
 // Validate checks o.
 func (o *Options) Validate() error {
-	_, err := compile(o.Actions)
+	_, err := compile(o.Actions, nil)
 	return err
 }
 
-func compile(actions []Action) ([]op, error) {
+func compile(actions []Action, now func() time.Time) ([]op, error) {
 	var errs []error
 	if len(actions) == 0 {
 		errs = append(errs, config.Fieldf("actions", "at least one action is required"))
@@ -159,7 +235,8 @@ func compile(actions []Action) ([]op, error) {
 	for i, a := range actions {
 		key := fmt.Sprintf("actions[%d]", i)
 		verbs := map[string]string{"set": a.Set, "rename": a.Rename, "move": a.Move, "copy": a.Copy,
-			"delete": a.Delete, "flatten": a.Flatten, "unflatten": a.Unflatten, "truncate": a.Truncate}
+			"delete": a.Delete, "flatten": a.Flatten, "unflatten": a.Unflatten, "truncate": a.Truncate,
+			"parse": a.Parse}
 		var verb, arg string
 		n := 0
 		for v, s := range verbs {
@@ -169,7 +246,7 @@ func compile(actions []Action) ([]op, error) {
 			}
 		}
 		if n != 1 {
-			errs = append(errs, config.Fieldf(key, "give exactly one of set, rename, move, copy, delete, flatten, unflatten, truncate"))
+			errs = append(errs, config.Fieldf(key, "give exactly one of set, parse, rename, move, copy, delete, flatten, unflatten, truncate"))
 			continue
 		}
 		o := op{verb: verb, sep: a.Separator, max: int(a.MaxBytes)}
@@ -178,6 +255,26 @@ func compile(actions []Action) ([]op, error) {
 		}
 		bad := func(field string, err error) {
 			errs = append(errs, config.Fieldf(key+"."+field, "%v", err))
+		}
+		if a.When != "" {
+			c, err := filter.CompileWith(a.When, now)
+			if err != nil {
+				bad("when", err)
+			}
+			o.when = c
+		}
+		only := func(field string, set bool, verb string) {
+			if set {
+				bad(field, fmt.Errorf("is for %s actions", verb))
+			}
+		}
+		only("expr", a.Expr != "" && verb != "set", "set")
+		only("value", a.Value != nil && verb != "set", "set")
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"as", a.As != ""}, {"pattern", a.Pattern != ""}, {"into", a.Into != ""}} {
+			only(f.name, f.set && verb != "parse", "parse")
 		}
 		switch verb {
 		case "flatten", "unflatten":
@@ -194,11 +291,45 @@ func compile(actions []Action) ([]op, error) {
 		}
 		switch verb {
 		case "set":
-			v, err := event.Scalar(a.Value)
-			if err != nil {
-				bad("value", err)
+			o.to = o.from
+			switch {
+			case a.Expr != "" && a.Value != nil:
+				bad("expr", errors.New("give value or expr, not both"))
+			case a.Expr != "":
+				e, err := filter.CompileExpr(a.Expr, now)
+				if err != nil {
+					bad("expr", err)
+				}
+				o.expr = e
+			default:
+				v, err := event.Scalar(a.Value)
+				if err != nil {
+					bad("value", err)
+				}
+				o.value = v
 			}
-			o.to, o.value = o.from, v
+		case "parse":
+			o.to = o.from
+			if a.Into != "" {
+				p, err := ParsePath(a.Into)
+				if err != nil {
+					bad("into", err)
+				}
+				o.to = p
+			}
+			if a.As == "" {
+				bad("as", fmt.Errorf("missing required key (one of %s)", strings.Join(parse.FieldParsers, ", ")))
+				break
+			}
+			fp, err := parse.NewFieldParser(a.As, a.Pattern, now)
+			if err != nil {
+				field := "as"
+				if a.Pattern != "" {
+					field = "pattern"
+				}
+				bad(field, err)
+			}
+			o.field = fp
 		case "rename", "move", "copy":
 			p, err := ParsePath(a.To)
 			if err != nil {
@@ -215,41 +346,168 @@ func compile(actions []Action) ([]op, error) {
 	return ops, errors.Join(errs...)
 }
 
-// Transform returns a stage applying the actions in order to every record.
-// Actions on a missing source do nothing. It allocates only for flatten and
-// unflatten (new slices for the reshaped maps) and for keys flatten builds.
-func Transform(o Options) (pipe.Stage, error) {
-	ops, err := compile(o.Actions)
-	if err != nil {
-		return nil, err
-	}
-	return pipe.Records(func(b *event.Batch, r *event.Record) bool {
-		for i := range ops {
-			apply(b, r, &ops[i])
-		}
-		return true
-	}), nil
+// Env is what a transform takes from the agent; zero fields discard.
+type Env struct {
+	// Now is the clock of now() in expressions; time.Now when nil.
+	Now func() time.Time
+	// Log receives the rate-limited reports of failing actions; it should
+	// name the processor.
+	Log *slog.Logger
+	// Failed counts records on which an action failed, by reason (see
+	// [Transform]); the records go on unchanged by that action.
+	Failed func(reason string, n int)
 }
 
-func apply(b *event.Batch, r *event.Record, o *op) {
+// Reasons an action fails on a record.
+const (
+	// FailEval: a when condition or an expression failed to evaluate
+	// (comparing a string with a number, a missing field used as a number).
+	FailEval = "transform_eval_error"
+	// FailType: a computed value does not fit its path (a map as the
+	// severity, text that is no level name, a body field of a body that is
+	// not a map) or a parsed field holds no string.
+	FailType = "transform_type_error"
+	// FailParse: the string of a parse action is not in its format.
+	FailParse = "transform_parse_error"
+)
+
+var failReasons = [...]string{FailEval, FailType, FailParse}
+
+// logEvery is the least time between two reports of failing actions of one
+// transform.
+const logEvery = 10 * time.Second
+
+// Transform returns a stage applying the actions in order to every record.
+// Actions on a missing source do nothing. An action that fails on a record
+// (see the Fail reasons) leaves it as it was and the record goes on: the
+// failure is counted through env.Failed and reported on env.Log at most once
+// per 10 s, with how many failed since the last report.
+//
+// Conditions and expressions are compiled once per run of the stage, never
+// per record. A constant set does not allocate; flatten and unflatten
+// allocate the reshaped maps, a computed set what its expression builds.
+func Transform(o Options, env Env) (pipe.Stage, error) {
+	if _, err := compile(o.Actions, env.Now); err != nil {
+		return nil, err
+	}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.Log == nil {
+		env.Log = slog.New(slog.DiscardHandler)
+	}
+	return func(in iter.Seq[*event.Batch]) iter.Seq[*event.Batch] {
+		return func(yield func(*event.Batch) bool) {
+			ops, err := compile(o.Actions, env.Now) // checked above
+			if err != nil {
+				env.Log.Error("compile transform", "err", err)
+				return
+			}
+			var (
+				fails    [len(failReasons)]int
+				lastLog  time.Time
+				unlogged int
+			)
+			for b := range in {
+				var lastErr error
+				for i := range b.Records {
+					r := &b.Records[i]
+					for j := range ops {
+						if reason, err := apply(b, r, &ops[j]); err != nil {
+							fails[reason]++
+							lastErr = err
+						}
+					}
+				}
+				if lastErr != nil {
+					n := 0
+					for k, c := range fails {
+						if c > 0 && env.Failed != nil {
+							env.Failed(failReasons[k], c)
+						}
+						n += c
+					}
+					fails = [len(failReasons)]int{}
+					unlogged += n
+					if now := env.Now(); lastLog.IsZero() || now.Sub(lastLog) >= logEvery {
+						env.Log.Warn("transform action failed; records go on unchanged by it",
+							"records", unlogged, "last_err", lastErr.Error())
+						lastLog, unlogged = now, 0
+					}
+				}
+				if !yield(b) {
+					return
+				}
+			}
+		}
+	}, nil
+}
+
+// apply runs o on r. A failure returns the index of its reason in
+// failReasons and the error; r is then as it was before o.
+func apply(b *event.Batch, r *event.Record, o *op) (int, error) {
+	if o.when != nil {
+		ok, err := o.when.Match(b, r)
+		if err != nil {
+			return 0, fmt.Errorf("when %s: %w", o.when, err)
+		}
+		if !ok {
+			return 0, nil
+		}
+	}
 	switch o.verb {
 	case "set":
-		o.to.set(r, o.value)
+		v := o.value
+		if o.expr != nil {
+			out, err := o.expr.Eval(b, r)
+			if err != nil {
+				return 0, fmt.Errorf("expr %s: %w", o.expr, err)
+			}
+			if out == nil {
+				return 0, nil // nothing computed: like a missing source
+			}
+			var ok bool
+			if v, ok = FromExpr(b, out); !ok {
+				return 1, fmt.Errorf("expr %s: a %T cannot be stored", o.expr, out)
+			}
+		}
+		if !o.to.set(r, v) {
+			return 1, fmt.Errorf("set: %s does not take a %s", o.to, kindName(v.Kind))
+		}
+	case "parse":
+		v, ok := o.from.get(r)
+		if !ok {
+			return 0, nil
+		}
+		if v.Kind != event.KindString && v.Kind != event.KindBytes {
+			return 1, fmt.Errorf("parse %s: holds a %s, not a string", o.from, kindName(v.Kind))
+		}
+		fields, msg, ok := o.field.Parse(b, v.Str)
+		if !ok {
+			return 2, fmt.Errorf("parse %s: %s", o.from, msg)
+		}
+		if !o.to.set(r, event.Map(fields)) {
+			return 1, fmt.Errorf("parse: %s does not take a map", o.to)
+		}
 	case "rename", "move", "copy":
 		v, ok := o.from.get(r)
 		if !ok {
-			return
+			return 0, nil
 		}
-		if o.verb != "copy" {
+		// Store first: a target that does not take the value (a map as
+		// the severity) leaves the source where it was.
+		if !o.to.set(r, v) {
+			return 1, fmt.Errorf("%s %s: %s does not take a %s", o.verb, o.from, o.to, kindName(v.Kind))
+		}
+		if o.verb != "copy" && o.from != o.to {
 			o.from.del(r)
 		}
-		o.to.set(r, v)
 	case "delete":
 		o.from.del(r)
 	case "truncate":
 		v, ok := o.from.get(r)
 		if !ok || v.Kind != event.KindString || len(v.Str) <= o.max {
-			return
+			return 0, nil
 		}
 		cut := o.max
 		for cut > 0 && v.Str[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
@@ -270,6 +528,7 @@ func apply(b *event.Batch, r *event.Record, o *op) {
 			r.Body.List = unflatten(r.Body.List, o.sep)
 		}
 	}
+	return 0, nil
 }
 
 // flatten replaces nested maps in kvs by dotted keys, in place order.

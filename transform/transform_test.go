@@ -44,7 +44,7 @@ func TestTransform(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Transform(Options{Actions: tt.actions})
+			s, err := Transform(Options{Actions: tt.actions}, Env{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,9 +84,31 @@ func TestLuhn(t *testing.T) {
 func BenchmarkTransform(b *testing.B) {
 	lines := stagetest.FileLines(b, filepath.Join("testdata", "secrets.log"))
 	b.Run("transform", func(b *testing.B) {
-		s, _ := Transform(Options{Actions: []Action{{Rename: "attributes.log.file.name", To: "attributes.file"}, {Truncate: "body", MaxBytes: 64}}})
+		s, _ := Transform(Options{Actions: []Action{{Rename: "attributes.log.file.name", To: "attributes.file"}, {Truncate: "body", MaxBytes: 64}}}, Env{})
 		stagetest.Bench(b, s, lines, 1000)
 	})
+	// A computed set against a constant one: the cost of evaluating an
+	// expression per record (the program is compiled once per run).
+	for _, bb := range []struct {
+		name   string
+		action Action
+	}{
+		{"set_constant", Action{Set: "attributes.team", Value: "payments"}},
+		{"set_expr_constant", Action{Set: "attributes.team", Expr: `"payments"`}},
+		{"set_expr_attribute", Action{Set: "attributes.file", Expr: `attributes["log.file.name"]`}},
+		{"set_expr_concat", Action{Set: "attributes.route", Expr: `source + " " + attributes["log.file.name"]`}},
+		{"set_expr_int", Action{Set: "attributes.size", Expr: `len(body) * 2`}},
+		{"set_severity_conditional", Action{Set: "severity", Expr: `body contains "error" ? ERROR : INFO`}},
+		{"when_constant", Action{Set: "attributes.team", Value: "payments", When: `attributes["log.file.name"] == "0.log"`}},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			s, err := Transform(Options{Actions: []Action{bb.action}}, Env{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			stagetest.Bench(b, s, lines, 1000)
+		})
+	}
 	b.Run("redact", func(b *testing.B) {
 		s, _ := Redact(RedactOptions{Presets: []string{"credit_card", "bearer_token", "email"}})
 		stagetest.Bench(b, s, lines, 1000)

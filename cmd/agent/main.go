@@ -4,6 +4,7 @@
 //
 //	logpump [run] [-config FILE]     run the agent (the default)
 //	logpump validate -config FILE    check a configuration, list every error
+//	logpump test -config FILE [-trace] TESTFILE...   run test files against the configuration, offline
 //	logpump demo [-for 6s]           run on a built-in demo, printing to the console
 //	logpump tap [-admin ADDR] [-stage NAME] [-n N] [-token-file FILE]   print records passing a stage of a running agent
 //	logpump checkpoints [-config FILE | -state DIR]   print the saved checkpoints as JSON
@@ -48,8 +49,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	if cmd == "tap" {
+	switch cmd {
+	case "tap":
 		return runTap(args, stdout, stderr)
+	case "test":
+		return runTest(args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("logpump "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -72,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "logpump", buildVersion())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, demo, tap, checkpoints, version)\n", cmd)
+		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, test, demo, tap, checkpoints, version)\n", cmd)
 		return 2
 	}
 }

@@ -56,7 +56,7 @@ type validator interface{ Validate() error }
 
 // types is the list Types returns; keep it in the order of the switch.
 var types = []string{
-	"json", "logfmt", "regex", "cri", "docker", "container", "syslog", "multiline",
+	"json", "logfmt", "key_value", "csv", "klog", "regex", "cri", "docker", "container", "syslog", "multiline",
 	"filter", "sample", "rate_limit",
 	"static", "host", "kubernetes",
 	"transform", "redact",
@@ -74,6 +74,12 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 	drops := func(reason string, n int) {
 		if env.Dropped != nil {
 			env.Dropped(name, reason, n)
+		}
+	}
+	// errored counts records the processor failed on and passed on unchanged.
+	errored := func(reason string, n int) {
+		if env.Errored != nil {
+			env.Errored(name, reason, n)
 		}
 	}
 	// decode reads c's options into o and validates them.
@@ -116,6 +122,24 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 			return nil, err
 		}
 		stage, err = parse.Logfmt(o, env.Now, drops)
+	case "key_value":
+		var o parse.KeyValueOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.KeyValue(o, env.Now, drops)
+	case "csv":
+		var o parse.CSVOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.CSV(o, env.Now, drops)
+	case "klog":
+		var o parse.KlogOptions
+		if err := decode(&o); err != nil {
+			return nil, err
+		}
+		stage, err = parse.Klog(o, env.Now, drops)
 	case "regex":
 		var o parse.RegexOptions
 		if err := decode(&o); err != nil {
@@ -154,11 +178,7 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		if err := decode(&o); err != nil {
 			return nil, err
 		}
-		stage, err = filter.Match(o, env.Log, env.Now, drops, func(reason string, n int) {
-			if env.Errored != nil {
-				env.Errored(name, reason, n)
-			}
-		})
+		stage, err = filter.Match(o, env.Log, env.Now, drops, errored)
 	case "sample":
 		var o filter.SampleOptions
 		if err := decode(&o); err != nil {
@@ -206,7 +226,7 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		if err := decode(&o); err != nil {
 			return nil, err
 		}
-		stage, err = transform.Transform(o)
+		stage, err = transform.Transform(o, transform.Env{Now: env.Now, Log: env.Log.With("processor", name), Failed: errored})
 	case "redact":
 		var o transform.RedactOptions
 		if err := decode(&o); err != nil {

@@ -65,6 +65,9 @@ func TestBuildEveryType(t *testing.T) {
 	examples := map[string]string{
 		"json":       "type: json\nbody_field: msg\ntimestamp: {field: time}\nseverity: {field: level}\n",
 		"logfmt":     "type: logfmt\n",
+		"key_value":  "type: key_value\npair_separator: ','\n",
+		"csv":        "type: csv\nheader: [a, b]\n",
+		"klog":       "type: klog\n",
 		"regex":      "type: regex\npattern: '^(?P<level>\\w+) (?P<msg>.*)$'\n",
 		"cri":        "type: cri\n",
 		"docker":     "type: docker\nmax_bytes: 64KiB\n",

@@ -217,6 +217,10 @@ type Record struct {
 	Flags      []string       `json:"flags,omitempty"`
 }
 
+// Render copies record r of b, as it passed the tap point named pointName,
+// into a Record that shares no memory with b.
+func Render(pointName string, b *event.Batch, r *event.Record) Record { return render(pointName, b, r) }
+
 // render copies r, which lives in b's arena, into a Record.
 func render(pointName string, b *event.Batch, r *event.Record) Record {
 	out := Record{
