@@ -124,3 +124,29 @@ func complete(t *testing.T, src string) []byte {
 	}
 	return out
 }
+
+// TestREADMEExample: examples/collector.yaml is the README's "Ship logs to a
+// collector" block, and passes examples/tests, as the README's commands run
+// them.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile("../../examples/collector.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(readme, append([]byte("```yaml\n"), file...)) {
+		t.Error("examples/collector.yaml differs from the README's block that starts with its name")
+	}
+	tests, _ := filepath.Glob("../../examples/tests/*.yaml")
+	var out bytes.Buffer
+	sum, err := Run("../../examples/collector.yaml", tests, Options{}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed > 0 || sum.Passed < 2 {
+		t.Errorf("%d passed, %d failed:\n%s", sum.Passed, sum.Failed, out.String())
+	}
+}
