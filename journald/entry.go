@@ -31,9 +31,21 @@ type decoder struct {
 	names   map[string]string // interned field names
 	scratch []byte            // bytes of a binary field
 	cursor  []byte            // __CURSOR of the last entry decoded
+	keep    map[string]bool   // the fields kept as attributes; nil: all
 }
 
-func newDecoder() *decoder { return &decoder{names: map[string]string{}} }
+// newDecoder returns a decoder keeping the fields named as attributes, or
+// every field when none is.
+func newDecoder(fields ...string) *decoder {
+	d := &decoder{names: map[string]string{}}
+	if len(fields) > 0 {
+		d.keep = map[string]bool{}
+		for _, f := range fields {
+			d.keep[f] = true
+		}
+	}
+	return d
+}
 
 // entry appends the record of one journal entry, the JSON object in line
 // (without its newline), to b. The record's body is MESSAGE, its time
@@ -84,7 +96,7 @@ func (d *decoder) entry(b *event.Batch, line []byte, observed int64) (hasCursor 
 			if len(key) >= 2 && key[0] == '_' && key[1] == '_' {
 				return // addresses: cursor, monotonic time, sequence numbers
 			}
-			if v.Type() == fastjson.TypeNull {
+			if v.Type() == fastjson.TypeNull || d.keep != nil && !d.keep[string(key)] {
 				return
 			}
 			r.Attrs = append(r.Attrs, event.KeyValue{Key: d.name(b, key), Value: d.value(b, r, v, false)})

@@ -141,7 +141,7 @@ func (s *Source) Batches(ctx context.Context) iter.Seq[*event.Batch] {
 			s.log.Error("journald: Batches ranged over twice; the second range yields nothing")
 			return
 		}
-		r := &run{s: s, ctx: ctx, yield: yield, dec: newDecoder()}
+		r := &run{s: s, ctx: ctx, yield: yield, dec: newDecoder(s.opts.Fields...)}
 		r.loop()
 	}
 }
@@ -232,6 +232,9 @@ func (r *run) args(extra ...string) []string {
 	case o.Directory != "":
 		args = append(args, "--directory="+o.Directory)
 	}
+	for _, f := range o.Files {
+		args = append(args, "--file="+f)
+	}
 	if o.Priority != "" {
 		p, _ := priority(o.Priority)
 		args = append(args, "--priority="+strconv.Itoa(p))
@@ -243,7 +246,11 @@ func (r *run) args(extra ...string) []string {
 		args = append(args, "--identifier="+id)
 	}
 	args = append(args, extra...)
-	return append(args, o.Matches...)
+	args = append(args, o.Matches...)
+	if o.Dmesg {
+		args = append(args, "_TRANSPORT=kernel")
+	}
+	return args
 }
 
 // lastCursor returns the cursor of the last entry the source's selection

@@ -3,8 +3,11 @@ package journald_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -395,5 +398,49 @@ func TestJournalCursorOfAnotherJournal(t *testing.T) {
 	r2.check(10, 50)
 	if st := r2.src.Stats(); st.Gaps != 1 || st.GapEntries != 0 {
 		t.Errorf("gaps %d of %d entries, want 1 of an unknown number (0)", st.Gaps, st.GapEntries)
+	}
+}
+
+// TestJournalFilesAndFields: files reads journal files named by a glob
+// (here written by systemd-journal-remote), fields keeps only the
+// attributes listed, and dmesg only the kernel's entries.
+func TestJournalFilesAndFields(t *testing.T) {
+	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
+		if os.Getenv("LOGPUMP_REQUIRE_JOURNALD") != "" {
+			t.Fatalf("systemd-journal-remote: %v", err)
+		}
+		t.Skipf("systemd-journal-remote not installed: %v", err)
+	}
+	dir := t.TempDir()
+	var export strings.Builder
+	for i := range 3 {
+		fmt.Fprintf(&export, "__REALTIME_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=web-%d\n_PID=%d\n_TRANSPORT=%s\nMESSAGE=seq %d\n\n",
+			1_700_000_000_000_000+i, i, 100+i, map[bool]string{true: "kernel", false: "journal"}[i != 1], i)
+	}
+	cmd := exec.Command(journaldtest.RemoteBinary, "-o", filepath.Join(dir, "remote.journal"), "-")
+	cmd.Stdin = strings.NewReader(export.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-journal-remote: %v: %s", err, out)
+	}
+	o := journald.DefaultOptions()
+	o.Files, o.Fields, o.StartAt = []string{filepath.Join(dir, "*.journal")}, []string{"_HOSTNAME"}, journald.StartBeginning
+	o.RestartDelay = 50 * time.Millisecond
+	r := start(t, newTracker(t, t.TempDir()), o, true)
+	r.waitFor(0, 3)
+	r.stop()
+	r.check(0, 3)
+	if len(r.first.Attrs) != 1 || r.first.Attrs[0].Key != "_HOSTNAME" || r.first.Attrs[0].Value.Str != "web-0" {
+		t.Errorf("attributes %v, want only _HOSTNAME=web-0", r.first.Attrs)
+	}
+
+	// dmesg: the kernel's entries only (0 and 2).
+	o.Dmesg = true
+	k := start(t, newTracker(t, t.TempDir()), o, true)
+	k.waitFor(2, 3)
+	k.stop()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.seen[0] != 1 || k.seen[1] != 0 || k.seen[2] != 1 {
+		t.Errorf("dmesg read %v, want entries 0 and 2 (the kernel's) once each", k.seen)
 	}
 }

@@ -37,6 +37,15 @@ type Options struct {
 	// Directory reads the journal files of a directory (the host's
 	// /var/log/journal mounted into a container) instead of the system's.
 	Directory string `yaml:"directory"`
+	// Files reads these journal files (globs allowed: journalctl --file)
+	// instead of the system's journal.
+	Files []string `yaml:"files"`
+	// Dmesg reads kernel messages only (the match _TRANSPORT=kernel, as
+	// journalctl --dmesg, without the current-boot limit it implies).
+	Dmesg bool `yaml:"dmesg"`
+	// Fields, when set, are the only journal fields kept as attributes
+	// (MESSAGE, the time and PRIORITY are always read). Empty: every field.
+	Fields []string `yaml:"fields"`
 	// StartAt is where a journal this source never read is read from:
 	// "end" (default: entries written from now on) or "beginning" (every
 	// stored entry). Afterwards reading resumes after the last
@@ -116,6 +125,19 @@ func (o Options) Validate() error {
 	}
 	if o.Directory != "" && o.Namespace != "" {
 		bad("directory", "give either directory or namespace, not both")
+	}
+	for i, f := range o.Files {
+		if !filepath.IsAbs(f) {
+			bad("files."+strconv.Itoa(i), "must be an absolute path or glob; got %q", f)
+		}
+	}
+	if len(o.Files) > 0 && (o.Directory != "" || o.Namespace != "") {
+		bad("files", "give one of files, directory and namespace")
+	}
+	for i, f := range o.Fields {
+		if err := checkMatch(f + "=x"); err != nil {
+			bad("fields."+strconv.Itoa(i), "%v", err)
+		}
 	}
 	switch o.StartAt {
 	case StartEnd, StartBeginning:
