@@ -8,6 +8,7 @@
 //	logpump tap [-admin ADDR] [-stage NAME] [-n N]   print records passing a stage of a running agent
 //	logpump checkpoints [-config FILE | -state DIR]   print the saved checkpoints as JSON
 //	logpump version                  print the version
+//	logpump service install|uninstall|start|stop   manage the Windows service
 package main
 
 import (
@@ -25,8 +26,6 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
-
-const defaultConfig = "/etc/logpump/config.yaml"
 
 func main() {
 	if os.Getenv("GOGC") == "" {
@@ -47,8 +46,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	if cmd == "tap" {
+	switch cmd {
+	case "tap":
 		return runTap(args, stdout, stderr)
+	case "service":
+		return runService(args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("logpump "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -71,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "logpump", buildVersion())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, demo, tap, checkpoints, version)\n", cmd)
+		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, demo, tap, checkpoints, service, version)\n", cmd)
 		return 2
 	}
 }
