@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
 	"golang.org/x/sys/windows/svc/eventlog"
 	"golang.org/x/sys/windows/svc/mgr"
@@ -203,17 +204,18 @@ func waitState(s *mgr.Service, want svc.State) error {
 // at most shutdown_timeout, write the checkpoints. Start, stop and failure
 // are reported to the Event Log; the agent's own JSON log goes to logPath.
 func runAsService(cfgPath, logPath string, stderr io.Writer) int {
-	if in, err := svc.IsWindowsService(); err != nil || !in {
-		fmt.Fprintln(stderr, "logpump service run: not started by the service control manager (use `logpump service start`, or `logpump run` in a console)")
-		return 2
-	}
 	elog, err := eventlog.Open(serviceName)
 	if err != nil {
 		elog = nil // reports go to the log file only
 	}
 	h := &serviceHandler{cfgPath: cfgPath, logPath: logPath, elog: elog}
 	if err := svc.Run(serviceName, h); err != nil {
+		if errors.Is(err, windows.ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) {
+			fmt.Fprintln(stderr, "logpump service run: not started by the service control manager (use `logpump service start`, or `logpump run` in a console)")
+			return 2
+		}
 		h.report(eventlog.Error, fmt.Sprintf("service failed: %v", err))
+		fmt.Fprintf(stderr, "logpump service run: %v\n", err)
 		return 1
 	}
 	return h.code
