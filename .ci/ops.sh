@@ -321,6 +321,11 @@ arm64_packages() {
 	[ "$(rpm -qp --queryformat '%{ARCH}' "$rpmfile")" = aarch64 ] || { echo "rpm ARCH: $(rpm -qp --queryformat '%{ARCH}' "$rpmfile")"; return 1; }
 	dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/logpump >"$dir/from-deb" &&
 		file "$dir/from-deb" | grep -q 'ARM aarch64' || { file "$dir/from-deb"; return 1; }
+	# Where qemu-user is installed (make qemu-test installs it), the
+	# packaged binary runs.
+	if command -v qemu-aarch64-static >/dev/null; then
+		chmod +x "$dir/from-deb" && qemu-aarch64-static "$dir/from-deb" version
+	fi
 }
 
 image() {
