@@ -124,25 +124,17 @@ func installService(cfgPath, logPath string) error {
 }
 
 func uninstallService() error {
-	m, err := mgr.Connect()
-	if err != nil {
-		return fmt.Errorf("connect to the service control manager: %w", err)
-	}
-	defer m.Disconnect()
-	s, err := m.OpenService(serviceName)
-	if err != nil {
-		return fmt.Errorf("service %s is not installed", serviceName)
-	}
-	defer s.Close()
-	if st, err := s.Query(); err == nil && st.State != svc.Stopped {
-		if err := controlAndWait(s, svc.Stop, svc.Stopped); err != nil {
-			return err
+	return withService(func(s *mgr.Service) error {
+		if st, err := s.Query(); err == nil && st.State != svc.Stopped {
+			if err := controlAndWait(s, svc.Stop, svc.Stopped); err != nil {
+				return err
+			}
 		}
-	}
-	if err := s.Delete(); err != nil {
-		return fmt.Errorf("delete service: %w", err)
-	}
-	return eventlog.Remove(serviceName)
+		if err := s.Delete(); err != nil {
+			return fmt.Errorf("delete service: %w", err)
+		}
+		return eventlog.Remove(serviceName)
+	})
 }
 
 func startService() error {
