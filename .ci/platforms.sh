@@ -10,6 +10,10 @@
 #   bash .ci/platforms.sh qemu    the agent's unit tests as linux/arm64 binaries under qemu-user
 #   bash .ci/platforms.sh wine    the Windows test binaries of the packages Wine can run
 #
+# The benchmark harness (bench/) and the end-to-end suite (test/e2e) are
+# modules of their own and Linux-only (/proc figures, logrotate, journald):
+# they are not cross-built.
+#
 # Artifacts and logs go to $OPS_OUT (default /tmp/logpump-ops)/platforms.
 # cross and zip run in CI (.ci/ops.sh); qemu and wine are `make qemu-test`
 # and `make wine-test` (they install qemu-user-static, wine64 and mingw-w64
@@ -81,7 +85,7 @@ QEMU_SKIP='^(TestScripts|TestReleaseDropsCodePagesOnly)$'
 qemu() {
 	apt_need qemu-aarch64-static qemu-user-static
 	local log="$OUT/qemu-arm64.log" rc=0
-	GOARCH=arm64 go test -count=1 -v -exec qemu-aarch64-static -skip "$QEMU_SKIP" ./... >"$log" 2>&1 || rc=1
+	GOARCH=arm64 go test -count=1 -v -timeout 30m -exec qemu-aarch64-static -skip "$QEMU_SKIP" ./... >"$log" 2>&1 || rc=1
 	grep -E '^(ok|FAIL|---)|^\s+--- FAIL' "$log" | grep -v -- '--- PASS'
 	echo "linux/arm64 under qemu-user: $(grep -cE '^\s*--- PASS' "$log") passed," \
 		"$(grep -cE '^\s*--- SKIP' "$log") skipped, $(grep -cE '^\s*--- FAIL' "$log") failed (subtests counted)"
