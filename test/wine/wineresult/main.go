@@ -3,18 +3,17 @@
 //
 // Under Debian's Wine 8, os.RemoveAll fails ("unlinkat ...: Invalid
 // function"), so every test using t.TempDir fails its cleanup after its own
-// checks. Output does not tell a t.Log line from a t.Error one, so failed
-// tests are sorted into three kinds:
+// checks. Output does not tell a t.Log line from a t.Error one; the tests
+// of this repository write their failed checks with "want" (got/want
+// messages), so a failed test is sorted by its output:
 //
-//   - cleanup: the cleanup's message is their only output; their checks
-//     passed.
-//   - unclear: the cleanup failed and the test printed other lines too
-//     (its logs, or failed checks): listed for a reader to judge.
-//   - failed: the test failed without the cleanup failing.
+//   - cleanup: the cleanup's message is there, and no line says "want" or
+//     "panic:": its checks passed (its other lines are its logs).
+//   - failed: any other failure.
 //
 // Only leaf tests are counted (a parent fails when a subtest does). It
-// prints one summary line, then the unclear and failed tests with their
-// first lines, and exits 1 when a test failed or the binary did not run.
+// prints one summary line, then the failed tests with their first lines,
+// and exits 1 when a test failed or the binary did not run.
 package main
 
 import (
@@ -39,9 +38,9 @@ type result struct {
 	output []string
 }
 
-// cleanupOnly is the failure Wine's os.RemoveAll causes in t.TempDir's
+// cleanupMessage is the failure Wine's os.RemoveAll causes in t.TempDir's
 // cleanup.
-const cleanupOnly = "TempDir RemoveAll cleanup"
+const cleanupMessage = "TempDir RemoveAll cleanup"
 
 func main() {
 	pkg := flag.String("p", "", "package name for the summary")
@@ -51,11 +50,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "wineresult:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%s: %d passed, %d passed but for Wine's RemoveAll cleanup, %d unclear (cleanup failed, other output), %d skipped, %d failed%s\n",
-		*pkg, s.passed, s.cleanup, len(s.unclear), s.skipped, len(s.failed), s.pkgNote())
-	for _, f := range s.unclear {
-		f.print("UNCLEAR")
-	}
+	fmt.Printf("%s: %d passed, %d passed but for Wine's RemoveAll cleanup, %d skipped, %d failed%s\n",
+		*pkg, s.passed, s.cleanup, s.skipped, len(s.failed), s.pkgNote())
 	for _, f := range s.failed {
 		f.print("FAIL")
 	}
@@ -78,7 +74,7 @@ func (f failure) print(kind string) {
 
 type summary struct {
 	passed, cleanup, skipped int
-	unclear, failed          []failure
+	failed                   []failure
 	pkgFailed                bool
 	pkgOutput                []string
 }
@@ -145,12 +141,9 @@ func summarize(r io.Reader) (summary, error) {
 		case "skip":
 			s.skipped++
 		case "fail":
-			switch cleanupFailed, other := classify(t.output); {
-			case cleanupFailed && !other:
+			if cleanupOnly(t.output) {
 				s.cleanup++
-			case cleanupFailed:
-				s.unclear = append(s.unclear, failure{n, head(t.output, 8)})
-			default:
+			} else {
 				s.failed = append(s.failed, failure{n, head(t.output, 8)})
 			}
 		default: // started, never ended: the binary died in it
@@ -169,17 +162,19 @@ func hasSubtests(name string, tests map[string]*result) bool {
 	return false
 }
 
-// classify reports whether the TempDir cleanup failed, and whether there
-// are other lines.
-func classify(lines []string) (cleanupFailed, other bool) {
+// cleanupOnly reports whether the TempDir cleanup failed and no line is a
+// failed check ("want", "panic:").
+func cleanupOnly(lines []string) bool {
+	found := false
 	for _, l := range lines {
-		if strings.Contains(l, cleanupOnly) {
-			cleanupFailed = true
-		} else if l != "FAIL" {
-			other = true
+		switch {
+		case strings.Contains(l, cleanupMessage):
+			found = true
+		case strings.Contains(l, "want") || strings.Contains(l, "panic:"):
+			return false
 		}
 	}
-	return cleanupFailed, other
+	return found
 }
 
 func head(lines []string, n int) []string {
