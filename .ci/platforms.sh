@@ -101,10 +101,10 @@ qemu() {
 # with other output too for a reader to judge.
 WINE=/usr/lib/wine/wine64
 WINE_PACKAGES="./checkpoint ./config ./event ./parse ./filter ./route ./transform ./enrich ./tailer ./cmd/agent"
-# The tailer's shared tests rotate files their writer holds open (os.OpenFile,
-# which does not share delete access): Windows refuses that rename, so under
-# Wine only its Windows tests run; the service check below tails for real.
-WINE_RUN_tailer='^TestWindows'
+# Tests whose data are Linux paths ("/var/log/*.log" is not absolute on
+# Windows) are skipped: TestMatch and TestValidate of the tailer.
+WINE_SKIP_tailer='^(TestMatch|TestValidate)$'
+
 
 wine() {
 	local prefix="$OUT/wine-prefix" pkg name
@@ -122,9 +122,9 @@ wine() {
 		name=$(basename "$pkg")
 		GOOS=windows GOARCH=amd64 go test -c -o "$OUT/$name.test.exe" "$pkg"
 		[ -f "$OUT/$name.test.exe" ] || continue # no tests
-		run=WINE_RUN_$name
+		skip=WINE_SKIP_$name
 		(cd "$ROOT/$pkg" && timeout 600 "$WINE" "$OUT/$name.test.exe" -test.short -test.v=test2json -test.timeout=550s \
-			-test.run="${!run:-.}" 2>&1 |
+			-test.skip="${!skip:-^$}" 2>&1 |
 			go tool test2json -p "$name") >"$OUT/wine-$name.json" || true
 		"$OUT/wineresult" -p "$name" <"$OUT/wine-$name.json" || rc=1
 	done
