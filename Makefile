@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Lines worth seeing from passing tests: per-case loss/duplicate summaries.
 SUMMARY := '^(ok|FAIL|--- FAIL|panic:)|written [0-9]+, delivered|^E2E '
 
-.PHONY: build demo test unit e2e chaos fuzz vet bench clean
+.PHONY: build demo test unit e2e chaos fuzz vet bench clean cross wine-test qemu-test
 
 # As the release binaries are built (.ci/ops.sh): static, no C library to
 # load; grpcnotrace leaves out gRPC's request tracing (golang.org/x/net/trace
@@ -56,6 +56,21 @@ fuzz:
 
 bench:
 	./bench/run.sh
+
+## cross: vet and build for windows/amd64, darwin/amd64, darwin/arm64 and
+## linux/arm64, and run the tailer's tests with the portable (fsnotify)
+## watcher macOS and Windows use (CI runs it in .ci/ops.sh).
+cross:
+	./.ci/platforms.sh cross
+
+## wine-test: the Windows test binaries under Wine (installs wine64 and
+## mingw-w64 when missing); qemu-test: the linux/arm64 unit tests under
+## qemu-user (installs qemu-user-static). Not in CI: see .ci/platforms.sh.
+wine-test:
+	./.ci/platforms.sh wine
+
+qemu-test:
+	./.ci/platforms.sh qemu
 
 clean:
 	rm -f logpump

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Operations checks for logpump: the systemd unit, the .deb and .rpm
-# packages, the Kubernetes manifests and the container image.
+# packages (amd64 and arm64), the Kubernetes manifests, the container image
+# and its multi-architecture index, and the other platforms' builds
+# (.ci/platforms.sh: windows, darwin, linux/arm64 vet and build, the
+# Windows .zip).
 #
 #   bash .ci/ops.sh            # everything
 #   OPS_OUT=/tmp/x bash .ci/ops.sh
@@ -53,6 +56,7 @@ need_packages() {
 	command -v systemd-analyze >/dev/null || missing+=(systemd)
 	command -v runuser >/dev/null || missing+=(util-linux)
 	command -v setpriv >/dev/null || missing+=(util-linux)
+	command -v file >/dev/null || missing+=(file)
 	[ ${#missing[@]} -eq 0 ] && return 0
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
@@ -305,6 +309,32 @@ kube_kustomize() {
 		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$k/base.yaml" "$k/metadata.yaml" "$k/sidecar.yaml")
 }
 
+# arm64_packages: the .deb and .rpm for linux/arm64, from a cross-built
+# binary; their metadata names the architecture each system expects and the
+# binary in them is an arm64 executable.
+arm64_packages() {
+	local dir="$OUT/arm64" deb rpmfile
+	rm -rf "$dir" && mkdir -p "$dir" &&
+		(cd "$ROOT" && GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -tags grpcnotrace \
+			-ldflags "-s -w -X main.version=$VERSION" -o "$dir/logpump" ./cmd/agent) &&
+		gzip -9n <"$ROOT/packaging/logpump.1" >"$dir/logpump.1.gz" || return 1
+	for format in deb rpm; do
+		(cd "$ROOT" && LOGPUMP_VERSION=$VERSION LOGPUMP_ARCH=arm64 LOGPUMP_BINARY=$dir/logpump \
+			LOGPUMP_MANPAGE=$dir/logpump.1.gz "$OUT/pack" -config packaging/nfpm.yaml -format $format -out "$dir") || return 1
+	done
+	deb=$(ls "$dir"/*.deb) && rpmfile=$(ls "$dir"/*.rpm) || return 1
+	echo "$deb"; echo "$rpmfile"
+	[ "$(dpkg-deb -f "$deb" Architecture)" = arm64 ] || { echo "deb Architecture: $(dpkg-deb -f "$deb" Architecture)"; return 1; }
+	[ "$(rpm -qp --queryformat '%{ARCH}' "$rpmfile")" = aarch64 ] || { echo "rpm ARCH: $(rpm -qp --queryformat '%{ARCH}' "$rpmfile")"; return 1; }
+	dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/logpump >"$dir/from-deb" &&
+		file "$dir/from-deb" | grep -q 'ARM aarch64' || { file "$dir/from-deb"; return 1; }
+	# Where qemu-user is installed (make qemu-test installs it), the
+	# packaged binary runs.
+	if command -v qemu-aarch64-static >/dev/null; then
+		chmod +x "$dir/from-deb" && qemu-aarch64-static "$dir/from-deb" version
+	fi
+}
+
 image() {
 	rm -f "$OUT/logpump-image.tar"
 	# The image runs on Kubernetes: it carries the pod-metadata API client
@@ -315,6 +345,21 @@ image() {
 		go run . -binary "$OUT/logpump-k8s" -config ../config.yaml -version "$VERSION" -arch "$ARCH" \
 			-out "$OUT/logpump-image.tar") &&
 		echo "image tarball: $OUT/logpump-image.tar ($(du -h "$OUT/logpump-image.tar" | cut -f1))"
+}
+
+# image_index: the image for amd64 and arm64 as one multi-architecture image
+# index in an OCI layout archive; the image tool reads it back with
+# go-containerregistry and checks every digest, each manifest's platform
+# against its image's configuration, and that each image's binary is an
+# executable for its architecture.
+image_index() {
+	rm -f "$OUT/logpump-index.tar"
+	(cd "$ROOT" && GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -tags k8smeta,grpcnotrace \
+		-ldflags "-s -w -X main.version=$VERSION" -o "$OUT/logpump-k8s-arm64" ./cmd/agent) &&
+	(cd "$ROOT/packaging/image" &&
+		go run . -platforms "amd64=$OUT/logpump-k8s,arm64=$OUT/logpump-k8s-arm64" -config ../config.yaml \
+			-version "$VERSION" -index-out "$OUT/logpump-index.tar") &&
+		echo "image index: $OUT/logpump-index.tar ($(du -h "$OUT/logpump-index.tar" | cut -f1))"
 }
 
 echo "== tools"
@@ -328,6 +373,11 @@ check "build agent binary ($OUT/logpump)" build_binary || {
 check "build package tool" build_tools &&
 	check "build .deb" build_package deb &&
 	check "build .rpm" build_package rpm
+
+echo "== arm64 packages"
+if [ -x "$OUT/pack" ]; then
+	check "build and inspect the arm64 .deb and .rpm" arm64_packages
+fi
 
 echo "== systemd"
 check "systemd-analyze security <= $MAX_EXPOSURE" security_score
@@ -375,7 +425,15 @@ else
 fi
 
 echo "== image"
-check "OCI image tarball" image && grep -h 'image tarball:' "$OUT/logs/OCI_image_tarball.log" | sed 's/^/    /'
+check "OCI image tarball" image && grep -h 'image tarball:' "$OUT/logs/OCI_image_tarball.log" | sed 's/^/    /' &&
+	check "OCI image index for amd64 and arm64" image_index &&
+	grep -h 'image index:' "$OUT/logs/OCI_image_index_for_amd64_and_arm64.log" | sed 's/^/    /'
+
+echo "== other platforms"
+check "vet and build for windows/amd64, darwin/amd64, darwin/arm64, linux/arm64; tailer tests with the portable watcher" \
+	bash "$ROOT/.ci/platforms.sh" cross
+check "Windows .zip" bash "$ROOT/.ci/platforms.sh" zip &&
+	grep -h 'windows-amd64.zip' "$OUT/logs/Windows__zip.log" | head -1 | sed 's/^/    /'
 
 echo "ops: $failed failed, $(($(date +%s) - start))s"
 [ "$failed" -eq 0 ]

@@ -307,7 +307,7 @@ func (s *Store) create(gen uint64) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close checkpoints %s: %w", tmp.Name(), err)
 	}
-	if err := os.Rename(tmp.Name(), s.Path()); err != nil {
+	if err := replaceFile(tmp.Name(), s.Path()); err != nil {
 		return fmt.Errorf("replace checkpoints: %w", err)
 	}
 	if err := syncDir(s.dir); err != nil {
@@ -318,18 +318,6 @@ func (s *Store) create(gen uint64) error {
 	// before this point is ignored, the new file wins.
 	if err := os.Remove(filepath.Join(s.dir, LegacyFileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove old checkpoints: %w", err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync state dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync state dir %s: %w", dir, err)
 	}
 	return nil
 }

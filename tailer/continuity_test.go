@@ -36,6 +36,7 @@ func gzipFile(t *testing.T, src, dst string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
+	in.Close() // Windows removes no file this process holds without sharing delete
 	if err := os.Remove(src); err != nil {
 		t.Fatal(err)
 	}

@@ -51,8 +51,10 @@ const (
 // elements. Unreadable directories are skipped.
 func (g *globber) expand(pattern string, visit func(path string, clean bool, link linkKind)) {
 	pattern = filepath.Clean(pattern)
-	elems := strings.Split(strings.TrimPrefix(pattern, string(filepath.Separator)), string(filepath.Separator))
-	g.walk(string(filepath.Separator), elems, visit)
+	// The root is "/", or a volume's root on Windows (C:\, \\host\share\).
+	root := filepath.VolumeName(pattern) + string(filepath.Separator)
+	elems := strings.Split(strings.TrimPrefix(pattern, root), string(filepath.Separator))
+	g.walk(root, elems, visit)
 }
 
 func (g *globber) isClean(dir string) bool { return g.clean != nil && g.clean(dir) }

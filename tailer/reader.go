@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"syscall"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/charmap"
@@ -66,41 +64,6 @@ func (c *codec) zeros(p []byte) int {
 		n += c.unit
 	}
 	return n
-}
-
-// preader reads a file with one pread per call: a read that returns fewer
-// bytes than asked is at the end of the file (regular files are not read
-// short otherwise), and says so with io.EOF instead of a second pread that
-// os.File.ReadAt would make to find out.
-type preader struct{ f *os.File }
-
-func (p preader) ReadAt(b []byte, off int64) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	rc, err := p.f.SyscallConn()
-	if err != nil {
-		return p.f.ReadAt(b, off)
-	}
-	var n int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Pread(int(fd), b, off)
-			if rerr != syscall.EINTR {
-				return true
-			}
-		}
-	}); err != nil {
-		return 0, err
-	}
-	switch {
-	case rerr != nil:
-		return 0, &os.PathError{Op: "read", Path: p.f.Name(), Err: rerr}
-	case n < len(b):
-		return max(n, 0), io.EOF
-	}
-	return n, nil
 }
 
 // cursor is the reading position in one file.

@@ -368,11 +368,10 @@ func (r *run) unseenRotations(dirs []string, now time.Time) {
 			if r.matched(path) {
 				continue // the scan decided about it
 			}
-			st, err := os.Stat(path)
+			st, id, err := statID(path)
 			if err != nil || !st.ModTime().After(since) || st.Size() == 0 {
 				continue
 			}
-			id := idOf(st)
 			if r.t.files[id] != nil || r.skipped[id].read {
 				continue
 			}
@@ -427,11 +426,10 @@ func (r *run) search(dirs []string, k *known, now time.Time) {
 				continue
 			}
 			path := filepath.Join(dir, de.Name())
-			st, err := os.Stat(path)
+			st, id, err := statID(path)
 			if err != nil || !st.Mode().IsRegular() {
 				continue
 			}
-			id := idOf(st)
 			if r.t.files[id] != nil || r.skipped[id].read {
 				continue // followed, or read to its end
 			}

@@ -171,11 +171,10 @@ func (r *run) visit(path string, now time.Time, startup bool, link linkKind) (*f
 			return nil, false
 		}
 	}
-	st, err := os.Stat(path)
+	st, id, err := statID(path)
 	if err != nil || !st.Mode().IsRegular() {
 		return nil, false
 	}
-	id := idOf(st)
 	if f := r.t.files[id]; f != nil {
 		r.rescan(f, path, st, link)
 		return nil, false
@@ -292,7 +291,7 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 	}
 	r.readable(path)
 	st, err := fd.Stat()
-	if err != nil || idOf(st) != id {
+	if err != nil || fileID(fd, st) != id {
 		fd.Close() // replaced between stat and open: the next scan sees it
 		return nil, false
 	}

@@ -25,7 +25,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/logpump/logpump/checkpoint"
@@ -903,7 +902,7 @@ func (r *run) reopen(f *file, now time.Time) bool {
 		return false
 	}
 	st, err := fd.Stat()
-	if err != nil || idOf(st) != f.id {
+	if err != nil || fileID(fd, st) != f.id {
 		fd.Close()
 		r.scanSoon = true
 		return false
@@ -1049,9 +1048,7 @@ func (r *run) maintain(now time.Time) {
 func (r *run) retire(f *file) {
 	deleted := false
 	if st, err := f.fd.Stat(); err == nil {
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink == 0 {
-			deleted = true
-		}
+		deleted = unlinked(f.fd, st)
 	}
 	r.t.log.Debug("closing drained file", "path", f.path, "offset", f.cur.offset, "deleted", deleted)
 	if deleted {
@@ -1133,14 +1130,6 @@ func (r *run) close() {
 		}
 	}
 	r.t.counters.open.Store(0)
-}
-
-func idOf(st os.FileInfo) devIno {
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return devIno{}
-	}
-	return devIno{dev: uint64(sys.Dev), ino: sys.Ino}
 }
 
 func fileAttrs(o *Options, path string) []event.KeyValue {

@@ -9,6 +9,7 @@
 //	logpump tap [-admin ADDR] [-stage NAME] [-n N] [-token-file FILE]   print records passing a stage of a running agent
 //	logpump checkpoints [-config FILE | -state DIR]   print the saved checkpoints as JSON
 //	logpump version                  print the version
+//	logpump service install|uninstall|start|stop   manage the Windows service
 package main
 
 import (
@@ -27,8 +28,6 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
-
-const defaultConfig = "/etc/logpump/config.yaml"
 
 func main() {
 	if os.Getenv("GOGC") == "" {
@@ -54,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runTap(args, stdout, stderr)
 	case "test":
 		return runTest(args, stdout, stderr)
+	case "service":
+		return runService(args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("logpump "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -76,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "logpump", buildVersion())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, test, demo, tap, checkpoints, version)\n", cmd)
+		fmt.Fprintf(stderr, "logpump: unknown command %q (commands: run, validate, test, demo, tap, checkpoints, service, version)\n", cmd)
 		return 2
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,13 +55,6 @@ var benchProcessors = map[string]string{
 	"plain": "",
 	"json":  "processors:\n  p: {type: json, timestamp: {field: time}, severity: {field: level}}\n",
 	"cri":   "processors:\n  p: {type: cri}\n",
-}
-
-// cpuTime is the process's user+system CPU time in nanoseconds.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // BenchmarkPipeline reads a file of N lines through the whole in-process

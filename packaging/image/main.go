@@ -8,6 +8,12 @@
 // Usage:
 //
 //	go run . -binary ../../dist/logpump -version 0.1.0 -out logpump.tar
+//	go run . -platforms amd64=dist/logpump-amd64,arm64=dist/logpump-arm64 -version 0.1.0 -index-out logpump-index.tar
+//
+// With -index-out, one image per architecture is built and they are written
+// together as a multi-architecture image index in an OCI image layout
+// archive ("podman load -i", "skopeo copy oci-archive:...", or "crane push"
+// of the unpacked layout); each manifest's platform is linux/ARCH.
 //
 // The build is reproducible: file times and the creation time are fixed
 // (SOURCE_DATE_EPOCH when set), so the same inputs give the same digest.
@@ -68,6 +74,8 @@ func main() {
 	flag.StringVar(&o.Arch, "arch", "amd64", "GOARCH of the binary")
 	flag.StringVar(&o.Repo, "repo", "ghcr.io/logpump/logpump", "`repository` to tag the image with")
 	out := flag.String("out", "logpump-image.tar", "output tarball `file`")
+	platforms := flag.String("platforms", "", "`arch=binary,...`: build an image per architecture for -index-out")
+	indexOut := flag.String("index-out", "", "write a multi-architecture image index as an OCI layout archive to this `file`")
 	flag.Parse()
 
 	o.Created = time.Unix(0, 0).UTC()
@@ -77,6 +85,16 @@ func main() {
 			fatal(fmt.Errorf("parse SOURCE_DATE_EPOCH: %w", err))
 		}
 		o.Created = time.Unix(sec, 0).UTC()
+	}
+	if *indexOut != "" {
+		bins, err := parsePlatforms(*platforms)
+		if err != nil {
+			fatal(err)
+		}
+		if err := runIndex(o, bins, *indexOut); err != nil {
+			fatal(err)
+		}
+		return
 	}
 	if err := run(o, *out); err != nil {
 		fatal(err)
@@ -151,6 +169,9 @@ func Build(o Options) (v1.Image, error) {
 	cf.Created = v1.Time{Time: o.Created}
 	cf.OS = "linux"
 	cf.Architecture = o.Arch
+	if o.Arch == "arm64" {
+		cf.Variant = "v8" // as the index's platform says
+	}
 	cf.Config = v1.Config{
 		User:       fmt.Sprintf("%d:%d", uid, uid),
 		Entrypoint: []string{"/" + binPath},
@@ -262,6 +283,22 @@ func (e entry) write(tw *tar.Writer, mtime time.Time) error {
 	return err
 }
 
+// machines maps GOARCH to the ELF machine of its executables.
+var machines = map[string]elf.Machine{
+	"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "386": elf.EM_386, "arm": elf.EM_ARM,
+	"ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390, "riscv64": elf.EM_RISCV,
+}
+
+// elfMachine is the machine b is an ELF executable for, or EM_NONE.
+func elfMachine(b []byte) elf.Machine {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return elf.EM_NONE
+	}
+	defer f.Close()
+	return f.Machine
+}
+
 // isStaticELF reports whether b is an ELF executable without a program
 // interpreter, the dynamic loader a dynamically linked program needs.
 func isStaticELF(b []byte) bool {
@@ -315,6 +352,8 @@ func checkContents(img v1.Image) error {
 		fail("no entrypoint")
 	} else if f, ok := files[strings.TrimPrefix(cf.Config.Entrypoint[0], "/")]; !ok || f.mode&0o111 == 0 {
 		fail("entrypoint %s: not an executable file in the image", cf.Config.Entrypoint[0])
+	} else if m, want := elfMachine(f.data), machines[cf.Architecture]; m != want {
+		fail("entrypoint %s: an ELF executable for %v, want %v (architecture %s)", cf.Config.Entrypoint[0], m, want, cf.Architecture)
 	}
 	if f, ok := files[caPath]; !ok || !x509.NewCertPool().AppendCertsFromPEM(f.data) {
 		fail("%s: no CA certificates", caPath)

@@ -14,7 +14,10 @@ import (
 )
 
 // staticBinary builds a tiny static program to stand in for the agent.
-func staticBinary(t *testing.T) string {
+func staticBinary(t *testing.T) string { return staticBinaryFor(t, "amd64") }
+
+// staticBinaryFor builds the stand-in for GOARCH arch.
+func staticBinaryFor(t *testing.T, arch string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "main.go")
@@ -23,7 +26,7 @@ func staticBinary(t *testing.T) string {
 	}
 	bin := filepath.Join(dir, "logpump")
 	cmd := exec.Command("go", "build", "-o", bin, src)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOOS=linux", "GOARCH="+arch)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build stand-in binary: %v\n%s", err, out)
 	}

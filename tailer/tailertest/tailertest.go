@@ -38,7 +38,7 @@ func (w *Writer) Reopen() error {
 	if w.f != nil {
 		w.f.Close()
 	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openAppend(w.path)
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", w.path, err)
 	}
