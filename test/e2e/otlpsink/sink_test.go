@@ -89,19 +89,22 @@ func TestSink(t *testing.T) {
 	tests := []struct {
 		name      string
 		send      sender
-		permanent func(error) bool
+		permanent func(error) bool // the request is bad (Permanent)
+		server    func(error) bool // the Collector's own failure (ServerError)
 		retryable func(error) bool
 	}{
 		{
 			name:      "grpc",
 			send:      grpcSender(t, s),
-			permanent: func(err error) bool { return status.Code(err) == codes.Internal },
+			permanent: func(err error) bool { return status.Code(err) == codes.InvalidArgument },
+			server:    func(err error) bool { return status.Code(err) == codes.Internal },
 			retryable: func(err error) bool { return status.Code(err) == codes.Unavailable },
 		},
 		{
 			name:      "http",
 			send:      httpSender(s),
-			permanent: func(err error) bool { return errors.Is(err, httpStatus(http.StatusInternalServerError)) },
+			permanent: func(err error) bool { return errors.Is(err, httpStatus(http.StatusBadRequest)) },
+			server:    func(err error) bool { return errors.Is(err, httpStatus(http.StatusInternalServerError)) },
 			retryable: func(err error) bool { return errors.Is(err, httpStatus(http.StatusServiceUnavailable)) },
 		},
 	}
@@ -131,6 +134,10 @@ func TestSink(t *testing.T) {
 			s.SetReject(func(plog.Logs) error { return Permanent(errors.New("no")) })
 			if err := tt.send(ctx, logs("p")); !tt.permanent(err) {
 				t.Errorf("permanent rejection: got error %v", err)
+			}
+			s.SetReject(func(plog.Logs) error { return ServerError(errors.New("broken")) })
+			if err := tt.send(ctx, logs("s")); !tt.server(err) {
+				t.Errorf("server error: got error %v", err)
 			}
 			s.SetReject(func(plog.Logs) error { return errors.New("later") })
 			if err := tt.send(ctx, logs("r")); !tt.retryable(err) {
@@ -167,7 +174,7 @@ func TestSink(t *testing.T) {
 		})
 	}
 	st := s.Stats()
-	if got, want := st, (Stats{Requests: 4, Records: 6, RejectedRequests: 4, RejectedRecords: 4}); got != want {
+	if got, want := st, (Stats{Requests: 4, Records: 6, RejectedRequests: 6, RejectedRecords: 6}); got != want {
 		t.Errorf("stats = %+v, want %+v", got, want)
 	}
 }
