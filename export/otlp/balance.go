@@ -25,14 +25,14 @@ const (
 // goroutine. Name is bounded by the configuration: the endpoint as
 // configured, and the address it resolved to when the name is resolved.
 type EndpointStats struct {
-	Name     string
-	State    string // EndpointUp or EndpointDown
-	Requests int64  // attempts sent to this endpoint
-	Errors   int64  // attempts that failed and took the endpoint out
+	Name     string `json:"name"`
+	State    string `json:"state"`    // EndpointUp or EndpointDown
+	Requests int64  `json:"requests"` // attempts sent to this endpoint
+	Errors   int64  `json:"errors"`   // attempts that failed and took the endpoint out
 	// Reason of the last failure (see export.Reason), DownSince when it
 	// went down; set while State is EndpointDown.
-	Reason    string
-	DownSince time.Time
+	Reason    string    `json:"reason,omitempty"`
+	DownSince time.Time `json:"down_since,omitzero"`
 }
 
 // endpoint is one destination of a balancer: a connection (a gRPC

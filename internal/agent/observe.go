@@ -11,6 +11,7 @@ import (
 
 	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/export"
+	"github.com/logpump/logpump/export/otlp"
 	"github.com/logpump/logpump/internal/pipe"
 	"github.com/logpump/logpump/internal/selfmetrics"
 	"github.com/logpump/logpump/tailer"
@@ -135,11 +136,26 @@ type LaneState struct {
 	TapPoints []string     `json:"tap_points"`
 }
 
-// ExporterState is an exporter's queue counters.
+// ExporterState is an exporter's queue counters and, for OTLP, its
+// endpoints.
 type ExporterState struct {
-	Name  string       `json:"name"`
-	Type  string       `json:"type"`
-	Stats export.Stats `json:"stats"`
+	Name      string               `json:"name"`
+	Type      string               `json:"type"`
+	Stats     export.Stats         `json:"stats"`
+	Endpoints []otlp.EndpointStats `json:"endpoints,omitempty"`
+}
+
+// endpointer is a client of several endpoints (an OTLP client).
+type endpointer interface {
+	Endpoints() []otlp.EndpointStats
+}
+
+// endpoints returns the endpoints of ex's client, if it has any.
+func (ex *exporter) endpoints() []otlp.EndpointStats {
+	if e, ok := ex.client.(endpointer); ok {
+		return e.Endpoints()
+	}
+	return nil
 }
 
 // Pipeline returns the state of the running graph, for /debug/pipeline. It
@@ -156,7 +172,7 @@ func (a *Agent) Pipeline() PipelineState {
 		})
 	}
 	for _, ex := range exporters {
-		st.Exporters = append(st.Exporters, ExporterState{Name: ex.name, Type: ex.typ, Stats: ex.queue.Stats()})
+		st.Exporters = append(st.Exporters, ExporterState{Name: ex.name, Type: ex.typ, Stats: ex.queue.Stats(), Endpoints: ex.endpoints()})
 	}
 	return st
 }
@@ -174,6 +190,10 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 		es := selfmetrics.ExporterState{Name: ex.name, QueueBatches: qs.Queued, InFlight: qs.InFlight}
 		if !qs.FailingSince.IsZero() {
 			es.FailingSeconds = time.Since(qs.FailingSince).Seconds()
+		}
+		for _, ep := range ex.endpoints() {
+			es.Endpoints = append(es.Endpoints, selfmetrics.EndpointState{
+				Name: ep.Name, Requests: ep.Requests, Errors: ep.Errors, Up: ep.State == otlp.EndpointUp})
 		}
 		s.Exporters = append(s.Exporters, es)
 	}
