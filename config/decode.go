@@ -86,14 +86,8 @@ func At(n *yaml.Node, base string, err error) Errors {
 	if err == nil {
 		return nil
 	}
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
 	var out Errors
-	for _, e := range errs {
+	for _, e := range flatten(err, nil) {
 		if es, ok := e.(Errors); ok {
 			out = append(out, es...)
 			continue
@@ -107,6 +101,21 @@ func At(n *yaml.Node, base string, err error) Errors {
 		out = append(out, newError(n, base, e.Error()))
 	}
 	return out
+}
+
+// flatten appends the errors joined in err (by errors.Join, at any depth)
+// to errs, so that each is reported with its own key and line.
+func flatten(err error, errs []error) []error {
+	if _, ok := err.(Errors); ok {
+		return append(errs, err)
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			errs = flatten(e, errs)
+		}
+		return errs
+	}
+	return append(errs, err)
 }
 
 // Find returns the node at the dotted key path below n (the value node), the

@@ -366,7 +366,7 @@ func (b *balancer[C]) up(ep *endpoint[C]) {
 	if ep.downUntil.Load() == 0 && ep.failures.Load() == 0 {
 		return
 	}
-	if ep.failures.Swap(0) > 0 {
+	if ep.failures.Swap(0) > 0 && len(*b.set.Load()) > 1 {
 		b.log.Info("otlp endpoint is back", "endpoint", ep.name,
 			"down_for", b.now().Sub(time.Unix(0, ep.downSince.Load())).Round(time.Millisecond))
 	}

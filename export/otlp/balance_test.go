@@ -384,7 +384,7 @@ func TestEndpointsOptions(t *testing.T) {
 			keys = append(keys, fe.Key)
 		}
 	}
-	if want := "[endpoints endpoints[1]]"; fmt.Sprint(keys) != want {
+	if want := "[endpoints endpoints.1]"; fmt.Sprint(keys) != want {
 		t.Errorf("errors on keys %v (%v), want %s", keys, err, want)
 	}
 }

@@ -219,7 +219,11 @@ func Resolve(protocol string, o Options, getenv func(string) string) (Options, e
 	fill(&o.TLS.KeyFile, "CLIENT_KEY")
 
 	if err := o.Validate(); err != nil {
-		errs = append(errs, err)
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, j.Unwrap()...) // one list: each error keeps its key and line
+		} else {
+			errs = append(errs, err)
+		}
 	}
 	return o, errors.Join(errs...)
 }
@@ -271,8 +275,11 @@ func (o Options) Validate() error {
 		}
 	}
 	for i, ep := range o.Endpoints {
-		if err := o.validateEndpoint(ep, fmt.Sprintf("endpoints[%d]", i)); err != nil {
+		key := fmt.Sprintf("endpoints.%d", i)
+		if err := o.validateEndpoint(ep, key); err != nil {
 			errs = append(errs, err)
+		} else if slices.Contains(o.Endpoints[:i], ep) {
+			errs = append(errs, config.Fieldf(key, "%q is listed twice", ep))
 		}
 	}
 	if o.ResolveInterval < 0 {
@@ -389,9 +396,6 @@ func (o Options) entries(hostport func(string) (string, string, error)) ([]entry
 		}
 		e := entry{raw: raw, host: host, port: port}
 		e.resolve = net.ParseIP(host) == nil
-		if slices.ContainsFunc(es, func(x entry) bool { return x.raw == raw }) {
-			return nil, config.Fieldf(fmt.Sprintf("endpoints[%d]", i), "%q is listed twice", raw)
-		}
 		es = append(es, e)
 	}
 	return es, nil
