@@ -2,11 +2,13 @@ package otlp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/export"
@@ -401,4 +404,69 @@ func unjoin(err error) []error {
 		return nil
 	}
 	return []error{err}
+}
+
+// TestBalancerTLSKeepsTheName: an address of a resolved name is dialled
+// with the name as TLS server name (and gRPC authority), so that the
+// gateway's certificate for the name verifies.
+func TestBalancerTLSKeepsTheName(t *testing.T) {
+	lookup := func(_ context.Context, host string) ([]string, error) {
+		if host != "gateway.test" {
+			return nil, fmt.Errorf("no such host %q", host)
+		}
+		return []string{"127.0.0.1"}, nil
+	}
+	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
+		t.Run(protocol, func(t *testing.T) {
+			p := newTestPKI(t, false)
+			var sni atomic.Value
+			srvTLS := p.server.Clone()
+			srvTLS.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+				sni.Store(h.ServerName)
+				return nil, nil
+			}
+			var port string
+			s := &logsServer{}
+			if protocol == ProtocolGRPC {
+				_, port, _ = net.SplitHostPort(startGRPC(t, s, grpc.Creds(credentials.NewTLS(srvTLS))))
+			} else {
+				srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					io.Copy(io.Discard, r.Body)
+				}))
+				srv.TLS = srvTLS
+				srv.StartTLS()
+				t.Cleanup(srv.Close)
+				_, port, _ = net.SplitHostPort(srv.Listener.Addr().String())
+			}
+			o := DefaultOptions()
+			o.Endpoints = []string{"https://gateway.test:" + port}
+			o.TLS = TLSOptions{CAFile: p.caFile}
+			o.Timeout = 5 * time.Second
+			o, err := Resolve(protocol, o, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c sender
+			if protocol == ProtocolGRPC {
+				c, err = newGRPC(o, nil, lookup)
+			} else {
+				c, err = newHTTP(o, nil, lookup)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Send(t.Context(), sampleBatches()); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			if got := sni.Load(); got != "gateway.test" {
+				t.Errorf("TLS server name %q, want gateway.test", got)
+			}
+			if protocol == ProtocolGRPC {
+				if got := s.headers[0].Get(":authority"); len(got) != 1 || got[0] != "gateway.test:"+port {
+					t.Errorf(":authority %q, want gateway.test:%s", got, port)
+				}
+			}
+		})
+	}
 }
