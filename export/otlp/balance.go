@@ -347,9 +347,7 @@ func (b *balancer[C]) advance(a *attempt[C]) *endpoint[C] {
 // done records the outcome err of ep's attempt and returns the endpoint to
 // try next, or nil when err is the request's answer.
 func (b *balancer[C]) done(ctx context.Context, a *attempt[C], ep *endpoint[C], err error) *endpoint[C] {
-	var tl *tooLargeError
-	var pe *export.PartialError
-	if err == nil || export.IsPermanent(err) || errors.As(err, &pe) || errors.As(err, &tl) {
+	if err == nil || answered(err) {
 		b.up(ep)
 		return nil
 	}
@@ -360,6 +358,14 @@ func (b *balancer[C]) done(ctx context.Context, a *attempt[C], ep *endpoint[C], 
 	}
 	b.down(ep, err)
 	return b.advance(a)
+}
+
+// answered reports whether err is the destination's answer about the
+// request itself: refused, partly rejected, too large.
+func answered(err error) bool {
+	var tl *tooLargeError
+	var pe *export.PartialError
+	return export.IsPermanent(err) || errors.As(err, &pe) || errors.As(err, &tl)
 }
 
 func (b *balancer[C]) up(ep *endpoint[C]) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -468,5 +469,33 @@ func TestBalancerTLSKeepsTheName(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBalancerAttemptAllocatesNothing: picking an endpoint and recording
+// its success costs no allocation (it is on every request's path).
+func TestBalancerAttemptAllocatesNothing(t *testing.T) {
+	b, err := newBalancer(balancerOptions[int]{
+		entries: []entry{{raw: "a"}, {raw: "b"}, {raw: "c"}},
+		dial:    func(e entry, _ string) (int, error) { return len(e.raw), nil },
+		closer:  func(int) {},
+		retry:   export.DefaultQueueOptions().Retry,
+		log:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(100, func() {
+		var a attempt[int]
+		ep, err := b.first(ctx, &a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.done(ctx, &a, ep, nil)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per attempt, want 0", allocs)
 	}
 }
