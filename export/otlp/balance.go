@@ -56,6 +56,7 @@ type endpoint[C any] struct {
 // URL) and the host:port in it, resolved to addresses when host is a name.
 type entry struct {
 	raw     string // as configured, after Resolve
+	name    string // raw without credentials: for logs and metric labels
 	host    string
 	port    string
 	resolve bool // host is a name to resolve, not an address
@@ -74,22 +75,13 @@ type entry struct {
 // (each address an endpoint of its own); an address that disappears stops
 // taking requests at once and its connection is closed drain later.
 type balancer[C any] struct {
+	balancerOptions[C]
 	set  atomic.Pointer[[]*endpoint[C]]
 	next atomic.Uint64
-	log  *slog.Logger
 	now  func() time.Time
 
 	initial, maxDelay time.Duration
 	multiplier        float64
-
-	// Resolution; entries with no name to resolve have their endpoint
-	// from the start.
-	entries  []entry
-	dial     func(e entry, addr string) (C, error)
-	closer   func(C)
-	lookup   lookupFunc
-	interval time.Duration
-	drain    time.Duration
 
 	ready    chan struct{} // closed after the first resolution
 	stop     chan struct{}
@@ -102,7 +94,12 @@ type balancer[C any] struct {
 // lookupFunc resolves a host name to its addresses, as net.Resolver.LookupHost.
 type lookupFunc func(ctx context.Context, host string) ([]string, error)
 
-// balancerOptions are what a client gives its balancer.
+// balancerOptions are what a client gives its balancer: the entries (those
+// with no name to resolve have their endpoint from the start), how to
+// connect to one and close the connection, how names are resolved
+// (lookup; nil: the system's resolver) and how often, how long a removed
+// address keeps its connection (drain), and the backoff of a failed
+// endpoint (retry).
 type balancerOptions[C any] struct {
 	entries  []entry
 	dial     func(e entry, addr string) (C, error)
@@ -118,20 +115,14 @@ type balancerOptions[C any] struct {
 // do, starts the goroutine that resolves them (stopped by close).
 func newBalancer[C any](o balancerOptions[C]) (*balancer[C], error) {
 	b := &balancer[C]{
-		log:        o.log,
-		now:        time.Now,
-		initial:    max(o.retry.InitialInterval, 10*time.Millisecond),
-		maxDelay:   max(o.retry.MaxInterval, o.retry.InitialInterval, 10*time.Millisecond),
-		multiplier: max(o.retry.Multiplier, 1),
-		entries:    o.entries,
-		dial:       o.dial,
-		closer:     o.closer,
-		lookup:     o.lookup,
-		interval:   o.interval,
-		drain:      o.drain,
-		ready:      make(chan struct{}),
-		stop:       make(chan struct{}),
-		stopped:    make(chan struct{}),
+		balancerOptions: o,
+		now:             time.Now,
+		initial:         max(o.retry.InitialInterval, 10*time.Millisecond),
+		maxDelay:        max(o.retry.MaxInterval, o.retry.InitialInterval, 10*time.Millisecond),
+		multiplier:      max(o.retry.Multiplier, 1),
+		ready:           make(chan struct{}),
+		stop:            make(chan struct{}),
+		stopped:         make(chan struct{}),
 	}
 	if b.lookup == nil {
 		b.lookup = net.DefaultResolver.LookupHost
@@ -167,9 +158,13 @@ func (b *balancer[C]) newEndpoint(e entry, addr string) (*endpoint[C], error) {
 	if err != nil {
 		return nil, err
 	}
-	ep := &endpoint[C]{name: e.raw, key: e.raw, conn: conn}
+	name := e.name
+	if name == "" {
+		name = e.raw
+	}
+	ep := &endpoint[C]{name: name, key: e.raw, conn: conn}
 	if addr != "" {
-		ep.name = e.raw + " (" + addr + ")"
+		ep.name = name + " (" + addr + ")"
 		ep.key = e.raw + "\x00" + addr
 	}
 	return ep, nil

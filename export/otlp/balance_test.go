@@ -106,6 +106,13 @@ func newBalanced(t *testing.T, protocol string, endpoints []string, lookup looku
 	o.Timeout = 2 * time.Second
 	o.Retry.InitialInterval = 100 * time.Millisecond
 	o.Retry.MaxInterval = 200 * time.Millisecond
+	return clientFor(t, protocol, o, lookup)
+}
+
+// clientFor resolves o for protocol and returns its client, closed at the
+// end of the test.
+func clientFor(t *testing.T, protocol string, o Options, lookup lookupFunc) sender {
+	t.Helper()
 	o, err := Resolve(protocol, o, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +128,19 @@ func newBalanced(t *testing.T, protocol string, endpoints []string, lookup looku
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// backends starts n receivers on 127.0.0.1 and returns them with a client
+// listing them all as endpoints.
+func backends(t *testing.T, protocol string, n int) ([]*backend, sender) {
+	t.Helper()
+	var bs []*backend
+	var eps []string
+	for range n {
+		b := newBackend(t, protocol, "127.0.0.1:0")
+		bs, eps = append(bs, b), append(eps, b.endpoint())
+	}
+	return bs, newBalanced(t, protocol, eps, nil, 0)
 }
 
 func sendN(t *testing.T, c export.Client, n int) {
@@ -146,13 +166,7 @@ func counts(bs []*backend) []int64 {
 func TestBalancerFailover(t *testing.T) {
 	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
 		t.Run(protocol, func(t *testing.T) {
-			var bs []*backend
-			var eps []string
-			for range 3 {
-				b := newBackend(t, protocol, "127.0.0.1:0")
-				bs, eps = append(bs, b), append(eps, b.endpoint())
-			}
-			c := newBalanced(t, protocol, eps, nil, 0)
+			bs, c := backends(t, protocol, 3)
 
 			sendN(t, c, 300)
 			for i, got := range counts(bs) {
@@ -208,13 +222,7 @@ func TestBalancerFailover(t *testing.T) {
 func TestBalancerAllDown(t *testing.T) {
 	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
 		t.Run(protocol, func(t *testing.T) {
-			var bs []*backend
-			var eps []string
-			for range 2 {
-				b := newBackend(t, protocol, "127.0.0.1:0")
-				bs, eps = append(bs, b), append(eps, b.endpoint())
-			}
-			c := newBalanced(t, protocol, eps, nil, 0)
+			bs, c := backends(t, protocol, 2)
 			sendN(t, c, 2)
 			bs[0].kill()
 			bs[1].kill()
@@ -443,20 +451,7 @@ func TestBalancerTLSKeepsTheName(t *testing.T) {
 			o.Endpoints = []string{"https://gateway.test:" + port}
 			o.TLS = TLSOptions{CAFile: p.caFile}
 			o.Timeout = 5 * time.Second
-			o, err := Resolve(protocol, o, func(string) string { return "" })
-			if err != nil {
-				t.Fatal(err)
-			}
-			var c sender
-			if protocol == ProtocolGRPC {
-				c, err = newGRPC(o, nil, lookup)
-			} else {
-				c, err = newHTTP(o, nil, lookup)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := clientFor(t, protocol, o, lookup)
 			if err := c.Send(t.Context(), sampleBatches()); err != nil {
 				t.Fatalf("send: %v", err)
 			}

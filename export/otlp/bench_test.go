@@ -170,44 +170,33 @@ func benchmarkCompress(b *testing.B, name string, req []byte, n int) {
 // endpoint given as endpoints, and over three: what balancing costs per
 // request (the receivers are the same discarding servers).
 func BenchmarkSendEndpoints(b *testing.B) {
-	for _, n := range []int{1, 3} {
-		b.Run(fmt.Sprintf("grpc/%d", n), func(b *testing.B) {
-			o := DefaultOptions()
-			for range n {
-				o.Endpoints = append(o.Endpoints, "http://"+startDiscardGRPC(b, "none"))
-			}
-			o.Compression = "none"
-			o, err := Resolve(ProtocolGRPC, o, func(string) string { return "" })
-			if err != nil {
-				b.Fatal(err)
-			}
-			c, err := NewGRPC(o, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			benchmarkSend(b, c)
-		})
-		b.Run(fmt.Sprintf("http/%d", n), func(b *testing.B) {
-			o := DefaultOptions()
-			for range n {
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					io.Copy(io.Discard, r.Body)
-				}))
-				defer srv.Close()
-				o.Endpoints = append(o.Endpoints, srv.URL)
-			}
-			o.Compression = "none"
-			o, err := Resolve(ProtocolHTTP, o, func(string) string { return "" })
-			if err != nil {
-				b.Fatal(err)
-			}
-			c, err := NewHTTP(o, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			benchmarkSend(b, c)
-		})
+	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
+		for _, n := range []int{1, 3} {
+			b.Run(fmt.Sprintf("%s/%d", protocol, n), func(b *testing.B) {
+				o := DefaultOptions()
+				o.Compression = "none"
+				for range n {
+					if protocol == ProtocolGRPC {
+						o.Endpoints = append(o.Endpoints, "http://"+startDiscardGRPC(b, "none"))
+						continue
+					}
+					srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						io.Copy(io.Discard, r.Body)
+					}))
+					b.Cleanup(srv.Close)
+					o.Endpoints = append(o.Endpoints, srv.URL)
+				}
+				o, err := Resolve(protocol, o, func(string) string { return "" })
+				if err != nil {
+					b.Fatal(err)
+				}
+				c, err := New(o, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				benchmarkSend(b, c)
+			})
+		}
 	}
 }

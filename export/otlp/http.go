@@ -110,6 +110,9 @@ func newHTTP(o Options, log *slog.Logger, lookup lookupFunc) (*HTTPClient, error
 		cd.close()
 		return nil, fmt.Errorf("create otlp http client: %w", err)
 	}
+	for i := range entries {
+		entries[i].name = redactURL(entries[i].raw)
+	}
 	lb, err := newBalancer(balancerOptions[*httpEndpoint]{
 		entries: entries, dial: dial, closer: func(e *httpEndpoint) { e.transport.CloseIdleConnections() },
 		lookup: lookup, interval: o.ResolveInterval, drain: o.Timeout,
