@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -79,6 +80,10 @@ pipelines:
 	}
 	if err := h.a.Ready(); err != nil {
 		t.Errorf("Ready = %v, want nil", err)
+	}
+	want := "endpoint down: exporter gw: " + refusing.URL + "/v1/logs since "
+	if w := h.a.Warnings(false); len(w) != 1 || !strings.HasPrefix(w[0], want) || !strings.Contains(w[0], "(unavailable)") {
+		t.Errorf("Warnings = %q, want one line starting %q naming the reason", w, want)
 	}
 	h.shutdown()
 	checkSequence(t, received(), 1000)

@@ -235,18 +235,33 @@ func (a *Agent) Ready() error {
 }
 
 // Warnings returns a line for each source at risk of losing lines (see
-// atRisk), for /readyz; none when every source keeps up. They do not make
-// the agent unready: reading more slowly than files are written is not
-// cured by taking the agent out of service. Lines name files only when
-// paths is true. It is safe to call from any goroutine.
+// atRisk) and for each endpoint of an exporter that is out after a failure
+// while others take its requests, for /readyz; none when every source
+// keeps up and every endpoint accepts. They do not make the agent unready:
+// reading more slowly than files are written is not cured by taking the
+// agent out of service, and an exporter delivers while any endpoint
+// accepts. Lines name files only when paths is true. It is safe to call
+// from any goroutine.
 func (a *Agent) Warnings(paths bool) []string {
 	a.mu.Lock()
-	lanes := a.lanes
+	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	var out []string
 	for _, ln := range lanes {
 		if w := atRisk(ln.source, ln.tailer.Stats(), paths); w != "" {
 			out = append(out, w)
+		}
+	}
+	for _, ex := range exporters {
+		eps := ex.endpoints()
+		if len(eps) < 2 {
+			continue // one endpoint down is the exporter failing (Ready)
+		}
+		for _, ep := range eps {
+			if ep.State == otlp.EndpointDown {
+				out = append(out, fmt.Sprintf("endpoint down: exporter %s: %s since %s (%s); the others take its requests",
+					ex.name, ep.Name, ep.DownSince.UTC().Format(time.RFC3339), ep.Reason))
+			}
 		}
 	}
 	return out
