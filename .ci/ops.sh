@@ -297,16 +297,19 @@ kube_configs() {
 	[ "$n" -gt 0 ]
 }
 
-# kubectl kustomize renders the base, the metadata component and the
-# sidecar example; each rendering must decode strictly again.
+# kubectl kustomize renders the base, the metadata and gateway components
+# and the sidecar example; each rendering must decode strictly again.
 kube_kustomize() {
 	local k="$OUT/kustomize"
 	rm -rf "$k" && mkdir -p "$k" && cp -r "$ROOT/deploy/kubernetes" "$k/src" && rm -rf "$k/src/validate" &&
+		cp -r "$k/src" "$k/gw" &&
 		echo "components: [metadata]" >>"$k/src/kustomization.yaml" &&
+		echo "components: [gateway]" >>"$k/gw/kustomization.yaml" &&
 		kubectl kustomize "$ROOT/deploy/kubernetes" >"$k/base.yaml" &&
 		kubectl kustomize "$k/src" >"$k/metadata.yaml" &&
+		kubectl kustomize "$k/gw" >"$k/gateway.yaml" &&
 		kubectl kustomize "$ROOT/deploy/kubernetes/sidecar" >"$k/sidecar.yaml" &&
-		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$k/base.yaml" "$k/metadata.yaml" "$k/sidecar.yaml")
+		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$k/base.yaml" "$k/metadata.yaml" "$k/gateway.yaml" "$k/sidecar.yaml")
 }
 
 # arm64_packages: the .deb and .rpm for linux/arm64, from a cross-built

@@ -102,6 +102,27 @@ func (s *Sink) Start() error {
 	return nil
 }
 
+// Listen opens n more OTLP/gRPC and n more OTLP/HTTP ports, served like the
+// first ones until Close: one sink seen as several endpoints. It returns
+// their host:port.
+func (s *Sink) Listen(n int) (grpcAddrs, httpAddrs []string, err error) {
+	for range n {
+		gl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen for OTLP/gRPC: %w", err)
+		}
+		hl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			gl.Close()
+			return nil, nil, fmt.Errorf("listen for OTLP/HTTP: %w", err)
+		}
+		go s.grpcSrv.Serve(gl)
+		go s.httpSrv.Serve(hl)
+		grpcAddrs, httpAddrs = append(grpcAddrs, gl.Addr().String()), append(httpAddrs, hl.Addr().String())
+	}
+	return grpcAddrs, httpAddrs, nil
+}
+
 // GRPCAddr is the OTLP/gRPC endpoint, host:port.
 func (s *Sink) GRPCAddr() string { return s.grpcLis.Addr().String() }
 

@@ -165,3 +165,38 @@ func benchmarkCompress(b *testing.B, name string, req []byte, n int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 	b.ReportMetric(float64(len(out))/float64(len(req)), "ratio")
 }
+
+// BenchmarkSendEndpoints is BenchmarkSend without compression over one
+// endpoint given as endpoints, and over three: what balancing costs per
+// request (the receivers are the same discarding servers).
+func BenchmarkSendEndpoints(b *testing.B) {
+	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
+		for _, n := range []int{1, 3} {
+			b.Run(fmt.Sprintf("%s/%d", protocol, n), func(b *testing.B) {
+				o := DefaultOptions()
+				o.Compression = "none"
+				for range n {
+					if protocol == ProtocolGRPC {
+						o.Endpoints = append(o.Endpoints, "http://"+startDiscardGRPC(b, "none"))
+						continue
+					}
+					srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						io.Copy(io.Discard, r.Body)
+					}))
+					b.Cleanup(srv.Close)
+					o.Endpoints = append(o.Endpoints, srv.URL)
+				}
+				o, err := Resolve(protocol, o, func(string) string { return "" })
+				if err != nil {
+					b.Fatal(err)
+				}
+				c, err := New(o, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				benchmarkSend(b, c)
+			})
+		}
+	}
+}

@@ -3,9 +3,11 @@ package otlp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -35,11 +37,10 @@ type ClientStats struct {
 	RequestBytes int64
 }
 
-// GRPCClient sends requests to an OTLP/gRPC endpoint. It implements
-// export.Client; Send is safe for concurrent use.
+// GRPCClient sends requests to one or several OTLP/gRPC endpoints (see
+// balancer). It implements export.Client; Send is safe for concurrent use.
 type GRPCClient struct {
-	conn     *grpc.ClientConn
-	target   string
+	lb       *balancer[*grpc.ClientConn]
 	md       metadata.MD
 	timeout  time.Duration
 	codec    *codec
@@ -52,31 +53,42 @@ type GRPCClient struct {
 
 // NewGRPC returns a client for the resolved options o (see [Resolve]). It
 // reads the TLS files but does not connect: the connection is made by the
-// first Send and re-made as needed.
+// first Send and re-made as needed. Names in o.Endpoints are resolved by a
+// goroutine that Close stops.
 func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
+	return newGRPC(o, log, nil)
+}
+
+// newGRPC is NewGRPC with lookup, when not nil, resolving the names in
+// o.Endpoints instead of the system's resolver.
+func newGRPC(o Options, log *slog.Logger, lookup lookupFunc) (*GRPCClient, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	target, plaintext, err := grpcTarget(o)
-	if err != nil {
-		return nil, fmt.Errorf("create otlp grpc client: %w", err)
+	name := o.Endpoint
+	if len(o.Endpoints) > 0 {
+		name = strings.Join(o.Endpoints, ",")
 	}
-	var creds credentials.TransportCredentials
-	if plaintext {
-		creds = insecure.NewCredentials()
-	} else {
-		cfg, err := o.TLS.tlsConfig()
-		if err != nil {
-			return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
+	var tlsCfg *tls.Config
+	for _, ep := range append([]string{o.Endpoint}, o.Endpoints...) {
+		if ep == "" && len(o.Endpoints) > 0 {
+			continue
 		}
-		creds = credentials.NewTLS(cfg)
+		_, plaintext, err := grpcTarget(o, ep)
+		if err != nil {
+			return nil, fmt.Errorf("create otlp grpc client: %w", err)
+		}
+		if !plaintext && tlsCfg == nil {
+			if tlsCfg, err = o.TLS.tlsConfig(); err != nil {
+				return nil, fmt.Errorf("create otlp grpc client for %s: %w", name, err)
+			}
+		}
 	}
 	cd, err := newCodec(o.Compression, o.Queue)
 	if err != nil {
-		return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
+		return nil, fmt.Errorf("create otlp grpc client for %s: %w", name, err)
 	}
-	dial := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
+	dialOpts := []grpc.DialOption{
 		grpc.WithUserAgent("logpump"),
 		grpc.WithWriteBufferSize(writeBufferSize),
 		grpc.WithSharedWriteBuffer(true),
@@ -96,16 +108,52 @@ func NewGRPC(o Options, log *slog.Logger) (*GRPCClient, error) {
 	}
 	if cd != nil {
 		//lint:ignore SA1019 per-connection compressors avoid gRPC's process-wide registry; supported throughout grpc 1.x.
-		dial = append(dial, grpc.WithCompressor(grpcCompressor{cd}), grpc.WithDecompressor(grpcDecompressor{cd}))
+		dialOpts = append(dialOpts, grpc.WithCompressor(grpcCompressor{cd}), grpc.WithDecompressor(grpcDecompressor{cd}))
 	}
-	conn, err := grpc.NewClient(target, dial...)
+	dial := func(e entry, addr string) (*grpc.ClientConn, error) {
+		target, plaintext, err := grpcTarget(o, e.raw)
+		if err != nil {
+			return nil, err
+		}
+		creds := insecure.NewCredentials()
+		if !plaintext {
+			creds = credentials.NewTLS(tlsCfg)
+		}
+		opts := append(slices.Clip(dialOpts), grpc.WithTransportCredentials(creds))
+		if addr != "" {
+			// One connection per address of a resolved name; the
+			// name stays the authority (and the TLS server name).
+			opts = append(opts, grpc.WithAuthority(target))
+			target = "passthrough:///" + addr
+		}
+		conn, err := grpc.NewClient(target, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
+		}
+		return conn, nil
+	}
+	entries, err := o.entries(func(raw string) (string, string, error) {
+		target, _, err := grpcTarget(o, raw)
+		if err != nil {
+			return "", "", err
+		}
+		return net.SplitHostPort(target)
+	})
 	if err != nil {
 		cd.close()
-		return nil, fmt.Errorf("create otlp grpc client for %s: %w", target, err)
+		return nil, fmt.Errorf("create otlp grpc client: %w", err)
+	}
+	lb, err := newBalancer(balancerOptions[*grpc.ClientConn]{
+		entries: entries, dial: dial, closer: func(c *grpc.ClientConn) { c.Close() },
+		lookup: lookup, interval: o.ResolveInterval, drain: o.Timeout,
+		retry: o.Retry, log: log,
+	})
+	if err != nil {
+		cd.close()
+		return nil, err
 	}
 	c := &GRPCClient{
-		conn:    conn,
-		target:  target,
+		lb:      lb,
 		timeout: o.Timeout,
 		codec:   cd,
 		bufs:    newBufferPool(o.Queue.InFlight),
@@ -274,8 +322,20 @@ func (r *grpcRequest) sendPiece(ctx context.Context, req []byte) error {
 	return r.c.invoke(ctx, encodedRequest(req))
 }
 
-// invoke makes one Export call of msg, an encoded request.
+// invoke makes one attempt of msg, an encoded request: an Export call on
+// an endpoint, and at once on the next one while they fail (see balancer).
 func (c *GRPCClient) invoke(ctx context.Context, msg any) error {
+	var a attempt[*grpc.ClientConn]
+	ep, err := c.lb.first(ctx, &a)
+	for ep != nil {
+		err = c.invokeOn(ctx, ep, msg)
+		ep = c.lb.done(ctx, &a, ep, err)
+	}
+	return err
+}
+
+// invokeOn makes one Export call of msg on ep.
+func (c *GRPCClient) invokeOn(ctx context.Context, ep *endpoint[*grpc.ClientConn], msg any) error {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -285,9 +345,9 @@ func (c *GRPCClient) invoke(ctx context.Context, msg any) error {
 		ctx = metadata.NewOutgoingContext(ctx, c.md)
 	}
 	var resp exportResponse
-	err := c.conn.Invoke(ctx, exportMethod, msg, &resp, grpc.ForceCodecV2(rawCodec{}))
+	err := ep.conn.Invoke(ctx, exportMethod, msg, &resp, grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
-		return classifyStatus(fmt.Errorf("export logs to %s: %w", c.target, err))
+		return classifyStatus(fmt.Errorf("export logs to %s: %w", ep.name, err))
 	}
 	return resp.outcome(c.log)
 }
@@ -314,11 +374,14 @@ func (c *GRPCClient) Stats() ClientStats {
 	return ClientStats{InvalidUTF8: c.invalid.Load(), RequestBytes: c.reqBytes.Load()}
 }
 
-// Close closes the connection. Sends in progress fail.
+// Endpoints returns the state and counters of each endpoint.
+func (c *GRPCClient) Endpoints() []EndpointStats { return c.lb.stats() }
+
+// Close closes the connections. Sends in progress fail.
 func (c *GRPCClient) Close() error {
-	err := c.conn.Close()
+	c.lb.close()
 	c.codec.close()
-	return err
+	return nil
 }
 
 // classifyStatus marks err, from a gRPC call. logpump's buffer is the file

@@ -3,10 +3,12 @@ package otlp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,55 +24,112 @@ import (
 	"github.com/logpump/logpump/export"
 )
 
-// HTTPClient sends requests to an OTLP/HTTP endpoint as binary protobuf. It
-// implements export.Client; Send is safe for concurrent use.
+// HTTPClient sends requests to one or several OTLP/HTTP endpoints as
+// binary protobuf (see balancer). It implements export.Client; Send is
+// safe for concurrent use.
 type HTTPClient struct {
+	lb       *balancer[*httpEndpoint]
+	headers  map[string]string
+	timeout  time.Duration
+	codec    *codec
+	log      *slog.Logger
+	bufs     bufferPool // request encoders
+	parts    bufferPool // encoders of batches encoded ahead (EncodePart)
+	invalid  atomic.Int64
+	reqBytes atomic.Int64
+}
+
+// httpEndpoint is the URL of one endpoint and the client that reaches it.
+type httpEndpoint struct {
 	url       string
 	client    *http.Client
 	transport *http.Transport
-	headers   map[string]string
-	timeout   time.Duration
-	codec     *codec
-	log       *slog.Logger
-	bufs      bufferPool // request encoders
-	parts     bufferPool // encoders of batches encoded ahead (EncodePart)
-	invalid   atomic.Int64
-	reqBytes  atomic.Int64
 }
 
 // NewHTTP returns a client for the resolved options o (see [Resolve]). It
-// reads the TLS files but does not connect.
+// reads the TLS files but does not connect. Names in o.Endpoints are
+// resolved by a goroutine that Close stops.
 func NewHTTP(o Options, log *slog.Logger) (*HTTPClient, error) {
+	return newHTTP(o, log, nil)
+}
+
+// newHTTP is NewHTTP with lookup, when not nil, resolving the names in
+// o.Endpoints instead of the system's resolver.
+func newHTTP(o Options, log *slog.Logger, lookup lookupFunc) (*HTTPClient, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	u, err := url.Parse(o.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("create otlp http client: want an http:// or https:// endpoint, got %q", o.Endpoint)
+	urls := o.Endpoints
+	if len(urls) == 0 {
+		urls = []string{o.Endpoint}
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = max(o.Queue.InFlight, 2)
-	if u.Scheme == "https" {
-		cfg, err := o.TLS.tlsConfig()
-		if err != nil {
-			return nil, fmt.Errorf("create otlp http client for %s: %w", o.Endpoint, err)
+	var tlsCfg *tls.Config
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("create otlp http client: want an http:// or https:// endpoint, got %q", raw)
 		}
-		tr.TLSClientConfig = cfg
+		if u.Scheme == "https" && tlsCfg == nil {
+			if tlsCfg, err = o.TLS.tlsConfig(); err != nil {
+				return nil, fmt.Errorf("create otlp http client for %s: %w", raw, err)
+			}
+		}
 	}
 	cd, err := newCodec(o.Compression, o.Queue)
 	if err != nil {
-		return nil, fmt.Errorf("create otlp http client for %s: %w", o.Endpoint, err)
+		return nil, fmt.Errorf("create otlp http client for %s: %w", strings.Join(urls, ","), err)
+	}
+	dial := func(e entry, addr string) (*httpEndpoint, error) {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = max(o.Queue.InFlight, 2)
+		if strings.HasPrefix(e.raw, "https:") {
+			tr.TLSClientConfig = tlsCfg.Clone()
+		}
+		if addr != "" {
+			// One transport per address of a resolved name; the URL
+			// keeps the name (Host header, TLS server name).
+			d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+			tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, addr)
+			}
+		}
+		return &httpEndpoint{url: e.raw, client: &http.Client{Transport: tr, CheckRedirect: noRedirects}, transport: tr}, nil
+	}
+	entries, err := o.entries(func(raw string) (string, string, error) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "", "", err
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		return u.Hostname(), port, nil
+	})
+	if err != nil {
+		cd.close()
+		return nil, fmt.Errorf("create otlp http client: %w", err)
+	}
+	for i := range entries {
+		entries[i].name = redactURL(entries[i].raw)
+	}
+	lb, err := newBalancer(balancerOptions[*httpEndpoint]{
+		entries: entries, dial: dial, closer: func(e *httpEndpoint) { e.transport.CloseIdleConnections() },
+		lookup: lookup, interval: o.ResolveInterval, drain: o.Timeout,
+		retry: o.Retry, log: log,
+	})
+	if err != nil {
+		cd.close()
+		return nil, err
 	}
 	return &HTTPClient{
-		url:       o.Endpoint,
-		client:    &http.Client{Transport: tr, CheckRedirect: noRedirects},
-		transport: tr,
-		headers:   o.Headers,
-		timeout:   o.Timeout,
-		codec:     cd,
-		bufs:      newBufferPool(o.Queue.InFlight),
-		parts:     newBufferPool(partsPooled(o.Queue)),
-		log:       log,
+		lb:      lb,
+		headers: o.Headers,
+		timeout: o.Timeout,
+		codec:   cd,
+		bufs:    newBufferPool(o.Queue.InFlight),
+		parts:   newBufferPool(partsPooled(o.Queue)),
+		log:     log,
 	}, nil
 }
 
@@ -189,19 +248,32 @@ func (r *httpRequest) sendPiece(ctx context.Context, req []byte) error {
 	return err
 }
 
-// post makes one POST of payload, an encoded (and compressed) request, and
-// classifies the answer. inUse reports that the transport may still read
-// payload.
+// post makes one attempt of payload, an encoded (and compressed) request:
+// a POST to an endpoint, and at once to the next one while they fail (see
+// balancer). inUse reports that a transport may still read payload.
 func (c *HTTPClient) post(ctx context.Context, payload []byte) (inUse bool, err error) {
+	var a attempt[*httpEndpoint]
+	ep, err := c.lb.first(ctx, &a)
+	for ep != nil {
+		var busy bool
+		busy, err = c.postTo(ctx, ep.conn, payload)
+		inUse = inUse || busy
+		ep = c.lb.done(ctx, &a, ep, err)
+	}
+	return inUse, err
+}
+
+// postTo makes one POST of payload to ep and classifies the answer.
+func (c *HTTPClient) postTo(ctx context.Context, ep *httpEndpoint, payload []byte) (inUse bool, err error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	body := &requestBody{Reader: bytes.NewReader(payload), closed: make(chan struct{})}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, body)
 	if err != nil {
-		return false, export.Permanent(fmt.Errorf("create request for %s: %w", c.url, err))
+		return false, export.Permanent(fmt.Errorf("create request for %s: %w", ep.url, err))
 	}
 	req.ContentLength = int64(len(payload))
 	for k, v := range c.headers {
@@ -212,7 +284,7 @@ func (c *HTTPClient) post(ctx context.Context, payload []byte) (inUse bool, err 
 	if c.codec != nil {
 		req.Header.Set("Content-Encoding", c.codec.name)
 	}
-	resp, err := c.client.Do(req)
+	resp, err := ep.client.Do(req)
 	if err == nil {
 		err = c.response(resp)
 	} else {
@@ -229,7 +301,7 @@ func (c *HTTPClient) post(ctx context.Context, payload []byte) (inUse bool, err 
 		inUse = true
 	}
 	if err != nil {
-		return inUse, fmt.Errorf("export logs to %s: %w", c.url, err)
+		return inUse, fmt.Errorf("export logs to %s: %w", ep.url, err)
 	}
 	return inUse, nil
 }
@@ -363,9 +435,12 @@ func (c *HTTPClient) Stats() ClientStats {
 	return ClientStats{InvalidUTF8: c.invalid.Load(), RequestBytes: c.reqBytes.Load()}
 }
 
-// Close closes idle connections.
+// Endpoints returns the state and counters of each endpoint.
+func (c *HTTPClient) Endpoints() []EndpointStats { return c.lb.stats() }
+
+// Close stops resolving names and closes idle connections.
 func (c *HTTPClient) Close() error {
-	c.transport.CloseIdleConnections()
+	c.lb.close()
 	c.codec.close()
 	return nil
 }

@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +37,7 @@ const (
 	httpLogsPath        = "/v1/logs"
 	defaultTimeout      = 10 * time.Second
 	defaultCompression  = "gzip"
+	defaultResolve      = 30 * time.Second
 )
 
 // Options configure an OTLP exporter (types otlp_grpc and otlp_http). Fields
@@ -45,6 +48,15 @@ type Options struct {
 	// plaintext or TLS), or a URL for HTTP: a URL without a path gets
 	// /v1/logs appended, one with a path is used as it is.
 	Endpoint string `yaml:"endpoint"`
+	// Endpoints, instead of Endpoint, are several destinations of the same
+	// kind, each written as Endpoint is: requests are spread over those
+	// that are up, and one that fails is taken out and probed back (see
+	// balancer). A name in them is resolved to all its addresses every
+	// ResolveInterval, each address an endpoint of its own.
+	Endpoints []string `yaml:"endpoints"`
+	// ResolveInterval is how often the names in Endpoints are resolved
+	// again; 0 means the default (30s).
+	ResolveInterval time.Duration `yaml:"resolve_interval"`
 	// Headers are sent with every request (gRPC metadata or HTTP headers).
 	Headers map[string]string `yaml:"headers"`
 	// Timeout bounds one attempt of one request.
@@ -125,7 +137,20 @@ func Resolve(protocol string, o Options, getenv func(string) string) (Options, e
 	}
 	o.Protocol = protocol
 
-	if o.Endpoint == "" {
+	if len(o.Endpoints) > 0 {
+		if o.Endpoint != "" {
+			errs = append(errs, config.Fieldf("endpoints", "give endpoint or endpoints, not both"))
+		}
+		o.Endpoints = slices.Clone(o.Endpoints)
+		for i, ep := range o.Endpoints {
+			if u, err := url.Parse(ep); protocol == ProtocolHTTP && err == nil && (u.Path == "" || u.Path == "/") {
+				o.Endpoints[i] = appendLogsPath(ep)
+			}
+		}
+		if o.ResolveInterval == 0 {
+			o.ResolveInterval = defaultResolve
+		}
+	} else if o.Endpoint == "" {
 		if s := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")); s != "" {
 			o.Endpoint = s
 		} else if s := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT")); s != "" {
@@ -194,7 +219,11 @@ func Resolve(protocol string, o Options, getenv func(string) string) (Options, e
 	fill(&o.TLS.KeyFile, "CLIENT_KEY")
 
 	if err := o.Validate(); err != nil {
-		errs = append(errs, err)
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, j.Unwrap()...) // one list: each error keeps its key and line
+		} else {
+			errs = append(errs, err)
+		}
 	}
 	return o, errors.Join(errs...)
 }
@@ -240,16 +269,21 @@ func (o Options) Validate() error {
 	if err := o.QueueOptions.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	switch o.Protocol {
-	case ProtocolHTTP:
-		u, err := url.Parse(o.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, config.Fieldf("endpoint", "want an http:// or https:// URL, got %q", o.Endpoint))
+	if len(o.Endpoints) == 0 {
+		if err := o.validateEndpoint(o.Endpoint, "endpoint"); err != nil {
+			errs = append(errs, err)
 		}
-	case ProtocolGRPC:
-		if _, _, err := grpcTarget(o); err != nil {
-			errs = append(errs, config.Fieldf("endpoint", "%v", err))
+	}
+	for i, ep := range o.Endpoints {
+		key := fmt.Sprintf("endpoints.%d", i)
+		if err := o.validateEndpoint(ep, key); err != nil {
+			errs = append(errs, err)
+		} else if slices.Contains(o.Endpoints[:i], ep) {
+			errs = append(errs, config.Fieldf(key, "%q is listed twice", ep))
 		}
+	}
+	if o.ResolveInterval < 0 {
+		errs = append(errs, config.Fieldf("resolve_interval", "must not be negative"))
 	}
 	if o.Timeout <= 0 {
 		errs = append(errs, config.Fieldf("timeout", "must be positive"))
@@ -265,9 +299,26 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// grpcTarget returns the host:port to dial and whether to use plaintext.
-func grpcTarget(o Options) (target string, plaintext bool, err error) {
-	ep := o.Endpoint
+// validateEndpoint checks one endpoint of o's protocol; key names it.
+func (o Options) validateEndpoint(ep, key string) error {
+	switch o.Protocol {
+	case ProtocolHTTP:
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return config.Fieldf(key, "want an http:// or https:// URL, got %q", ep)
+		}
+	case ProtocolGRPC:
+		if _, _, err := grpcTarget(o, ep); err != nil {
+			return config.Fieldf(key, "%v", err)
+		}
+	}
+	return nil
+}
+
+// grpcTarget returns the host:port of the gRPC endpoint ep to dial and
+// whether to use plaintext.
+func grpcTarget(o Options, ep string) (target string, plaintext bool, err error) {
+	orig := ep
 	plaintext = o.TLS.Insecure != nil && *o.TLS.Insecure
 	if scheme, rest, ok := strings.Cut(ep, "://"); ok {
 		switch scheme {
@@ -276,12 +327,12 @@ func grpcTarget(o Options) (target string, plaintext bool, err error) {
 		case "https":
 			plaintext = false
 		default:
-			return "", false, fmt.Errorf("unsupported scheme %q in %q (want host:port, http:// or https://)", scheme, ep)
+			return "", false, fmt.Errorf("unsupported scheme %q in %q (want host:port, http:// or https://)", scheme, orig)
 		}
 		ep, _, _ = strings.Cut(rest, "/")
 	}
 	if ep == "" {
-		return "", false, fmt.Errorf("missing host in %q", o.Endpoint)
+		return "", false, fmt.Errorf("missing host in %q", orig)
 	}
 	if !strings.Contains(ep, ":") || strings.HasSuffix(ep, "]") {
 		ep += ":4317"
@@ -327,4 +378,25 @@ func New(o Options, log *slog.Logger) (export.Client, error) {
 		return NewHTTP(o, log)
 	}
 	return nil, fmt.Errorf("create otlp client: unknown protocol %q (resolve the options first)", o.Protocol)
+}
+
+// entries returns the configured endpoints of o, resolved (see [Resolve]),
+// for a balancer: Endpoints, or Endpoint alone. hostport gives the host and
+// port of one. Names are resolved only in Endpoints: a single Endpoint is
+// dialled by name as it always was.
+func (o Options) entries(hostport func(string) (string, string, error)) ([]entry, error) {
+	if len(o.Endpoints) == 0 {
+		return []entry{{raw: o.Endpoint}}, nil
+	}
+	es := make([]entry, 0, len(o.Endpoints))
+	for i, raw := range o.Endpoints {
+		host, port, err := hostport(raw)
+		if err != nil {
+			return nil, fmt.Errorf("endpoints[%d]: %w", i, err)
+		}
+		e := entry{raw: raw, host: host, port: port}
+		e.resolve = net.ParseIP(host) == nil
+		es = append(es, e)
+	}
+	return es, nil
 }

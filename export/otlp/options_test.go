@@ -223,7 +223,7 @@ func TestGRPCTarget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		o := Options{Endpoint: tt.endpoint, TLS: TLSOptions{Insecure: tt.insecure}}
-		target, plaintext, err := grpcTarget(o)
+		target, plaintext, err := grpcTarget(o, o.Endpoint)
 		if err != nil || target != tt.target || plaintext != tt.plaintext {
 			t.Errorf("grpcTarget(%q, insecure %v) = %q, %v, %v; want %q, %v", tt.endpoint, tt.insecure, target, plaintext, err, tt.target, tt.plaintext)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/export"
+	"github.com/logpump/logpump/export/otlp"
 	"github.com/logpump/logpump/internal/pipe"
 	"github.com/logpump/logpump/internal/selfmetrics"
 	"github.com/logpump/logpump/journald"
@@ -185,11 +186,26 @@ func (ln *lane) journalStats() *journald.Stats {
 	return &st
 }
 
-// ExporterState is an exporter's queue counters.
+// ExporterState is an exporter's queue counters and, for OTLP, its
+// endpoints.
 type ExporterState struct {
-	Name  string       `json:"name"`
-	Type  string       `json:"type"`
-	Stats export.Stats `json:"stats"`
+	Name      string               `json:"name"`
+	Type      string               `json:"type"`
+	Stats     export.Stats         `json:"stats"`
+	Endpoints []otlp.EndpointStats `json:"endpoints,omitempty"`
+}
+
+// endpointer is a client of several endpoints (an OTLP client).
+type endpointer interface {
+	Endpoints() []otlp.EndpointStats
+}
+
+// endpoints returns the endpoints of ex's client, if it has any.
+func (ex *exporter) endpoints() []otlp.EndpointStats {
+	if e, ok := ex.client.(endpointer); ok {
+		return e.Endpoints()
+	}
+	return nil
 }
 
 // Pipeline returns the state of the running graph, for /debug/pipeline. It
@@ -206,7 +222,7 @@ func (a *Agent) Pipeline() PipelineState {
 		})
 	}
 	for _, ex := range exporters {
-		st.Exporters = append(st.Exporters, ExporterState{Name: ex.name, Type: ex.typ, Stats: ex.queue.Stats()})
+		st.Exporters = append(st.Exporters, ExporterState{Name: ex.name, Type: ex.typ, Stats: ex.queue.Stats(), Endpoints: ex.endpoints()})
 	}
 	return st
 }
@@ -231,6 +247,10 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 		es := selfmetrics.ExporterState{Name: ex.name, QueueBatches: qs.Queued, InFlight: qs.InFlight}
 		if !qs.FailingSince.IsZero() {
 			es.FailingSeconds = time.Since(qs.FailingSince).Seconds()
+		}
+		for _, ep := range ex.endpoints() {
+			es.Endpoints = append(es.Endpoints, selfmetrics.EndpointState{
+				Name: ep.Name, Requests: ep.Requests, Errors: ep.Errors, Up: ep.State == otlp.EndpointUp})
 		}
 		s.Exporters = append(s.Exporters, es)
 	}
@@ -277,13 +297,16 @@ func (a *Agent) Ready() error {
 }
 
 // Warnings returns a line for each source at risk of losing lines (see
-// atRisk), for /readyz; none when every source keeps up. They do not make
-// the agent unready: reading more slowly than files are written is not
-// cured by taking the agent out of service. Lines name files only when
-// paths is true. It is safe to call from any goroutine.
+// atRisk) and for each endpoint of an exporter that is out after a failure
+// while others take its requests, for /readyz; none when every source
+// keeps up and every endpoint accepts. They do not make the agent unready:
+// reading more slowly than files are written is not cured by taking the
+// agent out of service, and an exporter delivers while any endpoint
+// accepts. Lines name files only when paths is true. It is safe to call
+// from any goroutine.
 func (a *Agent) Warnings(paths bool) []string {
 	a.mu.Lock()
-	lanes := a.lanes
+	lanes, exporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	var out []string
 	for _, ln := range lanes {
@@ -293,6 +316,18 @@ func (a *Agent) Warnings(paths bool) []string {
 		}
 		if w := unreadable(ln.source, st, paths); w != "" {
 			out = append(out, w)
+		}
+	}
+	for _, ex := range exporters {
+		eps := ex.endpoints()
+		if len(eps) < 2 {
+			continue // one endpoint down is the exporter failing (Ready)
+		}
+		for _, ep := range eps {
+			if ep.State == otlp.EndpointDown {
+				out = append(out, fmt.Sprintf("endpoint down: exporter %s: %s since %s (%s); the others take its requests",
+					ex.name, ep.Name, ep.DownSince.UTC().Format(time.RFC3339), ep.Reason))
+			}
 		}
 	}
 	return out

@@ -144,6 +144,16 @@ type ExporterState struct {
 	QueueBatches, InFlight int
 	// FailingSeconds: how long attempts have been failing, 0 if they are not.
 	FailingSeconds float64
+	// Endpoints of an OTLP exporter.
+	Endpoints []EndpointState
+}
+
+// EndpointState is one endpoint of an exporter: its counters and whether
+// it takes requests.
+type EndpointState struct {
+	Name             string
+	Requests, Errors int64
+	Up               bool
 }
 
 // New builds the instruments, the Prometheus exporter and its private
@@ -263,6 +273,9 @@ func (m *Metrics) instruments(version string) error {
 	unreadable := observedCounter(UnreadableFiles, "{file}", "Matched files that could not be opened (permission denied).")
 	journalRestarts := observedCounter(JournalRestarts, "{restart}", "Times journalctl was started again after it failed or ended.")
 	journalGaps := observedCounter(JournalGaps, "{gap}", "Resumptions after an entry the journal no longer held (vacuumed before it was read).")
+	epRequests := observedCounter(EndpointRequests, "{request}", "Attempts sent to an endpoint of an exporter.")
+	epErrors := observedCounter(EndpointErrors, "{request}", "Attempts that failed on an endpoint and took it out.")
+	epUp := gauge(EndpointUp, "1", "1 while an endpoint of an exporter takes requests, 0 while it is out after a failure.")
 	if err != nil {
 		return err
 	}
@@ -316,13 +329,23 @@ func (m *Metrics) instruments(version string) error {
 			o.ObserveInt64(queue, int64(ex.QueueBatches), a)
 			o.ObserveInt64(inflight, int64(ex.InFlight), a)
 			o.ObserveFloat64(failing, ex.FailingSeconds, a)
+			for _, ep := range ex.Endpoints {
+				a := metric.WithAttributeSet(attribute.NewSet(attribute.String("exporter", ex.Name), attribute.String("endpoint", ep.Name)))
+				o.ObserveInt64(epRequests, ep.Requests, a)
+				o.ObserveInt64(epErrors, ep.Errors, a)
+				up := int64(0)
+				if ep.Up {
+					up = 1
+				}
+				o.ObserveInt64(epUp, up, a)
+			}
 		}
 		if !s.LastCheckpoint.IsZero() {
 			o.ObserveFloat64(age, max(m.now().Sub(s.LastCheckpoint).Seconds(), 0))
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, failing, age,
-		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts, journalGaps)
+		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts, journalGaps, epRequests, epErrors, epUp)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}

@@ -99,7 +99,8 @@ func TestMetricsExposition(t *testing.T) {
 			SourceState{Name: "app", OpenFiles: 1, BehindBytes: 12, BehindSeconds: 0.5,
 				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1},
 			SourceState{Name: "journal", Journal: true, JournalRestarts: 3, JournalGaps: 2})
-		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1, FailingSeconds: 95})
+		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1, FailingSeconds: 95,
+			Endpoints: []EndpointState{{Name: "gw-a:4317", Requests: 40, Up: true}, {Name: "gw-b:4317", Requests: 7, Errors: 3}}})
 		s.LastCheckpoint = lastCheckpoint
 	})
 	now = now.Add(time.Minute)
@@ -125,6 +126,11 @@ func TestMetricsExposition(t *testing.T) {
 		{ExportFailures, []string{"exporter=gateway", "reason=auth"}, 2},
 		{ExportFailures, []string{"exporter=gateway", "reason=server_error"}, 1},
 		{FailingSeconds, []string{"exporter=gateway"}, 95},
+		{EndpointRequests, []string{"exporter=gateway", "endpoint=gw-a:4317"}, 40},
+		{EndpointRequests, []string{"exporter=gateway", "endpoint=gw-b:4317"}, 7},
+		{EndpointErrors, []string{"exporter=gateway", "endpoint=gw-b:4317"}, 3},
+		{EndpointUp, []string{"exporter=gateway", "endpoint=gw-a:4317"}, 1},
+		{EndpointUp, []string{"exporter=gateway", "endpoint=gw-b:4317"}, 0},
 		{Reloads, []string{"result=failure"}, 1},
 		{QueueBatches, []string{"exporter=gateway"}, 3},
 		{InFlightRequests, []string{"exporter=gateway"}, 1},
@@ -165,7 +171,7 @@ func TestMetricsExposition(t *testing.T) {
 		}
 		for _, s := range fams[name].GetMetric() {
 			for _, l := range s.Label {
-				if !slices.Contains([]string{"source", "exporter", "processor", "reason", "result", "version", "goversion"}, l.GetName()) {
+				if !slices.Contains([]string{"source", "exporter", "endpoint", "processor", "reason", "result", "version", "goversion"}, l.GetName()) {
 					t.Errorf("metric %s has label %s outside the bounded set", name, l.GetName())
 				}
 			}

@@ -95,6 +95,17 @@ const (
 	LastReloadSuccessful = "logpump_config_last_reload_successful"
 	// LastReloadSuccessTime is when a configuration was last applied, in Unix seconds.
 	LastReloadSuccessTime = "logpump_config_last_reload_success_timestamp_seconds"
+	// EndpointRequests counts attempts sent to one endpoint of an exporter
+	// (an address of a resolved name, or an entry of endpoints). Labels:
+	// exporter, endpoint (bounded by the configuration and the addresses
+	// its names resolve to).
+	EndpointRequests = "logpump_exporter_endpoint_requests_total"
+	// EndpointErrors counts attempts that failed on an endpoint and took it
+	// out (the request went on to another). Labels: exporter, endpoint.
+	EndpointErrors = "logpump_exporter_endpoint_errors_total"
+	// EndpointUp is 1 while an endpoint takes requests, 0 while it is out
+	// after a failure (probed back after a backoff). Labels: exporter, endpoint.
+	EndpointUp = "logpump_exporter_endpoint_up"
 	// BuildInfo is 1, labelled with the agent's version and Go version.
 	BuildInfo = "logpump_build_info"
 )
@@ -105,6 +116,6 @@ func Names() []string {
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
 		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles, JournalRestarts, JournalGaps,
 		QueueBatches, InFlightRequests, FailingSeconds, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
-		LastReloadSuccessful, LastReloadSuccessTime, BuildInfo,
+		LastReloadSuccessful, LastReloadSuccessTime, EndpointRequests, EndpointErrors, EndpointUp, BuildInfo,
 	}
 }

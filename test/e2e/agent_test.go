@@ -28,6 +28,7 @@ type env struct {
 	cfgPath  string
 	agentLog string // every run's stderr, appended
 	sink     *otlpsink.Sink
+	sinks    []*otlpsink.Sink // sink first; more with setup.gateways
 	runs     int
 }
 
@@ -49,6 +50,9 @@ type setup struct {
 	sinkToken        string
 	sinkMaxGRPCMiB   int
 	sinkMaxHTTPBytes int64
+	// gateways > 1 starts that many sinks and lists them all in the
+	// exporter's endpoints (env.sinks).
+	gateways int
 }
 
 func (s setup) withDefaults() setup {
@@ -88,19 +92,23 @@ func newEnv(t *testing.T, s setup) *env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sink, err := otlpsink.Start(ctx, otlpsink.Options{OnBody: s.onBody, BearerToken: s.sinkToken,
-		MaxRecvMsgSizeMiB: s.sinkMaxGRPCMiB, MaxRequestBodyBytes: s.sinkMaxHTTPBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.sink = sink
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sink.Stop(ctx); err != nil {
-			t.Errorf("stop sink: %v", err)
+	for range max(s.gateways, 1) {
+		sink, err := otlpsink.Start(ctx, otlpsink.Options{OnBody: s.onBody, BearerToken: s.sinkToken,
+			MaxRecvMsgSizeMiB: s.sinkMaxGRPCMiB, MaxRequestBodyBytes: s.sinkMaxHTTPBytes})
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		e.sinks = append(e.sinks, sink)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := sink.Stop(ctx); err != nil {
+				t.Errorf("stop sink: %v", err)
+			}
+		})
+	}
+	sink := e.sinks[0]
+	e.sink = sink
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.dumpLog()
@@ -113,6 +121,17 @@ func newEnv(t *testing.T, s setup) *env {
 	exporter := fmt.Sprintf("type: otlp_grpc\n    endpoint: %s", sink.GRPCEndpoint())
 	if s.protocol == "http" {
 		exporter = fmt.Sprintf("type: otlp_http\n    endpoint: %s", sink.HTTPEndpoint())
+	}
+	if s.gateways > 1 {
+		var eps []string
+		for _, sk := range e.sinks {
+			if s.protocol == "http" {
+				eps = append(eps, sk.HTTPEndpoint())
+			} else {
+				eps = append(eps, sk.GRPCEndpoint())
+			}
+		}
+		exporter = fmt.Sprintf("type: otlp_%s\n    endpoints: [%s]", s.protocol, strings.Join(eps, ", "))
 	}
 	if s.compression != "" {
 		exporter += "\n    compression: " + s.compression

@@ -21,7 +21,10 @@ type target struct {
 	Protocol    string // grpc, http
 	GRPCAddr    string // the sink, host:port
 	HTTPAddr    string
-	Batch       int
+	// GRPCAddrs and HTTPAddrs, when set, are several endpoints of the
+	// sink (the first is GRPCAddr, HTTPAddr) for logpump's endpoints.
+	GRPCAddrs, HTTPAddrs []string
+	Batch                int
 }
 
 // agent is a log agent the harness can run: it writes its configuration
@@ -63,9 +66,14 @@ func (h *harness) logpumpCommand(t target) ([]string, error) {
 		fmt.Fprintf(&b, "processors:\n  parse: {type: %s}\n", procs)
 	}
 	b.WriteString("exporters:\n  sink:\n")
-	if t.Protocol == "http" {
+	switch {
+	case t.Protocol == "http" && len(t.HTTPAddrs) > 0:
+		fmt.Fprintf(&b, "    type: otlp_http\n    endpoints: [http://%s]\n", strings.Join(t.HTTPAddrs, ", http://"))
+	case t.Protocol == "http":
 		fmt.Fprintf(&b, "    type: otlp_http\n    endpoint: http://%s\n", t.HTTPAddr)
-	} else {
+	case len(t.GRPCAddrs) > 0:
+		fmt.Fprintf(&b, "    type: otlp_grpc\n    endpoints: [%s]\n", strings.Join(t.GRPCAddrs, ", "))
+	default:
 		fmt.Fprintf(&b, "    type: otlp_grpc\n    endpoint: %s\n", t.GRPCAddr)
 	}
 	b.WriteString("    tls: {insecure: true}\n")

@@ -26,6 +26,9 @@ type scenario struct {
 	Kind        string // throughput, trickle, quiet, rss
 	Format      workload.Format
 	Compression string
+	// Endpoints > 1: logpump sends to that many endpoints of the same
+	// sink (the Collector to one, as in plain).
+	Endpoints int
 }
 
 var scenarios = map[string]scenario{
@@ -37,6 +40,8 @@ var scenarios = map[string]scenario{
 	"trickle": {Name: "trickle", Kind: "trickle", Format: workload.Plain, Compression: "none"},
 	"quiet":   {Name: "quiet", Kind: "quiet", Format: workload.Plain, Compression: "none"},
 	"rss":     {Name: "rss", Kind: "rss", Format: workload.Plain, Compression: "none"},
+	// plain over three endpoints: the cost of balancing.
+	"plain3": {Name: "plain3", Kind: "throughput", Format: workload.Plain, Compression: "none", Endpoints: 3},
 
 	// The json file compressed, on demand (the agents' default settings
 	// compress with gzip).
@@ -368,6 +373,14 @@ func (h *harness) newRun(sc scenario, a agent, rep int, variant string, expected
 		return t, nil, err
 	}
 	t.GRPCAddr, t.HTTPAddr = s.GRPCAddr(), s.HTTPAddr()
+	if sc.Endpoints > 1 {
+		g, h, err := s.Listen(sc.Endpoints - 1)
+		if err != nil {
+			s.Close()
+			return t, nil, err
+		}
+		t.GRPCAddrs, t.HTTPAddrs = append([]string{t.GRPCAddr}, g...), append([]string{t.HTTPAddr}, h...)
+	}
 	return t, s, nil
 }
 

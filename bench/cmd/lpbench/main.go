@@ -114,7 +114,7 @@ func runCmd(args []string) error {
 	str(&n, "n", "N", "2000000", "lines per throughput run")
 	str(&reps, "reps", "REPS", "3", "repetitions; every scenario runs every agent once per repetition")
 	str(&scenarios, "scenarios", "SCENARIOS", "plain json cri gzip zstd trickle quiet",
-		"scenarios: plain json cri, gzip zstd (plain lines compressed), trickle quiet (idle); on demand: json-gzip json-zstd, rss")
+		"scenarios: plain json cri, gzip zstd (plain lines compressed), trickle quiet (idle); on demand: json-gzip json-zstd, rss, plain3 (logpump to three endpoints of the sink)")
 	str(&agents, "agents", "AGENTS", "logpump otelcol", "agents to run")
 	str(&c.Protocol, "protocol", "PROTOCOL", "grpc", "OTLP transport for both agents: grpc or http")
 	str(&batch, "batch", "BATCH", "1000", "records per export request, both agents")

@@ -271,7 +271,7 @@ func (h *harness) report() string {
 	both := slices.Contains(h.cfg.Agents, "logpump") && slices.Contains(h.cfg.Agents, peer)
 
 	var tp []string
-	for _, name := range []string{"plain", "json", "cri"} {
+	for _, name := range []string{"plain", "plain3", "json", "cri"} {
 		if h.has(name) {
 			tp = append(tp, name)
 		}

@@ -31,6 +31,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -215,6 +216,8 @@ func newObject(apiVersion, kind string) (metav1.Object, error) {
 		return &appsv1.DaemonSet{}, nil
 	case "apps/v1, Deployment":
 		return &appsv1.Deployment{}, nil
+	case "autoscaling/v2, HorizontalPodAutoscaler":
+		return &autoscalingv2.HorizontalPodAutoscaler{}, nil
 	case "rbac.authorization.k8s.io/v1, ClusterRole":
 		return &rbacv1.ClusterRole{}, nil
 	case "rbac.authorization.k8s.io/v1, ClusterRoleBinding":

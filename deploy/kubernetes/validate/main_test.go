@@ -20,7 +20,7 @@ func TestShippedManifests(t *testing.T) {
 	for _, o := range objs {
 		got[o.kind]++
 	}
-	for kind, want := range map[string]int{"DaemonSet": 1, "Deployment": 1, "ConfigMap": 2, "ClusterRole": 1} {
+	for kind, want := range map[string]int{"DaemonSet": 1, "Deployment": 2, "ConfigMap": 4, "ClusterRole": 1, "HorizontalPodAutoscaler": 1} {
 		if got[kind] != want {
 			t.Errorf("%s manifests: got %d, want %d", kind, got[kind], want)
 		}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# bench/gateway.sh: what one gateway Collector core handles. The peer
+# Collector of bench/run.sh runs as a gateway (otlp receiver -> batch ->
+# otlp exporter) in front of lpbench's counting sink; logpump sends it N
+# lines of one file through `endpoints`. Prints the gateway's CPU seconds
+# and records per gateway CPU second, and the agent's CPU, once per
+# repetition. Run bench/run.sh once first (it builds bench/.build).
+#
+#   N=1000000 REPS=3 COMPRESSION=gzip bench/gateway.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=$PWD/bench/.build
+N=${N:-1000000}
+REPS=${REPS:-3}
+COMP=${COMPRESSION:-gzip}
+for f in logpump otelcol-peer lpbench; do
+	[ -x "$B/$f" ] || { echo "missing $B/$f: run bench/run.sh first" >&2; exit 1; }
+done
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+"$B/lpbench" gen -n "$N" -o "$dir/lines.log" >/dev/null
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+for rep in $(seq "$REPS"); do
+	# Files of the last repetition would be read before the new processes write them.
+	rm -rf "$dir/state" "$dir/sink.out" "$dir/gateway.log" && mkdir -p "$dir/state"
+	"$B/lpbench" sink -n "$N" >"$dir/sink.out" 2>&1 &
+	sink=$!
+	pids=("$sink")
+	until grep -q "OTLP/gRPC" "$dir/sink.out" 2>/dev/null; do sleep 0.05; done
+	saddr=$(head -1 "$dir/sink.out" | awk '{print $2}')
+	gport=$(port)
+	cat >"$dir/gateway.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: 127.0.0.1:$gport}
+processors:
+  batch: {}
+exporters:
+  otlp:
+    endpoint: $saddr
+    tls: {insecure: true}
+    compression: $COMP
+service:
+  telemetry: {metrics: {level: none}}
+  pipelines:
+    logs: {receivers: [otlp], processors: [batch], exporters: [otlp]}
+YAML
+	"$B/otelcol-peer" --config "$dir/gateway.yaml" >"$dir/gateway.log" 2>&1 &
+	gw=$!
+	pids+=("$gw")
+	until grep -q "Everything is ready" "$dir/gateway.log" 2>/dev/null; do sleep 0.05; done
+	cat >"$dir/logpump.yaml" <<YAML
+state_dir: $dir/state
+log_level: warn
+sources:
+  app: {type: file, include: [$dir/lines.log], start_at: beginning}
+exporters:
+  gateway:
+    type: otlp_grpc
+    endpoints: [127.0.0.1:$gport]
+    tls: {insecure: true}
+    compression: $COMP
+pipelines:
+  main: {sources: [app], exporters: [gateway]}
+YAML
+	t0=$(date +%s.%N)
+	"$B/logpump" run -config "$dir/logpump.yaml" 2>"$dir/logpump.log" &
+	lp=$!
+	pids+=("$lp")
+	until grep -q "unique $N/$N" "$dir/sink.out"; do sleep 0.05; done
+	wall=$(echo "$(date +%s.%N) - $t0" | bc)
+	g=$(cpu "$gw") a=$(cpu "$lp")
+	echo "rep $rep compression=$COMP lines=$N wall_s=$wall gateway_cpu_s=$g records_per_gateway_cpu_s=$(echo "$N / $g" | bc) agent_cpu_s=$a"
+	kill "$lp" "$gw" "$sink"
+	wait 2>/dev/null || true
+	pids=()
+done
