@@ -60,7 +60,7 @@ pipelines:
 				}
 			}
 		}()
-	})
+	}, 0)
 	<-done
 	log := stderr.String()
 	if code != 0 {

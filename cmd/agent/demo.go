@@ -53,7 +53,7 @@ func runDemo(d time.Duration, stdout, stderr io.Writer) int {
 			time.AfterFunc(d, cancel)
 		}
 	}
-	code := runAgent(cfgPath, getenv, stdout, stderr, stop)
+	code := runAgent(cfgPath, getenv, stdout, stderr, stop, 0)
 	n := <-written
 	fmt.Fprintf(stderr, "logpump demo: wrote %d lines; checkpoints after a graceful stop:\n", n)
 	_ = writeCheckpoints(stderr, filepath.Join(dir, "state"))

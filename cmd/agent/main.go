@@ -61,12 +61,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", defaultConfig, "configuration file")
 	stateDir := fs.String("state", "", "checkpoints: state directory (default: state_dir of -config)")
 	demoFor := fs.Duration("for", defaultDemoDuration, "demo: how long to run before a graceful stop (0: until interrupted)")
+	watch := fs.Duration("watch-config", 0, "run: check the configuration file this often and reload it when its content changes, as SIGHUP does (0: only on SIGHUP)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	switch cmd {
 	case "run":
-		return runAgent(*cfgPath, os.Getenv, stdout, stderr, nil)
+		return runAgent(*cfgPath, os.Getenv, stdout, stderr, nil, *watch)
 	case "validate":
 		return validate(*cfgPath, stdout, stderr)
 	case "demo":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,8 +31,10 @@ type stopFunc func(ctx context.Context, cancel context.CancelFunc)
 // runAgent runs until SIGTERM or SIGINT (or until stopAfter cancels, for the
 // demo). A second signal (more than signalDebounce after the first) exits
 // at once: checkpoints on disk only ever cover
-// acknowledged data, so nothing acknowledged is lost. SIGHUP reloads.
-func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer, stopAfter stopFunc) int {
+// acknowledged data, so nothing acknowledged is lost. SIGHUP reloads, and
+// so does a change of the file's content when watch is not 0 (checked
+// every watch).
+func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer, stopAfter stopFunc, watch time.Duration) int {
 	cfg, err := config.Load(path, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, config.Redact(err.Error()))
@@ -55,16 +60,27 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	side, stopSide := context.WithCancel(context.Background()) // admin server and watchdog
+	side, stopSide := context.WithCancel(context.Background()) // admin server, watchdog, config watch
 	defer stopSide()
+	// rejected is the reason the file on disk does not run, for /readyz;
+	// nil once a reload applied it.
+	var rejected atomic.Pointer[string]
+	r := &reloader{path: path, getenv: getenv, a: a, log: log, m: metrics, notify: notify, running: cfg.Admin, rejected: &rejected}
 	if cfg.Admin.Address != "" {
 		token, err := cfg.Admin.Token()
 		if err != nil {
 			log.Error("admin server not started", "err", err.Error())
 			return 1
 		}
+		warnings := func(paths bool) []string {
+			w := a.Warnings(paths)
+			if s := rejected.Load(); s != nil {
+				w = append(w, *s)
+			}
+			return w
+		}
 		srv := admin.New(cfg.Admin.Address, admin.Options{
-			Token: token, Pprof: cfg.Admin.Pprof, Ready: a.Ready, Warnings: a.Warnings, Metrics: metrics.Handler(),
+			Token: token, Pprof: cfg.Admin.Pprof, Ready: a.Ready, Warnings: warnings, Metrics: metrics.Handler(),
 			Pipeline: func() any { return a.Pipeline() }, Tap: taps.Handler(), Log: log,
 		})
 		addr, err := srv.Listen()
@@ -80,13 +96,27 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	changed := make(chan struct{}, 1)
+	if watch > 0 {
+		go watchFile(side, path, watch, log, changed)
+	}
 	go func() {
 		stopping := false
 		var stopAt time.Time
-		for s := range sigs {
+		for {
+			var s os.Signal
+			select {
+			case s = <-sigs:
+			case <-changed:
+				if !stopping {
+					log.Info("configuration file changed", "config", path)
+					go r.reload()
+				}
+				continue
+			}
 			switch {
 			case s == syscall.SIGHUP && !stopping:
-				go reload(path, getenv, a, log, metrics, notify, cfg.Admin)
+				go r.reload()
 			case s == syscall.SIGHUP:
 			case !stopping:
 				stopping, stopAt = true, time.Now()
@@ -192,21 +222,81 @@ func newMetrics(adm config.Admin) (*selfmetrics.Metrics, error) {
 	return m, nil
 }
 
-// reload re-reads the configuration file and swaps the running graph. On
-// any error the running graph stays, the error is logged and
-// logpump_config_last_reload_successful drops to 0.
-func reload(path string, getenv func(string) string, a *agent.Agent, log *slog.Logger, m *selfmetrics.Metrics, notify *sdnotify.Notifier, running config.Admin) {
-	log.Info("reloading configuration", "config", path)
-	notify.Reloading()
-	defer notify.Ready("running")
-	cfg, err := config.Load(path, getenv)
+// reloader re-reads the configuration file and swaps the running graph.
+type reloader struct {
+	path     string
+	getenv   func(string) string
+	a        *agent.Agent
+	log      *slog.Logger
+	m        *selfmetrics.Metrics
+	notify   *sdnotify.Notifier
+	running  config.Admin
+	rejected *atomic.Pointer[string]
+}
+
+// reload applies the file. On any error the running graph stays, the error
+// is logged, logpump_config_last_reload_successful drops to 0 and /readyz
+// says why (a warning line: the running configuration still works).
+func (r *reloader) reload() {
+	r.log.Info("reloading configuration", "config", r.path)
+	r.notify.Reloading()
+	defer r.notify.Ready("running")
+	cfg, err := config.Load(r.path, r.getenv)
 	if err == nil {
-		warnAdminChanges(log, running, cfg.Admin)
-		err = a.Reload(cfg)
+		warnAdminChanges(r.log, r.running, cfg.Admin)
+		err = r.a.Reload(cfg)
 	}
-	m.Reloaded(err == nil)
+	r.m.Reloaded(err == nil)
 	if err != nil {
-		log.Error("reload failed; the running configuration stays in effect", "config", path, "err", err.Error())
+		msg := config.Redact(err.Error())
+		r.log.Error("reload failed; the running configuration stays in effect", "config", r.path, "err", msg)
+		line := fmt.Sprintf("configuration: %s was not applied at %s, the previous one runs: %s",
+			r.path, time.Now().UTC().Format(time.RFC3339), strings.ReplaceAll(msg, "\n", "; "))
+		r.rejected.Store(&line)
+		return
+	}
+	r.rejected.Store(nil)
+}
+
+// watchFile checks path every interval and signals changed when its
+// content differs from the last seen. It reads the file rather than its
+// modification time: a Kubernetes ConfigMap volume replaces a symlink
+// (..data) to a new directory, which leaves the named file's own time as
+// it was, and an editor may write the same bytes again.
+func watchFile(ctx context.Context, path string, interval time.Duration, log *slog.Logger, changed chan<- struct{}) {
+	sum := func() ([32]byte, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return [32]byte{}, err
+		}
+		return sha256.Sum256(data), nil
+	}
+	last, lastErr := sum()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		cur, err := sum()
+		if err != nil {
+			// Being replaced, or gone: keep the running configuration.
+			if lastErr == nil {
+				log.Warn("configuration file unreadable; the running configuration stays in effect", "config", path, "err", err.Error())
+			}
+			lastErr = err
+			continue
+		}
+		if cur == last && lastErr == nil {
+			continue
+		}
+		last, lastErr = cur, nil
+		select {
+		case changed <- struct{}{}:
+		default: // a reload is already asked for
+		}
 	}
 }
 

@@ -80,7 +80,7 @@ pipelines:
 				bodies[p] = fmt.Sprintf("%d %s", status, body)
 			}
 		}()
-	})
+	}, 0)
 	if code != 0 {
 		t.Errorf("exit code %d, want 0; log:\n%s", code, stderr.String())
 	}

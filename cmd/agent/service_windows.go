@@ -260,7 +260,7 @@ func (h *serviceHandler) Execute(_ []string, req <-chan svc.ChangeRequest, statu
 				case <-ctx.Done():
 				}
 			}()
-		})
+		}, 0)
 	}()
 	status <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown}
 	h.report(eventlog.Info, fmt.Sprintf("logpump %s started (config %s, log %s)", buildVersion(), h.cfgPath, h.logPath))

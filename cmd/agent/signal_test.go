@@ -145,7 +145,7 @@ func TestAdminBindErrorLogged(t *testing.T) {
 	path := filepath.Join(dir, "c.yaml")
 	os.WriteFile(path, adminConfig(dir, ln.Addr().String()), 0o644)
 	var stdout, stderr bytes.Buffer
-	code := runAgent(path, func(string) string { return "" }, &stdout, &stderr, nil)
+	code := runAgent(path, func(string) string { return "" }, &stdout, &stderr, nil, 0)
 	var rec struct{ Level, Msg, Address, Err string }
 	json.Unmarshal(stderr.Bytes(), &rec)
 	if code != 1 || rec.Level != "ERROR" || rec.Msg != "admin server not started" || rec.Address != ln.Addr().String() ||
