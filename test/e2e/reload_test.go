@@ -67,8 +67,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	if !waitUntil(60*time.Second, func() bool { return tally.Distinct(total) == total }) {
 		t.Logf("only %d of %d lines arrived within 60 s", tally.Distinct(total), total)
 	}
-	// Reloads are applied one after another, each after the lines read under
-	// the previous configuration were acknowledged.
+	// Reloads are applied one after another, each once the lanes it
+	// replaces handed on what they read and the exporter it retires sent
+	// what it held.
 	applied := func() int { return strings.Count(readLog(t, e), `"msg":"configuration reloaded"`) }
 	waitUntil(30*time.Second, func() bool { return applied() >= reloads })
 	p.stop(15 * time.Second)
