@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/internal/admin"
@@ -45,6 +47,9 @@ func runAgent(path string, getenv func(string) string, stdout, stderr io.Writer,
 	if err != nil {
 		fmt.Fprintln(stderr, "logpump:", config.Redact(err.Error()))
 		return 1
+	}
+	if cfg.Admin.MetricsPush.Endpoint != "" {
+		otel.SetErrorHandler(newOtelErrors(log))
 	}
 	taps := tap.NewRegistry()
 	notify := sdnotify.New(getenv)
