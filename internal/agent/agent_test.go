@@ -387,3 +387,31 @@ pipelines:
 		t.Error("nothing was delivered once the destination accepted")
 	}
 }
+
+// checkpoints settings change only on restart, so a reload's stages are
+// checked against the running max_in_flight, not the one the new file names
+// (which is ignored): a multiline max_bytes within the running cap is taken.
+func TestReloadChecksStagesAgainstRunningCheckpointSettings(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "logs", "a.log")
+	os.MkdirAll(filepath.Dir(log), 0o755)
+	cfg := func(inFlight string) string {
+		return `checkpoints: {max_in_flight: ` + inFlight + `}
+processors:
+  joined: {type: multiline, start: '^seq=', max_bytes: 2MiB}
+exporters:
+  out: {type: console, format: json, batch: {timeout: 20ms}}
+pipelines:
+  main: {sources: [app], processors: [joined], exporters: [out]}
+`
+	}
+	h := start(t, dir, cfg("4MiB"))
+	waitFor(t, "the pipeline to run", func() bool { return h.a.Ready() == nil })
+	if err := h.a.Reload(parse(t, configText(dir, cfg("1MiB")))); err != nil {
+		t.Errorf("Reload with a new max_in_flight (ignored until restart) = %v, want nil", err)
+	}
+	appendLines(t, log, 0, 50)
+	waitFor(t, "50 records", func() bool { return len(h.out.bodies(t)) >= 50 })
+	h.shutdown()
+	checkSequence(t, h.out.bodies(t), 50)
+}

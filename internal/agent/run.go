@@ -173,6 +173,20 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 // Changes of state_dir and checkpoints need a restart; they are logged and
 // ignored. Reload must be called while Run runs; reloads are serialised.
 func (a *Agent) Reload(cfg *config.Config) error {
+	// What changes only on restart is put back before building, so that the
+	// stages are checked against the settings that stay (max_in_flight).
+	a.mu.Lock()
+	running := a.cfg
+	a.mu.Unlock()
+	if cfg.StateDir != running.StateDir || cfg.Checkpoints != running.Checkpoints {
+		a.log.Warn("state_dir and checkpoints settings change only on restart; keeping the running ones",
+			"state_dir", running.StateDir)
+		cfg.StateDir, cfg.Checkpoints = running.StateDir, running.Checkpoints
+	}
+	if cfg.ShutdownTimeout != running.ShutdownTimeout {
+		a.log.Warn("shutdown_timeout changes only on restart; keeping the running one", "shutdown_timeout", running.ShutdownTimeout)
+		cfg.ShutdownTimeout = running.ShutdownTimeout
+	}
 	next, err := build(cfg, a.env, a.tracker, a.drops) // no I/O
 	if err != nil {
 		return err
@@ -182,21 +196,11 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	defer a.reloadMu.Unlock()
 	a.mu.Lock()
 	runCtx := a.runCtx
-	old := a.cfg
 	oldLanes, oldExporters := a.lanes, a.exporters
 	a.mu.Unlock()
 	if runCtx == nil || runCtx.Err() != nil {
 		closeUnstarted(next.exporters)
 		return errors.New("reload: the agent is not running")
-	}
-	if cfg.StateDir != old.StateDir || cfg.Checkpoints != old.Checkpoints {
-		a.log.Warn("state_dir and checkpoints settings change only on restart; keeping the running ones",
-			"state_dir", old.StateDir)
-		cfg.StateDir, cfg.Checkpoints = old.StateDir, old.Checkpoints
-	}
-	if cfg.ShutdownTimeout != old.ShutdownTimeout {
-		a.log.Warn("shutdown_timeout changes only on restart; keeping the running one", "shutdown_timeout", old.ShutdownTimeout)
-		cfg.ShutdownTimeout = old.ShutdownTimeout
 	}
 
 	byName := map[string]*exporter{}
