@@ -157,7 +157,7 @@ pipelines:
 		t.Fatal(err)
 	}
 	send(9000, 12000)
-	time.Sleep(10 * time.Second)
+	time.Sleep(30 * time.Second)
 	if err := sink.Restart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -166,10 +166,11 @@ pipelines:
 		t.Errorf("outage: %d missing, %d duplicates more, want none", m, d-dupsBefore)
 	}
 
-	// Four more stops while entries stream in, SIGKILL and SIGTERM in turn.
+	// Eight more stops while entries stream in, SIGKILL and SIGTERM in turn:
+	// five of each in all with the final stop.
 	next := 12000
 	kills, terms := 1, 2
-	for i := range 4 {
+	for i := range 8 {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -193,7 +194,7 @@ pipelines:
 	if missing != 0 {
 		t.Errorf("%d of %d entries missing", missing, next)
 	}
-	summary(t, "journald", "%d entries, %d clean stops, %d kills, a 10 s outage: %d missing, %d read twice (after kills only)",
+	summary(t, "journald", "%d entries, %d clean stops, %d kills, a 30 s outage: %d missing, %d read twice (after kills only)",
 		next, terms, kills, missing, dups)
 	mu.Lock()
 	if seen[-1] != 0 {
