@@ -486,6 +486,28 @@ helm_configs() {
 	[ "$n" -gt 0 ]
 }
 
+# image_runs: the image tarball runs under podman as a node would run it
+# (test/e2e TestImageRuns: non-root, 10,000 lines to a Collector receiver,
+# exit 0 on SIGTERM, a root-owned directory stays unwritten). podman and
+# runc (crun refuses this machine's hybrid cgroups) come from Debian.
+image_runs() {
+	local missing=()
+	command -v podman >/dev/null || missing+=(podman)
+	command -v runc >/dev/null || missing+=(runc)
+	if [ ${#missing[@]} -gt 0 ]; then
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" || return 1
+	fi
+	local id rc
+	# LOGPUMP_E2E_BIN: the test runs the image, not a binary built for it.
+	(cd "$ROOT/test/e2e" && LOGPUMP_IMAGE_TAR=$OUT/logpump-image.tar LOGPUMP_E2E_BIN=$OUT/logpump \
+		go test -count=1 -run '^TestImageRuns$' -v .) >"$OUT/image-runs.out" 2>&1
+	rc=$?
+	cat "$OUT/image-runs.out"
+	id=$(sed -n 's/^E2E image:.* image=\([0-9a-f]*\) .*/\1/p' "$OUT/image-runs.out")
+	echo "image size: $(stat -c %s "$OUT/logpump-image.tar") bytes (tarball), $(podman image inspect --format '{{.Size}}' "$id" 2>/dev/null) bytes loaded"
+	return $rc
+}
+
 echo "== tools"
 check "install lintian, rpm, systemd-analyze" need_packages
 
@@ -552,6 +574,10 @@ echo "== image"
 check "OCI image tarball" image && grep -h 'image tarball:' "$OUT/logs/OCI_image_tarball.log" | sed 's/^/    /' &&
 	check "OCI image index for amd64 and arm64" image_index &&
 	grep -h 'image index:' "$OUT/logs/OCI_image_index_for_amd64_and_arm64.log" | sed 's/^/    /'
+if [ -s "$OUT/logpump-image.tar" ]; then
+	check "the image runs under podman: non-root, 10,000 lines delivered, exit 0 on SIGTERM, cannot write root's files" image_runs
+	grep -h '^E2E image:\|^image size:' "$OUT/logs/"the_image_runs_under_podman*.log 2>/dev/null | sed 's/^/    /'
+fi
 
 echo "== helm"
 if check "helm $HELM_VERSION (go install, cached in $HELM_BIN_DIR)" need_helm; then
