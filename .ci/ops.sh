@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Operations checks for logpump: the systemd unit, the .deb and .rpm
 # packages (amd64 and arm64), the Kubernetes manifests, the container image
-# and its multi-architecture index, and the other platforms' builds
+# (run under podman) and its multi-architecture index, the Helm chart
+# (rendered to $OUT/helm/*.yaml), and the other platforms' builds
 # (.ci/platforms.sh: windows, darwin, linux/arm64 vet and build, the
 # Windows .zip).
 #
@@ -10,7 +11,8 @@
 #   OPS_BINARY=path/to/logpump bash .ci/ops.sh   # package a prebuilt binary
 #
 # Needs root (it installs and purges the .deb on this machine) and apt-get
-# for lintian and rpm when they are missing. Prints one PASS or FAIL line per
+# for lintian, rpm, podman and runc when they are missing; helm is built
+# once into /var/cache/logpump-ci/bin (LOGPUMP_CI_CACHE to change). Prints one PASS or FAIL line per
 # check, with the output of failed checks, and exits non-zero if any failed.
 # Safe to rerun: a logpump package left installed by an earlier run is
 # purged first, and every artifact is rebuilt under $OPS_OUT.
@@ -374,14 +376,16 @@ HELM=$HELM_BIN_DIR/helm
 HELM_KUBE_VERSION=1.37.0
 CHART=$ROOT/deploy/helm/logpump
 
+# need_helm also writes the binary's path to $OUT/helm.path for later steps.
 need_helm() {
 	if [ -x "$HELM" ] && go version -m "$HELM" | grep -qE "^\s+mod\s+helm.sh/helm/v3\s+$HELM_VERSION\s"; then
 		echo "helm $HELM_VERSION cached: $HELM"
-		return 0
+	else
+		mkdir -p "$HELM_BIN_DIR" &&
+			(cd / && GOBIN=$HELM_BIN_DIR GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") &&
+			go version -m "$HELM" | grep -E "^\s+mod\s+helm.sh/helm/v3\s+$HELM_VERSION\s" || return 1
 	fi
-	mkdir -p "$HELM_BIN_DIR" &&
-		(cd / && GOBIN=$HELM_BIN_DIR GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") &&
-		go version -m "$HELM" | grep -E "^\s+mod\s+helm.sh/helm/v3\s"
+	printf '%s\n' "$HELM" >"$OUT/helm.path"
 }
 
 # helm_values_sets: "default" and each ci/NAME-values.yaml of the chart, as
