@@ -244,22 +244,18 @@ func (w workload) checkContainer(c *corev1.Container, configs map[string]*corev1
 	if m := mountFor(c, cfg.StateDir); m == nil || m.MountPath != cfg.StateDir || m.ReadOnly {
 		fail("state_dir %s: want a writable volume mounted there", cfg.StateDir)
 	}
-	for _, inc := range cfg.Includes {
-		m := mountFor(c, inc)
-		switch {
-		case m == nil:
-			fail("source include %s: no volume mounted there", inc)
-		case !m.ReadOnly:
-			fail("source include %s: volume %s must be mounted readOnly", inc, m.Name)
-		}
-	}
-	for _, dir := range cfg.Journals {
-		m := mountFor(c, dir)
-		switch {
-		case m == nil:
-			fail("journald directory %s: no volume mounted there", dir)
-		case !m.ReadOnly:
-			fail("journald directory %s: volume %s must be mounted readOnly", dir, m.Name)
+	for _, read := range []struct {
+		what  string
+		paths []string
+	}{{"source include", cfg.Includes}, {"journald directory", cfg.Journals}} {
+		for _, p := range read.paths {
+			m := mountFor(c, p)
+			switch {
+			case m == nil:
+				fail("%s %s: no volume mounted there", read.what, p)
+			case !m.ReadOnly:
+				fail("%s %s: volume %s must be mounted readOnly", read.what, p, m.Name)
+			}
 		}
 	}
 	for _, e := range cfg.Exporters {
