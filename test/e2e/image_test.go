@@ -53,6 +53,8 @@ func TestImageRuns(t *testing.T) {
 	began := time.Now()
 	id := imageID(t, tarball)
 	podman(t, "load", "-i", tarball)
+	// Not forced: an image a container still uses stays.
+	t.Cleanup(func() { exec.Command("podman", "rmi", id).Run() })
 	user := strings.TrimSpace(podman(t, "image", "inspect", "--format", "{{.Config.User}}", id))
 	uid, gid := imageUser(t, user)
 
