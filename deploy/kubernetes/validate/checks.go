@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,13 +244,70 @@ func (w workload) checkContainer(c *corev1.Container, configs map[string]*corev1
 	if m := mountFor(c, cfg.StateDir); m == nil || m.MountPath != cfg.StateDir || m.ReadOnly {
 		fail("state_dir %s: want a writable volume mounted there", cfg.StateDir)
 	}
-	for _, inc := range cfg.Includes {
-		m := mountFor(c, inc)
+	for _, read := range []struct {
+		what  string
+		paths []string
+	}{{"source include", cfg.Includes}, {"journald directory", cfg.Journals}} {
+		for _, p := range read.paths {
+			m := mountFor(c, p)
+			switch {
+			case m == nil:
+				fail("%s %s: no volume mounted there", read.what, p)
+			case !m.ReadOnly:
+				fail("%s %s: volume %s must be mounted readOnly", read.what, p, m.Name)
+			}
+		}
+	}
+	for _, e := range cfg.Exporters {
+		errs = append(errs, w.checkExporterSecrets(c, e)...)
+	}
+	return errs
+}
+
+// secretHeader matches header names whose values are credentials.
+var secretHeader = regexp.MustCompile(`(?i)authorization|token|key|secret|password|auth|credential|cookie`)
+
+// envRef matches a value that is, or ends with, one environment reference
+// (a scheme such as "Bearer " may precede it).
+var envRef = regexp.MustCompile(`^[A-Za-z]* ?\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?][^}]*)?\}$`)
+
+// checkExporterSecrets checks that an exporter's credentials stay out of
+// its ConfigMap: TLS files are read from a Secret mounted read-only, and a
+// header carrying a credential names an environment variable set from a
+// Secret.
+func (w workload) checkExporterSecrets(c *corev1.Container, e exporterConfig) []error {
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("container %s: exporter %s: "+format, append([]any{c.Name, e.Name}, args...)...))
+	}
+	for _, key := range slices.Sorted(maps.Keys(e.TLS)) {
+		file := e.TLS[key]
+		m := mountFor(c, file)
+		if m == nil {
+			fail("tls.%s %s: no volume mounted there", key, file)
+			continue
+		}
+		v := w.volume(m.Name)
 		switch {
-		case m == nil:
-			fail("source include %s: no volume mounted there", inc)
+		case v == nil || v.Secret == nil:
+			fail("tls.%s %s: volume %s is not a Secret", key, file, m.Name)
 		case !m.ReadOnly:
-			fail("source include %s: volume %s must be mounted readOnly", inc, m.Name)
+			fail("tls.%s %s: volume %s must be mounted readOnly", key, file, m.Name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.Headers)) {
+		if !secretHeader.MatchString(name) {
+			continue
+		}
+		ref := envRef.FindStringSubmatch(e.Headers[name])
+		if ref == nil {
+			fail("header %s: a credential written into the ConfigMap; take it from a Secret as ${VARIABLE}", name)
+			continue
+		}
+		if !slices.ContainsFunc(c.Env, func(v corev1.EnvVar) bool {
+			return v.Name == ref[1] && v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil
+		}) {
+			fail("header %s: environment variable %s must come from a Secret (valueFrom.secretKeyRef)", name, ref[1])
 		}
 	}
 	return errs
@@ -293,6 +352,16 @@ type agentConfig struct {
 	ShutdownTimeout time.Duration
 	Admin           struct{ Address string }
 	Includes        []string // of file sources, sorted
+	Journals        []string // directories of journald sources, sorted
+	Exporters       []exporterConfig
+}
+
+// exporterConfig holds the files and headers of an exporter: its TLS files
+// come from a Secret, and its secret headers from the environment.
+type exporterConfig struct {
+	Name    string
+	TLS     map[string]string // key (ca_file...) to path
+	Headers map[string]string
 }
 
 func parseConfig(text string) (*agentConfig, error) {
@@ -303,9 +372,18 @@ func parseConfig(text string) (*agentConfig, error) {
 			Address string `json:"address"`
 		} `json:"admin"`
 		Sources map[string]struct {
-			Type    string   `json:"type"`
-			Include []string `json:"include"`
+			Type      string   `json:"type"`
+			Include   []string `json:"include"`
+			Directory string   `json:"directory"`
 		} `json:"sources"`
+		Exporters map[string]struct {
+			Headers map[string]string `json:"headers"`
+			TLS     struct {
+				CAFile   string `json:"ca_file"`
+				CertFile string `json:"cert_file"`
+				KeyFile  string `json:"key_file"`
+			} `json:"tls"`
+		} `json:"exporters"`
 	}
 	// Other keys are the agent's to check ("logpump validate").
 	if err := yaml.Unmarshal([]byte(text), &raw); err != nil {
@@ -324,11 +402,27 @@ func parseConfig(text string) (*agentConfig, error) {
 		cfg.ShutdownTimeout = d
 	}
 	for _, src := range raw.Sources {
-		if src.Type == "file" {
+		switch src.Type {
+		case "file":
 			cfg.Includes = append(cfg.Includes, src.Include...)
+		case "journald":
+			if src.Directory != "" {
+				cfg.Journals = append(cfg.Journals, src.Directory)
+			}
 		}
 	}
 	slices.Sort(cfg.Includes)
+	slices.Sort(cfg.Journals)
+	for _, name := range slices.Sorted(maps.Keys(raw.Exporters)) {
+		e := raw.Exporters[name]
+		ec := exporterConfig{Name: name, TLS: map[string]string{}, Headers: e.Headers}
+		for key, file := range map[string]string{"ca_file": e.TLS.CAFile, "cert_file": e.TLS.CertFile, "key_file": e.TLS.KeyFile} {
+			if file != "" {
+				ec.TLS[key] = file
+			}
+		}
+		cfg.Exporters = append(cfg.Exporters, ec)
+	}
 	return cfg, nil
 }
 

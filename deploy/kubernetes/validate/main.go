@@ -9,10 +9,14 @@
 //
 // Usage:
 //
-//	validate [-extract DIR] PATH...
+//	validate [-extract DIR] [-reference FILE] PATH...
 //
-// A PATH is a manifest file or a directory searched for *.yaml files
-// (kustomization.yaml files are left to kustomize). With -extract, each
+// A PATH is a manifest file (one rendered by kustomize or helm template
+// included) or a directory searched for *.yaml files (kustomization.yaml
+// files are left to kustomize). With -reference, every DaemonSet must also
+// keep what the DaemonSet in FILE gives the agent (see [checkAgainst]): the
+// Helm chart is checked against deploy/kubernetes/daemonset.yaml so that it
+// is not weaker than the manifests. With -extract, each
 // ConfigMap's config.yaml is also written to DIR as
 // <namespace>_<name>.yaml, for "logpump validate", which knows every
 // component's options.
@@ -42,14 +46,22 @@ import (
 
 func main() {
 	extract := flag.String("extract", "", "write each ConfigMap's config.yaml to `dir`")
+	reference := flag.String("reference", "", "check every DaemonSet against the DaemonSet in `file`")
 	flag.Parse()
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: validate [-extract DIR] PATH...")
+		fmt.Fprintln(os.Stderr, "usage: validate [-extract DIR] [-reference FILE] PATH...")
 		os.Exit(2)
 	}
 	objs, err := load(flag.Args())
 	if err == nil {
 		err = checkWorkloads(objs)
+	}
+	if err == nil && *reference != "" {
+		var ref *appsv1.DaemonSet
+		ref, err = loadReference(*reference)
+		if err == nil {
+			err = checkAgainst(objs, ref)
+		}
 	}
 	if err == nil && *extract != "" {
 		err = extractConfigs(objs, *extract)
