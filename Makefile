@@ -59,7 +59,8 @@ bench:
 
 ## bench-journald: logpump's journald source against the Collector's
 ## journald receiver on a journal of N entries (bench/journald.sh; N=1000000
-## REPS=3 by default, about 10 minutes here).
+## REPS=3 by default: about 5 minutes here, and one more to write the journal
+## the first time).
 bench-journald:
 	./bench/journald.sh
 

@@ -10,7 +10,7 @@
 #
 #   bench/journald.sh                       # N=1000000 REPS=3
 #   N=200000 REPS=1 bench/journald.sh       # a quick look
-#   N=2000 REPS=1 bench/journald.sh         # smoke run: the whole path in about a minute
+#   N=2000 REPS=1 bench/journald.sh         # smoke run: the whole path in seconds (once built)
 #   READER=native bench/journald.sh         # logpump's journald source with reader: native
 #   FORMATS=1 bench/journald.sh             # also journalctl's CPU for -o json against -o export
 #
