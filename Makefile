@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Lines worth seeing from passing tests: per-case loss/duplicate summaries.
 SUMMARY := '^(ok|FAIL|--- FAIL|panic:)|written [0-9]+, delivered|^E2E '
 
-.PHONY: build demo test unit e2e chaos fuzz vet bench clean cross wine-test qemu-test
+.PHONY: build demo test unit e2e chaos fuzz vet bench bench-journald clean cross wine-test qemu-test
 
 # As the release binaries are built (.ci/ops.sh): static, no C library to
 # load; grpcnotrace leaves out gRPC's request tracing (golang.org/x/net/trace
@@ -56,6 +56,13 @@ fuzz:
 
 bench:
 	./bench/run.sh
+
+## bench-journald: logpump's journald source against the Collector's
+## journald receiver on a journal of N entries (bench/journald.sh; N=1000000
+## REPS=3 by default: about 5 minutes here, and one more to write the journal
+## the first time).
+bench-journald:
+	./bench/journald.sh
 
 ## cross: vet and build for windows/amd64, darwin/amd64, darwin/arm64 and
 ## linux/arm64, and run the tailer's tests with the portable (fsnotify)

@@ -1,8 +1,9 @@
 // Command otelcol-peer is the OpenTelemetry Collector that logpump's
 // benchmarks compare against and use as an OTLP sink. It holds only the
 // components the benchmark configurations name: the filelog receiver with
-// file_storage checkpoints, the otlp receiver, the batch processor and the
-// otlp (gRPC, HTTP) and nop exporters.
+// file_storage checkpoints, the journald receiver (bench/journald.sh), the
+// otlp receiver, the batch processor and the otlp (gRPC, HTTP) and nop
+// exporters.
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/filelogreceiver"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/journaldreceiver"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/provider/envprovider"
@@ -26,7 +28,7 @@ import (
 func factories() (otelcol.Factories, error) {
 	var f otelcol.Factories
 	var err error
-	if f.Receivers, err = otelcol.MakeFactoryMap(filelogreceiver.NewFactory(), otlpreceiver.NewFactory()); err != nil {
+	if f.Receivers, err = otelcol.MakeFactoryMap(filelogreceiver.NewFactory(), journaldreceiver.NewFactory(), otlpreceiver.NewFactory()); err != nil {
 		return f, err
 	}
 	if f.Processors, err = otelcol.MakeFactoryMap(batchprocessor.NewFactory()); err != nil {

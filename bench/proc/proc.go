@@ -24,20 +24,11 @@ var clockTick = func() time.Duration {
 // CPU returns the user and system time the process pid has used so far,
 // all threads included, at the resolution of USER_HZ (usually 10 ms).
 func CPU(pid int) (user, sys time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	// The command name (field 2) may hold spaces; fields after it start at
-	// field 3 (state). utime and stime are fields 14 and 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
+	// utime and stime are fields 14 and 15.
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
@@ -107,4 +98,96 @@ func status(pid int, names ...string) ([]int64, error) {
 		return nil, fmt.Errorf("/proc/%d/status lacks one of %v", pid, names)
 	}
 	return v, nil
+}
+
+// Descendants returns the processes pid started that are alive now, their
+// children, and so on (from /proc/PID/task/*/children), parents first.
+func Descendants(pid int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", p, t.Name()))
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+					queue = append(queue, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TreeCPU returns the user and system time of pid and of every process it
+// started: its descendants alive now, and the children each of them (pid
+// included) has waited for (cutime, cstime). A child that has ended but
+// was not yet waited for is missed. The second value is the part of the
+// total spent outside pid itself.
+func TreeCPU(pid int) (user, sys, children time.Duration, err error) {
+	for i, p := range append([]int{pid}, Descendants(pid)...) {
+		f, err := statFields(p)
+		if err != nil {
+			if i == 0 {
+				return 0, 0, 0, err
+			}
+			continue // ended meanwhile
+		}
+		var t [4]time.Duration // utime, stime, cutime, cstime: fields 14-17
+		for j := range t {
+			v, err := strconv.ParseInt(f[11+j], 10, 64)
+			if err != nil {
+				return 0, 0, 0, fmt.Errorf("parse /proc/%d/stat: field %d %q", p, 14+j, f[11+j])
+			}
+			t[j] = time.Duration(v) * clockTick
+		}
+		user += t[0] + t[2]
+		sys += t[1] + t[3]
+		if i == 0 {
+			children += t[2] + t[3]
+		} else {
+			children += t[0] + t[1] + t[2] + t[3]
+		}
+	}
+	return user, sys, children, nil
+}
+
+// TreeMemory returns the sum over pid and its descendants alive now of the
+// resident set size now (VmRSS), of its peak so far (VmHWM: the peaks of
+// different processes need not have coincided, so this bounds the peak of
+// the sum from above) and of the anonymous part (RssAnon), in bytes.
+func TreeMemory(pid int) (rss, peak, anon int64, err error) {
+	for i, p := range append([]int{pid}, Descendants(pid)...) {
+		v, err := status(p, "VmRSS", "VmHWM", "RssAnon")
+		if err != nil {
+			if i == 0 {
+				return 0, 0, 0, err
+			}
+			continue
+		}
+		rss, peak, anon = rss+v[0], peak+v[1], anon+v[2]
+	}
+	return rss, peak, anon, nil
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name,
+// starting at field 3 (state).
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	// The command name (field 2) may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("parse /proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return nil, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	return f, nil
 }

@@ -1,7 +1,10 @@
 package proc
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,4 +43,55 @@ func TestSelf(t *testing.T) {
 	if err != nil || anon < after-1<<20 || anon > rss2 || rss2 < rss+7<<20 {
 		t.Fatalf("Resident = %d, %d (RSS before %d, Anon %d), %v", rss2, anon, rss, after, err)
 	}
+}
+
+// TestTree: CPU spent by a child that was waited for (the shell's cutime)
+// and by a grandchild alive now both count in TreeCPU; the tree's memory
+// is at least the parent's.
+func TestTree(t *testing.T) {
+	loop := "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"
+	cmd := exec.Command("sh", "-c", "sh -c '"+loop+"'; sh -c '"+loop+"; exec sleep 60' & exec sleep 60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	var kids []int
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		kids = Descendants(pid)
+		if len(kids) == 1 && comm(kids[0]) == "sleep" && comm(pid) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shells did not reach sleep: descendants %v", kids)
+		}
+	}
+	f, err := statFields(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := f[13] + "+" + f[14] // cutime, cstime of the parent
+	cu, cs, err := CPU(kids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, sys, children, err := TreeCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, ownSys, _ := CPU(pid)
+	if children <= cu+cs || waited == "0+0" || user+sys != own+ownSys+children {
+		t.Fatalf("TreeCPU = %v user %v sys, %v in children; parent %v, waited-for %s ticks, live child %v",
+			user, sys, children, own+ownSys, waited, cu+cs)
+	}
+	rss, peak, anon, err := TreeMemory(pid)
+	prss, _, _ := Memory(pid)
+	if err != nil || rss <= prss || peak < rss || anon <= 0 {
+		t.Fatalf("TreeMemory = %d, %d, %d, %v; parent RSS %d", rss, peak, anon, err, prss)
+	}
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
 }

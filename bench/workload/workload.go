@@ -90,13 +90,17 @@ func appendPlain(b []byte, seq uint64) []byte {
 		b = append(b, ' ')
 	}
 	b = append(b, pick(r>>3, services)...)
+	return appendSeqRequest(b, seq, r)
+}
+
+// appendSeqRequest writes " seq=42 GET /api/v1/items/48213 status=200 bytes=5312 dur_ms=12 user=u7731".
+func appendSeqRequest(b []byte, seq, r uint64) []byte {
 	b = append(b, " seq="...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, ' ')
 	b = appendRequest(b, r)
 	b = append(b, " user=u"...)
-	b = strconv.AppendUint(b, (r>>40)%100000, 10)
-	return b
+	return strconv.AppendUint(b, (r>>40)%100000, 10)
 }
 
 // appendRequest writes "GET /api/v1/items/48213 status=200 bytes=5312 dur_ms=12".

@@ -25,6 +25,10 @@ type target struct {
 	// sink (the first is GRPCAddr, HTTPAddr) for logpump's endpoints.
 	GRPCAddrs, HTTPAddrs []string
 	Batch                int
+	// Journal, when set, is a directory of journal files read from the
+	// beginning instead of Include, selecting entries of JournalPriority
+	// or more severe; Reader is logpump's journald reader option.
+	Journal, JournalPriority, Reader string
 }
 
 // agent is a log agent the harness can run: it writes its configuration
@@ -50,8 +54,16 @@ func (h *harness) logpumpCommand(t target) ([]string, error) {
 	fmt.Fprintf(&b, "state_dir: %s\n", t.StateDir)
 	b.WriteString("shutdown_timeout: 10s\nlog_level: warn\n")
 	fmt.Fprintf(&b, "checkpoints: {flush_interval: 1s, max_in_flight: %s}\n", h.cfg.LogpumpInFlight)
-	b.WriteString("sources:\n  app:\n    type: file\n")
-	fmt.Fprintf(&b, "    include: [%q]\n    start_at: beginning\n", t.Include)
+	if t.Journal != "" {
+		fmt.Fprintf(&b, "sources:\n  app:\n    type: journald\n    directory: %q\n    start_at: beginning\n", t.Journal)
+		fmt.Fprintf(&b, "    priority: %s\n", t.JournalPriority)
+		if t.Reader != "" {
+			fmt.Fprintf(&b, "    reader: %s\n", t.Reader)
+		}
+	} else {
+		b.WriteString("sources:\n  app:\n    type: file\n")
+		fmt.Fprintf(&b, "    include: [%q]\n    start_at: beginning\n", t.Include)
+	}
 	if h.cfg.LogpumpSourceExtra != "" {
 		fmt.Fprintf(&b, "    %s\n", h.cfg.LogpumpSourceExtra)
 	}
@@ -97,9 +109,10 @@ func (h *harness) logpumpCommand(t target) ([]string, error) {
 	return []string{h.cfg.Logpump, "run", "-config", path}, nil
 }
 
-// otelcolCommand writes otelcol.yaml for t: the filelog receiver with
-// file_storage checkpoints, the batch processor at t.Batch records and the
-// otlp exporter, the configuration logpump is compared with.
+// otelcolCommand writes otelcol.yaml for t: the filelog receiver (or, for
+// a journal, the journald receiver) with file_storage checkpoints, the
+// batch processor at t.Batch records and the otlp exporter, the
+// configuration logpump is compared with.
 func (h *harness) otelcolCommand(t target) ([]string, error) {
 	metricsPort, err := freePort()
 	if err != nil {
@@ -107,8 +120,14 @@ func (h *harness) otelcolCommand(t target) ([]string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "extensions:\n  file_storage:\n    directory: %s\n", t.StateDir)
-	b.WriteString("receivers:\n  file_log:\n    include:\n")
-	fmt.Fprintf(&b, "      - %q\n", t.Include)
+	receiver := "file_log"
+	if t.Journal != "" {
+		receiver = "journald"
+		fmt.Fprintf(&b, "receivers:\n  journald:\n    directory: %q\n    priority: %s\n", t.Journal, t.JournalPriority)
+	} else {
+		b.WriteString("receivers:\n  file_log:\n    include:\n")
+		fmt.Fprintf(&b, "      - %q\n", t.Include)
+	}
 	b.WriteString("    start_at: beginning\n    storage: file_storage\n")
 	switch t.Format {
 	case workload.JSON:
@@ -128,7 +147,7 @@ func (h *harness) otelcolCommand(t target) ([]string, error) {
 	fmt.Fprintf(&b, "    compression: %s\n", t.Compression)
 	b.WriteString("service:\n  extensions: [file_storage]\n  telemetry:\n    logs:\n      level: warn\n")
 	fmt.Fprintf(&b, "    metrics:\n      level: normal\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n                host: 127.0.0.1\n                port: %d\n", metricsPort)
-	fmt.Fprintf(&b, "  pipelines:\n    logs:\n      receivers: [file_log]\n      processors: [batch]\n      exporters: [%s]\n", exporter)
+	fmt.Fprintf(&b, "  pipelines:\n    logs:\n      receivers: [%s]\n      processors: [batch]\n      exporters: [%s]\n", receiver, exporter)
 
 	path := filepath.Join(t.Dir, "otelcol.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {

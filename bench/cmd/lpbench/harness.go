@@ -47,6 +47,9 @@ var scenarios = map[string]scenario{
 	// compress with gzip).
 	"json-gzip": {Name: "json-gzip", Kind: "throughput", Format: workload.JSON, Compression: "gzip"},
 	"json-zstd": {Name: "json-zstd", Kind: "throughput", Format: workload.JSON, Compression: "zstd"},
+
+	// N journal entries of JOURNAL_DIR, on demand (bench/journald.sh).
+	"journald": {Name: "journald", Kind: "journald", Compression: "none"},
 }
 
 // result is one run of one agent in one scenario: a row of results.tsv.
@@ -60,8 +63,9 @@ type result struct {
 	Counts          sink.Counts
 	Wall            time.Duration // start to last record counted (throughput, rss)
 	User, Sys       time.Duration // agent CPU at that moment, or over the idle window
+	ChildCPU        time.Duration // journald: the part of User+Sys spent in the agent's children (journalctl)
 	Window          time.Duration // idle: length of the measuring window
-	RSS, PeakRSS    int64
+	RSS, PeakRSS    int64         // journald: summed over the agent and its children, PeakRSS the largest sample
 	PeakAnon        int64         // largest RssAnon seen while waiting (sampled every 20 ms)
 	Memory          []memSample   // resident memory every 100 ms while waiting: memory.tsv
 	HarnessCPU      time.Duration // sink (and, for trickle, writer) CPU in this process
@@ -117,6 +121,11 @@ func newHarness(c config) (*harness, error) {
 	for _, name := range c.Scenarios {
 		if _, ok := scenarios[name]; !ok {
 			return nil, fmt.Errorf("unknown scenario %q", name)
+		}
+		if scenarios[name].Kind == "journald" {
+			if st, err := os.Stat(c.JournalDir); c.JournalDir == "" || err != nil || !st.IsDir() {
+				return nil, fmt.Errorf("scenario journald: JOURNAL_DIR %q is not a directory of journal files (bench/journald.sh writes one)", c.JournalDir)
+			}
 		}
 	}
 	h := &harness{cfg: c}
@@ -223,6 +232,9 @@ func (h *harness) record(r result) {
 			r.Wall.Seconds(), r.LinesPerSec(), (r.User + r.Sys).Seconds(), r.CPUPerM(), mib(r.PeakRSS),
 			r.Counts.Unique, r.Expected, r.Counts.Duplicates)
 	}
+	if r.ChildCPU > 0 {
+		line += fmt.Sprintf(" (children %.2fs)", r.ChildCPU.Seconds())
+	}
 	if r.paused() {
 		line += fmt.Sprintf("  pause of %.1fs ending %.1fs after start", r.Counts.MaxGap.Seconds(), gapAt(r))
 	}
@@ -265,6 +277,27 @@ func warm(path string) error {
 	defer f.Close()
 	_, err = io.Copy(io.Discard, f)
 	return err
+}
+
+// warmDir reads every file of dir, as warm does, and returns their total
+// size.
+func warmDir(dir string) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var size int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		if err := warm(filepath.Join(dir, e.Name())); err != nil {
+			return 0, err
+		}
+		size += info.Size()
+	}
+	return size, nil
 }
 
 // process is a started agent.
@@ -389,8 +422,9 @@ var errStalled = errors.New("stalled")
 // waitFor polls the sink until want distinct lines arrived, the agent
 // exits, nothing arrives for STALL, or the run times out. Meanwhile it
 // samples the agent's memory into r: PeakAnon every 20 ms, Memory every
-// 100 ms.
-func (h *harness) waitFor(ctx context.Context, s *sink.Sink, p *process, want uint64, r *result) error {
+// 100 ms. With tree set, memory is summed over the agent and its
+// children, and PeakRSS is the largest such sum.
+func (h *harness) waitFor(ctx context.Context, s *sink.Sink, p *process, want uint64, r *result, tree bool) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	began := time.Now()
@@ -398,7 +432,15 @@ func (h *harness) waitFor(ctx context.Context, s *sink.Sink, p *process, want ui
 	var last uint64
 	lastChange := began
 	for i := 0; ; i++ {
-		if rss, anon, err := proc.Resident(p.pid()); err == nil {
+		var rss, anon int64
+		var err error
+		if tree {
+			rss, _, anon, err = proc.TreeMemory(p.pid())
+			r.PeakRSS = max(r.PeakRSS, rss)
+		} else {
+			rss, anon, err = proc.Resident(p.pid())
+		}
+		if err == nil {
 			r.PeakAnon = max(r.PeakAnon, anon)
 			if i%5 == 0 {
 				r.Memory = append(r.Memory, memSample{At: time.Since(began), RSS: rss, Anon: anon})
@@ -514,12 +556,20 @@ func firstOr(s []string) string {
 	return s[0]
 }
 
-// throughput delivers one pre-written file of n lines and measures the
-// time, CPU and peak RSS until the last line is counted.
+// throughput delivers one pre-written file of n lines (or, for journald,
+// the journal of JOURNAL_DIR holding n entries) and measures the time, CPU
+// and peak RSS until the last line is counted. For journald the CPU and
+// memory are those of the agent and its children together: both agents
+// read the journal through a journalctl they start.
 func (h *harness) throughput(ctx context.Context, sc scenario, a agent, rep int, n uint64, variant string) result {
 	r := result{Scenario: sc.Name, Agent: a.Name, Rep: rep, Variant: variant, Expected: n}
-	path, size, err := h.dataFile(sc.Format, n)
-	if err == nil {
+	tree := sc.Kind == "journald"
+	var path string
+	var size int64
+	var err error
+	if tree {
+		size, err = warmDir(h.cfg.JournalDir)
+	} else if path, size, err = h.dataFile(sc.Format, n); err == nil {
 		err = warm(path)
 	}
 	r.FileBytes = size
@@ -532,7 +582,11 @@ func (h *harness) throughput(ctx context.Context, sc scenario, a agent, rep int,
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
-	t.Include = filepath.Join(filepath.Dir(path), "*.log")
+	if tree {
+		t.Journal, t.JournalPriority, t.Reader = h.cfg.JournalDir, h.cfg.JournalPriority, h.cfg.Reader
+	} else {
+		t.Include = filepath.Join(filepath.Dir(path), "*.log")
+	}
 	cpu0 := selfCPU()
 	t0 := time.Now()
 	r.Started = t0
@@ -542,9 +596,14 @@ func (h *harness) throughput(ctx context.Context, sc scenario, a agent, rep int,
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
-	waitErr := h.waitFor(ctx, s, p, n, &r)
-	r.User, r.Sys, _ = proc.CPU(p.pid())
-	r.RSS, r.PeakRSS, _ = proc.Memory(p.pid())
+	waitErr := h.waitFor(ctx, s, p, n, &r, tree)
+	if tree {
+		r.User, r.Sys, r.ChildCPU, _ = proc.TreeCPU(p.pid())
+		r.RSS, _, _, _ = proc.TreeMemory(p.pid())
+	} else {
+		r.User, r.Sys, _ = proc.CPU(p.pid())
+		r.RSS, r.PeakRSS, _ = proc.Memory(p.pid())
+	}
 	if last := s.Counts().LastArrival; !last.IsZero() {
 		r.Wall = last.Sub(t0)
 	} else {
@@ -604,7 +663,7 @@ func (h *harness) trickle(ctx context.Context, sc scenario, a agent, rep int) re
 	writerDone := time.Now()
 	waitErr := werr
 	if waitErr == nil {
-		waitErr = h.waitFor(ctx, s, p, written, &r)
+		waitErr = h.waitFor(ctx, s, p, written, &r, false)
 	}
 	if last := s.Counts().LastArrival; !last.IsZero() && last.After(writerDone) {
 		r.Drain = last.Sub(writerDone)
@@ -644,7 +703,7 @@ func (h *harness) quiet(ctx context.Context, sc scenario, a agent, rep int) resu
 		r.Status, r.Detail = "error", err.Error()
 		return r
 	}
-	waitErr := h.waitFor(ctx, s, p, total, &r)
+	waitErr := h.waitFor(ctx, s, p, total, &r, false)
 	if last := s.Counts().LastArrival; !last.IsZero() {
 		r.Drain = last.Sub(t0)
 	}

@@ -92,6 +92,13 @@ type config struct {
 	// "write_window: 500ms".
 	LogpumpExporterExtra string
 	LogpumpSourceExtra   string
+	// JournalDir holds the journal files of the journald scenario (written
+	// by bench/journald.sh); JournalPriority is both agents' priority
+	// selection there; Reader is logpump's journald reader option (empty:
+	// the option is not written).
+	JournalDir      string
+	JournalPriority string
+	Reader          string
 }
 
 // envDefault returns $name, or def when it is unset or empty.
@@ -114,7 +121,7 @@ func runCmd(args []string) error {
 	str(&n, "n", "N", "2000000", "lines per throughput run")
 	str(&reps, "reps", "REPS", "3", "repetitions; every scenario runs every agent once per repetition")
 	str(&scenarios, "scenarios", "SCENARIOS", "plain json cri gzip zstd trickle quiet",
-		"scenarios: plain json cri, gzip zstd (plain lines compressed), trickle quiet (idle); on demand: json-gzip json-zstd, rss, plain3 (logpump to three endpoints of the sink)")
+		"scenarios: plain json cri, gzip zstd (plain lines compressed), trickle quiet (idle); on demand: json-gzip json-zstd, rss, plain3 (logpump to three endpoints of the sink), journald (N entries of JOURNAL_DIR: bench/journald.sh)")
 	str(&agents, "agents", "AGENTS", "logpump otelcol", "agents to run")
 	str(&c.Protocol, "protocol", "PROTOCOL", "grpc", "OTLP transport for both agents: grpc or http")
 	str(&batch, "batch", "BATCH", "1000", "records per export request, both agents")
@@ -138,6 +145,9 @@ func runCmd(args []string) error {
 	str(&c.LogpumpInFlight, "logpump-in-flight", "LOGPUMP_MAX_IN_FLIGHT", "16MiB", "logpump checkpoints.max_in_flight")
 	str(&c.LogpumpExporterExtra, "logpump-exporter-extra", "LOGPUMP_EXPORTER_EXTRA", "", `extra YAML line for logpump's exporter, e.g. "queue: {size: 8}"`)
 	str(&c.LogpumpSourceExtra, "logpump-source-extra", "LOGPUMP_SOURCE_EXTRA", "", `extra YAML line for logpump's source, e.g. "write_window: 500ms"`)
+	str(&c.JournalDir, "journal-dir", "JOURNAL_DIR", "", "journald scenario: directory of journal files holding entries 0..N-1 (bench/journald.sh writes it)")
+	str(&c.JournalPriority, "journal-priority", "JOURNAL_PRIORITY", "info", "journald scenario: both agents read entries of this priority or more severe (the Collector's default)")
+	str(&c.Reader, "reader", "READER", "", "journald scenario: logpump's journald reader option (native, journalctl, auto); empty: not set")
 	fs.Parse(args)
 
 	var err error
@@ -230,11 +240,16 @@ func parseSize(s string) (int64, error) {
 
 func genCmd(args []string) error {
 	fs := flag.NewFlagSet("gen", flag.ExitOnError)
-	format := fs.String("format", "plain", "plain, json or cri")
+	format := fs.String("format", "plain", "plain, json, cri, or journal (journal export format: -o - pipes it to systemd-journal-remote)")
 	n := fs.Uint64("n", 1000, "lines")
 	first := fs.Uint64("first", 0, "first sequence number")
-	out := fs.String("o", "", "output file")
+	out := fs.String("o", "", "output file, - for standard output (journal only)")
+	bootID := fs.String("boot-id", "", "journal: _BOOT_ID of the entries (default: this boot's)")
+	machineID := fs.String("machine-id", "", "journal: _MACHINE_ID of the entries (default: /etc/machine-id, else a constant)")
 	fs.Parse(args)
+	if *format == "journal" {
+		return genJournal(*out, *first, *n, *bootID, *machineID)
+	}
 	f, err := workload.ParseFormat(*format)
 	if err != nil {
 		return err
@@ -249,6 +264,49 @@ func genCmd(args []string) error {
 	}
 	fmt.Printf("%s: %d %s lines, %d bytes (%.1f B/line) in %.2fs\n", *out, *n, f, size,
 		float64(size)/float64(*n), time.Since(start).Seconds())
+	return nil
+}
+
+// genJournal writes entries first..first+n-1 in journal export format.
+// Their _BOOT_ID is this boot's unless given: journalctl --follow reads the
+// current boot only, and with --directory the latest boot of the files.
+func genJournal(out string, first, n uint64, bootID, machineID string) error {
+	if bootID == "" {
+		b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		if err != nil {
+			return fmt.Errorf("gen: -boot-id not given: %w", err)
+		}
+		bootID = strings.ReplaceAll(strings.TrimSpace(string(b)), "-", "")
+	}
+	if machineID == "" {
+		machineID = "5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e"
+		if b, err := os.ReadFile("/etc/machine-id"); err == nil && len(strings.TrimSpace(string(b))) == 32 {
+			machineID = strings.TrimSpace(string(b))
+		}
+	}
+	w := os.Stdout
+	if out != "-" {
+		if out == "" {
+			return fmt.Errorf("gen: -o FILE or -o - is required")
+		}
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		w = f
+	}
+	start := time.Now()
+	size, err := workload.WriteJournalExport(w, first, n, bootID, machineID)
+	if out != "-" {
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%d journal entries in export format, %d bytes (%.1f B/entry) in %.2fs\n", n, size,
+		float64(size)/float64(n), time.Since(start).Seconds())
 	return nil
 }
 

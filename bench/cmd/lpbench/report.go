@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tpeak_anon_mib\tharness_cpu_s\tdrain_s\trequests\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tmax_gap_s\tmax_gap_at_s\tidle_s\tdetail"
+const tsvHeader = "scenario\tagent\trep\tvariant\tstatus\texpected\tunique\tdup\tnoseq\twall_s\tlines_per_s\tuser_s\tsys_s\tcpu_s_per_m\tcpu_pct\twindow_s\trss_mib\tpeak_rss_mib\tpeak_anon_mib\tharness_cpu_s\tdrain_s\trequests\twire_bytes\traw_bytes\tfile_bytes\texit_cpu_s\tshutdown_s\tmax_gap_s\tmax_gap_at_s\tidle_s\tchild_cpu_s\tdetail"
 
 func (r result) tsv() string {
 	return strings.Join([]string{
@@ -21,7 +21,7 @@ func (r result) tsv() string {
 		f3(r.CPUPerM()), f3(r.CPUPercent()), f3(r.Window.Seconds()), f3(mib(r.RSS)), f3(mib(r.PeakRSS)), f3(mib(r.PeakAnon)),
 		f3(r.HarnessCPU.Seconds()), f3(r.Drain.Seconds()), fmt.Sprint(r.Counts.Requests), fmt.Sprint(r.Counts.WireBytes), fmt.Sprint(r.Counts.RawBytes),
 		fmt.Sprint(r.FileBytes), f3(r.ExitCPU.Seconds()), f3(r.Shutdown.Seconds()),
-		f3(r.Counts.MaxGap.Seconds()), f3(gapAt(r)), f3(r.Idle.Seconds()),
+		f3(r.Counts.MaxGap.Seconds()), f3(gapAt(r)), f3(r.Idle.Seconds()), f3(r.ChildCPU.Seconds()),
 		strings.NewReplacer("\t", " ", "\n", " ").Replace(r.Detail),
 	}, "\t")
 }
@@ -68,7 +68,7 @@ func (h *harness) machine() string {
 		cores, model, memTotal, kernel, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Fprintf(&b, "- Harness: Go %s; agent, sink and writer share the machine; input files in the page cache\n", runtime.Version())
 	fmt.Fprintf(&b, "- logpump: %s (%s)\n", h.cfg.Logpump, strings.TrimSpace(output(h.cfg.Logpump, "version")))
-	fmt.Fprintf(&b, "- Peer: %s %s (filelog receiver with file_storage, batch processor, otlp exporter)\n",
+	fmt.Fprintf(&b, "- Peer: %s %s (filelog or journald receiver with file_storage, batch processor, otlp exporter)\n",
 		h.cfg.Otelcol, strings.TrimSpace(output(h.cfg.Otelcol, "--version")))
 	fmt.Fprintf(&b, "- Settings: N=%d REPS=%d PROTOCOL=%s BATCH=%d; idle: %d files at %d lines/s, %d quiet files × %d lines, window %s\n",
 		h.cfg.N, h.cfg.Reps, h.cfg.Protocol, h.cfg.Batch, h.cfg.IdleFiles, h.cfg.IdleRate,
@@ -278,38 +278,19 @@ func (h *harness) report() string {
 	}
 	if len(tp) > 0 {
 		fmt.Fprintf(&b, "\n## Throughput: %d lines from one file, delivered over OTLP/%s\n\n", h.cfg.N, h.cfg.Protocol)
-		b.WriteString("| scenario | agent | ok/runs | wall s | lines/s | CPU s | CPU s per M lines | cores busy | peak RSS MiB | peak anon MiB | sink CPU s | stop s |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, sc := range tp {
-			for _, a := range h.cfg.Agents {
-				ok, total := h.runs(sc, a, "")
-				if total == 0 {
-					continue
-				}
-				fmt.Fprintf(&b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, a, len(ok), total,
-					med(collect(ok, func(r result) float64 { return r.Wall.Seconds() }), "%.2f"),
-					med(collect(ok, rate), "%.0f"),
-					med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() }), "%.2f"),
-					medRange(collect(ok, cpuPerM), "%.2f"),
-					med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() / r.Wall.Seconds() }), "%.2f"),
-					med(collect(ok, peak), "%.1f"),
-					med(collect(ok, anon), "%.1f"),
-					med(collect(ok, func(r result) float64 { return r.HarnessCPU.Seconds() }), "%.2f"),
-					med(collect(ok, func(r result) float64 { return r.Shutdown.Seconds() }), "%.2f"))
-			}
+		h.throughputTable(&b, tp, peer, both)
+	}
+	if h.has("journald") {
+		reader := h.cfg.Reader
+		if reader == "" {
+			reader = "not set"
 		}
-		if both {
-			b.WriteString("\nRatio logpump / Collector, per repetition (back-to-back runs), median (range); " +
-				"below 1 is better for CPU and RSS, above 1 is better for lines/s:\n\n")
-			b.WriteString("| scenario | CPU s per M lines | lines/s | peak RSS | peak anon |\n|---|---|---|---|---|\n")
-			for _, sc := range tp {
-				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", sc,
-					medRange(h.ratios(sc, "", "logpump", peer, cpuPerM), "%.2f×"),
-					medRange(h.ratios(sc, "", "logpump", peer, rate), "%.2f×"),
-					medRange(h.ratios(sc, "", "logpump", peer, peak), "%.2f×"),
-					medRange(h.ratios(sc, "", "logpump", peer, anon), "%.2f×"))
-			}
-		}
+		fmt.Fprintf(&b, "\n## journald: %d journal entries (%s), priority %s and more severe, delivered over OTLP/%s\n\n"+
+			"CPU and memory are the agent's and its children's (journalctl) together; CPU s in children is the part of CPU s "+
+			"spent in them; peak RSS is the largest sum of VmRSS sampled every 20 ms (journalctl's includes the journal "+
+			"pages it has mapped). logpump's reader option: %s.\n\n",
+			h.cfg.N, h.cfg.JournalDir, h.cfg.JournalPriority, h.cfg.Protocol, reader)
+		h.throughputTable(&b, []string{"journald"}, peer, both)
 	}
 
 	for _, set := range compressionSets {
@@ -389,6 +370,54 @@ func (h *harness) report() string {
 	}
 	fmt.Fprintf(&b, "\nRun took %s.\n", time.Since(h.started).Round(time.Second))
 	return b.String()
+}
+
+// throughputTable renders the rows of the throughput scenarios scs and,
+// with both agents, their ratios. The journald scenario gets a column for
+// the CPU of the agent's children.
+func (h *harness) throughputTable(b *strings.Builder, scs []string, peer string, both bool) {
+	child := slices.Contains(scs, "journald")
+	b.WriteString("| scenario | agent | ok/runs | wall s | lines/s | CPU s | CPU s per M lines | cores busy | peak RSS MiB | peak anon MiB | sink CPU s | stop s |")
+	sep := "|---|---|---|---|---|---|---|---|---|---|---|---|"
+	if child {
+		b.WriteString(" CPU s in children |")
+		sep += "---|"
+	}
+	b.WriteString("\n" + sep + "\n")
+	for _, sc := range scs {
+		for _, a := range h.cfg.Agents {
+			ok, total := h.runs(sc, a, "")
+			if total == 0 {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |", sc, a, len(ok), total,
+				med(collect(ok, func(r result) float64 { return r.Wall.Seconds() }), "%.2f"),
+				med(collect(ok, rate), "%.0f"),
+				med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() }), "%.2f"),
+				medRange(collect(ok, cpuPerM), "%.2f"),
+				med(collect(ok, func(r result) float64 { return (r.User + r.Sys).Seconds() / r.Wall.Seconds() }), "%.2f"),
+				med(collect(ok, peak), "%.1f"),
+				med(collect(ok, anon), "%.1f"),
+				med(collect(ok, func(r result) float64 { return r.HarnessCPU.Seconds() }), "%.2f"),
+				med(collect(ok, func(r result) float64 { return r.Shutdown.Seconds() }), "%.2f"))
+			if child {
+				fmt.Fprintf(b, " %s |", med(collect(ok, func(r result) float64 { return r.ChildCPU.Seconds() }), "%.2f"))
+			}
+			b.WriteString("\n")
+		}
+	}
+	if both {
+		b.WriteString("\nRatio logpump / Collector, per repetition (back-to-back runs), median (range); " +
+			"below 1 is better for CPU and RSS, above 1 is better for lines/s:\n\n")
+		b.WriteString("| scenario | CPU s per M lines | lines/s | peak RSS | peak anon |\n|---|---|---|---|---|\n")
+		for _, sc := range scs {
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", sc,
+				medRange(h.ratios(sc, "", "logpump", peer, cpuPerM), "%.2f×"),
+				medRange(h.ratios(sc, "", "logpump", peer, rate), "%.2f×"),
+				medRange(h.ratios(sc, "", "logpump", peer, peak), "%.2f×"),
+				medRange(h.ratios(sc, "", "logpump", peer, anon), "%.2f×"))
+		}
+	}
 }
 
 // ratios2 is f(variant a)/f(variant b) of one agent, per repetition.
