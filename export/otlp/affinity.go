@@ -1,0 +1,443 @@
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
+)
+
+// AffinityOptions send every record whose resource carries the same values
+// of ResourceAttributes (its key) to the same endpoint while the endpoint
+// set is stable: a gateway that aggregates, samples or deduplicates per pod
+// or per service then sees all of one pod's or service's records.
+//
+// The owner of a key is chosen by rendezvous (highest random weight)
+// hashing over the endpoints: when one goes down or a resolution removes
+// it, only the keys it owned move, each to the endpoint next in its own
+// order; when it is back its keys return to it. Agents with the same
+// endpoints agree on the owners. Records whose resource carries none of
+// the attributes have no key and are spread round robin, as without
+// affinity.
+//
+// The cost: requests are split by owner, so each holds fewer records and
+// a request from many keys becomes several calls; batches are encoded when
+// their request is, not ahead.
+type AffinityOptions struct {
+	// ResourceAttributes whose values form the key, e.g. [k8s.pod.uid] or
+	// [k8s.namespace.name, k8s.pod.name]. A resource lacking some (but not
+	// all) of them has an empty value for those.
+	ResourceAttributes []string `yaml:"resource_attributes"`
+}
+
+// validate checks the affinity options of o; problems are
+// config.FieldErrors.
+func (a *AffinityOptions) validate(o Options) error {
+	var errs []error
+	if len(a.ResourceAttributes) == 0 {
+		errs = append(errs, config.Fieldf("affinity.resource_attributes", "must name at least one resource attribute (e.g. [k8s.pod.uid])"))
+	}
+	for i, name := range a.ResourceAttributes {
+		key := fmt.Sprintf("affinity.resource_attributes.%d", i)
+		if name == "" {
+			errs = append(errs, config.Fieldf(key, "must not be empty"))
+		} else if slices.Contains(a.ResourceAttributes[:i], name) {
+			errs = append(errs, config.Fieldf(key, "%q is listed twice", name))
+		}
+	}
+	if len(o.Endpoints) == 0 {
+		errs = append(errs, config.Fieldf("affinity", "needs endpoints: with a single endpoint every record goes to it anyway"))
+	}
+	return errors.Join(errs...)
+}
+
+// FNV-1a, 64 bits: a stable hash, the same in every agent and every run
+// (unlike hash/maphash), so that agents agree on the owners of keys.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func hashString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// mix64 is the finalizer of SplitMix64: every bit of x moves every bit of
+// the result.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// hrwScore is the weight of the endpoint hashed ep for the key hashed key:
+// a key's owner is the endpoint of highest weight among those available.
+func hrwScore(key, ep uint64) uint64 { return mix64(key ^ mix64(ep)) }
+
+// affinityKey returns the hash of res's key for attrs, and false when res
+// carries none of them.
+func affinityKey(attrs []string, res *event.Resource) (uint64, bool) {
+	if res == nil {
+		return 0, false
+	}
+	h, found := uint64(fnvOffset), false
+	for _, name := range attrs {
+		if v, ok := event.Lookup(res.Attrs, name); ok {
+			found = true
+			h = hashString(h, v.Text())
+		}
+		h = hashString(h, "\xff") // 0xff is never in UTF-8: ("a","") ≠ ("","a")
+	}
+	return h, found
+}
+
+// owner returns the endpoint of eps that owns the key hashed key, skipping
+// those in skip: the one of highest weight that is up or due for a probe,
+// or, when every endpoint is down and none is due, the one of highest
+// weight (as the balancer tries every endpoint when none is up). nil when
+// skip holds them all.
+func (b *balancer[C]) owner(eps []*endpoint[C], key uint64, skip []*endpoint[C]) *endpoint[C] {
+	var best, bestAny *endpoint[C]
+	var score, scoreAny uint64
+	var now int64
+	anyUp := false
+	for _, ep := range eps {
+		until := ep.downUntil.Load()
+		anyUp = anyUp || until == 0
+		if slices.Contains(skip, ep) {
+			continue
+		}
+		s := hrwScore(key, ep.hash)
+		if bestAny == nil || s > scoreAny {
+			bestAny, scoreAny = ep, s
+		}
+		if until != 0 {
+			if now == 0 {
+				now = b.now().UnixNano()
+			}
+			if now < until {
+				continue
+			}
+		}
+		if best == nil || s > score {
+			best, score = ep, s
+		}
+	}
+	if best == nil && !anyUp {
+		return bestAny
+	}
+	return best
+}
+
+// claim reports whether an attempt may be made on ep, the owner of a key
+// by b.owner: it is up, or down and this attempt is its probe (another
+// request may be probing it already). It counts the attempt.
+func (b *balancer[C]) claim(ep *endpoint[C]) bool {
+	if ep.downUntil.Load() != 0 && !ep.probing.CompareAndSwap(false, true) {
+		return false
+	}
+	ep.requests.Add(1)
+	return true
+}
+
+// affinityClient is a client whose requests are split by the owners of
+// their records' keys (see AffinityOptions). It implements export.Encoder:
+// batches keep their records until their request is encoded, when they are
+// split by key.
+type affinityClient[C any] struct {
+	lb     *balancer[C]
+	attrs  []string
+	codec  *codec
+	bufs   bufferPool
+	log    *slog.Logger
+	client interface {
+		export.Client
+		Stats() ClientStats
+	}
+	invalid, reqBytes *atomic.Int64
+	// sendTo makes one call of payload, an encoded and compressed
+	// request, on ep; the payload is not reused after it returns.
+	sendTo func(ctx context.Context, ep *endpoint[C], payload []byte) error
+}
+
+// Send encodes batches, split by key, and makes one attempt of them.
+func (c *affinityClient[C]) Send(ctx context.Context, batches []*event.Batch) error {
+	r, err := c.Encode(batches)
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	return r.Send(ctx)
+}
+
+// Close closes the client.
+func (c *affinityClient[C]) Close() error { return c.client.Close() }
+
+// Stats returns the client's counters.
+func (c *affinityClient[C]) Stats() ClientStats { return c.client.Stats() }
+
+// Endpoints returns the state and counters of each endpoint.
+func (c *affinityClient[C]) Endpoints() []EndpointStats { return c.lb.stats() }
+
+// SetEndpointObserver sets who is told how long each attempt on an
+// endpoint took. Call it before the first Send.
+func (c *affinityClient[C]) SetEndpointObserver(f func(endpoint string, d time.Duration)) {
+	c.lb.observe = f
+}
+
+// keyGroup is the part of a request whose records share an owner's key,
+// or have none (keyed false).
+type keyGroup struct {
+	key     uint64
+	keyed   bool
+	req     []byte // an encoded request of the group's records, uncompressed
+	records int
+	done    bool
+}
+
+// Encode encodes batches into one request per key (records without a key
+// in one more), each holding one ResourceLogs per resource of that key.
+func (c *affinityClient[C]) Encode(batches []*event.Batch) (export.Encoded, error) {
+	type resource struct {
+		res     *event.Resource
+		group   int
+		records int
+	}
+	var buf [16]resource
+	resources := buf[:0]
+	var groups []keyGroup
+	var last *event.Resource
+	li := -1
+	for _, b := range batches {
+		for i := range b.Records {
+			res := resourceOf(b, &b.Records[i])
+			if li >= 0 && res == last {
+				resources[li].records++
+				continue
+			}
+			last = res
+			li = slices.IndexFunc(resources, func(r resource) bool { return r.res == res })
+			if li >= 0 {
+				resources[li].records++
+				continue
+			}
+			key, keyed := affinityKey(c.attrs, res)
+			g := slices.IndexFunc(groups, func(g keyGroup) bool { return g.keyed == keyed && g.key == key })
+			if g < 0 {
+				g = len(groups)
+				groups = append(groups, keyGroup{key: key, keyed: keyed})
+			}
+			li = len(resources)
+			resources = append(resources, resource{res: res, group: g, records: 1})
+		}
+	}
+	e := c.bufs.take()
+	for gi := range groups {
+		g := &groups[gi]
+		e.begin()
+		for _, r := range slices.Backward(resources) {
+			if r.group == gi {
+				e.resourceLogs(batches, r.res)
+				g.records += r.records
+			}
+		}
+		e.end()
+		if e.invalid > 0 {
+			c.invalid.Add(int64(e.invalid))
+		}
+		g.req = slices.Clone(e.request())
+	}
+	c.bufs.release(e)
+	return &affinityRequest[C]{c: c, groups: groups}, nil
+}
+
+// affinityRequest is a request of an affinityClient, split by key. An
+// attempt sends each group not yet accepted to its key's owner, those of
+// one owner in one call; a group accepted stays accepted, so a retry
+// sends only the others, to their owners then.
+type affinityRequest[C any] struct {
+	c      *affinityClient[C]
+	groups []keyGroup
+	// refused counts the records of groups refused as a whole
+	// (permanent errors), rejected those partly rejected.
+	refused, rejected int64
+	message           string
+	lastErr           error
+}
+
+// Send makes one attempt. It returns nil when every group was accepted; a
+// *export.PartialError when some records were refused or rejected (an
+// error of the whole request when all were refused); otherwise the
+// retryable error of the last call that failed.
+func (r *affinityRequest[C]) Send(ctx context.Context) error {
+	c := r.c
+	eps, err := c.lb.endpoints(ctx)
+	if err != nil {
+		return err
+	}
+	// Passes: each pending group goes to its key's owner, skipping the
+	// endpoints that failed in this attempt, until every group is
+	// settled or no endpoint is left to try.
+	var failed []*endpoint[C]
+	var retryable error
+	owner := make([]*endpoint[C], len(r.groups))
+	for {
+		var owners []*endpoint[C]
+		for i, g := range r.groups {
+			owner[i] = nil
+			if g.done || !g.keyed {
+				continue
+			}
+			if ep := c.lb.owner(eps, g.key, failed); ep != nil {
+				owner[i] = ep
+				if !slices.Contains(owners, ep) {
+					owners = append(owners, ep)
+				}
+			}
+		}
+		if len(owners) == 0 {
+			break
+		}
+		for _, ep := range owners {
+			if !c.lb.claim(ep) {
+				// Another request probes it: its keys go to their next owner.
+				failed = append(failed, ep)
+				continue
+			}
+			var idx []int
+			for i, o := range owner {
+				if o == ep {
+					idx = append(idx, i)
+				}
+			}
+			if err := r.call(ctx, ep, idx); err != nil {
+				retryable = err
+				failed = append(failed, ep)
+				if ctx.Err() != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := r.sendKeyless(ctx); err != nil {
+		retryable = err
+	}
+	if slices.ContainsFunc(r.groups, func(g keyGroup) bool { return !g.done }) {
+		if retryable == nil {
+			retryable = export.WithReason(errors.New("no otlp endpoint is up"), export.ReasonUnavailable)
+		}
+		return retryable
+	}
+	total := 0
+	for _, g := range r.groups {
+		total += g.records
+	}
+	switch {
+	case r.refused == int64(total):
+		return r.lastErr
+	case r.refused+r.rejected > 0:
+		msg := r.message
+		if r.lastErr != nil {
+			msg = r.lastErr.Error()
+		}
+		return &export.PartialError{Rejected: r.refused + r.rejected, Message: msg}
+	}
+	return nil
+}
+
+// call sends the groups idx in one call on ep, which was claimed, and
+// settles them by its answer. It returns the error when it is retryable.
+func (r *affinityRequest[C]) call(ctx context.Context, ep *endpoint[C], idx []int) error {
+	c := r.c
+	pieces := make([][]byte, len(idx))
+	records, n := 0, 0
+	for i, gi := range idx {
+		pieces[i] = r.groups[gi].req
+		records += r.groups[gi].records
+		n += len(pieces[i])
+	}
+	c.reqBytes.Add(int64(n))
+	var payload []byte
+	switch {
+	case c.codec != nil:
+		s := c.codec.begin(nil)
+		s.compress(pieces...)
+		payload = s.end()
+	case len(pieces) == 1:
+		payload = pieces[0]
+	default:
+		payload = slices.Concat(pieces...)
+	}
+	began := time.Now()
+	err := c.sendTo(ctx, ep, payload)
+	if c.lb.settle(ctx, ep, records, time.Since(began), err) || (err != nil && !answered(err)) {
+		return err
+	}
+	r.answer(idx, err)
+	return nil
+}
+
+// sendKeyless sends the group of records without a key, if there is one
+// pending, round robin as a request without affinity.
+func (r *affinityRequest[C]) sendKeyless(ctx context.Context) error {
+	c := r.c
+	gi := slices.IndexFunc(r.groups, func(g keyGroup) bool { return !g.keyed && !g.done })
+	if gi < 0 {
+		return nil
+	}
+	g := &r.groups[gi]
+	payload := g.req
+	c.reqBytes.Add(int64(len(payload)))
+	if c.codec != nil {
+		payload = c.codec.compressBytes(payload)
+	}
+	a := attempt[C]{records: g.records}
+	ep, err := c.lb.first(ctx, &a)
+	for ep != nil {
+		err = c.sendTo(ctx, ep, payload)
+		ep = c.lb.done(ctx, &a, ep, err)
+	}
+	if err != nil && !answered(err) {
+		return err
+	}
+	r.answer([]int{gi}, err)
+	return nil
+}
+
+// answer settles the groups idx with err, an answer about them: accepted,
+// partly rejected, refused.
+func (r *affinityRequest[C]) answer(idx []int, err error) {
+	records := 0
+	for _, gi := range idx {
+		r.groups[gi].done = true
+		records += r.groups[gi].records
+	}
+	var pe *export.PartialError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		r.rejected += pe.Rejected
+		r.message = pe.Message
+	default: // permanent, or too large (requests split by key are not split further)
+		r.refused += int64(records)
+		r.lastErr = export.Permanent(err)
+		r.c.log.Warn("otlp endpoint refused the records of some keys", "records", records, "reason", export.Reason(err), "err", err)
+	}
+}
+
+// Release drops the request's buffers.
+func (r *affinityRequest[C]) Release() { r.groups = nil }
