@@ -390,11 +390,10 @@ func (b *balancer[C]) settle(ctx context.Context, ep *endpoint[C], records int, 
 	if f := b.observe; f != nil {
 		f(ep.name, d)
 	}
-	var pe *export.PartialError
-	if err == nil || errors.As(err, &pe) {
-		ep.records.Add(int64(records))
-	}
 	if err == nil || answered(err) {
+		if err == nil || isPartial(err) {
+			ep.records.Add(int64(records))
+		}
 		b.up(ep)
 		return false
 	}
@@ -413,6 +412,11 @@ func answered(err error) bool {
 	var tl *tooLargeError
 	var pe *export.PartialError
 	return export.IsPermanent(err) || errors.As(err, &pe) || errors.As(err, &tl)
+}
+
+func isPartial(err error) bool {
+	var pe *export.PartialError
+	return errors.As(err, &pe)
 }
 
 func (b *balancer[C]) up(ep *endpoint[C]) {

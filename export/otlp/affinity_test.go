@@ -1,0 +1,478 @@
+package otlp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/export"
+)
+
+// testEndpoints returns n endpoints named as addresses of a resolved name.
+func testEndpoints(n int) []*endpoint[struct{}] {
+	eps := make([]*endpoint[struct{}], n)
+	for i := range eps {
+		key := fmt.Sprintf("gateway:4317\x0010.0.0.%d:4317", i+1)
+		eps[i] = &endpoint[struct{}]{name: key, key: key, hash: hashString(fnvOffset, key)}
+	}
+	return eps
+}
+
+func keyHash(i int) uint64 {
+	res := &event.Resource{Attrs: []event.KeyValue{{Key: "k8s.pod.uid", Value: event.String(fmt.Sprintf("pod-%d", i))}}}
+	h, _ := affinityKey([]string{"k8s.pod.uid"}, res)
+	return h
+}
+
+// TestRendezvousMovesOnlyTheLeaversKeys: over 100,000 keys and 5
+// endpoints, each key has one owner; each endpoint owns a fifth (±1 %);
+// when one goes down (or is removed) exactly the keys it owned move, spread
+// evenly over the others, and the others keep theirs; when it is back
+// every key is where it was.
+func TestRendezvousMovesOnlyTheLeaversKeys(t *testing.T) {
+	const keys, n = 100_000, 5
+	b := &balancer[struct{}]{now: time.Now}
+	eps := testEndpoints(n)
+	idx := func(ep *endpoint[struct{}]) int { return slices.Index(eps, ep) }
+	before := make([]int, keys)
+	share := make([]int, n)
+	for k := range keys {
+		o := idx(b.owner(eps, keyHash(k), nil))
+		if again := idx(b.owner(eps, keyHash(k), nil)); again != o {
+			t.Fatalf("key %d: owner %d, then %d", k, o, again)
+		}
+		before[k] = o
+		share[o]++
+	}
+	checkShares(t, share, keys, n)
+
+	for _, how := range []string{"down", "removed"} {
+		t.Run(how, func(t *testing.T) {
+			const gone = 2
+			set := eps
+			if how == "down" {
+				eps[gone].downUntil.Store(time.Now().Add(time.Hour).UnixNano())
+				defer eps[gone].downUntil.Store(0)
+			} else {
+				set = slices.Delete(slices.Clone(eps), gone, gone+1)
+			}
+			moved, owned := 0, 0
+			share := make([]int, n)
+			for k := range keys {
+				o := idx(b.owner(set, keyHash(k), nil))
+				if o == gone {
+					t.Fatalf("key %d still on the endpoint gone", k)
+				}
+				if before[k] == gone {
+					owned++
+				}
+				if o != before[k] {
+					moved++
+					if before[k] != gone {
+						t.Fatalf("key %d moved from %d, which is still there, to %d", k, before[k], o)
+					}
+					share[o]++
+				}
+			}
+			if moved != owned {
+				t.Fatalf("%d keys moved, the endpoint gone owned %d", moved, owned)
+			}
+			// The moved keys spread over the four others: a quarter each.
+			share = slices.Delete(share, gone, gone+1)
+			checkShares(t, share, moved, n-1)
+		})
+	}
+	for k := range keys {
+		if o := idx(b.owner(eps, keyHash(k), nil)); o != before[k] {
+			t.Fatalf("back: key %d on %d, was on %d", k, o, before[k])
+		}
+	}
+}
+
+// checkShares fails unless each of the n counts is total/n within 1 %
+// of total (or 5 % of the share, for small totals).
+func checkShares(t *testing.T, share []int, total, n int) {
+	t.Helper()
+	want := float64(total) / float64(n)
+	tol := max(0.01*float64(total), 0.05*want)
+	for i, got := range share {
+		if math.Abs(float64(got)-want) > tol {
+			t.Errorf("endpoint %d owns %d of %d keys, want %.0f ± %.0f (shares %v)", i, got, total, want, tol, share)
+		}
+	}
+}
+
+// TestAffinityKeyRule: the key is the values of the attributes, in their
+// order; a resource with none of them has no key.
+func TestAffinityKeyRule(t *testing.T) {
+	attrs := []string{"k8s.namespace.name", "k8s.pod.name"}
+	res := func(kv ...string) *event.Resource {
+		r := &event.Resource{}
+		for i := 0; i < len(kv); i += 2 {
+			r.Attrs = append(r.Attrs, event.KeyValue{Key: kv[i], Value: event.String(kv[i+1])})
+		}
+		return r
+	}
+	a, okA := affinityKey(attrs, res("k8s.namespace.name", "shop", "k8s.pod.name", "web-1", "host.name", "n1"))
+	b, okB := affinityKey(attrs, res("host.name", "n2", "k8s.pod.name", "web-1", "k8s.namespace.name", "shop"))
+	if !okA || !okB || a != b {
+		t.Errorf("same values, other attributes: keys %x %v, %x %v; want equal", a, okA, b, okB)
+	}
+	c, _ := affinityKey(attrs, res("k8s.namespace.name", "shopweb-1"))
+	d, _ := affinityKey(attrs, res("k8s.pod.name", "shopweb-1"))
+	if c == a || c == d {
+		t.Errorf("values moved between attributes share a key")
+	}
+	if _, ok := affinityKey(attrs, res("service.name", "x")); ok {
+		t.Errorf("a resource without the attributes has a key")
+	}
+	if _, ok := affinityKey(attrs, nil); ok {
+		t.Errorf("no resource has a key")
+	}
+}
+
+func TestAffinityOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		keys []string
+	}{
+		{"no attributes", Options{Endpoints: []string{"http://a:4317", "http://b:4317"}, Affinity: &AffinityOptions{}}, []string{"affinity.resource_attributes"}},
+		{"empty and twice", Options{Endpoints: []string{"http://a:4317", "http://b:4317"}, Affinity: &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid", "", "k8s.pod.uid"}}}, []string{"affinity.resource_attributes.1", "affinity.resource_attributes.2"}},
+		{"one endpoint", Options{Endpoint: "http://a:4317", Affinity: &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}}, []string{"affinity"}},
+		{"good", Options{Endpoints: []string{"http://a:4317"}, Affinity: &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.o
+			o.QueueOptions = export.DefaultQueueOptions()
+			_, err := Resolve(ProtocolGRPC, o, func(string) string { return "" })
+			var got []string
+			for _, e := range unjoin(err) {
+				fe, ok := e.(*config.FieldError)
+				if !ok {
+					t.Fatalf("error %v is not a FieldError", e)
+				}
+				got = append(got, fe.Key)
+			}
+			if !slices.Equal(got, tc.keys) {
+				t.Errorf("errors at %v (%v), want %v", got, err, tc.keys)
+			}
+		})
+	}
+}
+
+// keyReceiver is a restartable OTLP receiver (gRPC or HTTP) on a fixed
+// loopback address that records, per k8s.pod.uid (or "" without one), the
+// seq attributes it received.
+type keyReceiver struct {
+	backend
+	mu   sync.Mutex
+	seqs map[string][]int64
+}
+
+func newKeyReceiver(t *testing.T, protocol string) *keyReceiver {
+	t.Helper()
+	r := &keyReceiver{backend: backend{t: t, protocol: protocol, addr: "127.0.0.1:0"}, seqs: map[string][]int64{}}
+	if err := r.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *keyReceiver) take(req *collogspb.ExportLogsServiceRequest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rl := range req.ResourceLogs {
+		key := ""
+		for _, kv := range rl.GetResource().GetAttributes() {
+			if kv.Key == "k8s.pod.uid" {
+				key = kv.Value.GetStringValue()
+			}
+		}
+		r.seqs[key] = append(r.seqs[key], seqs([]*collogspb.ExportLogsServiceRequest{{ResourceLogs: []*logspb.ResourceLogs{rl}}})...)
+	}
+}
+
+func (r *keyReceiver) start() error {
+	lis, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		return err
+	}
+	r.addr = lis.Addr().String()
+	r.backend.mu.Lock()
+	defer r.backend.mu.Unlock()
+	if r.protocol == ProtocolGRPC {
+		//lint:ignore SA1019 the test server decompresses with its own implementation.
+		srv := grpc.NewServer(grpc.RPCDecompressor(&countingDecompressor{name: "gzip"}))
+		collogspb.RegisterLogsServiceServer(srv, &logsServer{reply: func(req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+			r.take(req)
+			return &collogspb.ExportLogsServiceResponse{}, nil
+		}})
+		go srv.Serve(lis)
+		r.stop = srv.Stop
+		return nil
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, hr *http.Request) {
+		body, _ := io.ReadAll(hr.Body)
+		var req collogspb.ExportLogsServiceRequest
+		if err := proto.Unmarshal(body, &req); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		r.take(&req)
+		w.WriteHeader(http.StatusOK)
+	})}
+	go srv.Serve(lis)
+	r.stop = func() { srv.Close() }
+	return nil
+}
+
+// snapshot returns the receiver's seqs by key and forgets them.
+func (r *keyReceiver) snapshot() map[string][]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.seqs
+	r.seqs = map[string][]int64{}
+	return s
+}
+
+// TestAffinityKeepsKeysOnTheirEndpoint: requests mixing 40 pods (and
+// records of no pod) are split so that every pod's records reach one
+// receiver, none missing or twice; the records of no pod are spread. When
+// one receiver is stopped, its pods move and the others' stay; when it is
+// back, its pods return to it.
+func TestAffinityKeepsKeysOnTheirEndpoint(t *testing.T) {
+	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
+		t.Run(protocol, func(t *testing.T) {
+			var rs []*keyReceiver
+			var eps []string
+			for range 3 {
+				r := newKeyReceiver(t, protocol)
+				rs, eps = append(rs, r), append(eps, r.endpoint())
+			}
+			o := DefaultOptions()
+			o.Endpoints = eps
+			o.Compression = "gzip"
+			if protocol == ProtocolHTTP {
+				o.Compression = "none"
+			}
+			o.Timeout = 2 * time.Second
+			o.Retry.InitialInterval = 50 * time.Millisecond
+			o.Retry.MaxInterval = 100 * time.Millisecond
+			o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}
+			o, err := Resolve(protocol, o, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(o, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+
+			const pods = 40
+			resources := make([]*event.Resource, pods+1)
+			for i := range pods {
+				resources[i] = &event.Resource{Attrs: []event.KeyValue{
+					{Key: "service.name", Value: event.String("web")},
+					{Key: "k8s.pod.uid", Value: event.String("pod-" + strconv.Itoa(i))}}}
+			}
+			resources[pods] = &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: event.String("host")}}}
+			seq := int64(0)
+			// phase sends requests of 8 batches of 5 records, each batch
+			// of a resource in turn, and returns where each key went.
+			phase := func(requests int) map[string]int {
+				t.Helper()
+				first := seq
+				for range requests {
+					var batches []*event.Batch
+					for range 8 {
+						b := event.NewBatch()
+						b.Resource = resources[int(seq/5)%len(resources)]
+						for range 5 {
+							seq++
+							b.Records = append(b.Records, event.Record{Body: event.String("line"), Attrs: []event.KeyValue{{Key: "seq", Value: event.Int(seq)}}})
+						}
+						batches = append(batches, b)
+					}
+					if err := c.Send(context.Background(), batches); err != nil {
+						t.Fatalf("send: %v", err)
+					}
+				}
+				where := map[string]int{}
+				var got []int64
+				for i, r := range rs {
+					for key, s := range r.snapshot() {
+						got = append(got, s...)
+						if key == "" {
+							where[""] |= 1 << i
+							continue
+						}
+						if w, ok := where[key]; ok && w != i {
+							t.Errorf("pod %s on receivers %d and %d", key, w, i)
+						}
+						where[key] = i
+					}
+				}
+				sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
+				if len(got) != int(seq-first) || got[0] != first+1 || got[len(got)-1] != seq {
+					t.Fatalf("received %d records, want %d (%d..%d)", len(got), seq-first, first+1, seq)
+				}
+				for i := 1; i < len(got); i++ {
+					if got[i] != got[i-1]+1 {
+						t.Fatalf("record %d missing or twice (after %d)", got[i-1]+1, got[i-1])
+					}
+				}
+				return where
+			}
+
+			stable := phase(40)
+			if len(stable) != pods+1 {
+				t.Fatalf("%d keys received, want %d", len(stable)-1, pods)
+			}
+			owned := make([]int, 3)
+			for key, i := range stable {
+				if key != "" {
+					owned[i]++
+				}
+			}
+			if slices.Contains(owned, 0) {
+				t.Fatalf("pods per receiver %v: one got none", owned)
+			}
+			if w := stable[""]; w&(w-1) == 0 {
+				t.Errorf("records without a pod all went to one receiver (mask %b)", w)
+			}
+			if again := phase(10); !equalKeys(stable, again) {
+				t.Errorf("pods moved while the receivers were stable:\n%v\n%v", stable, again)
+			}
+
+			const gone = 1
+			rs[gone].kill()
+			moved := phase(20)
+			for key, i := range moved {
+				if key == "" {
+					continue
+				}
+				switch {
+				case i == gone:
+					t.Errorf("pod %s reached the stopped receiver", key)
+				case stable[key] != gone && i != stable[key]:
+					t.Errorf("pod %s moved from receiver %d, which is up, to %d", key, stable[key], i)
+				}
+			}
+
+			if err := rs[gone].start(); err != nil {
+				t.Fatal(err)
+			}
+			// Send until the stopped receiver is probed back and up.
+			for i := 0; ; i++ {
+				phase(1)
+				if st := c.(interface{ Endpoints() []EndpointStats }).Endpoints(); st[gone].State == EndpointUp {
+					break
+				}
+				if i > 1000 {
+					t.Fatal("the receiver back was never probed")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if back := phase(20); !equalKeys(stable, back) {
+				t.Errorf("pods not back where they were:\n%v\n%v", stable, back)
+			}
+		})
+	}
+}
+
+// equalKeys reports whether every pod of a is on the same receiver in b.
+func equalKeys(a, b map[string]int) bool {
+	for key, i := range b {
+		if key != "" && a[key] != i {
+			return false
+		}
+	}
+	return true
+}
+
+// ring is a consistent-hash ring with virtual nodes, the alternative to
+// rendezvous hashing measured by BenchmarkAffinityOwner.
+type ring struct {
+	points []uint64
+	owners []int
+}
+
+func newRing(eps []*endpoint[struct{}], vnodes int) *ring {
+	r := &ring{}
+	type pt struct {
+		h uint64
+		o int
+	}
+	var pts []pt
+	for i, ep := range eps {
+		for v := range vnodes {
+			pts = append(pts, pt{mix64(ep.hash ^ mix64(uint64(v)+1)), i})
+		}
+	}
+	sort.Slice(pts, func(i, j int) bool { return pts[i].h < pts[j].h })
+	for _, p := range pts {
+		r.points, r.owners = append(r.points, p.h), append(r.owners, p.o)
+	}
+	return r
+}
+
+func (r *ring) owner(key uint64) int {
+	k := mix64(key)
+	i := sort.Search(len(r.points), func(i int) bool { return r.points[i] >= k })
+	if i == len(r.points) {
+		i = 0
+	}
+	return r.owners[i]
+}
+
+// BenchmarkAffinityOwner measures the lookup of a key's owner with
+// rendezvous hashing and with a ring of 100 virtual nodes per endpoint, and
+// reports the spread of 100,000 keys: the largest share of an endpoint
+// over the fair one (1 is perfect).
+func BenchmarkAffinityOwner(b *testing.B) {
+	for _, n := range []int{3, 10, 50} {
+		eps := testEndpoints(n)
+		spread := func(owner func(uint64) int) float64 {
+			share := make([]int, n)
+			for k := range 100_000 {
+				share[owner(keyHash(k))]++
+			}
+			return float64(slices.Max(share)) / (100_000 / float64(n))
+		}
+		lb := &balancer[struct{}]{now: time.Now}
+		b.Run(fmt.Sprintf("rendezvous/%d", n), func(b *testing.B) {
+			b.ReportMetric(spread(func(k uint64) int { return slices.Index(eps, lb.owner(eps, k, nil)) }), "max/fair")
+			b.ResetTimer()
+			for i := range b.N {
+				lb.owner(eps, uint64(i)*0x9e3779b97f4a7c15, nil)
+			}
+		})
+		r := newRing(eps, 100)
+		b.Run(fmt.Sprintf("ring100/%d", n), func(b *testing.B) {
+			b.ReportMetric(spread(r.owner), "max/fair")
+			b.ResetTimer()
+			for i := range b.N {
+				r.owner(uint64(i) * 0x9e3779b97f4a7c15)
+			}
+		})
+	}
+}
