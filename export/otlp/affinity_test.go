@@ -460,19 +460,19 @@ func BenchmarkAffinityOwner(b *testing.B) {
 		}
 		lb := &balancer[struct{}]{now: time.Now}
 		b.Run(fmt.Sprintf("rendezvous/%d", n), func(b *testing.B) {
-			b.ReportMetric(spread(func(k uint64) int { return slices.Index(eps, lb.owner(eps, k, nil)) }), "max/fair")
-			b.ResetTimer()
 			for i := range b.N {
 				lb.owner(eps, uint64(i)*0x9e3779b97f4a7c15, nil)
 			}
+			b.StopTimer()
+			b.ReportMetric(spread(func(k uint64) int { return slices.Index(eps, lb.owner(eps, k, nil)) }), "max/fair")
 		})
 		r := newRing(eps, 100)
 		b.Run(fmt.Sprintf("ring100/%d", n), func(b *testing.B) {
-			b.ReportMetric(spread(r.owner), "max/fair")
-			b.ResetTimer()
 			for i := range b.N {
 				r.owner(uint64(i) * 0x9e3779b97f4a7c15)
 			}
+			b.StopTimer()
+			b.ReportMetric(spread(r.owner), "max/fair")
 		})
 	}
 }
