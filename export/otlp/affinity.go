@@ -155,14 +155,15 @@ func (b *balancer[C]) claim(ep *endpoint[C]) bool {
 }
 
 // affinityClient is a client whose requests are split by the owners of
-// their records' keys (see AffinityOptions). It implements export.Encoder:
-// batches keep their records until their request is encoded, when they are
-// split by key.
+// their records' keys (see AffinityOptions). It implements
+// export.PartEncoder: a batch encoded ahead is split by key then, and a
+// request joins the pieces of each key.
 type affinityClient[C any] struct {
 	lb     *balancer[C]
 	attrs  []string
 	codec  *codec
-	bufs   bufferPool
+	bufs   bufferPool // request encoders, compressed payloads
+	parts  bufferPool // encoders of batches encoded ahead
 	log    *slog.Logger
 	client interface {
 		export.Client
@@ -170,8 +171,9 @@ type affinityClient[C any] struct {
 	}
 	invalid, reqBytes *atomic.Int64
 	// sendTo makes one call of payload, an encoded and compressed
-	// request, on ep; the payload is not reused after it returns.
-	sendTo func(ctx context.Context, ep *endpoint[C], payload []byte) error
+	// request, on ep; inUse reports that the transport may still read
+	// payload after it returned.
+	sendTo func(ctx context.Context, ep *endpoint[C], payload []byte) (inUse bool, err error)
 }
 
 // Send encodes batches, split by key, and makes one attempt of them.
@@ -199,70 +201,144 @@ func (c *affinityClient[C]) SetEndpointObserver(f func(endpoint string, d time.D
 	c.lb.observe = f
 }
 
-// keyGroup is the part of a request whose records share an owner's key,
-// or have none (keyed false).
-type keyGroup struct {
+// keyed is an encoded run of records of one key (or of none, keyed
+// false): one ResourceLogs per resource, a request of its own.
+type keyed struct {
 	key     uint64
 	keyed   bool
-	req     []byte // an encoded request of the group's records, uncompressed
 	records int
-	done    bool
+	from    int // distances from the end of the encoder's buffer
+	to      int
 }
 
-// Encode encodes batches into one request per key (records without a key
-// in one more), each holding one ResourceLogs per resource of that key.
-func (c *affinityClient[C]) Encode(batches []*event.Batch) (export.Encoded, error) {
+// affinityPart is a batch encoded ahead by EncodePart: its records, one
+// request per key, in e.
+type affinityPart struct {
+	e    *encoder
+	runs []keyed
+}
+
+// encodeKeyed writes the records of batches in e, grouped by key, as
+// requests one after the other (see keyed), and appends them to runs.
+// Each holds one ResourceLogs per resource of its key, as encode does.
+func (c *affinityClient[C]) encodeKeyed(e *encoder, batches []*event.Batch, runs []keyed) []keyed {
 	type resource struct {
 		res     *event.Resource
-		group   int
+		run     int
 		records int
 	}
 	var buf [16]resource
 	resources := buf[:0]
-	var groups []keyGroup
+	first := len(runs)
 	var last *event.Resource
 	li := -1
 	for _, b := range batches {
 		for i := range b.Records {
 			res := resourceOf(b, &b.Records[i])
-			if li >= 0 && res == last {
-				resources[li].records++
-				continue
+			if li < 0 || res != last {
+				last = res
+				li = slices.IndexFunc(resources, func(r resource) bool { return r.res == res })
+				if li < 0 {
+					key, ok := affinityKey(c.attrs, res)
+					ri := slices.IndexFunc(runs[first:], func(k keyed) bool { return k.keyed == ok && k.key == key })
+					if ri < 0 {
+						ri = len(runs) - first
+						runs = append(runs, keyed{key: key, keyed: ok})
+					}
+					li = len(resources)
+					resources = append(resources, resource{res: res, run: first + ri})
+				}
 			}
-			last = res
-			li = slices.IndexFunc(resources, func(r resource) bool { return r.res == res })
-			if li >= 0 {
-				resources[li].records++
-				continue
-			}
-			key, keyed := affinityKey(c.attrs, res)
-			g := slices.IndexFunc(groups, func(g keyGroup) bool { return g.keyed == keyed && g.key == key })
-			if g < 0 {
-				g = len(groups)
-				groups = append(groups, keyGroup{key: key, keyed: keyed})
-			}
-			li = len(resources)
-			resources = append(resources, resource{res: res, group: g, records: 1})
+			resources[li].records++
 		}
 	}
-	e := c.bufs.take()
-	for gi := range groups {
-		g := &groups[gi]
-		e.begin()
+	for ri := len(runs) - 1; ri >= first; ri-- {
+		k := &runs[ri]
+		k.from = e.written()
 		for _, r := range slices.Backward(resources) {
-			if r.group == gi {
+			if r.run == ri {
 				e.resourceLogs(batches, r.res)
-				g.records += r.records
+				k.records += r.records
 			}
 		}
-		e.end()
-		if e.invalid > 0 {
-			c.invalid.Add(int64(e.invalid))
-		}
-		g.req = slices.Clone(e.request())
+		k.to = e.written()
 	}
-	c.bufs.release(e)
-	return &affinityRequest[C]{c: c, groups: groups}, nil
+	return runs
+}
+
+// EncodePart encodes b on its own, split by key (see export.PartEncoder).
+func (c *affinityClient[C]) EncodePart(b *event.Batch) export.Part {
+	e := c.parts.take()
+	e.begin()
+	one := [1]*event.Batch{b}
+	p := &affinityPart{e: e, runs: c.encodeKeyed(e, one[:], nil)}
+	e.end()
+	if e.invalid > 0 {
+		c.invalid.Add(int64(e.invalid))
+	}
+	return p
+}
+
+// Encode encodes batches into one request per key (records without a key
+// in one more).
+func (c *affinityClient[C]) Encode(batches []*event.Batch) (export.Encoded, error) {
+	return c.EncodeParts(batches, nil)
+}
+
+// EncodeParts encodes a request of batches, some of them encoded ahead
+// by EncodePart (see export.PartEncoder): the runs of each key, from the
+// parts and from the other batches, make its group. The request keeps the
+// parts' encoders until it is released.
+func (c *affinityClient[C]) EncodeParts(batches []*event.Batch, parts []export.Part) (export.Encoded, error) {
+	r := &affinityRequest[C]{c: c}
+	var rest []*event.Batch
+	for i, b := range batches {
+		if p := partAt(parts, i); p != nil {
+			r.parts = append(r.parts, p.(*affinityPart))
+		} else {
+			rest = append(rest, b)
+		}
+	}
+	var runs []keyed
+	if len(rest) > 0 {
+		r.e = c.bufs.take()
+		r.e.begin()
+		runs = c.encodeKeyed(r.e, rest, nil)
+		r.e.end()
+		if r.e.invalid > 0 {
+			c.invalid.Add(int64(r.e.invalid))
+		}
+	}
+	add := func(e *encoder, k keyed) {
+		gi := slices.IndexFunc(r.groups, func(g keyGroup) bool { return g.keyed == k.keyed && g.key == k.key })
+		if gi < 0 {
+			gi = len(r.groups)
+			r.groups = append(r.groups, keyGroup{key: k.key, keyed: k.keyed})
+		}
+		g := &r.groups[gi]
+		g.pieces = append(g.pieces, e.buf[len(e.buf)-k.to:len(e.buf)-k.from])
+		g.records += k.records
+	}
+	for _, p := range r.parts {
+		for _, k := range p.runs {
+			add(p.e, k)
+		}
+	}
+	for _, k := range runs {
+		add(r.e, k)
+	}
+	return r, nil
+}
+
+// keyGroup is the part of a request whose records share an owner's key,
+// or have none (keyed false): encoded requests whose concatenation is
+// one.
+type keyGroup struct {
+	key     uint64
+	keyed   bool
+	pieces  [][]byte
+	records int
+	done    bool
 }
 
 // affinityRequest is a request of an affinityClient, split by key. An
@@ -272,6 +348,11 @@ func (c *affinityClient[C]) Encode(batches []*event.Batch) (export.Encoded, erro
 type affinityRequest[C any] struct {
 	c      *affinityClient[C]
 	groups []keyGroup
+	e      *encoder // of the batches not encoded ahead, or nil
+	parts  []*affinityPart
+	// busy: a transport may still read an encoder's buffer (a call failed
+	// with a payload not copied); the buffers are then not reused.
+	busy bool
 	// refused counts the records of groups refused as a whole
 	// (permanent errors), rejected those partly rejected.
 	refused, rejected int64
@@ -362,55 +443,75 @@ func (r *affinityRequest[C]) Send(ctx context.Context) error {
 // call sends the groups idx in one call on ep, which was claimed, and
 // settles them by its answer. It returns the error when it is retryable.
 func (r *affinityRequest[C]) call(ctx context.Context, ep *endpoint[C], idx []int) error {
-	c := r.c
-	pieces := make([][]byte, len(idx))
-	records, n := 0, 0
-	for i, gi := range idx {
-		pieces[i] = r.groups[gi].req
+	var buf [8][]byte
+	pieces := buf[:0]
+	records := 0
+	for _, gi := range idx {
+		pieces = append(pieces, r.groups[gi].pieces...)
 		records += r.groups[gi].records
-		n += len(pieces[i])
 	}
-	c.reqBytes.Add(int64(n))
-	var payload []byte
-	switch {
-	case c.codec != nil:
-		s := c.codec.begin(nil)
-		s.compress(pieces...)
-		payload = s.end()
-	case len(pieces) == 1:
-		payload = pieces[0]
-	default:
-		payload = slices.Concat(pieces...)
-	}
-	began := time.Now()
-	err := c.sendTo(ctx, ep, payload)
-	if c.lb.settle(ctx, ep, records, time.Since(began), err) || (err != nil && !answered(err)) {
+	err := r.send(ctx, ep, pieces, records)
+	if err != nil && !answered(err) {
 		return err
 	}
 	r.answer(idx, err)
 	return nil
 }
 
+// send makes one call of the request made of pieces on ep, or, with ep
+// nil, on the endpoints round robin, and records its outcome.
+func (r *affinityRequest[C]) send(ctx context.Context, ep *endpoint[C], pieces [][]byte, records int) error {
+	c := r.c
+	var payload []byte
+	var zp *[]byte
+	switch {
+	case c.codec != nil:
+		zp = c.bufs.get()
+		s := c.codec.begin(*zp)
+		s.compress(pieces...)
+		*zp = s.end()
+		payload = *zp
+		c.reqBytes.Add(int64(s.n))
+	case len(pieces) == 1:
+		payload = pieces[0]
+		c.reqBytes.Add(int64(len(payload)))
+	default:
+		payload = slices.Concat(pieces...)
+		c.reqBytes.Add(int64(len(payload)))
+	}
+	var inUse bool
+	var err error
+	if ep != nil {
+		began := time.Now()
+		inUse, err = c.sendTo(ctx, ep, payload)
+		c.lb.settle(ctx, ep, records, time.Since(began), err)
+	} else {
+		a := attempt[C]{records: records}
+		ep, err = c.lb.first(ctx, &a)
+		for ep != nil {
+			var busy bool
+			busy, err = c.sendTo(ctx, ep, payload)
+			inUse = inUse || busy
+			ep = c.lb.done(ctx, &a, ep, err)
+		}
+	}
+	switch {
+	case zp != nil && !inUse:
+		c.bufs.put(zp)
+	case zp == nil && inUse:
+		r.busy = true
+	}
+	return err
+}
+
 // sendKeyless sends the group of records without a key, if there is one
 // pending, round robin as a request without affinity.
 func (r *affinityRequest[C]) sendKeyless(ctx context.Context) error {
-	c := r.c
 	gi := slices.IndexFunc(r.groups, func(g keyGroup) bool { return !g.keyed && !g.done })
 	if gi < 0 {
 		return nil
 	}
-	g := &r.groups[gi]
-	payload := g.req
-	c.reqBytes.Add(int64(len(payload)))
-	if c.codec != nil {
-		payload = c.codec.compressBytes(payload)
-	}
-	a := attempt[C]{records: g.records}
-	ep, err := c.lb.first(ctx, &a)
-	for ep != nil {
-		err = c.sendTo(ctx, ep, payload)
-		ep = c.lb.done(ctx, &a, ep, err)
-	}
+	err := r.send(ctx, nil, r.groups[gi].pieces, r.groups[gi].records)
 	if err != nil && !answered(err) {
 		return err
 	}
@@ -439,5 +540,16 @@ func (r *affinityRequest[C]) answer(idx []int, err error) {
 	}
 }
 
-// Release drops the request's buffers.
-func (r *affinityRequest[C]) Release() { r.groups = nil }
+// Release returns the request's encoders for reuse unless a call may
+// still read them.
+func (r *affinityRequest[C]) Release() {
+	if !r.busy {
+		if r.e != nil {
+			r.c.bufs.release(r.e)
+		}
+		for _, p := range r.parts {
+			r.c.parts.release(p.e)
+		}
+	}
+	r.groups, r.e, r.parts = nil, nil, nil
+}

@@ -11,12 +11,15 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/logpump/logpump/config"
@@ -473,6 +476,137 @@ func BenchmarkAffinityOwner(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(spread(r.owner), "max/fair")
+		})
+	}
+}
+
+// TestAffinityThroughQueue: a queue in front of an affinity client, with
+// batches large enough to be encoded ahead and small ones, of 40 pods and
+// of no pod, to three gRPC receivers. Without failures every pod reaches
+// one receiver; with receivers failing a quarter of their calls, parts go
+// to the next owner. Either way no record is missing, duplicates are
+// bounded by the retries, and every batch is acknowledged once.
+func TestAffinityThroughQueue(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
+			var mu sync.Mutex
+			pods := map[string]uint8{}
+			var accepted []*collogspb.ExportLogsServiceRequest
+			var eps []string
+			for i := range 3 {
+				var calls atomic.Int64
+				s := &logsServer{reply: func(req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+					if failing && calls.Add(1)%4 == 1 {
+						return nil, status.Error(codes.Unavailable, "restarting")
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					accepted = append(accepted, req)
+					for _, rl := range req.ResourceLogs {
+						for _, kv := range rl.GetResource().GetAttributes() {
+							if kv.Key == "k8s.pod.uid" {
+								pods[kv.Value.GetStringValue()] |= 1 << i
+							}
+						}
+					}
+					return &collogspb.ExportLogsServiceResponse{}, nil
+				}}
+				eps = append(eps, "http://"+startGRPC(t, s))
+			}
+			o := DefaultOptions()
+			o.Endpoints = eps
+			o.Retry.InitialInterval = 5 * time.Millisecond
+			o.Retry.MaxInterval = 20 * time.Millisecond
+			o.Batch.MaxRecords = 200
+			o.Batch.Timeout = 5 * time.Millisecond
+			o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}
+			o, err := Resolve(ProtocolGRPC, o, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(o, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := c.(export.PartEncoder); !ok {
+				t.Fatal("the affinity client does not encode batches ahead")
+			}
+			q := export.NewQueue("otlp", c, o.QueueOptions, nil)
+			q.Start()
+			resources := make([]*event.Resource, 41)
+			for i := range 40 {
+				resources[i] = &event.Resource{Attrs: []event.KeyValue{{Key: "k8s.pod.uid", Value: event.String(fmt.Sprintf("pod-%d", i))}}}
+			}
+			resources[40] = &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: event.String("host")}}}
+			const batches = 400
+			acked := make([]atomic.Int32, batches)
+			seq, total := int64(0), 0
+			var pool event.Pool
+			for id := range batches {
+				b := pool.Get()
+				b.Resource = resources[id%len(resources)]
+				n := 10
+				if id%3 == 0 {
+					n = export.PartRecords + 18
+				}
+				for range n {
+					r := b.Next()
+					r.Body = event.String(b.CopyString("line"))
+					r.Attrs = append(r.Attrs, event.KeyValue{Key: "seq", Value: event.Int(seq)})
+					seq++
+				}
+				total += n
+				b.SetAck(func() { acked[id].Add(1) })
+				if err := q.Enqueue(t.Context(), b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := q.Shutdown(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			count := make([]int, total)
+			for _, s := range seqs(accepted) {
+				count[s]++
+			}
+			missing, dups := 0, 0
+			for _, n := range count {
+				if n == 0 {
+					missing++
+				}
+				dups += max(n-1, 0)
+			}
+			st := q.Stats()
+			t.Logf("%d records: %d missing, %d duplicated; %d requests, %d retries", total, missing, dups, st.SentRequests, st.Retries)
+			if missing != 0 {
+				t.Errorf("%d of %d records missing", missing, total)
+			}
+			if dups > int(st.Retries)*o.Batch.MaxRecords {
+				t.Errorf("%d duplicates, more than %d retries can explain", dups, st.Retries)
+			}
+			if failing {
+				if !slices.ContainsFunc(c.(sender).Endpoints(), func(e EndpointStats) bool { return e.Errors > 0 }) {
+					t.Error("no call failed: the receivers were meant to fail some")
+				}
+			} else {
+				if len(pods) != 40 {
+					t.Errorf("%d pods received, want 40", len(pods))
+				}
+				for pod, m := range pods {
+					if m&(m-1) != 0 {
+						t.Errorf("pod %s reached receivers %03b", pod, m)
+					}
+				}
+			}
+			for id := range acked {
+				if n := acked[id].Load(); n != 1 {
+					t.Fatalf("batch %d acknowledged %d times, want 1", id, n)
+				}
+			}
 		})
 	}
 }

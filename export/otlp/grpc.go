@@ -377,9 +377,12 @@ func (r *grpcRequest) Release() {
 func (c *GRPCClient) withAffinity(o Options) export.Client {
 	return &affinityClient[*grpc.ClientConn]{
 		lb: c.lb, attrs: o.Affinity.ResourceAttributes, codec: c.codec, log: c.log,
-		bufs: newBufferPool(o.Queue.InFlight), client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
-		sendTo: func(ctx context.Context, ep *endpoint[*grpc.ClientConn], payload []byte) error {
-			return c.invokeOn(ctx, ep, encodedRequest(payload))
+		bufs: newBufferPool(o.Queue.InFlight), parts: newBufferPool(partsPooled(o.Queue)),
+		client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
+		sendTo: func(ctx context.Context, ep *endpoint[*grpc.ClientConn], payload []byte) (bool, error) {
+			// An attempt that failed may leave gRPC's writer reading the payload.
+			err := c.invokeOn(ctx, ep, encodedRequest(payload))
+			return err != nil && !isPartial(err), err
 		},
 	}
 }

@@ -444,10 +444,10 @@ func (c *HTTPClient) Stats() ClientStats {
 func (c *HTTPClient) withAffinity(o Options) export.Client {
 	return &affinityClient[*httpEndpoint]{
 		lb: c.lb, attrs: o.Affinity.ResourceAttributes, codec: c.codec, log: c.log,
-		bufs: newBufferPool(o.Queue.InFlight), client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
-		sendTo: func(ctx context.Context, ep *endpoint[*httpEndpoint], payload []byte) error {
-			_, err := c.postTo(ctx, ep.conn, payload) // a payload is never reused
-			return err
+		bufs: newBufferPool(o.Queue.InFlight), parts: newBufferPool(partsPooled(o.Queue)),
+		client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
+		sendTo: func(ctx context.Context, ep *endpoint[*httpEndpoint], payload []byte) (bool, error) {
+			return c.postTo(ctx, ep.conn, payload)
 		},
 	}
 }
