@@ -170,10 +170,11 @@ type affinityClient[C any] struct {
 		Stats() ClientStats
 	}
 	invalid, reqBytes *atomic.Int64
-	// sendTo makes one call of payload, an encoded and compressed
-	// request, on ep; inUse reports that the transport may still read
-	// payload after it returned.
-	sendTo func(ctx context.Context, ep *endpoint[C], payload []byte) (inUse bool, err error)
+	// sendTo makes one call on ep of the payload that is the
+	// concatenation of pieces (an encoded, maybe compressed, request),
+	// written from them without a copy; inUse reports that the transport
+	// may still read them after it returned.
+	sendTo func(ctx context.Context, ep *endpoint[C], pieces [][]byte) (inUse bool, err error)
 }
 
 // Send encodes batches, split by key, and makes one attempt of them.
@@ -462,22 +463,19 @@ func (r *affinityRequest[C]) call(ctx context.Context, ep *endpoint[C], idx []in
 // nil, on the endpoints round robin, and records its outcome.
 func (r *affinityRequest[C]) send(ctx context.Context, ep *endpoint[C], pieces [][]byte, records int) error {
 	c := r.c
-	var payload []byte
+	payload := pieces
 	var zp *[]byte
-	switch {
-	case c.codec != nil:
+	if c.codec != nil {
 		zp = c.bufs.get()
 		s := c.codec.begin(*zp)
 		s.compress(pieces...)
 		*zp = s.end()
-		payload = *zp
+		payload = [][]byte{*zp}
 		c.reqBytes.Add(int64(s.n))
-	case len(pieces) == 1:
-		payload = pieces[0]
-		c.reqBytes.Add(int64(len(payload)))
-	default:
-		payload = slices.Concat(pieces...)
-		c.reqBytes.Add(int64(len(payload)))
+	} else {
+		for _, p := range pieces {
+			c.reqBytes.Add(int64(len(p)))
+		}
 	}
 	var inUse bool
 	var err error

@@ -379,9 +379,9 @@ func (c *GRPCClient) withAffinity(o Options) export.Client {
 		lb: c.lb, attrs: o.Affinity.ResourceAttributes, codec: c.codec, log: c.log,
 		bufs: newBufferPool(o.Queue.InFlight), parts: newBufferPool(partsPooled(o.Queue)),
 		client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
-		sendTo: func(ctx context.Context, ep *endpoint[*grpc.ClientConn], payload []byte) (bool, error) {
-			// An attempt that failed may leave gRPC's writer reading the payload.
-			err := c.invokeOn(ctx, ep, encodedRequest(payload))
+		sendTo: func(ctx context.Context, ep *endpoint[*grpc.ClientConn], pieces [][]byte) (bool, error) {
+			// An attempt that failed may leave gRPC's writer reading the pieces.
+			err := c.invokeOn(ctx, ep, encodedPieces(pieces))
 			return err != nil && !isPartial(err), err
 		},
 	}
@@ -462,6 +462,10 @@ type encodedRequest []byte
 // whose concatenation it is.
 type encodedParts []*encoder
 
+// encodedPieces is an ExportLogsServiceRequest already encoded, in pieces
+// whose concatenation it is.
+type encodedPieces [][]byte
+
 // rawCodec sends encodedRequest bytes as they are and decodes responses
 // into an exportResponse.
 type rawCodec struct{}
@@ -474,6 +478,12 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 		bs := make(mem.BufferSlice, len(m))
 		for i, p := range m {
 			bs[i] = mem.SliceBuffer(p.request())
+		}
+		return bs, nil
+	case encodedPieces:
+		bs := make(mem.BufferSlice, len(m))
+		for i, p := range m {
+			bs[i] = mem.SliceBuffer(p)
 		}
 		return bs, nil
 	}

@@ -269,17 +269,35 @@ func (c *HTTPClient) post(ctx context.Context, payload []byte, records int) (inU
 
 // postTo makes one POST of payload to ep and classifies the answer.
 func (c *HTTPClient) postTo(ctx context.Context, ep *httpEndpoint, payload []byte) (inUse bool, err error) {
+	return c.postPieces(ctx, ep, [][]byte{payload})
+}
+
+// postPieces makes one POST to ep of the payload that is the
+// concatenation of pieces, and classifies the answer.
+func (c *HTTPClient) postPieces(ctx context.Context, ep *httpEndpoint, pieces [][]byte) (inUse bool, err error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	body := &requestBody{Reader: bytes.NewReader(payload), closed: make(chan struct{})}
+	var r io.Reader
+	n := 0
+	if len(pieces) == 1 {
+		r, n = bytes.NewReader(pieces[0]), len(pieces[0])
+	} else {
+		rs := make([]io.Reader, len(pieces))
+		for i, p := range pieces {
+			rs[i] = bytes.NewReader(p)
+			n += len(p)
+		}
+		r = io.MultiReader(rs...)
+	}
+	body := &requestBody{Reader: r, closed: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, body)
 	if err != nil {
 		return false, export.Permanent(fmt.Errorf("create request for %s: %w", ep.url, err))
 	}
-	req.ContentLength = int64(len(payload))
+	req.ContentLength = int64(n)
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
 	}
@@ -446,8 +464,8 @@ func (c *HTTPClient) withAffinity(o Options) export.Client {
 		lb: c.lb, attrs: o.Affinity.ResourceAttributes, codec: c.codec, log: c.log,
 		bufs: newBufferPool(o.Queue.InFlight), parts: newBufferPool(partsPooled(o.Queue)),
 		client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
-		sendTo: func(ctx context.Context, ep *endpoint[*httpEndpoint], payload []byte) (bool, error) {
-			return c.postTo(ctx, ep.conn, payload)
+		sendTo: func(ctx context.Context, ep *endpoint[*httpEndpoint], pieces [][]byte) (bool, error) {
+			return c.postPieces(ctx, ep.conn, pieces)
 		},
 	}
 }
@@ -470,7 +488,7 @@ func (c *HTTPClient) Close() error {
 
 // requestBody reports when the transport is done with the request body.
 type requestBody struct {
-	*bytes.Reader
+	io.Reader
 	once   sync.Once
 	closed chan struct{}
 }
