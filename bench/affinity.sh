@@ -37,43 +37,20 @@ awk -v pods="$PODS" -v root="$dir/pods" '{
 	print > f
 }' "$dir/lines.log"
 rm "$dir/lines.log"
-cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench/gatewaylib.sh
 
 for rep in $(seq "$REPS"); do
 	for variant in one three affinity; do
-		rm -rf "$dir/state" "$dir/sink.out" "$dir"/gateway*.log && mkdir -p "$dir/state"
-		"$B/lpbench" sink -n "$N" >"$dir/sink.out" 2>&1 &
-		pids=("$!")
-		sink=$!
-		until grep -q "OTLP/gRPC" "$dir/sink.out" 2>/dev/null; do sleep 0.05; done
-		saddr=$(head -1 "$dir/sink.out" | awk '{print $2}')
+		rm -rf "$dir/state" && mkdir -p "$dir/state"
+		start_sink "$N"
+		pids=("$sink")
 		eps=()
 		gws=()
 		for g in 1 2 3; do
-			gport=$(port)
-			cat >"$dir/gateway$g.yaml" <<YAML
-receivers:
-  otlp:
-    protocols:
-      grpc: {endpoint: 127.0.0.1:$gport}
-processors:
-  batch: {}
-exporters:
-  otlp:
-    endpoint: $saddr
-    tls: {insecure: true}
-    compression: $COMP
-service:
-  telemetry: {metrics: {level: none}}
-  pipelines:
-    logs: {receivers: [otlp], processors: [batch], exporters: [otlp]}
-YAML
-			"$B/otelcol-peer" --config "$dir/gateway$g.yaml" >"$dir/gateway$g.log" 2>&1 &
-			pids+=("$!")
-			gws+=("$!")
-			until grep -q "Everything is ready" "$dir/gateway$g.log" 2>/dev/null; do sleep 0.05; done
-			eps+=("127.0.0.1:$gport")
+			start_gateway "gateway$g"
+			pids+=("$gw")
+			gws+=("$gw")
+			eps+=("$gaddr")
 			[ "$variant" = one ] && break
 		done
 		affinity=""

@@ -280,15 +280,7 @@ func TestAffinityKeepsKeysOnTheirEndpoint(t *testing.T) {
 			o.Retry.InitialInterval = 50 * time.Millisecond
 			o.Retry.MaxInterval = 100 * time.Millisecond
 			o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}
-			o, err := Resolve(protocol, o, func(string) string { return "" })
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := New(o, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
+			c := newClient(t, protocol, o)
 
 			const pods = 40
 			resources := make([]*event.Resource, pods+1)
@@ -520,14 +512,7 @@ func TestAffinityThroughQueue(t *testing.T) {
 			o.Batch.MaxRecords = 200
 			o.Batch.Timeout = 5 * time.Millisecond
 			o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}
-			o, err := Resolve(ProtocolGRPC, o, func(string) string { return "" })
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := New(o, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := newClient(t, ProtocolGRPC, o)
 			if _, ok := c.(export.PartEncoder); !ok {
 				t.Fatal("the affinity client does not encode batches ahead")
 			}
@@ -569,25 +554,7 @@ func TestAffinityThroughQueue(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			count := make([]int, total)
-			for _, s := range seqs(accepted) {
-				count[s]++
-			}
-			missing, dups := 0, 0
-			for _, n := range count {
-				if n == 0 {
-					missing++
-				}
-				dups += max(n-1, 0)
-			}
-			st := q.Stats()
-			t.Logf("%d records: %d missing, %d duplicated; %d requests, %d retries", total, missing, dups, st.SentRequests, st.Retries)
-			if missing != 0 {
-				t.Errorf("%d of %d records missing", missing, total)
-			}
-			if dups > int(st.Retries)*o.Batch.MaxRecords {
-				t.Errorf("%d duplicates, more than %d retries can explain", dups, st.Retries)
-			}
+			checkSequence(t, total, seqs(accepted), q.Stats(), o.Batch.MaxRecords)
 			if failing {
 				if !slices.ContainsFunc(c.(sender).Endpoints(), func(e EndpointStats) bool { return e.Errors > 0 }) {
 					t.Error("no call failed: the receivers were meant to fail some")

@@ -186,16 +186,7 @@ func BenchmarkSendEndpoints(b *testing.B) {
 					b.Cleanup(srv.Close)
 					o.Endpoints = append(o.Endpoints, srv.URL)
 				}
-				o, err := Resolve(protocol, o, func(string) string { return "" })
-				if err != nil {
-					b.Fatal(err)
-				}
-				c, err := New(o, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				benchmarkSend(b, c)
+				benchmarkSend(b, newClient(b, protocol, o))
 			})
 		}
 	}
@@ -217,15 +208,7 @@ func BenchmarkSendAffinity(b *testing.B) {
 			if affinity {
 				o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.name"}}
 			}
-			o, err := Resolve(ProtocolGRPC, o, func(string) string { return "" })
-			if err != nil {
-				b.Fatal(err)
-			}
-			c, err := New(o, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := newClient(b, ProtocolGRPC, o)
 			var batches []*event.Batch
 			for i := range 8 {
 				bt := benchBatch(125)
@@ -243,4 +226,20 @@ func BenchmarkSendAffinity(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
 		})
 	}
+}
+
+// newClient resolves o for protocol and returns its client (New), closed
+// at the end of the test or benchmark.
+func newClient(tb testing.TB, protocol string, o Options) export.Client {
+	tb.Helper()
+	o, err := Resolve(protocol, o, func(string) string { return "" })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := New(o, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }
