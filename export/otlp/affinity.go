@@ -352,6 +352,7 @@ type keyGroup struct {
 	pieces  [][]byte
 	records int
 	done    bool
+	alone   bool // sent in a call of its own (after a refusal for size)
 }
 
 // affinityRequest is a request of an affinityClient, split by key. An
@@ -386,16 +387,17 @@ func (r *affinityRequest[C]) Send(ctx context.Context) error {
 	// Passes: each pending group goes to its key's owner, skipping the
 	// endpoints that failed in this attempt, until every group is
 	// settled or no endpoint is left to try. The calls of a pass, one
-	// per owner (and the records without a key, round robin, in the
-	// first), are made at once.
+	// per owner (and the records without a key, round robin, once per
+	// attempt), are made at once. A group refused for its size is sent
+	// again at once, in halves, each in a call of its own.
 	var failed []*endpoint[C]
 	var retryable error
-	owner := make([]*endpoint[C], len(r.groups))
-	keyless := slices.IndexFunc(r.groups, func(g keyGroup) bool { return !g.keyed && !g.done })
+	var keylessSent []bool
 	for {
+		keylessSent = append(keylessSent, make([]bool, len(r.groups)-len(keylessSent))...)
+		owner := make([]*endpoint[C], len(r.groups))
 		var owners []*endpoint[C]
 		for i, g := range r.groups {
-			owner[i] = nil
 			if g.done || !g.keyed {
 				continue
 			}
@@ -413,19 +415,32 @@ func (r *affinityRequest[C]) Send(ctx context.Context) error {
 				failed = append(failed, ep)
 				continue
 			}
-			oc := ownerCall[C]{ep: ep}
+			n := len(calls)
+			calls = append(calls, ownerCall[C]{ep: ep})
 			for i, o := range owner {
-				if o == ep {
-					oc.add(r, i)
+				switch {
+				case o != ep:
+				case r.groups[i].alone:
+					calls = append(calls, ownerCall[C]{ep: ep})
+					calls[len(calls)-1].add(r, i)
+				default:
+					calls[n].add(r, i)
 				}
 			}
-			calls = append(calls, oc)
+			if len(calls[n].idx) == 0 {
+				calls = slices.Delete(calls, n, n+1)
+			}
+			for range len(calls) - n - 1 {
+				ep.requests.Add(1) // claim counted one
+			}
 		}
-		if keyless >= 0 {
-			var oc ownerCall[C] // ep nil: round robin
-			oc.add(r, keyless)
-			calls = append(calls, oc)
-			keyless = -1
+		for i, g := range r.groups {
+			if !g.done && !g.keyed && !keylessSent[i] {
+				keylessSent[i] = true
+				var oc ownerCall[C] // ep nil: round robin
+				oc.add(r, i)
+				calls = append(calls, oc)
+			}
 		}
 		if len(calls) == 0 {
 			if len(owners) == 0 {
@@ -441,14 +456,25 @@ func (r *affinityRequest[C]) Send(ctx context.Context) error {
 		wg.Wait()
 		for _, oc := range calls {
 			r.busy = r.busy || oc.busy
-			if oc.err != nil && !answered(oc.err) {
+			var tl *tooLargeError
+			switch {
+			case errors.As(oc.err, &tl):
+				if err := r.split(oc.idx, oc.err); err != nil {
+					r.answer(oc.idx, err)
+				}
+				for _, gi := range oc.idx {
+					if !r.groups[gi].keyed {
+						keylessSent[gi] = false
+					}
+				}
+			case oc.err != nil && !answered(oc.err):
 				retryable = oc.err
 				if oc.ep != nil {
 					failed = append(failed, oc.ep)
 				}
-				continue
+			default:
+				r.answer(oc.idx, oc.err)
 			}
-			r.answer(oc.idx, oc.err)
 		}
 		if ctx.Err() != nil {
 			break
@@ -538,6 +564,33 @@ func (oc *ownerCall[C]) make(ctx context.Context, c *affinityClient[C]) {
 	}
 }
 
+// split handles a refusal for its size, err, of a call of the groups idx:
+// several groups are sent again each alone; a group alone is split in
+// halves, sent alone (the first in its place, the second appended); a
+// single record is refused (settled by answer). It returns an error to
+// settle the groups with when the request cannot be read back.
+func (r *affinityRequest[C]) split(idx []int, err error) error {
+	if len(idx) > 1 {
+		for _, gi := range idx {
+			r.groups[gi].alone = true
+		}
+		return nil
+	}
+	g := &r.groups[idx[0]]
+	a, b, n, ok, serr := splitRequest(slices.Concat(g.pieces...))
+	switch {
+	case serr != nil:
+		return export.Permanent(fmt.Errorf("split a request refused for its size (%v): %w", err, serr))
+	case !ok:
+		return export.WithReason(fmt.Errorf("a single record larger than the endpoint accepts: %w", err), export.ReasonTooLarge)
+	}
+	r.c.log.Debug("request refused for its size, sending it in halves", "records", n, "err", err)
+	second := keyGroup{key: g.key, keyed: g.keyed, pieces: [][]byte{b}, records: n - n/2, alone: true}
+	g.pieces, g.records, g.alone = [][]byte{a}, n/2, true
+	r.groups = append(r.groups, second)
+	return nil
+}
+
 // answer settles the groups idx with err, an answer about them: accepted,
 // partly rejected, refused.
 func (r *affinityRequest[C]) answer(idx []int, err error) {
@@ -552,7 +605,7 @@ func (r *affinityRequest[C]) answer(idx []int, err error) {
 	case errors.As(err, &pe):
 		r.rejected += pe.Rejected
 		r.message = pe.Message
-	default: // permanent, or too large (requests split by key are not split further)
+	default: // permanent, or a single record too large
 		r.refused += int64(records)
 		r.lastErr = export.Permanent(err)
 		r.c.log.Warn("otlp endpoint refused the records of some keys", "records", records, "reason", export.Reason(err), "err", err)

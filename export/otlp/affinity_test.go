@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -576,4 +578,82 @@ func TestAffinityThroughQueue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAffinitySplitsWhatIsTooLarge: receivers that take messages of 8 KiB
+// at most get each owner's call in pieces (each key alone, then halves),
+// every record once and each pod on one receiver; a record larger than
+// that on its own is rejected, and counted.
+func TestAffinitySplitsWhatIsTooLarge(t *testing.T) {
+	var mu sync.Mutex
+	pods := map[string]uint8{}
+	var accepted []*collogspb.ExportLogsServiceRequest
+	var eps []string
+	for i := range 3 {
+		s := &logsServer{reply: func(req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			accepted = append(accepted, req)
+			for _, rl := range req.ResourceLogs {
+				for _, kv := range rl.GetResource().GetAttributes() {
+					if kv.Key == "k8s.pod.uid" {
+						pods[kv.Value.GetStringValue()] |= 1 << i
+					}
+				}
+			}
+			return &collogspb.ExportLogsServiceResponse{}, nil
+		}}
+		eps = append(eps, "http://"+startGRPC(t, s, grpc.MaxRecvMsgSize(8<<10)))
+	}
+	o := DefaultOptions()
+	o.Endpoints = eps
+	o.Compression = "none"
+	o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}
+	c := newClient(t, ProtocolGRPC, o)
+	var batches []*event.Batch
+	seq := int64(0)
+	for p := range 12 {
+		b := event.NewBatch()
+		b.Resource = &event.Resource{Attrs: []event.KeyValue{{Key: "k8s.pod.uid", Value: event.String(fmt.Sprintf("pod-%d", p))}}}
+		for range 40 {
+			body := strings.Repeat("x", 100)
+			if seq == 77 {
+				body = strings.Repeat("y", 10<<10) // too large alone
+			}
+			b.Records = append(b.Records, event.Record{Body: event.String(body), Attrs: []event.KeyValue{{Key: "seq", Value: event.Int(seq)}}})
+			seq++
+		}
+		batches = append(batches, b)
+	}
+	err := c.Send(t.Context(), batches)
+	var pe *export.PartialError
+	if !errors.As(err, &pe) || pe.Rejected != 1 {
+		t.Fatalf("Send: %v; want 1 record rejected", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	count := make([]int, seq)
+	for _, s := range seqs(accepted) {
+		count[s]++
+	}
+	for s, n := range count {
+		if want := 1 - b2i(s == 77); n != want {
+			t.Errorf("record %d received %d times, want %d", s, n, want)
+		}
+	}
+	for pod, m := range pods {
+		if m&(m-1) != 0 {
+			t.Errorf("pod %s reached receivers %03b", pod, m)
+		}
+	}
+	if len(accepted) <= 3 {
+		t.Errorf("%d requests accepted: nothing was split", len(accepted))
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
