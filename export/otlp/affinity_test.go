@@ -278,7 +278,7 @@ func TestAffinityKeepsKeysOnTheirEndpoint(t *testing.T) {
 			if protocol == ProtocolHTTP {
 				o.Compression = "none"
 			}
-			o.Timeout = 2 * time.Second
+			o.Timeout = 10 * time.Second // a receiver that is up never times out, even on a loaded machine
 			o.Retry.InitialInterval = 50 * time.Millisecond
 			o.Retry.MaxInterval = 100 * time.Millisecond
 			o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.uid"}}
