@@ -483,30 +483,7 @@ func BenchmarkAffinityOwner(b *testing.B) {
 func TestAffinityThroughQueue(t *testing.T) {
 	for _, failing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
-			var mu sync.Mutex
-			pods := map[string]uint8{}
-			var accepted []*collogspb.ExportLogsServiceRequest
-			var eps []string
-			for i := range 3 {
-				var calls atomic.Int64
-				s := &logsServer{reply: func(req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
-					if failing && calls.Add(1)%4 == 1 {
-						return nil, status.Error(codes.Unavailable, "restarting")
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					accepted = append(accepted, req)
-					for _, rl := range req.ResourceLogs {
-						for _, kv := range rl.GetResource().GetAttributes() {
-							if kv.Key == "k8s.pod.uid" {
-								pods[kv.Value.GetStringValue()] |= 1 << i
-							}
-						}
-					}
-					return &collogspb.ExportLogsServiceResponse{}, nil
-				}}
-				eps = append(eps, "http://"+startGRPC(t, s))
-			}
+			tally, eps := startPodReceivers(t, 3, func(call int64) bool { return failing && call%4 == 1 })
 			o := DefaultOptions()
 			o.Endpoints = eps
 			o.Retry.InitialInterval = 5 * time.Millisecond
@@ -554,18 +531,18 @@ func TestAffinityThroughQueue(t *testing.T) {
 			if err := q.Close(); err != nil {
 				t.Fatal(err)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			checkSequence(t, total, seqs(accepted), q.Stats(), o.Batch.MaxRecords)
+			tally.mu.Lock()
+			defer tally.mu.Unlock()
+			checkSequence(t, total, seqs(tally.accepted), q.Stats(), o.Batch.MaxRecords)
 			if failing {
 				if !slices.ContainsFunc(c.(sender).Endpoints(), func(e EndpointStats) bool { return e.Errors > 0 }) {
 					t.Error("no call failed: the receivers were meant to fail some")
 				}
 			} else {
-				if len(pods) != 40 {
-					t.Errorf("%d pods received, want 40", len(pods))
+				if len(tally.pods) != 40 {
+					t.Errorf("%d pods received, want 40", len(tally.pods))
 				}
-				for pod, m := range pods {
+				for pod, m := range tally.pods {
 					if m&(m-1) != 0 {
 						t.Errorf("pod %s reached receivers %03b", pod, m)
 					}
@@ -585,26 +562,7 @@ func TestAffinityThroughQueue(t *testing.T) {
 // every record once and each pod on one receiver; a record larger than
 // that on its own is rejected, and counted.
 func TestAffinitySplitsWhatIsTooLarge(t *testing.T) {
-	var mu sync.Mutex
-	pods := map[string]uint8{}
-	var accepted []*collogspb.ExportLogsServiceRequest
-	var eps []string
-	for i := range 3 {
-		s := &logsServer{reply: func(req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			accepted = append(accepted, req)
-			for _, rl := range req.ResourceLogs {
-				for _, kv := range rl.GetResource().GetAttributes() {
-					if kv.Key == "k8s.pod.uid" {
-						pods[kv.Value.GetStringValue()] |= 1 << i
-					}
-				}
-			}
-			return &collogspb.ExportLogsServiceResponse{}, nil
-		}}
-		eps = append(eps, "http://"+startGRPC(t, s, grpc.MaxRecvMsgSize(8<<10)))
-	}
+	tally, eps := startPodReceivers(t, 3, nil, grpc.MaxRecvMsgSize(8<<10))
 	o := DefaultOptions()
 	o.Endpoints = eps
 	o.Compression = "none"
@@ -630,10 +588,10 @@ func TestAffinitySplitsWhatIsTooLarge(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Rejected != 1 {
 		t.Fatalf("Send: %v; want 1 record rejected", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
 	count := make([]int, seq)
-	for _, s := range seqs(accepted) {
+	for _, s := range seqs(tally.accepted) {
 		count[s]++
 	}
 	for s, n := range count {
@@ -641,13 +599,13 @@ func TestAffinitySplitsWhatIsTooLarge(t *testing.T) {
 			t.Errorf("record %d received %d times, want %d", s, n, want)
 		}
 	}
-	for pod, m := range pods {
+	for pod, m := range tally.pods {
 		if m&(m-1) != 0 {
 			t.Errorf("pod %s reached receivers %03b", pod, m)
 		}
 	}
-	if len(accepted) <= 3 {
-		t.Errorf("%d requests accepted: nothing was split", len(accepted))
+	if len(tally.accepted) <= 3 {
+		t.Errorf("%d requests accepted: nothing was split", len(tally.accepted))
 	}
 }
 
@@ -656,4 +614,41 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// podTally is what receivers started by startPodReceivers accepted: the
+// requests, and the receivers each k8s.pod.uid reached (a mask).
+type podTally struct {
+	mu       sync.Mutex
+	accepted []*collogspb.ExportLogsServiceRequest
+	pods     map[string]uint8
+}
+
+// startPodReceivers starts n gRPC receivers (with opts) recording in a
+// podTally and returns it with their endpoints. fail, when not nil, makes
+// a receiver answer Unavailable to the call of that number (from 1).
+func startPodReceivers(t *testing.T, n int, fail func(call int64) bool, opts ...grpc.ServerOption) (*podTally, []string) {
+	tally := &podTally{pods: map[string]uint8{}}
+	var eps []string
+	for i := range n {
+		var calls atomic.Int64
+		s := &logsServer{reply: func(req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+			if fail != nil && fail(calls.Add(1)) {
+				return nil, status.Error(codes.Unavailable, "restarting")
+			}
+			tally.mu.Lock()
+			defer tally.mu.Unlock()
+			tally.accepted = append(tally.accepted, req)
+			for _, rl := range req.ResourceLogs {
+				for _, kv := range rl.GetResource().GetAttributes() {
+					if kv.Key == "k8s.pod.uid" {
+						tally.pods[kv.Value.GetStringValue()] |= 1 << i
+					}
+				}
+			}
+			return &collogspb.ExportLogsServiceResponse{}, nil
+		}}
+		eps = append(eps, "http://"+startGRPC(t, s, opts...))
+	}
+	return tally, eps
 }
