@@ -25,39 +25,15 @@ cleanup() {
 }
 trap cleanup EXIT
 "$B/lpbench" gen -n "$N" -o "$dir/lines.log" >/dev/null
-cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench/gatewaylib.sh
 
 for rep in $(seq "$REPS"); do
 	# Files of the last repetition would be read before the new processes write them.
 	rm -rf "$dir/state" "$dir/sink.out" "$dir/gateway.log" && mkdir -p "$dir/state"
-	"$B/lpbench" sink -n "$N" >"$dir/sink.out" 2>&1 &
-	sink=$!
+	start_sink "$N"
 	pids=("$sink")
-	until grep -q "OTLP/gRPC" "$dir/sink.out" 2>/dev/null; do sleep 0.05; done
-	saddr=$(head -1 "$dir/sink.out" | awk '{print $2}')
-	gport=$(port)
-	cat >"$dir/gateway.yaml" <<YAML
-receivers:
-  otlp:
-    protocols:
-      grpc: {endpoint: 127.0.0.1:$gport}
-processors:
-  batch: {}
-exporters:
-  otlp:
-    endpoint: $saddr
-    tls: {insecure: true}
-    compression: $COMP
-service:
-  telemetry: {metrics: {level: none}}
-  pipelines:
-    logs: {receivers: [otlp], processors: [batch], exporters: [otlp]}
-YAML
-	"$B/otelcol-peer" --config "$dir/gateway.yaml" >"$dir/gateway.log" 2>&1 &
-	gw=$!
+	start_gateway gateway
 	pids+=("$gw")
-	until grep -q "Everything is ready" "$dir/gateway.log" 2>/dev/null; do sleep 0.05; done
 	cat >"$dir/logpump.yaml" <<YAML
 state_dir: $dir/state
 log_level: warn
@@ -66,7 +42,7 @@ sources:
 exporters:
   gateway:
     type: otlp_grpc
-    endpoints: [127.0.0.1:$gport]
+    endpoints: [$gaddr]
     tls: {insecure: true}
     compression: $COMP
 pipelines:

@@ -30,6 +30,14 @@ type EndpointStats struct {
 	State    string `json:"state"`    // EndpointUp or EndpointDown
 	Requests int64  `json:"requests"` // attempts sent to this endpoint
 	Errors   int64  `json:"errors"`   // attempts that failed and took the endpoint out
+	// Records in the attempts this endpoint accepted (partly rejected
+	// ones included).
+	Records int64 `json:"records"`
+	// LastLatency is how long this endpoint's last attempt took, answered
+	// or failed; MedianLatency the median of its last 64 attempts. In
+	// seconds; 0 before the first attempt.
+	LastLatency   float64 `json:"last_latency_seconds"`
+	MedianLatency float64 `json:"median_latency_seconds"`
 	// Reason of the last failure (see export.Reason), DownSince when it
 	// went down; set while State is EndpointDown.
 	Reason    string    `json:"reason,omitempty"`
@@ -50,6 +58,9 @@ type endpoint[C any] struct {
 	reason    atomic.Pointer[string]
 	requests  atomic.Int64
 	errors    atomic.Int64
+	records   atomic.Int64
+	latency   latencies
+	hash      uint64    // of key: its weight for affinity (see hrwScore)
 	retired   time.Time // when a resolution removed it (refresh goroutine only)
 }
 
@@ -110,6 +121,9 @@ type balancerOptions[C any] struct {
 	drain    time.Duration
 	retry    export.RetryOptions
 	log      *slog.Logger
+	// observe, when set, is told how long each attempt on an endpoint
+	// took; called from the sending goroutines, it must not block.
+	observe func(endpoint string, d time.Duration)
 }
 
 // newBalancer dials the entries that need no resolution and, when some
@@ -168,6 +182,7 @@ func (b *balancer[C]) newEndpoint(e entry, addr string) (*endpoint[C], error) {
 		ep.name = name + " (" + addr + ")"
 		ep.key = e.raw + "\x00" + addr
 	}
+	ep.hash = hashString(fnvOffset, ep.key)
 	return ep, nil
 }
 
@@ -276,11 +291,16 @@ type attempt[C any] struct {
 	i       int
 	allDown bool
 	nowNano int64
+	// records is how many records the attempt carries, counted for the
+	// endpoint that accepts it; began is when the endpoint got it.
+	records int
+	began   time.Time
 }
 
-// first returns the endpoint for a new attempt, or an error when none is
-// known (the names have not resolved yet, or to nothing).
-func (b *balancer[C]) first(ctx context.Context, a *attempt[C]) (*endpoint[C], error) {
+// endpoints waits for the first resolution and returns the endpoint set,
+// or an error when none is known (the names have not resolved yet, or to
+// nothing).
+func (b *balancer[C]) endpoints(ctx context.Context) ([]*endpoint[C], error) {
 	select {
 	case <-b.ready:
 	default:
@@ -290,13 +310,23 @@ func (b *balancer[C]) first(ctx context.Context, a *attempt[C]) (*endpoint[C], e
 			return nil, export.WithReason(fmt.Errorf("resolve otlp endpoints: %w", ctx.Err()), export.ReasonTimeout)
 		}
 	}
-	a.eps = *b.set.Load()
-	if len(a.eps) == 0 {
+	eps := *b.set.Load()
+	if len(eps) == 0 {
 		err := errors.New("no address")
 		if e := b.resolveE.Load(); e != nil {
 			err = *e
 		}
 		return nil, export.WithReason(fmt.Errorf("resolve otlp endpoints: %w", err), export.ReasonConnection)
+	}
+	return eps, nil
+}
+
+// first returns the endpoint for a new attempt, or an error when none is
+// known (see endpoints).
+func (b *balancer[C]) first(ctx context.Context, a *attempt[C]) (*endpoint[C], error) {
+	var err error
+	if a.eps, err = b.endpoints(ctx); err != nil {
+		return nil, err
 	}
 	if len(a.eps) == 1 {
 		// One endpoint: it gets every attempt, up or not.
@@ -327,6 +357,7 @@ func (b *balancer[C]) advance(a *attempt[C]) *endpoint[C] {
 		until := ep.downUntil.Load()
 		if until == 0 || a.allDown {
 			ep.requests.Add(1)
+			a.began = time.Now()
 			return ep
 		}
 		if a.nowNano == 0 {
@@ -334,6 +365,7 @@ func (b *balancer[C]) advance(a *attempt[C]) *endpoint[C] {
 		}
 		if a.nowNano >= until && ep.probing.CompareAndSwap(false, true) {
 			ep.requests.Add(1)
+			a.began = time.Now()
 			return ep
 		}
 	}
@@ -343,17 +375,35 @@ func (b *balancer[C]) advance(a *attempt[C]) *endpoint[C] {
 // done records the outcome err of ep's attempt and returns the endpoint to
 // try next, or nil when err is the request's answer.
 func (b *balancer[C]) done(ctx context.Context, a *attempt[C], ep *endpoint[C], err error) *endpoint[C] {
-	if err == nil || answered(err) {
-		b.up(ep)
+	if !b.settle(ctx, ep, a.records, time.Since(a.began), err) {
 		return nil
+	}
+	return b.advance(a)
+}
+
+// settle records the outcome err of an attempt of records that took d on
+// ep: its latency, its records when accepted, and the endpoint's health.
+// It reports whether the attempt failed on ep (retryably), so that it may
+// be made on another endpoint.
+func (b *balancer[C]) settle(ctx context.Context, ep *endpoint[C], records int, d time.Duration, err error) bool {
+	ep.latency.add(d)
+	if f := b.observe; f != nil {
+		f(ep.name, d)
+	}
+	if err == nil || answered(err) {
+		if err == nil || isPartial(err) {
+			ep.records.Add(int64(records))
+		}
+		b.up(ep)
+		return false
 	}
 	if ctx.Err() != nil {
 		// The queue gave up on the attempt (shutdown): nothing learnt.
 		ep.probing.Store(false)
-		return nil
+		return false
 	}
 	b.down(ep, err)
-	return b.advance(a)
+	return true
 }
 
 // answered reports whether err is the destination's answer about the
@@ -362,6 +412,11 @@ func answered(err error) bool {
 	var tl *tooLargeError
 	var pe *export.PartialError
 	return export.IsPermanent(err) || errors.As(err, &pe) || errors.As(err, &tl)
+}
+
+func isPartial(err error) bool {
+	var pe *export.PartialError
+	return errors.As(err, &pe)
 }
 
 func (b *balancer[C]) up(ep *endpoint[C]) {
@@ -403,7 +458,8 @@ func (b *balancer[C]) stats() []EndpointStats {
 	eps := *b.set.Load()
 	out := make([]EndpointStats, len(eps))
 	for i, ep := range eps {
-		s := EndpointStats{Name: ep.name, State: EndpointUp, Requests: ep.requests.Load(), Errors: ep.errors.Load()}
+		s := EndpointStats{Name: ep.name, State: EndpointUp, Requests: ep.requests.Load(), Errors: ep.errors.Load(), Records: ep.records.Load()}
+		s.LastLatency, s.MedianLatency = ep.latency.stats()
 		if ep.failures.Load() > 0 {
 			s.State = EndpointDown
 			if r := ep.reason.Load(); r != nil {
@@ -429,4 +485,34 @@ func (b *balancer[C]) close() {
 		}
 		b.retired = nil
 	})
+}
+
+// latencies remembers the durations of an endpoint's last attempts, for
+// its median; safe for concurrent use.
+type latencies struct {
+	n    atomic.Uint64
+	ring [64]atomic.Int64 // nanoseconds
+}
+
+func (l *latencies) add(d time.Duration) {
+	i := l.n.Add(1) - 1
+	l.ring[i%uint64(len(l.ring))].Store(int64(d))
+}
+
+// stats returns the last duration and the median of those remembered, in
+// seconds; zeros before the first.
+func (l *latencies) stats() (last, median float64) {
+	n := l.n.Load()
+	if n == 0 {
+		return 0, 0
+	}
+	k := min(n, uint64(len(l.ring)))
+	var buf [len(l.ring)]int64
+	for i := range k {
+		buf[i] = l.ring[i].Load()
+	}
+	d := buf[:k]
+	last = time.Duration(l.ring[(n-1)%uint64(len(l.ring))].Load()).Seconds()
+	slices.Sort(d)
+	return last, time.Duration(d[len(d)/2]).Seconds()
 }

@@ -495,3 +495,47 @@ func TestBalancerAttemptAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per attempt, want 0", allocs)
 	}
 }
+
+// TestEndpointStatsCountRecordsAndLatency: each endpoint counts the records
+// it accepted and remembers its attempts' latency, and the observer is told
+// of every attempt, by endpoint.
+func TestEndpointStatsCountRecordsAndLatency(t *testing.T) {
+	for _, protocol := range []string{ProtocolGRPC, ProtocolHTTP} {
+		t.Run(protocol, func(t *testing.T) {
+			bs, c := backends(t, protocol, 2)
+			var mu sync.Mutex
+			observed := map[string]int{}
+			c.(interface {
+				SetEndpointObserver(func(string, time.Duration))
+			}).SetEndpointObserver(func(ep string, d time.Duration) {
+				mu.Lock()
+				defer mu.Unlock()
+				if d > 0 {
+					observed[ep]++
+				}
+			})
+			sendN(t, c, 6) // 2 records each
+			bs[1].kill()
+			sendN(t, c, 2)
+			var records, requests int64
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ep := range c.Endpoints() {
+				records += ep.Records
+				requests += ep.Requests
+				if ep.LastLatency <= 0 || ep.MedianLatency <= 0 {
+					t.Errorf("%s: last latency %v, median %v; want both set", ep.Name, ep.LastLatency, ep.MedianLatency)
+				}
+				if observed[ep.Name] != int(ep.Requests) {
+					t.Errorf("%s: %d attempts observed, %d made", ep.Name, observed[ep.Name], ep.Requests)
+				}
+			}
+			if records != 16 {
+				t.Errorf("endpoints accepted %d records, want 16", records)
+			}
+			if requests < 9 {
+				t.Errorf("%d attempts, want at least 9 (8 requests, at least one failed on the stopped endpoint)", requests)
+			}
+		})
+	}
+}

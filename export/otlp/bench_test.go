@@ -186,17 +186,60 @@ func BenchmarkSendEndpoints(b *testing.B) {
 					b.Cleanup(srv.Close)
 					o.Endpoints = append(o.Endpoints, srv.URL)
 				}
-				o, err := Resolve(protocol, o, func(string) string { return "" })
-				if err != nil {
-					b.Fatal(err)
-				}
-				c, err := New(o, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				benchmarkSend(b, c)
+				benchmarkSend(b, newClient(b, protocol, o))
 			})
 		}
 	}
+}
+
+// BenchmarkSendAffinity is BenchmarkSendEndpoints over three gRPC
+// endpoints for a request of 1000 records in 8 batches of 8 pods, without
+// and with affinity on k8s.pod.name: what the split by key costs per
+// request (the pods' parts go to their owners, one call per owner: 3
+// calls unless the ports drawn make one endpoint own none of them).
+func BenchmarkSendAffinity(b *testing.B) {
+	for _, affinity := range []bool{false, true} {
+		b.Run(fmt.Sprintf("affinity=%v", affinity), func(b *testing.B) {
+			o := DefaultOptions()
+			o.Compression = "none"
+			for range 3 {
+				o.Endpoints = append(o.Endpoints, "http://"+startDiscardGRPC(b, "none"))
+			}
+			if affinity {
+				o.Affinity = &AffinityOptions{ResourceAttributes: []string{"k8s.pod.name"}}
+			}
+			c := newClient(b, ProtocolGRPC, o)
+			var batches []*event.Batch
+			for i := range 8 {
+				bt := benchBatch(125)
+				res := *bt.Resource
+				res.Attrs = append([]event.KeyValue{{Key: "k8s.pod.name", Value: event.String(fmt.Sprintf("checkout-%d", i))}}, res.Attrs[1:]...)
+				bt.Resource = &res
+				batches = append(batches, bt)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Send(b.Context(), batches); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
+		})
+	}
+}
+
+// newClient resolves o for protocol and returns its client (New), closed
+// at the end of the test or benchmark.
+func newClient(tb testing.TB, protocol string, o Options) export.Client {
+	tb.Helper()
+	o, err := Resolve(protocol, o, func(string) string { return "" })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := New(o, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }

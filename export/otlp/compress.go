@@ -82,6 +82,8 @@ type zpart struct {
 	z   []byte // the segment
 	n   int    // bytes before compression
 	crc uint32 // CRC-32 (IEEE) of those bytes
+	// records in the segment, set before the part is handed over
+	records int
 	// ready receives once, when the fields above are written (codec.part).
 	ready chan struct{}
 }
@@ -147,6 +149,7 @@ func (c *codec) part(parts *bufferPool, b *event.Batch, invalid *atomic.Int64) e
 	default:
 		zp = &zpart{ready: make(chan struct{}, 1)}
 	}
+	zp.records = e.records
 	c.pending <- struct{}{}
 	go func() {
 		req := e.request()
@@ -429,6 +432,7 @@ func (p *bufferPool) part(b *event.Batch) *encoder {
 	e := p.take()
 	one := [1]*event.Batch{b}
 	e.encode(one[:])
+	e.records = len(b.Records)
 	return e
 }
 
@@ -504,3 +508,28 @@ type grpcDecompressor struct{ c *codec }
 
 func (g grpcDecompressor) Do(r io.Reader) ([]byte, error) { return g.c.decompress(r) }
 func (g grpcDecompressor) Type() string                   { return g.c.name }
+
+// requestRecords counts the records of a request of batches, where
+// parts[i], when parts is not nil and parts[i] is not, is batches[i]
+// encoded ahead (and detached).
+func requestRecords(batches []*event.Batch, parts []export.Part) int {
+	n := 0
+	for i, b := range batches {
+		switch p := partAt(parts, i).(type) {
+		case *encoder:
+			n += p.records
+		case *zpart:
+			n += p.records
+		default:
+			n += len(b.Records)
+		}
+	}
+	return n
+}
+
+func partAt(parts []export.Part, i int) export.Part {
+	if parts == nil {
+		return nil
+	}
+	return parts[i]
+}

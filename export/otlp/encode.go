@@ -112,6 +112,7 @@ func resourceOf(b *event.Batch, r *event.Record) *event.Resource {
 // clients send it from there); an encoder is not safe for concurrent use.
 type encoder struct {
 	invalid int // strings whose invalid UTF-8 was replaced, this request
+	records int // records of a part (bufferPool.part)
 	// buf[pos:] is what has been written so far; it grows towards the front.
 	buf []byte
 	pos int

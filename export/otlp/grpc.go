@@ -202,7 +202,7 @@ func (c *GRPCClient) EncodePart(b *event.Batch) export.Part {
 // wait for the answer.
 func (c *GRPCClient) EncodeParts(batches []*event.Batch, parts []export.Part) (export.Encoded, error) {
 	if c.codec == nil && !slices.Contains(parts, nil) {
-		r := &grpcRequest{c: c, parts: make([]*encoder, len(parts))}
+		r := &grpcRequest{c: c, parts: make([]*encoder, len(parts)), records: requestRecords(batches, parts)}
 		for i, p := range parts {
 			r.parts[i] = p.(*encoder)
 		}
@@ -214,6 +214,7 @@ func (c *GRPCClient) EncodeParts(batches []*event.Batch, parts []export.Part) (e
 // encode encodes (and compresses) a request; the parts are released once
 // it is made, and kept on an error.
 func (c *GRPCClient) encode(batches []*event.Batch, parts []export.Part) (*grpcRequest, error) {
+	records := requestRecords(batches, parts)
 	if c.codec != nil {
 		// Compressed once here rather than by gRPC at every attempt (see
 		// grpcCompressor): a request waiting for its answer holds the
@@ -222,14 +223,14 @@ func (c *GRPCClient) encode(batches []*event.Batch, parts []export.Part) (*grpcR
 		if invalid > 0 {
 			c.invalid.Add(int64(invalid))
 		}
-		return &grpcRequest{c: c, zp: zp, encoded: n}, nil
+		return &grpcRequest{c: c, zp: zp, encoded: n, records: records}, nil
 	}
 	e := c.bufs.encode(batches, parts)
 	c.parts.releaseParts(parts)
 	if e.invalid > 0 {
 		c.invalid.Add(int64(e.invalid))
 	}
-	return &grpcRequest{c: c, e: e}, nil
+	return &grpcRequest{c: c, e: e, records: records}, nil
 }
 
 // grpcRequest is an encoded request of a GRPCClient: in e's buffer, in
@@ -240,6 +241,7 @@ type grpcRequest struct {
 	parts   []*encoder
 	zp      *[]byte
 	encoded int // bytes before compression, with zp
+	records int
 	// busy is set once an attempt failed: one that ended before the server
 	// answered (deadline, cancellation, a broken connection) may leave
 	// gRPC's writer still reading the buffer, which is then left to the
@@ -275,7 +277,7 @@ func (r *grpcRequest) Send(ctx context.Context) error {
 		c.reqBytes.Add(int64(len(req)))
 		msg = encodedRequest(req)
 	}
-	err := c.invoke(ctx, msg)
+	err := c.invoke(ctx, msg, r.records)
 	if err == nil {
 		return nil
 	}
@@ -316,16 +318,17 @@ func (r *grpcRequest) plain() ([]byte, error) {
 // sendPiece sends one piece of a request split for its size.
 func (r *grpcRequest) sendPiece(ctx context.Context, req []byte) error {
 	r.c.reqBytes.Add(int64(len(req)))
+	_, n, _ := parseRequest(req)
 	if r.c.codec != nil {
 		req = r.c.codec.compressBytes(req)
 	}
-	return r.c.invoke(ctx, encodedRequest(req))
+	return r.c.invoke(ctx, encodedRequest(req), n)
 }
 
 // invoke makes one attempt of msg, an encoded request: an Export call on
 // an endpoint, and at once on the next one while they fail (see balancer).
-func (c *GRPCClient) invoke(ctx context.Context, msg any) error {
-	var a attempt[*grpc.ClientConn]
+func (c *GRPCClient) invoke(ctx context.Context, msg any, records int) error {
+	a := attempt[*grpc.ClientConn]{records: records}
 	ep, err := c.lb.first(ctx, &a)
 	for ep != nil {
 		err = c.invokeOn(ctx, ep, msg)
@@ -367,6 +370,27 @@ func (r *grpcRequest) Release() {
 		}
 	}
 	r.e, r.parts, r.zp = nil, nil, nil
+}
+
+// withAffinity returns a client that sends through c's endpoints, split
+// by the keys of o.Affinity.
+func (c *GRPCClient) withAffinity(o Options) export.Client {
+	return &affinityClient[*grpc.ClientConn]{
+		lb: c.lb, attrs: o.Affinity.ResourceAttributes, codec: c.codec, log: c.log,
+		bufs: newBufferPool(o.Queue.InFlight), parts: newBufferPool(partsPooled(o.Queue)),
+		client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
+		sendTo: func(ctx context.Context, ep *endpoint[*grpc.ClientConn], pieces [][]byte) (bool, error) {
+			// An attempt that failed may leave gRPC's writer reading the pieces.
+			err := c.invokeOn(ctx, ep, encodedPieces(pieces))
+			return err != nil && !isPartial(err), err
+		},
+	}
+}
+
+// SetEndpointObserver sets who is told how long each attempt on an
+// endpoint took. Call it before the first Send.
+func (c *GRPCClient) SetEndpointObserver(f func(endpoint string, d time.Duration)) {
+	c.lb.observe = f
 }
 
 // Stats returns the client's counters.
@@ -438,6 +462,10 @@ type encodedRequest []byte
 // whose concatenation it is.
 type encodedParts []*encoder
 
+// encodedPieces is an ExportLogsServiceRequest already encoded, in pieces
+// whose concatenation it is.
+type encodedPieces [][]byte
+
 // rawCodec sends encodedRequest bytes as they are and decodes responses
 // into an exportResponse.
 type rawCodec struct{}
@@ -450,6 +478,12 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 		bs := make(mem.BufferSlice, len(m))
 		for i, p := range m {
 			bs[i] = mem.SliceBuffer(p.request())
+		}
+		return bs, nil
+	case encodedPieces:
+		bs := make(mem.BufferSlice, len(m))
+		for i, p := range m {
+			bs[i] = mem.SliceBuffer(p)
 		}
 		return bs, nil
 	}

@@ -175,6 +175,7 @@ func (c *HTTPClient) EncodeParts(batches []*event.Batch, parts []export.Part) (e
 func (c *HTTPClient) encode(batches []*event.Batch, parts []export.Part) (*httpRequest, error) {
 	var r *httpRequest
 	var invalid int
+	records := requestRecords(batches, parts)
 	if c.codec != nil {
 		zp, n, inv := c.codec.compressRequest(&c.bufs, &c.parts, batches, parts)
 		r, invalid = &httpRequest{c: c, zp: zp, payload: *zp, encoded: n}, inv
@@ -187,6 +188,7 @@ func (c *HTTPClient) encode(batches []*event.Batch, parts []export.Part) (*httpR
 	if invalid > 0 {
 		c.invalid.Add(int64(invalid))
 	}
+	r.records = records
 	return r, nil
 }
 
@@ -198,6 +200,7 @@ type httpRequest struct {
 	zp      *[]byte
 	payload []byte
 	encoded int // bytes before compression
+	records int
 	// busy is set once the transport returned without closing an
 	// attempt's body: it may still read the payload, which is then left to
 	// the garbage collector rather than reused.
@@ -217,7 +220,7 @@ func (r *httpRequest) Send(ctx context.Context) error {
 		return r.pieces.send(ctx, c.log, r.sendPiece)
 	}
 	c.reqBytes.Add(int64(r.encoded))
-	inUse, err := c.post(ctx, r.payload)
+	inUse, err := c.post(ctx, r.payload, r.records)
 	r.busy = r.busy || inUse
 	var tl *tooLargeError
 	if !errors.As(err, &tl) {
@@ -241,18 +244,19 @@ func (r *httpRequest) Send(ctx context.Context) error {
 // sendPiece sends one piece of a request split for its size.
 func (r *httpRequest) sendPiece(ctx context.Context, req []byte) error {
 	r.c.reqBytes.Add(int64(len(req)))
+	_, n, _ := parseRequest(req)
 	if r.c.codec != nil {
 		req = r.c.codec.compressBytes(req)
 	}
-	_, err := r.c.post(ctx, req) // a piece's buffer is never reused
+	_, err := r.c.post(ctx, req, n) // a piece's buffer is never reused
 	return err
 }
 
 // post makes one attempt of payload, an encoded (and compressed) request:
 // a POST to an endpoint, and at once to the next one while they fail (see
 // balancer). inUse reports that a transport may still read payload.
-func (c *HTTPClient) post(ctx context.Context, payload []byte) (inUse bool, err error) {
-	var a attempt[*httpEndpoint]
+func (c *HTTPClient) post(ctx context.Context, payload []byte, records int) (inUse bool, err error) {
+	a := attempt[*httpEndpoint]{records: records}
 	ep, err := c.lb.first(ctx, &a)
 	for ep != nil {
 		var busy bool
@@ -265,17 +269,35 @@ func (c *HTTPClient) post(ctx context.Context, payload []byte) (inUse bool, err 
 
 // postTo makes one POST of payload to ep and classifies the answer.
 func (c *HTTPClient) postTo(ctx context.Context, ep *httpEndpoint, payload []byte) (inUse bool, err error) {
+	return c.postPieces(ctx, ep, [][]byte{payload})
+}
+
+// postPieces makes one POST to ep of the payload that is the
+// concatenation of pieces, and classifies the answer.
+func (c *HTTPClient) postPieces(ctx context.Context, ep *httpEndpoint, pieces [][]byte) (inUse bool, err error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	body := &requestBody{Reader: bytes.NewReader(payload), closed: make(chan struct{})}
+	var r io.Reader
+	n := 0
+	if len(pieces) == 1 {
+		r, n = bytes.NewReader(pieces[0]), len(pieces[0])
+	} else {
+		rs := make([]io.Reader, len(pieces))
+		for i, p := range pieces {
+			rs[i] = bytes.NewReader(p)
+			n += len(p)
+		}
+		r = io.MultiReader(rs...)
+	}
+	body := &requestBody{Reader: r, closed: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, body)
 	if err != nil {
 		return false, export.Permanent(fmt.Errorf("create request for %s: %w", ep.url, err))
 	}
-	req.ContentLength = int64(len(payload))
+	req.ContentLength = int64(n)
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
 	}
@@ -435,6 +457,25 @@ func (c *HTTPClient) Stats() ClientStats {
 	return ClientStats{InvalidUTF8: c.invalid.Load(), RequestBytes: c.reqBytes.Load()}
 }
 
+// withAffinity returns a client that sends through c's endpoints, split
+// by the keys of o.Affinity.
+func (c *HTTPClient) withAffinity(o Options) export.Client {
+	return &affinityClient[*httpEndpoint]{
+		lb: c.lb, attrs: o.Affinity.ResourceAttributes, codec: c.codec, log: c.log,
+		bufs: newBufferPool(o.Queue.InFlight), parts: newBufferPool(partsPooled(o.Queue)),
+		client: c, invalid: &c.invalid, reqBytes: &c.reqBytes,
+		sendTo: func(ctx context.Context, ep *endpoint[*httpEndpoint], pieces [][]byte) (bool, error) {
+			return c.postPieces(ctx, ep.conn, pieces)
+		},
+	}
+}
+
+// SetEndpointObserver sets who is told how long each attempt on an
+// endpoint took. Call it before the first Send.
+func (c *HTTPClient) SetEndpointObserver(f func(endpoint string, d time.Duration)) {
+	c.lb.observe = f
+}
+
 // Endpoints returns the state and counters of each endpoint.
 func (c *HTTPClient) Endpoints() []EndpointStats { return c.lb.stats() }
 
@@ -447,7 +488,7 @@ func (c *HTTPClient) Close() error {
 
 // requestBody reports when the transport is done with the request body.
 type requestBody struct {
-	*bytes.Reader
+	io.Reader
 	once   sync.Once
 	closed chan struct{}
 }

@@ -65,6 +65,9 @@ type Options struct {
 	Compression string `yaml:"compression"`
 	// TLS secures the connection.
 	TLS TLSOptions `yaml:"tls"`
+	// Affinity, when set, sends the records of one key (values of
+	// resource attributes) to one of Endpoints (see [AffinityOptions]).
+	Affinity *AffinityOptions `yaml:"affinity"`
 	// Protocol is set by Resolve: ProtocolGRPC or ProtocolHTTP.
 	Protocol string `yaml:"-"`
 
@@ -285,6 +288,11 @@ func (o Options) Validate() error {
 	if o.ResolveInterval < 0 {
 		errs = append(errs, config.Fieldf("resolve_interval", "must not be negative"))
 	}
+	if o.Affinity != nil {
+		if err := o.Affinity.validate(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if o.Timeout <= 0 {
 		errs = append(errs, config.Fieldf("timeout", "must be positive"))
 	}
@@ -369,13 +377,23 @@ func (t TLSOptions) tlsConfig() (*tls.Config, error) {
 }
 
 // New returns the client for o.Protocol, as set by [Resolve]: a
-// [*GRPCClient] or an [*HTTPClient]. It does not connect.
+// [*GRPCClient] or an [*HTTPClient], or with o.Affinity one that splits
+// requests by key in front of either (see [AffinityOptions]). It does not
+// connect.
 func New(o Options, log *slog.Logger) (export.Client, error) {
 	switch o.Protocol {
 	case ProtocolGRPC:
-		return NewGRPC(o, log)
+		c, err := NewGRPC(o, log)
+		if err != nil || o.Affinity == nil {
+			return c, err
+		}
+		return c.withAffinity(o), nil
 	case ProtocolHTTP:
-		return NewHTTP(o, log)
+		c, err := NewHTTP(o, log)
+		if err != nil || o.Affinity == nil {
+			return c, err
+		}
+		return c.withAffinity(o), nil
 	}
 	return nil, fmt.Errorf("create otlp client: unknown protocol %q (resolve the options first)", o.Protocol)
 }

@@ -35,6 +35,31 @@ func seqs(reqs []*collogspb.ExportLogsServiceRequest) []int64 {
 	return out
 }
 
+// checkSequence checks the sequence numbers received of total records
+// sent through a queue of stats st: none missing, duplicates bounded by
+// what the retries can cause (maxRecords per retry).
+func checkSequence(t *testing.T, total int, received []int64, st export.Stats, maxRecords int) {
+	t.Helper()
+	count := make([]int, total)
+	for _, s := range received {
+		count[s]++
+	}
+	var missing, dups int
+	for _, n := range count {
+		if n == 0 {
+			missing++
+		}
+		dups += max(n-1, 0)
+	}
+	t.Logf("%d records: %d missing, %d duplicated; %d requests, %d retries", total, missing, dups, st.SentRequests, st.Retries)
+	if missing != 0 {
+		t.Errorf("%d of %d records missing", missing, total)
+	}
+	if dups > int(st.Retries)*maxRecords {
+		t.Errorf("%d duplicates, more than %d retries can explain", dups, st.Retries)
+	}
+}
+
 // runSequence pushes total sequence-numbered records through a queue in
 // front of c from several goroutines, then checks what the receiver got:
 // none missing, duplicates counted and bounded by what retries can cause,
@@ -80,25 +105,8 @@ func runSequence(t *testing.T, c export.Client, received func() []int64) {
 	if err := q.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	count := make([]int, total)
-	for _, s := range received() {
-		count[s]++
-	}
-	var missing, dups int
-	for _, n := range count {
-		if n == 0 {
-			missing++
-		}
-		dups += max(n-1, 0)
-	}
 	st := q.Stats()
-	t.Logf("%d records: %d missing, %d duplicated; %d requests, %d retries", total, missing, dups, st.SentRequests, st.Retries)
-	if missing != 0 {
-		t.Errorf("%d of %d records missing", missing, total)
-	}
-	if dups > int(st.Retries)*o.Batch.MaxRecords {
-		t.Errorf("%d duplicates, more than %d retries can explain", dups, st.Retries)
-	}
+	checkSequence(t, total, received(), st, o.Batch.MaxRecords)
 	if st.Retries == 0 {
 		t.Error("no retries: the receiver was meant to fail some requests")
 	}

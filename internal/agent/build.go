@@ -406,18 +406,13 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 		if err := errors.Join(decodeErr, err); err != nil {
 			return nil, err
 		}
-		if protocol == "grpc" {
-			cl, err := otlp.NewGRPC(resolved, log)
-			if err != nil {
-				return nil, err
-			}
-			ex.client = cl
-		} else {
-			cl, err := otlp.NewHTTP(resolved, log)
-			if err != nil {
-				return nil, err
-			}
-			ex.client = cl
+		cl, err := otlp.New(resolved, log)
+		if err != nil {
+			return nil, err
+		}
+		ex.client = cl
+		if o, ok := cl.(endpointObserved); ok && a.env.Metrics != nil {
+			o.SetEndpointObserver(a.env.Metrics.Exporter(name).EndpointLatency)
 		}
 		ex.queue = export.NewQueue(name, ex.client, resolved.QueueOptions, a.log)
 		ex.queue.SetObserver(a.exporterObserver(name))
@@ -437,6 +432,12 @@ func (a *Agent) buildExporter(name string, c config.Component) (*exporter, error
 		return nil, config.Fieldf("type", "unknown exporter type %q (known: otlp_grpc, otlp_http, console)", c.Type)
 	}
 	return ex, nil
+}
+
+// endpointObserved is a client of several endpoints that tells how long
+// each attempt on one took (an OTLP client).
+type endpointObserved interface {
+	SetEndpointObserver(func(endpoint string, d time.Duration))
 }
 
 func (a *Agent) exporterObserver(name string) export.Observer {

@@ -250,7 +250,7 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 		}
 		for _, ep := range ex.endpoints() {
 			es.Endpoints = append(es.Endpoints, selfmetrics.EndpointState{
-				Name: ep.Name, Requests: ep.Requests, Errors: ep.Errors, Up: ep.State == otlp.EndpointUp})
+				Name: ep.Name, Requests: ep.Requests, Errors: ep.Errors, Records: ep.Records, Up: ep.State == otlp.EndpointUp})
 		}
 		s.Exporters = append(s.Exporters, es)
 	}

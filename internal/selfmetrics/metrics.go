@@ -71,6 +71,7 @@ type Metrics struct {
 	procDropped, expDropped                                metric.Int64Counter
 	procErrors                                             metric.Int64Counter
 	duration                                               metric.Float64Histogram
+	epDuration                                             metric.Float64Histogram
 
 	reloadOK   atomic.Bool
 	reloadTime atomic.Int64 // Unix nanoseconds of the last applied configuration
@@ -151,9 +152,9 @@ type ExporterState struct {
 // EndpointState is one endpoint of an exporter: its counters and whether
 // it takes requests.
 type EndpointState struct {
-	Name             string
-	Requests, Errors int64
-	Up               bool
+	Name                      string
+	Requests, Errors, Records int64
+	Up                        bool
 }
 
 // New builds the instruments, the Prometheus exporter and its private
@@ -224,9 +225,15 @@ func (m *Metrics) instruments(version string) error {
 	m.reloads = counter(Reloads, "{reload}", "Configuration reloads, by result.")
 	m.duration, err = meter.Float64Histogram(ExportDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time of one export request, by result."),
-		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	if err != nil {
 		return fmt.Errorf("create metric %s: %w", ExportDuration, err)
+	}
+	m.epDuration, err = meter.Float64Histogram(EndpointDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time of one attempt on one endpoint of an exporter, answered or failed."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err != nil {
+		return fmt.Errorf("create metric %s: %w", EndpointDuration, err)
 	}
 
 	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
@@ -276,6 +283,7 @@ func (m *Metrics) instruments(version string) error {
 	epRequests := observedCounter(EndpointRequests, "{request}", "Attempts sent to an endpoint of an exporter.")
 	epErrors := observedCounter(EndpointErrors, "{request}", "Attempts that failed on an endpoint and took it out.")
 	epUp := gauge(EndpointUp, "1", "1 while an endpoint of an exporter takes requests, 0 while it is out after a failure.")
+	epRecords := observedCounter(EndpointRecords, "{record}", "Records in the attempts an endpoint of an exporter accepted.")
 	if err != nil {
 		return err
 	}
@@ -333,6 +341,7 @@ func (m *Metrics) instruments(version string) error {
 				a := metric.WithAttributeSet(attribute.NewSet(attribute.String("exporter", ex.Name), attribute.String("endpoint", ep.Name)))
 				o.ObserveInt64(epRequests, ep.Requests, a)
 				o.ObserveInt64(epErrors, ep.Errors, a)
+				o.ObserveInt64(epRecords, ep.Records, a)
 				up := int64(0)
 				if ep.Up {
 					up = 1
@@ -345,7 +354,7 @@ func (m *Metrics) instruments(version string) error {
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, failing, age,
-		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts, journalGaps, epRequests, epErrors, epUp)
+		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts, journalGaps, epRequests, epErrors, epUp, epRecords)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}
@@ -458,6 +467,9 @@ type Exporter struct {
 
 	fmu      sync.Mutex
 	failures map[string][]metric.AddOption // by reason, made on first use
+	// endpoints holds the record options of each endpoint's latency, by
+	// name, made on first use.
+	endpoints sync.Map
 }
 
 // Exporter returns the recorder of the named exporter's metrics.
@@ -474,6 +486,25 @@ func (m *Metrics) Exporter(name string) *Exporter {
 		e.results[i] = []metric.RecordOption{metric.WithAttributeSet(set)}
 	}
 	return e
+}
+
+// durationBuckets bound the request duration histograms, in seconds.
+var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// EndpointLatency records the duration of one attempt on the named
+// endpoint of the exporter. The endpoints are bounded by the configuration
+// and the addresses its names resolve to; the attribute set of each is
+// made once.
+func (e *Exporter) EndpointLatency(endpoint string, d time.Duration) {
+	if e == nil {
+		return
+	}
+	opts, ok := e.endpoints.Load(endpoint)
+	if !ok {
+		opts, _ = e.endpoints.LoadOrStore(endpoint, []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("exporter", e.name), attribute.String("endpoint", endpoint)))})
+	}
+	e.m.epDuration.Record(e.m.bg, d.Seconds(), opts.([]metric.RecordOption)...)
 }
 
 // Sent counts records the destination accepted, once per request.

@@ -84,6 +84,9 @@ func TestMetricsExposition(t *testing.T) {
 	ex.Failed("auth")
 	ex.Failed("auth")
 	ex.Failed("server_error")
+	ex.EndpointLatency("gw-a:4317", 3*time.Millisecond)
+	ex.EndpointLatency("gw-a:4317", 4*time.Millisecond)
+	ex.EndpointLatency("gw-b:4317", 2*time.Second)
 	m.Dropped("only_errors", "filter", 7)
 	m.Errored("only_errors", "filter_error", 3)
 	m.Dropped("only_errors", "filter", 3)
@@ -100,7 +103,7 @@ func TestMetricsExposition(t *testing.T) {
 				LostBytes: map[string]uint64{LossTruncated: 99}, RecoveredFiles: 1},
 			SourceState{Name: "journal", Journal: true, JournalRestarts: 3, JournalGaps: 2})
 		s.Exporters = append(s.Exporters, ExporterState{Name: "gateway", QueueBatches: 3, InFlight: 1, FailingSeconds: 95,
-			Endpoints: []EndpointState{{Name: "gw-a:4317", Requests: 40, Up: true}, {Name: "gw-b:4317", Requests: 7, Errors: 3}}})
+			Endpoints: []EndpointState{{Name: "gw-a:4317", Requests: 40, Records: 39000, Up: true}, {Name: "gw-b:4317", Requests: 7, Errors: 3, Records: 4000}}})
 		s.LastCheckpoint = lastCheckpoint
 	})
 	now = now.Add(time.Minute)
@@ -131,6 +134,10 @@ func TestMetricsExposition(t *testing.T) {
 		{EndpointErrors, []string{"exporter=gateway", "endpoint=gw-b:4317"}, 3},
 		{EndpointUp, []string{"exporter=gateway", "endpoint=gw-a:4317"}, 1},
 		{EndpointUp, []string{"exporter=gateway", "endpoint=gw-b:4317"}, 0},
+		{EndpointRecords, []string{"exporter=gateway", "endpoint=gw-a:4317"}, 39000},
+		{EndpointRecords, []string{"exporter=gateway", "endpoint=gw-b:4317"}, 4000},
+		{EndpointDuration, []string{"exporter=gateway", "endpoint=gw-a:4317"}, 2},
+		{EndpointDuration, []string{"exporter=gateway", "endpoint=gw-b:4317"}, 1},
 		{Reloads, []string{"result=failure"}, 1},
 		{QueueBatches, []string{"exporter=gateway"}, 3},
 		{InFlightRequests, []string{"exporter=gateway"}, 1},

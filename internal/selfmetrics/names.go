@@ -106,6 +106,12 @@ const (
 	// EndpointUp is 1 while an endpoint takes requests, 0 while it is out
 	// after a failure (probed back after a backoff). Labels: exporter, endpoint.
 	EndpointUp = "logpump_exporter_endpoint_up"
+	// EndpointRecords counts records in the attempts an endpoint accepted
+	// (partly rejected ones included). Labels: exporter, endpoint.
+	EndpointRecords = "logpump_exporter_endpoint_records_total"
+	// EndpointDuration is the time of one attempt on one endpoint, answered
+	// or failed. Labels: exporter, endpoint.
+	EndpointDuration = "logpump_exporter_endpoint_request_duration_seconds"
 	// BuildInfo is 1, labelled with the agent's version and Go version.
 	BuildInfo = "logpump_build_info"
 )
@@ -116,6 +122,7 @@ func Names() []string {
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
 		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles, JournalRestarts, JournalGaps,
 		QueueBatches, InFlightRequests, FailingSeconds, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
-		LastReloadSuccessful, LastReloadSuccessTime, EndpointRequests, EndpointErrors, EndpointUp, BuildInfo,
+		LastReloadSuccessful, LastReloadSuccessTime, EndpointRequests, EndpointErrors, EndpointUp,
+		EndpointRecords, EndpointDuration, BuildInfo,
 	}
 }

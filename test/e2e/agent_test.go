@@ -53,6 +53,9 @@ type setup struct {
 	// gateways > 1 starts that many sinks and lists them all in the
 	// exporter's endpoints (env.sinks).
 	gateways int
+	// onRecordAt, when set, receives every record each sink accepts,
+	// with the sink's index in env.sinks (see otlpsink.Options.OnRecord).
+	onRecordAt func(sink int, r otlpsink.Record)
 }
 
 func (s setup) withDefaults() setup {
@@ -92,8 +95,12 @@ func newEnv(t *testing.T, s setup) *env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for range max(s.gateways, 1) {
-		sink, err := otlpsink.Start(ctx, otlpsink.Options{OnBody: s.onBody, BearerToken: s.sinkToken,
+	for i := range max(s.gateways, 1) {
+		var onRecord func(otlpsink.Record)
+		if s.onRecordAt != nil {
+			onRecord = func(r otlpsink.Record) { s.onRecordAt(i, r) }
+		}
+		sink, err := otlpsink.Start(ctx, otlpsink.Options{OnBody: s.onBody, OnRecord: onRecord, BearerToken: s.sinkToken,
 			MaxRecvMsgSizeMiB: s.sinkMaxGRPCMiB, MaxRequestBodyBytes: s.sinkMaxHTTPBytes})
 		if err != nil {
 			t.Fatal(err)
