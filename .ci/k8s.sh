@@ -46,6 +46,13 @@ t=$(date +%s)
 build kube-apiserver
 build kubectl
 echo "k8s: binaries ready in $(($(date +%s) - t))s ($BIN)"
+# The Helm chart's renderings are tested too, when there is a chart; helm
+# is not in Debian (2-3 min to build, cached beside the other tools).
+if [ -f deploy/helm/logpump/Chart.yaml ] && [ ! -x "${LOGPUMP_CI_CACHE:-/var/cache/logpump-ci}/bin/helm" ]; then
+	t=$(date +%s)
+	GOBIN=${LOGPUMP_CI_CACHE:-/var/cache/logpump-ci}/bin go install helm.sh/helm/v3/cmd/helm@v3.21.4
+	echo "k8s: built helm in $(($(date +%s) - t))s"
+fi
 [ "${1:-}" = build ] && exit 0
 
 # The tests: every TestK8s* of test/e2e (the harness package kapi with

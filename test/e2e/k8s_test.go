@@ -655,3 +655,147 @@ func forbiddenIn(t *testing.T, log string) error {
 	}
 	return nil
 }
+
+// TestK8sManifests applies every shipped manifest with `kubectl apply
+// --dry-run=server`: the API server of the targeted release decodes,
+// defaults, validates (unknown fields included) and admits each object, as
+// it would on a real cluster, and stores none. The kustomize renderings are
+// those .ci/ops.sh checks offline (base, with the metadata component, with
+// the gateway component, the sidecar example), rendered by the kubectl of
+// the same release. The logpump namespace is created for real first (a dry
+// run creates nothing for the objects that follow). When there is a Helm
+// chart (deploy/helm/logpump), its renderings with the default values and
+// with each ci/*values.yaml are applied the same way, rendered by
+// $LOGPUMP_CI_CACHE/bin/helm (.ci/k8s.sh installs it when there is a chart).
+func TestK8sManifests(t *testing.T) {
+	c := kapi.Start(t)
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src, gw := filepath.Join(dir, "src"), filepath.Join(dir, "gw")
+	for _, d := range []string{src, gw} {
+		if out, err := exec.Command("cp", "-r", filepath.Join(root, "deploy", "kubernetes"), d).CombinedOutput(); err != nil {
+			t.Fatalf("copy the manifests: %v\n%s", err, out)
+		}
+		if err := os.RemoveAll(filepath.Join(d, "validate")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendFile(t, filepath.Join(src, "kustomization.yaml"), "components: [metadata]\n")
+	appendFile(t, filepath.Join(gw, "kustomization.yaml"), "components: [gateway]\n")
+
+	c.CreateNamespace(t, "logpump")
+	c.CreateNamespace(t, "shop")
+	renderings := []struct {
+		name, kustomization, namespace string
+	}{
+		{"base", filepath.Join(root, "deploy", "kubernetes"), ""},
+		{"metadata", src, ""},
+		{"gateway", gw, ""},
+		{"sidecar", filepath.Join(root, "deploy", "kubernetes", "sidecar"), "shop"},
+	}
+	for _, r := range renderings {
+		t.Run(r.name, func(t *testing.T) {
+			out, err := c.Kubectl(t, "kustomize", r.kustomization)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, r.name+".yaml")
+			if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dryRun(t, c, file, r.namespace)
+		})
+	}
+
+	// The Helm chart, when there is one and a helm binary to render it.
+	cache := os.Getenv("LOGPUMP_CI_CACHE")
+	if cache == "" {
+		cache = "/var/cache/logpump-ci"
+	}
+	helm := filepath.Join(cache, "bin", "helm")
+	chart := filepath.Join(root, "deploy", "helm", "logpump")
+	var helmFiles []string
+	if _, err := os.Stat(filepath.Join(chart, "Chart.yaml")); err != nil {
+		t.Logf("helm: no chart at %s: not tested", chart)
+	} else if _, err := os.Stat(helm); err != nil {
+		// .ci/k8s.sh installs helm when there is a chart.
+		if os.Getenv("LOGPUMP_REQUIRE_K8S") == "1" {
+			t.Fatalf("helm: a chart at %s but no %s", chart, helm)
+		}
+		t.Logf("helm: no %s: the chart is not tested", helm)
+	} else {
+		values, _ := filepath.Glob(filepath.Join(chart, "ci", "*values.yaml"))
+		for _, v := range append([]string{""}, values...) {
+			args := []string{"template", "logpump", chart, "--namespace", "logpump", "--kube-version", strings.TrimPrefix(kapi.Version, "v")}
+			name := "helm-default"
+			if v != "" {
+				args = append(args, "-f", v)
+				name = "helm-" + strings.TrimSuffix(filepath.Base(v), ".yaml")
+			}
+			var stderr bytes.Buffer
+			cmd := exec.Command(helm, args...)
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+				continue
+			}
+			file := filepath.Join(dir, name+".yaml")
+			if err := os.WriteFile(file, out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			helmFiles = append(helmFiles, file)
+		}
+	}
+	for _, f := range helmFiles {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) { dryRun(t, c, f, "logpump") })
+	}
+	fmt.Printf("E2E k8s manifests: %d kustomize renderings and %d helm renderings passed kubectl apply --dry-run=server\n",
+		len(renderings), len(helmFiles))
+}
+
+// dryRun applies file with --dry-run=server (in namespace when not empty)
+// and fails the test with kubectl's output when the server refuses any
+// object. It checks the output names every object of the file, so that a
+// rendering kubectl did not read does not pass.
+func dryRun(t *testing.T, c *kapi.Cluster, file, namespace string) {
+	t.Helper()
+	args := []string{"apply", "--dry-run=server", "-f", file}
+	if namespace != "" {
+		args = append(args, "-n", namespace)
+	}
+	out, err := c.Kubectl(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects := 0
+	for _, doc := range strings.Split(string(data), "\n---") {
+		if strings.Contains(doc, "\nkind:") || strings.HasPrefix(strings.TrimSpace(doc), "kind:") {
+			objects++
+		}
+	}
+	got := strings.Count(out, "(server dry run)")
+	if objects == 0 || got != objects {
+		t.Fatalf("%s: %d objects, kubectl dry-ran %d:\n%s", file, objects, got, out)
+	}
+	t.Logf("%s: %d objects accepted", filepath.Base(file), got)
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}

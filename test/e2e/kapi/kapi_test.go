@@ -89,11 +89,20 @@ subjects: [{kind: ServiceAccount, name: reader, namespace: watchers}]
 		t.Errorf("kubectl auth can-i watch pods as the reader: %q, %v", out, err)
 	}
 
-	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: watchers}\ndata: {k: 1}\n"), 0o644); err != nil {
-		t.Fatal(err)
+	for _, bad := range []struct{ name, yaml, want string }{
+		{"number in data", "data: {k: 1}\n", "ConfigMap"},
+		{"unknown field", "data: {k: v}\nbogus: 1\n", `unknown field "bogus"`},
+	} {
+		file := filepath.Join(t.TempDir(), "bad.yaml")
+		doc := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: watchers}\n" + bad.yaml
+		if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ApplyDryRun(t, file); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("a ConfigMap with a %s: server-side dry run: %v, want an error with %q", bad.name, err, bad.want)
+		}
 	}
-	if err := c.ApplyDryRun(t, bad); err == nil {
-		t.Error("a ConfigMap with a number in data passed the server-side dry run")
+	if _, err := c.Client.CoreV1().ConfigMaps("watchers").Get(ctx, "x", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the dry runs stored a ConfigMap: %v", err)
 	}
 }
