@@ -567,6 +567,11 @@ func TestK8sRBAC(t *testing.T) {
 			t.Fatalf("with the shipped role: %v", err)
 		}
 	})
+	var needed, unused []string
+	defer func() {
+		fmt.Printf("E2E k8s rbac: failed=%v; the agent was refused without: %s; not used: %s\n",
+			t.Failed(), strings.Join(needed, ","), strings.Join(unused, ","))
+	}()
 	for _, g := range grants {
 		t.Run("without-"+g.resource+"-"+g.verb, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -598,6 +603,11 @@ func TestK8sRBAC(t *testing.T) {
 			waitDenied(t, c, kc, g)
 
 			err = run(t, "probe-"+g.resource+"-"+g.verb)
+			if err == nil {
+				unused = append(unused, g.String())
+			} else {
+				needed = append(needed, g.String())
+			}
 			switch {
 			case err == nil && !unusedGrants[g.String()]:
 				t.Errorf("the agent works without %s, which the shipped role grants: remove it from the role (or list it in unusedGrants)", g)

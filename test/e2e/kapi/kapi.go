@@ -240,6 +240,7 @@ func startProcess(t testing.TB, name, log, path string, args ...string) {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatalf("kapi: start %s: %v", name, err)
