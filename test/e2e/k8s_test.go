@@ -763,8 +763,8 @@ func TestK8sManifests(t *testing.T) {
 	for _, f := range helmFiles {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) { dryRun(t, c, f, "logpump") })
 	}
-	fmt.Printf("E2E k8s manifests: %d kustomize renderings and %d helm renderings passed kubectl apply --dry-run=server\n",
-		len(renderings), len(helmFiles))
+	fmt.Printf("E2E k8s manifests: failed=%v; kubectl apply --dry-run=server of %d kustomize and %d helm renderings\n",
+		t.Failed(), len(renderings), len(helmFiles))
 }
 
 // dryRun applies file with --dry-run=server (in namespace when not empty)
