@@ -47,10 +47,10 @@ build kube-apiserver
 build kubectl
 echo "k8s: binaries ready in $(($(date +%s) - t))s ($BIN)"
 # The Helm chart's renderings are tested too, when there is a chart; helm
-# is not in Debian (2-3 min to build, cached beside the other tools).
+# is not in Debian (2-3 min to build; the same version and place as .ci/ops.sh).
 if [ -f deploy/helm/logpump/Chart.yaml ] && [ ! -x "${LOGPUMP_CI_CACHE:-/var/cache/logpump-ci}/bin/helm" ]; then
 	t=$(date +%s)
-	GOBIN=${LOGPUMP_CI_CACHE:-/var/cache/logpump-ci}/bin go install helm.sh/helm/v3/cmd/helm@v3.21.4
+	(cd / && GOBIN=${LOGPUMP_CI_CACHE:-/var/cache/logpump-ci}/bin GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@v3.21.4)
 	echo "k8s: built helm in $(($(date +%s) - t))s"
 fi
 [ "${1:-}" = build ] && exit 0

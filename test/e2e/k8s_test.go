@@ -675,7 +675,7 @@ func forbiddenIn(t *testing.T, log string) error {
 // the same release. The logpump namespace is created for real first (a dry
 // run creates nothing for the objects that follow). When there is a Helm
 // chart (deploy/helm/logpump), its renderings with the default values and
-// with each ci/*values.yaml are applied the same way, rendered by
+// with each ci/*-values.yaml are applied the same way, rendered by
 // $LOGPUMP_CI_CACHE/bin/helm (.ci/k8s.sh installs it when there is a chart).
 func TestK8sManifests(t *testing.T) {
 	c := kapi.Start(t)
@@ -737,13 +737,13 @@ func TestK8sManifests(t *testing.T) {
 		}
 		t.Logf("helm: no %s: the chart is not tested", helm)
 	} else {
-		values, _ := filepath.Glob(filepath.Join(chart, "ci", "*values.yaml"))
+		values, _ := filepath.Glob(filepath.Join(chart, "ci", "*-values.yaml"))
 		for _, v := range append([]string{""}, values...) {
 			args := []string{"template", "logpump", chart, "--namespace", "logpump", "--kube-version", strings.TrimPrefix(kapi.Version, "v")}
 			name := "helm-default"
 			if v != "" {
 				args = append(args, "-f", v)
-				name = "helm-" + strings.TrimSuffix(filepath.Base(v), ".yaml")
+				name = "helm-" + strings.TrimSuffix(filepath.Base(v), "-values.yaml")
 			}
 			var stderr bytes.Buffer
 			cmd := exec.Command(helm, args...)
