@@ -64,6 +64,7 @@ func fakeSource(t *testing.T, catchUp, follow, fail string, log *slog.Logger, ed
 	t.Helper()
 	opts := journald.DefaultOptions()
 	opts.Journalctl = fakeJournalctl(t, catchUp, follow, fail)
+	opts.Reader = journald.ReaderJournalctl
 	opts.StartAt = journald.StartBeginning
 	if edit != nil {
 		edit(&opts)
@@ -257,6 +258,7 @@ func BenchmarkSource(b *testing.B) {
 	}
 	opts := journald.DefaultOptions()
 	opts.Journalctl = fakeJournalctl(b, data.String(), "", "")
+	opts.Reader = journald.ReaderJournalctl
 	opts.StartAt = journald.StartBeginning
 	b.SetBytes(int64(data.Len()))
 	b.ReportAllocs()

@@ -58,7 +58,7 @@ type Source struct {
 }
 
 type counters struct {
-	entries, bytes, restarts, truncated, gaps, gapEntries atomic.Uint64
+	entries, bytes, restarts, truncated, gaps, gapEntries, skipped atomic.Uint64
 }
 
 // Stats are a source's counters since it was built.
@@ -75,6 +75,9 @@ type Stats struct {
 	// the journal numbered in between, when the cursors tell (same journal
 	// writer); entries that the source's filters exclude are among them.
 	Gaps, GapEntries uint64
+	// Skipped counts journal files, and fields of entries, that the
+	// native reader skipped as damaged or unreadable (each logged).
+	Skipped uint64
 }
 
 // Stats returns the source's counters. Safe for concurrent use.
@@ -83,6 +86,7 @@ func (s *Source) Stats() Stats {
 		Entries: s.stats.entries.Load(), Bytes: s.stats.bytes.Load(),
 		Restarts: s.stats.restarts.Load(), Truncated: s.stats.truncated.Load(),
 		Gaps: s.stats.gaps.Load(), GapEntries: s.stats.gapEntries.Load(),
+		Skipped: s.stats.skipped.Load(),
 	}
 }
 
@@ -141,8 +145,11 @@ func (s *Source) Batches(ctx context.Context) iter.Seq[*event.Batch] {
 			s.log.Error("journald: Batches ranged over twice; the second range yields nothing")
 			return
 		}
-		r := &run{s: s, ctx: ctx, yield: yield, dec: newDecoder(s.opts.Fields...)}
-		r.loop()
+		r := &run{s: s, ctx: ctx, yield: yield, dec: newDecoder(s.res, s.opts.Fields...)}
+		if s.opts.Reader == ReaderJournalctl || r.nativeLoop() {
+			r.fellBack = s.opts.Reader != ReaderJournalctl
+			r.loop()
+		}
 	}
 }
 
@@ -161,8 +168,10 @@ type run struct {
 	// cursor, already read, unless the journal no longer holds it.
 	resumeAt string
 	stopped  bool // the consumer stopped, or ctx ended
+	fellBack bool // reader auto went on with journalctl
 	yielded  bool // entries were yielded since the last idle call
 	lastData time.Time
+	lastTick time.Time // the native reader's last tick
 	touched  time.Time
 }
 
@@ -220,6 +229,14 @@ func (r *run) failed(err error, delay *time.Duration) {
 	case <-t.C:
 	}
 	*delay = min(2**delay, maxRestartDelay)
+}
+
+// reader names how the journal is read now.
+func (r *run) reader() string {
+	if r.s.opts.Reader == ReaderJournalctl || r.fellBack {
+		return ReaderJournalctl
+	}
+	return ReaderNative
 }
 
 // args returns journalctl's arguments: the selection, then the position.

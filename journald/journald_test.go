@@ -180,9 +180,9 @@ func newTracker(t *testing.T, dir string) *checkpoint.Tracker {
 	return tr
 }
 
-func options(j *journaldtest.Journald, startAt string) journald.Options {
+func options(j *journaldtest.Journald, rd, startAt string) journald.Options {
 	o := journald.DefaultOptions()
-	o.Namespace, o.StartAt = j.Namespace, startAt
+	o.Namespace, o.StartAt, o.Reader = j.Namespace, startAt, rd
 	o.RestartDelay = 50 * time.Millisecond
 	o.MaxBatchRecords = 64
 	return o
@@ -192,13 +192,15 @@ func options(j *journaldtest.Journald, startAt string) journald.Options {
 // once: those stored before the first start (start_at: beginning), those
 // written while reading, and those written while the agent was stopped,
 // which the next start reads from the saved cursor.
-func TestJournalReadOnceAcrossRestarts(t *testing.T) {
+func TestJournalReadOnceAcrossRestarts(t *testing.T) { forReaders(t, testJournalReadOnceAcrossRestarts) }
+
+func testJournalReadOnceAcrossRestarts(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 300)
 
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.readAll(j, 0, 300, 1000)
 	r.stopAndSave(tr)
 
@@ -206,7 +208,7 @@ func TestJournalReadOnceAcrossRestarts(t *testing.T) {
 	send(t, j, 1000, 1500)
 
 	// A new process: a tracker loaded from the state directory.
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r2.readAll(j, 1000, 1500, 1600)
 
 	got := r.first
@@ -235,36 +237,40 @@ func TestJournalReadOnceAcrossRestarts(t *testing.T) {
 // TestJournalUnacknowledgedIsReadAgain: entries yielded but never
 // acknowledged are read again by the next start (at least once), and the
 // acknowledged ones are not.
-func TestJournalUnacknowledgedIsReadAgain(t *testing.T) {
+func TestJournalUnacknowledgedIsReadAgain(t *testing.T) { forReaders(t, testJournalUnacknowledgedIsReadAgain) }
+
+func testJournalUnacknowledgedIsReadAgain(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 200)
 
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.waitFor(0, 200)
 	r.stopAndSave(tr)
 
 	send(t, j, 200, 400)
 	tr2 := newTracker(t, dir)
-	r2 := start(t, tr2, options(j, journald.StartBeginning), false) // never acknowledges
+	r2 := start(t, tr2, options(j, rd, journald.StartBeginning), false) // never acknowledges
 	r2.waitFor(200, 400)
 	r2.stopAndSave(tr2)
 
-	r3 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r3 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r3.readAll(j, 200, 400, 400)
 }
 
 // TestJournalStartAtEnd: a journal read for the first time with start_at:
 // end skips what it held, reads what comes after, and a restart before any
 // new entry does not skip the entries written while it was stopped.
-func TestJournalStartAtEnd(t *testing.T) {
+func TestJournalStartAtEnd(t *testing.T) { forReaders(t, testJournalStartAtEnd) }
+
+func testJournalStartAtEnd(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 100)
 
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartEnd), true)
+	r := start(t, tr, options(j, rd, journald.StartEnd), true)
 	// The start position is saved before anything new is read.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -279,17 +285,21 @@ func TestJournalStartAtEnd(t *testing.T) {
 	r.stopAndSave(tr)
 	send(t, j, 100, 150)
 
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartEnd), true)
 	r2.readAll(j, 100, 150, 200)
 }
 
 // TestJournalctlFailureIsRetried: when journalctl cannot read the journal
 // (a namespace no journald serves yet) the source retries, and reads the
 // journal once it exists.
-func TestJournalctlFailureIsRetried(t *testing.T) {
+func TestJournalctlFailureIsRetried(t *testing.T) { forReaders(t, testJournalctlFailureIsRetried) }
+
+func testJournalctlFailureIsRetried(t *testing.T, rd string) {
 	tr := newTracker(t, t.TempDir())
 	opts := journald.DefaultOptions()
+	opts.Reader = rd
 	opts.Journalctl = "/nonexistent/journalctl"
+	opts.Directory = "/nonexistent/journal"
 	opts.RestartDelay = 10 * time.Millisecond
 	r := start(t, tr, opts, true)
 	deadline := time.Now().Add(10 * time.Second)
@@ -303,12 +313,14 @@ func TestJournalctlFailureIsRetried(t *testing.T) {
 }
 
 // TestJournalMultilineMessage: a message holding newlines is one record.
-func TestJournalMultilineMessage(t *testing.T) {
+func TestJournalMultilineMessage(t *testing.T) { forReaders(t, testJournalMultilineMessage) }
+
+func testJournalMultilineMessage(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	j.Send(t, "MESSAGE", "seq 0\nsecond line\n\tthird", "SYSLOG_IDENTIFIER", "lptest")
 	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 1)
 	tr := newTracker(t, t.TempDir())
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.waitFor(0, 1)
 	r.stop()
 	if got, want := r.first.Body.Str, "seq 0\nsecond line\n\tthird"; got != want {
@@ -320,7 +332,9 @@ func TestJournalMultilineMessage(t *testing.T) {
 // after the last acknowledged one are read after the restart, then the
 // current boot's (journalctl --follow alone reads only the current boot:
 // it would skip them).
-func TestJournalEarlierBootIsRead(t *testing.T) {
+func TestJournalEarlierBootIsRead(t *testing.T) { forReaders(t, testJournalEarlierBootIsRead) }
+
+func testJournalEarlierBootIsRead(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	j.AddEarlierBoot(t, "0123456789abcdef0123456789abcdef", "lptest", "seq 0", "seq 1", "seq 2")
 	out, err := exec.Command("journalctl", "--namespace="+j.Namespace, "--output=json", "--no-pager", "--quiet", "MESSAGE=seq 0").Output()
@@ -341,7 +355,7 @@ func TestJournalEarlierBootIsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(t, j, 3, 5) // the current boot, before the start
-	r := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r := start(t, newTracker(t, dir), options(j, rd, journald.StartEnd), true)
 	r.readAll(j, 1, 5, 10)
 }
 
@@ -351,12 +365,14 @@ func TestJournalEarlierBootIsRead(t *testing.T) {
 // the oldest entry the journal still holds, none of those is skipped
 // (journalctl --after-cursor would skip the first of them), and the gap is
 // warned about and counted with the number of entries it held.
-func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
+func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) { forReaders(t, testJournalVacuumedCursorResumesAtOldest) }
+
+func testJournalVacuumedCursorResumesAtOldest(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 100)
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.waitFor(0, 100)
 	r.stopAndSave(tr)
 	r.check(0, 100)
@@ -367,7 +383,7 @@ func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
 	j.RotateAndVacuum(t)
 	sendMore(t, j, 200, 300)
 
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r2.waitFor(200, 300)
 	r2.stop()
 	r2.check(200, 300)
@@ -381,18 +397,20 @@ func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
 // another journal (a directory replaced, a host restored from a backup)
 // resumes at that journal's oldest entry: every entry is read, the first
 // included, and the gap is counted, its size unknown.
-func TestJournalCursorOfAnotherJournal(t *testing.T) {
+func TestJournalCursorOfAnotherJournal(t *testing.T) { forReaders(t, testJournalCursorOfAnotherJournal) }
+
+func testJournalCursorOfAnotherJournal(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	other := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, other, 0, 10)
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(other, journald.StartBeginning), true)
+	r := start(t, tr, options(other, rd, journald.StartBeginning), true)
 	r.waitFor(0, 10)
 	r.stopAndSave(tr)
 
 	sendMore(t, j, 10, 50)
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r2.waitFor(10, 50)
 	r2.stop()
 	r2.check(10, 50)
@@ -404,7 +422,9 @@ func TestJournalCursorOfAnotherJournal(t *testing.T) {
 // TestJournalFilesAndFields: files reads journal files named by a glob
 // (here written by systemd-journal-remote), fields keeps only the
 // attributes listed, and dmesg only the kernel's entries.
-func TestJournalFilesAndFields(t *testing.T) {
+func TestJournalFilesAndFields(t *testing.T) { forReaders(t, testJournalFilesAndFields) }
+
+func testJournalFilesAndFields(t *testing.T, rd string) {
 	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
 		if os.Getenv("LOGPUMP_REQUIRE_JOURNALD") != "" {
 			t.Fatalf("systemd-journal-remote: %v", err)
@@ -423,6 +443,7 @@ func TestJournalFilesAndFields(t *testing.T) {
 		t.Fatalf("systemd-journal-remote: %v: %s", err, out)
 	}
 	o := journald.DefaultOptions()
+	o.Reader = rd
 	o.Files, o.Fields, o.StartAt = []string{filepath.Join(dir, "*.journal")}, []string{"_HOSTNAME"}, journald.StartBeginning
 	o.RestartDelay = 50 * time.Millisecond
 	r := start(t, newTracker(t, t.TempDir()), o, true)
@@ -442,5 +463,12 @@ func TestJournalFilesAndFields(t *testing.T) {
 	defer k.mu.Unlock()
 	if k.seen[0] != 1 || k.seen[1] != 0 || k.seen[2] != 1 {
 		t.Errorf("dmesg read %v, want entries 0 and 2 (the kernel's) once each", k.seen)
+	}
+}
+
+// forReaders runs test with the native reader and with journalctl.
+func forReaders(t *testing.T, test func(t *testing.T, rd string)) {
+	for _, rd := range []string{journald.ReaderNative, journald.ReaderJournalctl} {
+		t.Run(rd, func(t *testing.T) { test(t, rd) })
 	}
 }
