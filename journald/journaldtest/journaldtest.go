@@ -76,6 +76,13 @@ func (j *Journald) AddEarlierBoot(t testing.TB, bootID, identifier string, messa
 // is set, when it fails instead.
 func Start(t testing.TB) *Journald {
 	t.Helper()
+	return StartEnv(t)
+}
+
+// StartEnv is Start with environment variables added to journald's, e.g.
+// SYSTEMD_JOURNAL_COMPACT=0 for journal files in the regular layout.
+func StartEnv(t testing.TB, env ...string) *Journald {
+	t.Helper()
 	skip := t.Skipf
 	if os.Getenv("LOGPUMP_REQUIRE_JOURNALD") != "" {
 		skip = t.Fatalf
@@ -93,6 +100,7 @@ func Start(t testing.TB) *Journald {
 	rand.Read(id[:])
 	ns := "lptest" + hex.EncodeToString(id[:])
 	cmd := exec.Command(Binary, ns)
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -132,6 +140,27 @@ func Start(t testing.TB) *Journald {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return &Journald{Namespace: ns, conn: conn, socket: socket, dirs: dirs, skip: skip}
+}
+
+// Dir returns the directory holding the namespace's journal files (the
+// persistent one when journald created it, else the volatile one).
+func (j *Journald) Dir(t testing.TB) string {
+	t.Helper()
+	for _, d := range j.dirs {
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
+	}
+	t.Fatalf("journald keeps no journal in %v", j.dirs)
+	return ""
+}
+
+// Rotate makes journald archive its journal file and start a new one.
+func (j *Journald) Rotate(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("journalctl", "--namespace="+j.Namespace, "--rotate").CombinedOutput(); err != nil {
+		t.Fatalf("journalctl --rotate: %v: %s", err, out)
+	}
 }
 
 // Send writes one entry with the given fields (FIELD, value pairs) through
