@@ -145,14 +145,6 @@ func (j *Journal) Scan() error {
 		}
 		j.files = append(j.files, &jf{f: f, dev: dev, ino: ino})
 	}
-	// Files gone and read to their end are left.
-	j.files = slices.DeleteFunc(j.files, func(f *jf) bool {
-		if f.gone && !f.hasHead && (f.bad || f.f.h.State != StateOnline || f.pos.seen >= f.f.h.NEntries) {
-			f.f.Close()
-			return true
-		}
-		return false
-	})
 	return nil
 }
 
@@ -204,16 +196,24 @@ func (j *Journal) SeekTail() {
 }
 
 // Refresh reads the headers of the files being written again, so that
-// their new entries are read.
+// their new entries are read, and closes the files that Scan no longer
+// found once they are read to their end.
 func (j *Journal) Refresh() {
 	for _, f := range j.files {
-		if f.bad || f.hasHead || f.f.h.State == StateArchived && f.pos.seen >= f.f.h.NEntries && f.pos.seen > 0 {
+		if f.bad || f.hasHead || f.f.h.State == StateArchived && f.pos.seen >= f.f.h.NEntries {
 			continue
 		}
 		if err := f.f.Refresh(); err != nil {
 			j.skip(f, err)
 		}
 	}
+	j.files = slices.DeleteFunc(j.files, func(f *jf) bool {
+		if f.gone && !f.hasHead && (f.bad || f.pos.seen >= f.f.h.NEntries) {
+			f.f.Close()
+			return true
+		}
+		return false
+	})
 }
 
 func (j *Journal) skip(f *jf, err error) {

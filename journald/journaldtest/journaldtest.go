@@ -99,6 +99,12 @@ func StartEnv(t testing.TB, env ...string) *Journald {
 	var id [4]byte
 	rand.Read(id[:])
 	ns := "lptest" + hex.EncodeToString(id[:])
+	// No rate limit: tests send thousands of entries at once.
+	conf := "/etc/systemd/journald@" + ns + ".conf"
+	if err := os.WriteFile(conf, []byte("[Journal]\nRateLimitBurst=0\n"), 0o644); err != nil {
+		t.Fatalf("write %s: %v", conf, err)
+	}
+	t.Cleanup(func() { os.Remove(conf) })
 	cmd := exec.Command(Binary, ns)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer

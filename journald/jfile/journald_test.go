@@ -1,0 +1,198 @@
+package jfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logpump/logpump/journald/journaldtest"
+)
+
+// follower reads a journal as the source does: every entry until none is
+// left, then Refresh and Scan, again.
+type follower struct {
+	j     *Journal
+	got   []map[string]any
+	seen  map[int]int
+	skips []string
+}
+
+func (f *follower) poll(t *testing.T) {
+	t.Helper()
+	if err := f.j.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	f.j.Refresh()
+	for _, m := range nativeEntries(t, f.j) {
+		f.got = append(f.got, m)
+		if s, ok := m["SEQ"].(string); ok {
+			n, _ := strconv.Atoi(s)
+			f.seen[n]++
+		}
+	}
+}
+
+// until polls until every SEQ in [0, n) was read.
+func (f *follower) until(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		f.poll(t)
+		var missing []int
+		for i := range n {
+			if f.seen[i] == 0 {
+				missing = append(missing, i)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s %d of entries 0-%d not read: %v", len(missing), n-1, missing[:min(len(missing), 20)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestJournaldFilesSameAsJournalctl: 50,000 numbered entries written by a
+// real journald (compact and regular layout; large messages compressed)
+// are read once each while journald writes them, rotates its file and the
+// archive is deleted (vacuum) before the reader is through it; every entry
+// journalctl still prints is read the same, field by field.
+func TestJournaldFilesSameAsJournalctl(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		compact string
+	}{{"compact", "1"}, {"regular", "0"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 50_000
+			if testing.Short() {
+				n = 5000
+			}
+			j := journaldtest.StartEnv(t, "SYSTEMD_JOURNAL_COMPACT="+tc.compact)
+			send := func(from, to int) {
+				for i := from; i < to; i++ {
+					msg := "seq " + strconv.Itoa(i)
+					if i%5000 == 1 {
+						msg += strings.Repeat(" large", 64<<10/6) // 64 KiB: compressed
+					}
+					j.Send(t, "MESSAGE", msg, "SYSLOG_IDENTIFIER", "lptest", "SEQ", strconv.Itoa(i), "PRIORITY", strconv.Itoa(i%8))
+				}
+			}
+			send(0, 10)
+			j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 10)
+			f := &follower{j: Directories(j.Dir(t)), seen: map[int]int{}}
+			defer f.j.Close()
+			if err := f.j.Scan(); err != nil {
+				t.Fatal(err)
+			}
+			if c := f.j.files[0].f.Header().Compact(); c != (tc.compact == "1") {
+				t.Fatalf("journald wrote compact=%v with SYSTEMD_JOURNAL_COMPACT=%s", c, tc.compact)
+			}
+			f.j.OnSkip = func(path string, err error) { t.Errorf("skipped %s: %v", path, err) }
+			f.until(t, 10)
+			send(10, 20_000)
+			f.poll(t) // part read, part not
+			j.Rotate(t)
+			send(20_000, 35_000)
+			f.poll(t)
+			j.Rotate(t)
+			// Vacuum: every archived file deleted, the second one before
+			// the reader is through it.
+			send(35_000, 40_000)
+			j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 40_000)
+			before := journalctlEntries(t, "--namespace="+j.Namespace)
+			archived, _ := filepath.Glob(filepath.Join(j.Dir(t), "*@*.journal"))
+			if len(archived) != 2 {
+				t.Fatalf("archived files %v, want 2", archived)
+			}
+			for _, a := range archived {
+				if err := os.Remove(a); err != nil {
+					t.Fatal(err)
+				}
+			}
+			send(40_000, n)
+			f.until(t, n)
+			f.poll(t)
+			dups, outside := 0, 0
+			for s, c := range f.seen {
+				if c > 1 {
+					dups += c - 1
+				}
+				if s < 0 || s >= n {
+					outside++
+				}
+			}
+			if dups != 0 || outside != 0 {
+				t.Errorf("%d entries read twice, %d outside 0-%d", dups, outside, n-1)
+			}
+			// What journalctl printed before the vacuum, then what it
+			// prints after it, is what was read, field by field.
+			want := before
+			known := map[any]bool{}
+			for _, e := range before {
+				known[e["__CURSOR"]] = true
+			}
+			for _, e := range journalctlEntries(t, "--namespace="+j.Namespace) {
+				if !known[e["__CURSOR"]] {
+					want = append(want, e)
+				}
+			}
+			compare(t, want, f.got)
+			compressed := 0
+			for _, jf := range f.j.files {
+				compressed += jf.f.dec.n[0] + jf.f.dec.n[1] + jf.f.dec.n[2]
+			}
+			if compressed == 0 {
+				t.Errorf("no compressed data read from the files left")
+			}
+			t.Logf("%d entries read, %d compared with journalctl", len(f.got), len(want))
+		})
+	}
+}
+
+// TestSeekToJournalctlCursor: the cursor journalctl prints for an entry is
+// the native reader's for it, and seeking it goes on with the next entry.
+func TestSeekToJournalctlCursor(t *testing.T) {
+	j := journaldtest.Start(t)
+	for i := range 100 {
+		j.Send(t, "MESSAGE", fmt.Sprint("seq ", i), "SYSLOG_IDENTIFIER", "lptest", "SEQ", strconv.Itoa(i))
+	}
+	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 100)
+	want := journalctlEntries(t, "--namespace="+j.Namespace, "SEQ=41")
+	if len(want) != 1 {
+		t.Fatalf("journalctl SEQ=41: %d entries", len(want))
+	}
+	loc, err := ParseCursor(want[0]["__CURSOR"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loc.Cursor(); got != want[0]["__CURSOR"] {
+		t.Errorf("cursor %q printed again as %q", want[0]["__CURSOR"], got)
+	}
+	jr := Directories(j.Dir(t))
+	defer jr.Close()
+	if err := jr.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	if !jr.Seek(loc) {
+		t.Fatal("Seek did not find the entry of journalctl's cursor")
+	}
+	got := nativeEntries(t, jr)
+	if s := seqs(got); len(s) != 58 || s[0] != "42" || s[57] != "99" {
+		t.Errorf("after the cursor of 41 read %v, want 42-99", s)
+	}
+	// A cursor of an entry no longer held (a seqnum beyond a vacuum's
+	// reach: 0 of a later seqnum) is not found; reading starts after it.
+	loc.Seqnum = 0
+	jr2 := Directories(j.Dir(t))
+	defer jr2.Close()
+	jr2.Scan()
+	if jr2.Seek(loc) {
+		t.Error("Seek found an entry for a cursor the journal does not hold")
+	}
+}
