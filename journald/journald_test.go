@@ -192,7 +192,9 @@ func options(j *journaldtest.Journald, rd, startAt string) journald.Options {
 // once: those stored before the first start (start_at: beginning), those
 // written while reading, and those written while the agent was stopped,
 // which the next start reads from the saved cursor.
-func TestJournalReadOnceAcrossRestarts(t *testing.T) { forReaders(t, testJournalReadOnceAcrossRestarts) }
+func TestJournalReadOnceAcrossRestarts(t *testing.T) {
+	forReaders(t, testJournalReadOnceAcrossRestarts)
+}
 
 func testJournalReadOnceAcrossRestarts(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
@@ -237,7 +239,9 @@ func testJournalReadOnceAcrossRestarts(t *testing.T, rd string) {
 // TestJournalUnacknowledgedIsReadAgain: entries yielded but never
 // acknowledged are read again by the next start (at least once), and the
 // acknowledged ones are not.
-func TestJournalUnacknowledgedIsReadAgain(t *testing.T) { forReaders(t, testJournalUnacknowledgedIsReadAgain) }
+func TestJournalUnacknowledgedIsReadAgain(t *testing.T) {
+	forReaders(t, testJournalUnacknowledgedIsReadAgain)
+}
 
 func testJournalUnacknowledgedIsReadAgain(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
@@ -365,7 +369,9 @@ func testJournalEarlierBootIsRead(t *testing.T, rd string) {
 // the oldest entry the journal still holds, none of those is skipped
 // (journalctl --after-cursor would skip the first of them), and the gap is
 // warned about and counted with the number of entries it held.
-func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) { forReaders(t, testJournalVacuumedCursorResumesAtOldest) }
+func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
+	forReaders(t, testJournalVacuumedCursorResumesAtOldest)
+}
 
 func testJournalVacuumedCursorResumesAtOldest(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
@@ -397,7 +403,9 @@ func testJournalVacuumedCursorResumesAtOldest(t *testing.T, rd string) {
 // another journal (a directory replaced, a host restored from a backup)
 // resumes at that journal's oldest entry: every entry is read, the first
 // included, and the gap is counted, its size unknown.
-func TestJournalCursorOfAnotherJournal(t *testing.T) { forReaders(t, testJournalCursorOfAnotherJournal) }
+func TestJournalCursorOfAnotherJournal(t *testing.T) {
+	forReaders(t, testJournalCursorOfAnotherJournal)
+}
 
 func testJournalCursorOfAnotherJournal(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
