@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -478,5 +479,104 @@ func testJournalFilesAndFields(t *testing.T, rd string) {
 func forReaders(t *testing.T, test func(t *testing.T, rd string)) {
 	for _, rd := range []string{journald.ReaderNative, journald.ReaderJournalctl} {
 		t.Run(rd, func(t *testing.T) { test(t, rd) })
+	}
+}
+
+// TestJournalCursorSwitchesReader: a checkpoint written while reading
+// through journalctl resumes in the native reader, and the other way round:
+// every entry once, no gap.
+func TestJournalCursorSwitchesReader(t *testing.T) {
+	for _, tc := range [][2]string{{journald.ReaderJournalctl, journald.ReaderNative}, {journald.ReaderNative, journald.ReaderJournalctl}} {
+		t.Run(tc[0]+"-then-"+tc[1], func(t *testing.T) {
+			j := journaldtest.Start(t)
+			dir := t.TempDir()
+			send(t, j, 0, 100)
+			tr := newTracker(t, dir)
+			r := start(t, tr, options(j, tc[0], journald.StartBeginning), true)
+			r.readAll(j, 0, 100, 200)
+			r.stopAndSave(tr)
+
+			send(t, j, 200, 300)
+			r2 := start(t, newTracker(t, dir), options(j, tc[1], journald.StartBeginning), true)
+			r2.readAll(j, 200, 300, 400)
+			if st := r2.src.Stats(); st.Gaps != 0 {
+				t.Errorf("%d gaps resuming at the other reader's cursor, want 0", st.Gaps)
+			}
+		})
+	}
+}
+
+// records reads every entry of the options' journal with SEQ set until n
+// such records came, and returns each record as text: body, time,
+// severity, flags, attributes sorted, and the resource's host.name.
+func records(t *testing.T, o journald.Options, n int) []string {
+	t.Helper()
+	src, err := journald.New("journal", o, newTracker(t, t.TempDir()), &event.Resource{Attrs: []event.KeyValue{{Key: "host.name", Value: event.String("agent-host")}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []string
+	for b := range src.Batches(ctx) {
+		for _, rec := range b.Records {
+			if _, ok := event.Lookup(rec.Attrs, "SEQ"); !ok {
+				continue
+			}
+			var attrs []string
+			for _, kv := range rec.Attrs {
+				attrs = append(attrs, fmt.Sprintf("%s=%#v", kv.Key, kv.Value))
+			}
+			slices.Sort(attrs)
+			res := b.Resource
+			if rec.Resource != nil {
+				res = rec.Resource
+			}
+			host, _ := event.Lookup(res.Attrs, "host.name")
+			out = append(out, fmt.Sprintf("body=%#v time=%d sev=%v %q flags=%v host=%s attrs=%v", rec.Body, rec.Time, rec.Severity, rec.SeverityText, rec.Flags, host.Str, attrs))
+		}
+		b.Done()
+		if len(out) >= n {
+			cancel()
+		}
+	}
+	if len(out) != n {
+		t.Fatalf("%d records with SEQ, want %d", len(out), n)
+	}
+	return out
+}
+
+// TestJournalReadersYieldSameRecords: both readers make the same records
+// of the same entries (one field mapping): multiline, binary and repeated
+// fields, large compressed messages, and host.name from _HOSTNAME.
+func TestJournalReadersYieldSameRecords(t *testing.T) {
+	j := journaldtest.Start(t)
+	for i := range 50 {
+		fields := []string{"MESSAGE", fmt.Sprintf("seq %d\nline two", i), "SYSLOG_IDENTIFIER", "lptest", "SEQ", strconv.Itoa(i), "PRIORITY", strconv.Itoa(i % 8)}
+		switch i % 5 {
+		case 1:
+			fields = append(fields, "TWICE", "one", "TWICE", "two")
+		case 2:
+			fields = append(fields, "BINARY", "bin\x01\xff\xfe")
+		case 3:
+			fields[1] = strings.Repeat("large message ", 5000)
+		case 4:
+			fields = append(fields, "THRICE", "a", "THRICE", "b", "THRICE", "c")
+		}
+		j.Send(t, fields...)
+	}
+	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 50)
+	o := options(j, journald.ReaderJournalctl, journald.StartBeginning)
+	want := records(t, o, 50)
+	o.Reader = journald.ReaderNative
+	got := records(t, o, 50)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("record %d:\njournalctl %s\nnative     %s", i, want[i], got[i])
+		}
+	}
+	hostname, _ := os.Hostname()
+	if !strings.Contains(got[0], "host="+hostname+" ") || !strings.Contains(got[0], `_HOSTNAME=event.Value{Kind:0x`) {
+		t.Errorf("record 0 %s: want host.name %s from _HOSTNAME", got[0], hostname)
 	}
 }
