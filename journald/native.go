@@ -255,7 +255,6 @@ func (n *nativeRead) read() (more bool, err error) {
 			size = n.entry(f, now)
 		}
 		r.pos += max(size, 1)
-		r.cursor = string(n.cursor)
 		s.stats.entries.Add(1)
 		s.stats.bytes.Add(uint64(max(size, 1)))
 		// A batch is full by its records, or by the entries passed (most
@@ -298,7 +297,7 @@ func (n *nativeRead) entry(f *jfile.File, now time.Time) int64 {
 		}
 		r.dec.field(b, rec, k, v)
 	}
-	n.boot = append(n.boot[:0], n.e.BootID.String()...)
+	n.boot = jfile.AppendID(n.boot[:0], n.e.BootID)
 	r.dec.field(b, rec, []byte(fieldBootID), n.boot)
 	return size
 }
@@ -322,6 +321,7 @@ func (n *nativeRead) flush() bool {
 	}
 	b := n.b
 	n.b = nil
+	r.cursor = string(n.cursor)
 	ack, err := s.cp.TrackCursor(r.ctx, s.key, s.path, n.start, r.pos, r.cursor)
 	if err != nil {
 		b.Done()

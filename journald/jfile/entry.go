@@ -39,6 +39,9 @@ func (l *Location) AppendCursor(b []byte) []byte {
 	return strconv.AppendUint(b, l.XorHash, 16)
 }
 
+// AppendID appends the ID as journalctl prints it to b.
+func AppendID(b []byte, id ID128) []byte { return appendHex(b, id[:]) }
+
 func appendHex(b []byte, p []byte) []byte {
 	const digits = "0123456789abcdef"
 	for _, c := range p {
@@ -208,39 +211,41 @@ func (f *File) Data(off uint64) ([]byte, error) {
 // written. The zero Position is at the start.
 type Position struct {
 	array uint64 // current entry array object; 0: not started
+	items uint64 // how many items it has
 	index uint64 // next item in it
 	seen  uint64 // entries passed
 }
 
 // Next returns the offset of the entry at p and advances p, or ok false
 // when the header counts no more entries (an online file may count more
-// after Refresh; p then goes on where it stopped).
+// after Refresh; p then goes on where it stopped). Only the item read and
+// the header of each array are read: arrays grow to megabytes.
 func (f *File) Next(p *Position) (off uint64, ok bool, err error) {
 	if p.seen >= f.h.NEntries {
 		return 0, false, nil
-	}
-	if p.array == 0 {
-		if f.h.EntryArrayOffset == 0 {
-			return 0, false, nil
-		}
-		p.array, p.index = f.h.EntryArrayOffset, 0
 	}
 	itemSize := uint64(8)
 	if f.h.Compact() {
 		itemSize = 4
 	}
-	for range 64 {
-		a, err := f.object(p.array, objEntryArray, arrayFixedSize)
-		if err != nil {
+	if p.array == 0 {
+		if f.h.EntryArrayOffset == 0 {
+			return 0, false, nil
+		}
+		if err := f.enterArray(p, f.h.EntryArrayOffset, itemSize); err != nil {
 			return 0, false, err
 		}
-		n := (uint64(len(a)) - arrayFixedSize) / itemSize
-		if p.index < n {
-			at := arrayFixedSize + p.index*itemSize
+	}
+	for range 64 {
+		if p.index < p.items {
+			it, err := f.read(p.array+arrayFixedSize+p.index*itemSize, itemSize)
+			if err != nil {
+				return 0, false, err
+			}
 			if itemSize == 4 {
-				off = uint64(binary.LittleEndian.Uint32(a[at:]))
+				off = uint64(binary.LittleEndian.Uint32(it))
 			} else {
-				off = binary.LittleEndian.Uint64(a[at:])
+				off = binary.LittleEndian.Uint64(it)
 			}
 			if off == 0 {
 				return 0, false, f.corrupt(p.array, "entry array ends after %d of %d entries", p.seen, f.h.NEntries)
@@ -249,14 +254,38 @@ func (f *File) Next(p *Position) (off uint64, ok bool, err error) {
 			p.seen++
 			return off, true, nil
 		}
-		next := binary.LittleEndian.Uint64(a[16:])
+		hdr, err := f.read(p.array, arrayFixedSize)
+		if err != nil {
+			return 0, false, err
+		}
+		next := binary.LittleEndian.Uint64(hdr[16:])
 		if next == 0 {
 			return 0, false, f.corrupt(p.array, "entry array chain ends after %d of %d entries", p.seen, f.h.NEntries)
 		}
 		if next <= p.array {
 			return 0, false, f.corrupt(p.array, "entry array chain goes backwards")
 		}
-		p.array, p.index = next, 0
+		if err := f.enterArray(p, next, itemSize); err != nil {
+			return 0, false, err
+		}
 	}
 	return 0, false, f.corrupt(p.array, "too many empty entry arrays")
+}
+
+// enterArray checks the entry array object at off and moves p to its
+// first item.
+func (f *File) enterArray(p *Position, off, itemSize uint64) error {
+	if off < f.h.HeaderSize || off%8 != 0 || off+arrayFixedSize > uint64(f.size) {
+		return f.corrupt(off, "entry array offset outside the file or unaligned")
+	}
+	hdr, err := f.read(off, arrayFixedSize)
+	if err != nil {
+		return err
+	}
+	size := binary.LittleEndian.Uint64(hdr[8:])
+	if hdr[0] != objEntryArray || size < arrayFixedSize || off+size > uint64(f.size) {
+		return f.corrupt(off, "not an entry array (type %d, size %d)", hdr[0], size)
+	}
+	p.array, p.items, p.index = off, (size-arrayFixedSize)/itemSize, 0
+	return nil
 }
