@@ -19,7 +19,8 @@ import (
 )
 
 // benchJournal writes n entries shaped as a service's (about 20 fields, as
-// journald stores them) into a journal file with systemd-journal-remote.
+// journald stores them) into journal files with systemd-journal-remote
+// (which starts a new file every 64 MiB or so) and returns their glob.
 func benchJournal(b *testing.B, n int) string {
 	b.Helper()
 	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
@@ -48,7 +49,7 @@ func benchJournal(b *testing.B, n int) string {
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("systemd-journal-remote: %v", err)
 	}
-	return path
+	return filepath.Join(filepath.Dir(path), "bench*.journal")
 }
 
 func cpuTime(who int) time.Duration {

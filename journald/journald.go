@@ -1,9 +1,10 @@
 // Package journald reads the systemd journal: a source that yields journal
 // entries as batches of records, with the journal's cursor as its position.
 //
-// The journal is read through journalctl --output=json, which keeps logpump
-// free of cgo and reads every journal file format journalctl itself reads.
-// A batch's acknowledgement advances the source's checkpoint to the cursor
+// The journal is read by logpump itself (package jfile: no cgo, no
+// journalctl, as in a container image) or through journalctl
+// --output=json (Options.Reader); both map fields to records the same way
+// and use the same cursors. A batch's acknowledgement advances the source's checkpoint to the cursor
 // of its last entry ([checkpoint.Tracker.TrackCursor]); after a restart or a
 // reload reading resumes after the last acknowledged entry (--cursor, the
 // entry at the cursor dropped as read), first through every stored boot,

@@ -580,3 +580,66 @@ func TestJournalReadersYieldSameRecords(t *testing.T) {
 		t.Errorf("record 0 %s: want host.name %s from _HOSTNAME", got[0], hostname)
 	}
 }
+
+// TestJournalFileOfUnknownFormat: a journal file with an incompatible
+// flag the native reader does not know is skipped with a warning naming it
+// and counted; the other files are read. With reader auto the source goes
+// on through journalctl (which skips that file in its own way).
+func TestJournalFileOfUnknownFormat(t *testing.T) {
+	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
+		t.Skipf("systemd-journal-remote not installed: %v", err)
+	}
+	dir := t.TempDir()
+	for i, name := range []string{"good.journal", "newer.journal"} {
+		export := fmt.Sprintf("__REALTIME_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\nSEQ=%d\nMESSAGE=seq %d\n\n", 1_700_000_000_000_000+i, i, i)
+		cmd := exec.Command(journaldtest.RemoteBinary, "-o", filepath.Join(dir, name), "-")
+		cmd.Stdin = strings.NewReader(export)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("systemd-journal-remote: %v: %s", err, out)
+		}
+	}
+	path := filepath.Join(dir, "newer.journal")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[12] |= 0x80 // an incompatible flag of a future journald
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, rd := range []string{journald.ReaderNative, journald.ReaderAuto} {
+		t.Run(rd, func(t *testing.T) {
+			var logs syncBuffer
+			o := journald.DefaultOptions()
+			o.Directory, o.StartAt, o.Reader = dir, journald.StartBeginning, rd
+			src, err := journald.New("journal", o, newTracker(t, t.TempDir()), &event.Resource{}, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var bodies []string
+			for b := range src.Batches(ctx) {
+				for _, r := range b.Records {
+					bodies = append(bodies, r.Body.Str)
+				}
+				b.Done()
+				if len(bodies) > 0 {
+					cancel()
+				}
+			}
+			if !slices.Equal(bodies, []string{"seq 0"}) {
+				t.Errorf("read %q, want the good file's entry only", bodies)
+			}
+			if !strings.Contains(logs.String(), "newer.journal") || !strings.Contains(logs.String(), "0x80") {
+				t.Errorf("the log does not name the file and the flag:\n%s", logs.String())
+			}
+			if st := src.Stats(); st.Skipped != 1 {
+				t.Errorf("skipped %d, want 1", st.Skipped)
+			}
+			if fell := strings.Contains(logs.String(), "reading through journalctl instead"); fell != (rd == journald.ReaderAuto) {
+				t.Errorf("reader %s: fell back to journalctl: %v", rd, fell)
+			}
+		})
+	}
+}
