@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -248,4 +249,44 @@ func TestRemoteFileSameAsJournalctl(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkJournal reads 100,000 entries of a file written by
+// systemd-journal-remote: each entry's location and every field's data.
+func BenchmarkJournal(b *testing.B) {
+	needRemote(b)
+	const n = 100_000
+	path := filepath.Join(b.TempDir(), "bench.journal")
+	writeRemote(b, path, nil, numbered(0, n, func(i int) string { return fmt.Sprintf("GET /api/v1/items/%d 200 12ms", i) }))
+	b.ReportAllocs()
+	var e Entry
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for b.Loop() {
+		j := Files(filepath.Join(filepath.Dir(path), "bench*.journal")) // journal-remote starts new files
+		if err := j.Scan(); err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		for {
+			f, ok := j.Next(&e)
+			if !ok {
+				break
+			}
+			for _, off := range e.Items {
+				if _, err := f.Data(off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			got++
+		}
+		j.Close()
+		if got != n {
+			b.Fatalf("read %d entries, want %d", got, n)
+		}
+	}
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(b.N*n), "allocs/entry")
+	b.ReportMetric(0, "ns/op")
 }
