@@ -85,18 +85,7 @@ func BenchmarkReaders(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				src.DisableTicks()
-				ctx, cancel := context.WithCancel(context.Background())
-				got := 0
-				for batch := range src.Batches(ctx) {
-					got += len(batch.Records)
-					batch.Done()
-					if got >= n {
-						cancel()
-					}
-				}
-				cancel()
-				if got != n {
+				if got := drain(src, n); got != n {
 					b.Fatalf("read %d entries, want %d", got, n)
 				}
 			}
@@ -113,4 +102,21 @@ func BenchmarkReaders(b *testing.B) {
 			b.ReportMetric(float64(ru.Maxrss)/1024, "peak-rss-MiB")
 		})
 	}
+}
+
+// drain ranges over src, acknowledging each batch, until n records came;
+// it returns how many did.
+func drain(src *journald.Source, n int) int {
+	src.DisableTicks()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := 0
+	for batch := range src.Batches(ctx) {
+		got += len(batch.Records)
+		batch.Done()
+		if got >= n {
+			cancel()
+		}
+	}
+	return got
 }

@@ -268,17 +268,7 @@ func BenchmarkSource(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		src.DisableTicks()
-		ctx, cancel := context.WithCancel(context.Background())
-		got := 0
-		for batch := range src.Batches(ctx) {
-			got += len(batch.Records)
-			batch.Done()
-			if got >= n {
-				cancel()
-			}
-		}
-		cancel()
+		drain(src, n)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
 }

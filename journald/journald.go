@@ -172,7 +172,7 @@ type run struct {
 	fellBack bool // reader auto went on with journalctl
 	yielded  bool // entries were yielded since the last idle call
 	lastData time.Time
-	lastTick time.Time // the native reader's last tick
+	lastTick time.Time // when the last tick was yielded
 	touched  time.Time
 }
 
@@ -439,24 +439,7 @@ func (r *run) read(rd *reader, setDeadline func(time.Time)) error {
 			b.Done()
 		}
 	}()
-	idle := func() bool {
-		if r.yielded && s.onIdle != nil {
-			s.onIdle()
-		}
-		r.yielded = false
-		if time.Since(r.touched) >= touchInterval {
-			s.cp.Touch(s.key, event.Fingerprint{}, s.path, 0)
-			r.touched = time.Now()
-		}
-		if s.noTicks || r.lastData.IsZero() || s.cp.InFlight(s.name) == 0 {
-			return true
-		}
-		if !r.yield(&event.Batch{Source: s.name, Resource: s.res}) {
-			r.stopped = true
-			return false
-		}
-		return true
-	}
+	idle := func() bool { return r.idle(0) }
 	var flushAt time.Time
 	for {
 		switch {

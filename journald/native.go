@@ -157,14 +157,14 @@ func (r *run) native(known *bool) error {
 				if !n.flush() {
 					return nil
 				}
-				if !r.idleNative() {
+				if !r.idle(s.opts.TickInterval) {
 					return nil
 				}
 				continue
 			}
 			wait = min(wait, n.flushAt.Sub(now))
 		} else {
-			if !r.idleNative() {
+			if !r.idle(s.opts.TickInterval) {
 				return nil
 			}
 			if !s.noTicks && !r.lastData.IsZero() && s.cp.InFlight(s.name) > 0 {
@@ -187,9 +187,10 @@ func (r *run) native(known *bool) error {
 	}
 }
 
-// idleNative is the idle step of the native reader: the OnIdle call,
-// keeping the checkpoint alive, and ticks.
-func (r *run) idleNative() bool {
+// idle is the step of a reader about to wait: the OnIdle call, keeping
+// the checkpoint alive, and a tick while entries are unacknowledged (not
+// within every of the last one). It reports whether reading goes on.
+func (r *run) idle(every time.Duration) bool {
 	s := r.s
 	if r.yielded && s.onIdle != nil {
 		s.onIdle()
@@ -199,7 +200,7 @@ func (r *run) idleNative() bool {
 		s.cp.Touch(s.key, event.Fingerprint{}, s.path, 0)
 		r.touched = time.Now()
 	}
-	if s.noTicks || r.lastData.IsZero() || s.cp.InFlight(s.name) == 0 || time.Since(r.lastTick) < s.opts.TickInterval {
+	if s.noTicks || r.lastData.IsZero() || s.cp.InFlight(s.name) == 0 || time.Since(r.lastTick) < every {
 		return true
 	}
 	r.lastTick = time.Now()

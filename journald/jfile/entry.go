@@ -1,6 +1,7 @@
 package jfile
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -116,34 +117,24 @@ func Compare(a, b *Location) int {
 		return 0
 	}
 	if a.SeqnumID == b.SeqnumID {
-		if c := cmp(a.Seqnum, b.Seqnum); c != 0 {
+		if c := cmp.Compare(a.Seqnum, b.Seqnum); c != 0 {
 			return c
 		}
 	}
 	if a.BootID == b.BootID {
-		if c := cmp(a.Monotonic, b.Monotonic); c != 0 {
+		if c := cmp.Compare(a.Monotonic, b.Monotonic); c != 0 {
 			return c
 		}
 	}
-	if c := cmp(a.Realtime, b.Realtime); c != 0 {
+	if c := cmp.Compare(a.Realtime, b.Realtime); c != 0 {
 		return c
 	}
-	if c := cmp(a.XorHash, b.XorHash); c != 0 {
+	if c := cmp.Compare(a.XorHash, b.XorHash); c != 0 {
 		return c
 	}
 	// Same times and hash, different seqnum IDs: order by the IDs so the
 	// order is total.
 	return strings.Compare(string(a.SeqnumID[:]), string(b.SeqnumID[:]))
-}
-
-func cmp(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Entry is one entry's location and the offsets of its DATA objects.
