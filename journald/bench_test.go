@@ -1,8 +1,9 @@
+//go:build linux
+
 package journald_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -102,21 +103,4 @@ func BenchmarkReaders(b *testing.B) {
 			b.ReportMetric(float64(ru.Maxrss)/1024, "peak-rss-MiB")
 		})
 	}
-}
-
-// drain ranges over src, acknowledging each batch, until n records came;
-// it returns how many did.
-func drain(src *journald.Source, n int) int {
-	src.DisableTicks()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := 0
-	for batch := range src.Batches(ctx) {
-		got += len(batch.Records)
-		batch.Done()
-		if got >= n {
-			cancel()
-		}
-	}
-	return got
 }

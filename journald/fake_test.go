@@ -272,3 +272,20 @@ func BenchmarkSource(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
 }
+
+// drain ranges over src, acknowledging each batch, until n records came;
+// it returns how many did.
+func drain(src *journald.Source, n int) int {
+	src.DisableTicks()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := 0
+	for batch := range src.Batches(ctx) {
+		got += len(batch.Records)
+		batch.Done()
+		if got >= n {
+			cancel()
+		}
+	}
+	return got
+}

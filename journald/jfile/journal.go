@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 )
 
 // Journal reads the journal files of some directories or globs as one
@@ -33,13 +32,13 @@ type Journal struct {
 
 // jf is one open file of a journal and where reading it stands.
 type jf struct {
-	f        *File
-	dev, ino uint64
-	pos      Position
-	head     Entry // the next entry not yet returned, when hasHead
-	hasHead  bool
-	gone     bool // no longer found by Scan
-	bad      bool // skipped after an error
+	f       *File
+	id      os.FileInfo // the open file's identity (os.SameFile)
+	pos     Position
+	head    Entry // the next entry not yet returned, when hasHead
+	hasHead bool
+	gone    bool // no longer found by Scan
+	bad     bool // skipped after an error
 }
 
 // Directories returns a journal of the files in dirs and, as journalctl
@@ -125,12 +124,7 @@ func (j *Journal) Scan() error {
 		if err != nil {
 			continue // removed since listed
 		}
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		if st == nil {
-			continue
-		}
-		dev, ino := uint64(st.Dev), uint64(st.Ino)
-		i := slices.IndexFunc(j.files, func(f *jf) bool { return f.dev == dev && f.ino == ino })
+		i := slices.IndexFunc(j.files, func(f *jf) bool { return os.SameFile(f.id, fi) })
 		if i >= 0 {
 			j.files[i].gone = false
 			j.files[i].f.path = p
@@ -143,7 +137,12 @@ func (j *Journal) Scan() error {
 			}
 			continue
 		}
-		j.files = append(j.files, &jf{f: f, dev: dev, ino: ino})
+		id, err := f.Stat()
+		if err != nil {
+			f.Close()
+			continue
+		}
+		j.files = append(j.files, &jf{f: f, id: id})
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func (f *follower) until(t *testing.T, n int) {
 }
 
 // TestJournaldFilesSameAsJournalctl: 50,000 numbered entries written by a
-// real journald (compact and regular layout; large messages compressed)
+// real journald (compact layout; 20,000 in the regular one; large messages compressed)
 // are read once each while journald writes them, rotates its file and the
 // archive is deleted (vacuum) before the reader is through it; every entry
 // journalctl still prints is read the same, field by field.
@@ -67,12 +67,15 @@ func TestJournaldFilesSameAsJournalctl(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		compact string
-	}{{"compact", "1"}, {"regular", "0"}} {
+		n       int
+	}{{"compact", "1", 50_000}, {"regular", "0", 20_000}} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := 50_000
+			n := tc.n
 			if testing.Short() {
 				n = 5000
 			}
+			// Rotations at 40 % and 70 %, the vacuum at 80 %.
+			r1, r2, vac := n*4/10, n*7/10, n*8/10
 			j := journaldtest.StartEnv(t, "SYSTEMD_JOURNAL_COMPACT="+tc.compact)
 			send := func(from, to int) {
 				for i := from; i < to; i++ {
@@ -95,16 +98,16 @@ func TestJournaldFilesSameAsJournalctl(t *testing.T) {
 			}
 			f.j.OnSkip = func(path string, err error) { t.Errorf("skipped %s: %v", path, err) }
 			f.until(t, 10)
-			send(10, 20_000)
+			send(10, r1)
 			f.poll(t) // part read, part not
 			j.Rotate(t)
-			send(20_000, 35_000)
+			send(r1, r2)
 			f.poll(t)
 			j.Rotate(t)
 			// Vacuum: every archived file deleted, the second one before
 			// the reader is through it.
-			send(35_000, 40_000)
-			j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 40_000)
+			send(r2, vac)
+			j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", vac)
 			before := journalctlEntries(t, "--namespace="+j.Namespace)
 			archived, _ := filepath.Glob(filepath.Join(j.Dir(t), "*@*.journal"))
 			if len(archived) != 2 {
@@ -115,7 +118,7 @@ func TestJournaldFilesSameAsJournalctl(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			send(40_000, n)
+			send(vac, n)
 			f.until(t, n)
 			f.poll(t)
 			dups, outside := 0, 0
