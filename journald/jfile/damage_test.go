@@ -129,6 +129,10 @@ func FuzzJournalFile(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		tail := Files(path)
+		tail.Scan()
+		tail.SeekTail()
+		tail.Close()
 		j := Files(path)
 		defer j.Close()
 		j.Scan()

@@ -280,3 +280,55 @@ func (f *File) enterArray(p *Position, off, itemSize uint64) error {
 	p.array, p.items, p.index = off, (size-arrayFixedSize)/itemSize, 0
 	return nil
 }
+
+// End moves p past the last entry the header counts and returns that
+// entry's offset (ok false for a file without entries). It reads the
+// header of each entry array and one item: arrays double in size, so this
+// is a few reads however many entries the file holds.
+func (f *File) End(p *Position) (last uint64, ok bool, err error) {
+	if f.h.NEntries == 0 || f.h.EntryArrayOffset == 0 {
+		return 0, false, nil
+	}
+	itemSize := uint64(8)
+	if f.h.Compact() {
+		itemSize = 4
+	}
+	*p = Position{}
+	if err := f.enterArray(p, f.h.EntryArrayOffset, itemSize); err != nil {
+		return 0, false, err
+	}
+	for {
+		need := f.h.NEntries - p.seen
+		if need <= p.items {
+			p.index, p.seen = need, f.h.NEntries
+			if need == 0 {
+				return 0, false, f.corrupt(p.array, "empty entry array")
+			}
+			it, err := f.read(p.array+arrayFixedSize+(need-1)*itemSize, itemSize)
+			if err != nil {
+				return 0, false, err
+			}
+			if itemSize == 4 {
+				last = uint64(binary.LittleEndian.Uint32(it))
+			} else {
+				last = binary.LittleEndian.Uint64(it)
+			}
+			if last == 0 {
+				return 0, false, f.corrupt(p.array, "entry array ends before %d entries", f.h.NEntries)
+			}
+			return last, true, nil
+		}
+		p.seen += p.items
+		hdr, err := f.read(p.array, arrayFixedSize)
+		if err != nil {
+			return 0, false, err
+		}
+		next := binary.LittleEndian.Uint64(hdr[16:])
+		if next <= p.array {
+			return 0, false, f.corrupt(p.array, "entry array chain ends after %d of %d entries", p.seen, f.h.NEntries)
+		}
+		if err := f.enterArray(p, next, itemSize); err != nil {
+			return 0, false, err
+		}
+	}
+}

@@ -290,3 +290,28 @@ func BenchmarkJournal(b *testing.B) {
 	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(b.N*n), "allocs/entry")
 	b.ReportMetric(0, "ns/op")
 }
+
+// TestSeekTail: after SeekTail only entries written later are read, and
+// the last location is the file's last entry, in both layouts and across
+// several entry arrays.
+func TestSeekTail(t *testing.T) {
+	needRemote(t)
+	for _, compact := range []string{"0", "1"} {
+		path := filepath.Join(t.TempDir(), "tail.journal")
+		writeRemote(t, path, []string{"SYSTEMD_JOURNAL_COMPACT=" + compact}, numbered(0, 3000, func(i int) string { return fmt.Sprint("m ", i) }))
+		all := journalctlEntries(t, "--file="+path)
+		j := Files(path)
+		if err := j.Scan(); err != nil {
+			t.Fatal(err)
+		}
+		j.SeekTail()
+		last, ok := j.Last()
+		if !ok || last.Cursor() != all[len(all)-1]["__CURSOR"] {
+			t.Errorf("compact=%s: last %v (%v), want the cursor of the last entry %v", compact, last.Cursor(), ok, all[len(all)-1]["__CURSOR"])
+		}
+		if got := nativeEntries(t, j); len(got) != 0 {
+			t.Errorf("compact=%s: %d entries after SeekTail, want none", compact, len(got))
+		}
+		j.Close()
+	}
+}

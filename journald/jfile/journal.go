@@ -184,13 +184,30 @@ func (j *Journal) Seek(loc Location) bool {
 	return found
 }
 
-// SeekTail makes the journal go on after its last entry now.
+// SeekTail makes the journal go on after its last entry now, without
+// reading the entries before it.
 func (j *Journal) SeekTail() {
-	for {
-		var e Entry
-		if _, ok := j.Next(&e); !ok {
-			return
+	var last, e Entry
+	found := false
+	for _, f := range j.files {
+		f.hasHead = false
+		if f.bad {
+			continue
 		}
+		off, ok, err := f.f.End(&f.pos)
+		if err == nil && ok {
+			err = f.f.Entry(off, &e)
+		}
+		if err != nil {
+			j.skip(f, err)
+			continue
+		}
+		if ok && (!found || Compare(&e.Location, &last.Location) > 0) {
+			last.Location, found = e.Location, true
+		}
+	}
+	if found {
+		j.last, j.started = last.Location, true
 	}
 }
 
