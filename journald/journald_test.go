@@ -607,11 +607,15 @@ func TestJournalFileOfUnknownFormat(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, rd := range []string{journald.ReaderNative, journald.ReaderAuto} {
-		t.Run(rd, func(t *testing.T) {
+	for _, tc := range []struct{ name, reader, journalctl string }{
+		{"native", journald.ReaderNative, "journalctl"},
+		{"auto", journald.ReaderAuto, "journalctl"},
+		{"auto without journalctl", journald.ReaderAuto, "/nonexistent/journalctl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
 			o := journald.DefaultOptions()
-			o.Directory, o.StartAt, o.Reader = dir, journald.StartBeginning, rd
+			o.Directory, o.StartAt, o.Reader, o.Journalctl = dir, journald.StartBeginning, tc.reader, tc.journalctl
 			src, err := journald.New("journal", o, newTracker(t, t.TempDir()), &event.Resource{}, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
@@ -637,8 +641,92 @@ func TestJournalFileOfUnknownFormat(t *testing.T) {
 			if st := src.Stats(); st.Skipped != 1 {
 				t.Errorf("skipped %d, want 1", st.Skipped)
 			}
-			if fell := strings.Contains(logs.String(), "reading through journalctl instead"); fell != (rd == journald.ReaderAuto) {
-				t.Errorf("reader %s: fell back to journalctl: %v", rd, fell)
+			if fell := strings.Contains(logs.String(), "reading through journalctl instead"); fell != (tc.name == "auto") {
+				t.Errorf("%s: fell back to journalctl: %v", tc.name, fell)
+			}
+		})
+	}
+}
+
+// TestNativeFiltersAsJournalctl: the native reader selects the entries
+// journalctl selects with the same options: units (their own entries,
+// systemd's and privileged daemons' messages about them, their coredumps;
+// globs; a name without a type is a service), identifiers, priority,
+// matches (alternatives within a field, all fields), dmesg.
+func TestNativeFiltersAsJournalctl(t *testing.T) {
+	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
+		if os.Getenv("LOGPUMP_REQUIRE_JOURNALD") != "" {
+			t.Fatalf("systemd-journal-remote: %v", err)
+		}
+		t.Skipf("systemd-journal-remote not installed: %v", err)
+	}
+	entries := []string{
+		"_SYSTEMD_UNIT=app.service\nPRIORITY=6\nSYSLOG_IDENTIFIER=app\n_TRANSPORT=stdout",
+		"_SYSTEMD_UNIT=db.service\nPRIORITY=3\nSYSLOG_IDENTIFIER=db\n_TRANSPORT=stdout",
+		"_PID=1\nUNIT=app.service\nPRIORITY=5\nSYSLOG_IDENTIFIER=systemd\n_TRANSPORT=journal",
+		"_UID=0\nOBJECT_SYSTEMD_UNIT=app.service\nPRIORITY=6\nSYSLOG_IDENTIFIER=polkitd\n_TRANSPORT=journal",
+		"_UID=1000\nOBJECT_SYSTEMD_UNIT=app.service\nPRIORITY=6\nSYSLOG_IDENTIFIER=user\n_TRANSPORT=journal",
+		"MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1\n_UID=0\nCOREDUMP_UNIT=app.service\nPRIORITY=2\n_TRANSPORT=journal",
+		"_SYSTEMD_UNIT=app-worker@1.service\nPRIORITY=4\nSYSLOG_IDENTIFIER=worker\n_TRANSPORT=stdout",
+		"_SYSTEMD_UNIT=backup.timer\nPRIORITY=7\n_TRANSPORT=journal",
+		"_TRANSPORT=kernel\nPRIORITY=4\nSYSLOG_IDENTIFIER=kernel",
+		"_SYSTEMD_UNIT=app.service\nPRIORITY=0\nFOO=bar\n_TRANSPORT=stdout",
+	}
+	dir := t.TempDir()
+	var export strings.Builder
+	for i, e := range entries {
+		fmt.Fprintf(&export, "__REALTIME_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\nSEQ=%d\nMESSAGE=seq %d\n%s\n\n", 1_700_000_000_000_000+i, i, i, e)
+	}
+	path := filepath.Join(dir, "filters.journal")
+	cmd := exec.Command(journaldtest.RemoteBinary, "-o", path, "-")
+	cmd.Stdin = strings.NewReader(export.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-journal-remote: %v: %s", err, out)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*journald.Options)
+		args []string // journalctl's for the same selection
+	}{
+		{"unit without type", func(o *journald.Options) { o.Units = []string{"app"} }, []string{"--unit=app"}},
+		{"two units", func(o *journald.Options) { o.Units = []string{"app.service", "db.service"} }, []string{"--unit=app.service", "--unit=db.service"}},
+		{"unit glob", func(o *journald.Options) { o.Units = []string{"app-*"} }, []string{"--unit=app-*"}},
+		{"timer", func(o *journald.Options) { o.Units = []string{"backup.timer"} }, []string{"--unit=backup.timer"}},
+		{"identifiers", func(o *journald.Options) { o.Identifiers = []string{"app", "db"} }, []string{"--identifier=app", "--identifier=db"}},
+		{"priority", func(o *journald.Options) { o.Priority = "warning" }, []string{"--priority=4"}},
+		{"unit and priority", func(o *journald.Options) { o.Units, o.Priority = []string{"app"}, "err" }, []string{"--unit=app", "--priority=3"}},
+		{"matches", func(o *journald.Options) { o.Matches = []string{"PRIORITY=6", "PRIORITY=3", "_TRANSPORT=stdout"} }, []string{"PRIORITY=6", "PRIORITY=3", "_TRANSPORT=stdout"}},
+		{"dmesg", func(o *journald.Options) { o.Dmesg = true }, []string{"_TRANSPORT=kernel"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command("journalctl", append([]string{"--file=" + path, "--output=cat", "--no-pager", "--quiet"}, tc.args...)...).Output()
+			if err != nil {
+				t.Fatalf("journalctl %v: %v", tc.args, err)
+			}
+			want := strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "seq ", ""))
+			if len(want) == 0 {
+				t.Fatalf("journalctl %v selects nothing: a case must select something", tc.args)
+			}
+			o := journald.DefaultOptions()
+			o.Files, o.Reader, o.StartAt = []string{path}, journald.ReaderNative, journald.StartBeginning
+			tc.edit(&o)
+			src, err := journald.New("journal", o, newTracker(t, t.TempDir()), &event.Resource{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			src.OnIdle(cancel) // the file is read to its end
+			var got []string
+			for b := range src.Batches(ctx) {
+				for _, r := range b.Records {
+					v, _ := event.Lookup(r.Attrs, "SEQ")
+					got = append(got, v.Str)
+				}
+				b.Done()
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("native reader selected %v, journalctl %v %v", got, tc.args, want)
 			}
 		})
 	}

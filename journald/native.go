@@ -70,10 +70,8 @@ func (r *run) nativeLoop() (fallback bool) {
 			return false
 		}
 		if errors.Is(err, errFallback) {
-			if _, lerr := exec.LookPath(s.opts.Journalctl); lerr == nil {
-				s.log.Warn("the native journal reader cannot read a journal file; reading through journalctl instead", "source", s.name, "err", err)
-				return true
-			}
+			s.log.Warn("the native journal reader cannot read a journal file; reading through journalctl instead", "source", s.name, "err", err)
+			return true
 		}
 		if r.pos > before {
 			delay = s.opts.RestartDelay
@@ -95,6 +93,13 @@ func (r *run) native(known *bool) error {
 		j = jfile.Directories(dirs...)
 	}
 	defer j.Close()
+	// With reader auto a file of an unknown format hands the journal to
+	// journalctl, when there is one; else it is skipped as with native.
+	fallBack := s.opts.Reader == ReaderAuto
+	if fallBack {
+		_, err := exec.LookPath(s.opts.Journalctl)
+		fallBack = err == nil
+	}
 	var unsupported error
 	j.OnSkip = func(path string, err error) {
 		s.stats.skipped.Add(1)
@@ -109,7 +114,7 @@ func (r *run) native(known *bool) error {
 	if err := j.Scan(); err != nil {
 		return err
 	}
-	if unsupported != nil && s.opts.Reader == ReaderAuto {
+	if unsupported != nil && fallBack {
 		return unsupported
 	}
 	s.cp.Touch(s.key, event.Fingerprint{}, s.path, 0)
@@ -142,7 +147,7 @@ func (r *run) native(known *bool) error {
 			n.flush()
 			return err
 		}
-		if unsupported != nil && s.opts.Reader == ReaderAuto {
+		if unsupported != nil && fallBack {
 			n.flush()
 			return unsupported
 		}
