@@ -163,10 +163,6 @@ func (f *File) corrupt(off uint64, format string, args ...any) error {
 // entries up to what its header counts. Cached windows past the old end
 // of the file's data are dropped.
 func (f *File) Refresh() error {
-	fi, err := f.f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat journal file %s: %w", f.path, err)
-	}
 	var b [272]byte
 	n, err := f.f.ReadAt(b[:], 0)
 	if n < minHeaderSize {
@@ -177,6 +173,12 @@ func (f *File) Refresh() error {
 	}
 	if string(b[:8]) != string(signature) {
 		return &CorruptError{Path: f.path, Reason: "not a journal file (bad signature)"}
+	}
+	// The size after the header: journald grows the file before it writes
+	// the objects that the header then counts.
+	fi, err := f.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat journal file %s: %w", f.path, err)
 	}
 	le := binary.LittleEndian
 	var h Header
