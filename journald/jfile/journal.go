@@ -21,7 +21,8 @@ type Journal struct {
 	globs []string // file globs
 	// OnSkip is called when a file is left unread or partly read because
 	// it is damaged or unreadable (nil: ignored). The journal goes on with
-	// the other files.
+	// the other files. A file being written (online) is tried again from
+	// where it failed once its header counts more entries.
 	OnSkip func(path string, err error)
 
 	files   []*jf
@@ -39,6 +40,9 @@ type jf struct {
 	hasHead bool
 	gone    bool // no longer found by Scan
 	bad     bool // skipped after an error
+	// badAt is the header's entry count when an online file failed: it is
+	// tried again, from where it failed, once journald wrote more to it.
+	badAt uint64
 }
 
 // Directories returns a journal of the files in dirs and, as journalctl
@@ -216,11 +220,18 @@ func (j *Journal) SeekTail() {
 // found once they are read to their end.
 func (j *Journal) Refresh() {
 	for _, f := range j.files {
-		if f.bad || f.hasHead || f.f.h.State == StateArchived && f.pos.seen >= f.f.h.NEntries {
+		retry := f.bad && f.f.h.State == StateOnline
+		if f.bad && !retry || f.hasHead || f.f.h.State == StateArchived && f.pos.seen >= f.f.h.NEntries {
 			continue
 		}
 		if err := f.f.Refresh(); err != nil {
-			j.skip(f, err)
+			if !retry {
+				j.skip(f, err)
+			}
+			continue
+		}
+		if retry && f.f.h.NEntries != f.badAt {
+			f.bad = false
 		}
 	}
 	j.files = slices.DeleteFunc(j.files, func(f *jf) bool {
@@ -233,7 +244,7 @@ func (j *Journal) Refresh() {
 }
 
 func (j *Journal) skip(f *jf, err error) {
-	f.bad, f.hasHead = true, false
+	f.bad, f.hasHead, f.badAt = true, false, f.f.h.NEntries
 	if j.OnSkip != nil {
 		j.OnSkip(f.f.path, err)
 	}
@@ -249,6 +260,7 @@ func (j *Journal) load(f *jf, found *bool) bool {
 		return false
 	}
 	for {
+		at := f.pos
 		off, ok, err := f.f.Next(&f.pos)
 		if err != nil {
 			j.skip(f, err)
@@ -258,6 +270,7 @@ func (j *Journal) load(f *jf, found *bool) bool {
 			return false
 		}
 		if err := f.f.Entry(off, &f.head); err != nil {
+			f.pos = at // an online file is tried again from this entry
 			j.skip(f, err)
 			return false
 		}
