@@ -215,57 +215,96 @@ func (f *File) Next(p *Position) (off uint64, ok bool, err error) {
 	if p.seen >= f.h.NEntries {
 		return 0, false, nil
 	}
-	itemSize := uint64(8)
-	if f.h.Compact() {
-		itemSize = 4
-	}
 	if p.array == 0 {
 		if f.h.EntryArrayOffset == 0 {
 			return 0, false, nil
 		}
-		if err := f.enterArray(p, f.h.EntryArrayOffset, itemSize); err != nil {
+		if err := f.enterArray(p, f.h.EntryArrayOffset); err != nil {
 			return 0, false, err
 		}
 	}
-	for range 64 {
-		if p.index < p.items {
-			it, err := f.read(p.array+arrayFixedSize+p.index*itemSize, itemSize)
-			if err != nil {
-				return 0, false, err
-			}
-			if itemSize == 4 {
-				off = uint64(binary.LittleEndian.Uint32(it))
-			} else {
-				off = binary.LittleEndian.Uint64(it)
-			}
-			if off == 0 {
-				return 0, false, f.corrupt(p.array, "entry array ends after %d of %d entries", p.seen, f.h.NEntries)
-			}
-			p.index++
-			p.seen++
-			return off, true, nil
-		}
-		hdr, err := f.read(p.array, arrayFixedSize)
-		if err != nil {
-			return 0, false, err
-		}
-		next := binary.LittleEndian.Uint64(hdr[16:])
-		if next == 0 {
-			return 0, false, f.corrupt(p.array, "entry array chain ends after %d of %d entries", p.seen, f.h.NEntries)
-		}
-		if next <= p.array {
-			return 0, false, f.corrupt(p.array, "entry array chain goes backwards")
-		}
-		if err := f.enterArray(p, next, itemSize); err != nil {
+	for p.index >= p.items {
+		if err := f.nextArray(p); err != nil {
 			return 0, false, err
 		}
 	}
-	return 0, false, f.corrupt(p.array, "too many empty entry arrays")
+	if off, err = f.item(p, p.index); err != nil {
+		return 0, false, err
+	}
+	p.index++
+	p.seen++
+	return off, true, nil
+}
+
+// End moves p past the last entry the header counts and returns that
+// entry's offset (ok false for a file without entries). It reads the
+// header of each entry array and one item: arrays double in size, so this
+// is a few reads however many entries the file holds.
+func (f *File) End(p *Position) (last uint64, ok bool, err error) {
+	if f.h.NEntries == 0 || f.h.EntryArrayOffset == 0 {
+		return 0, false, nil
+	}
+	*p = Position{}
+	if err := f.enterArray(p, f.h.EntryArrayOffset); err != nil {
+		return 0, false, err
+	}
+	for f.h.NEntries-p.seen > p.items {
+		p.seen += p.items
+		if err := f.nextArray(p); err != nil {
+			return 0, false, err
+		}
+	}
+	p.index = f.h.NEntries - p.seen
+	p.seen = f.h.NEntries
+	if last, err = f.item(p, p.index-1); err != nil {
+		return 0, false, err
+	}
+	return last, true, nil
+}
+
+func (f *File) itemSize() uint64 {
+	if f.h.Compact() {
+		return 4
+	}
+	return 8
+}
+
+// item returns the entry offset in item i of p's array.
+func (f *File) item(p *Position, i uint64) (uint64, error) {
+	size := f.itemSize()
+	it, err := f.read(p.array+arrayFixedSize+i*size, size)
+	if err != nil {
+		return 0, err
+	}
+	var off uint64
+	if size == 4 {
+		off = uint64(binary.LittleEndian.Uint32(it))
+	} else {
+		off = binary.LittleEndian.Uint64(it)
+	}
+	if off == 0 {
+		return 0, f.corrupt(p.array, "entry array ends after %d of %d entries", p.seen, f.h.NEntries)
+	}
+	return off, nil
+}
+
+// nextArray moves p to the array after its own.
+func (f *File) nextArray(p *Position) error {
+	hdr, err := f.read(p.array, arrayFixedSize)
+	if err != nil {
+		return err
+	}
+	next := binary.LittleEndian.Uint64(hdr[16:])
+	if next <= p.array {
+		// 0 ends the chain; a chain going backwards would loop.
+		return f.corrupt(p.array, "entry array chain ends after %d of %d entries", p.seen, f.h.NEntries)
+	}
+	return f.enterArray(p, next)
 }
 
 // enterArray checks the entry array object at off and moves p to its
 // first item.
-func (f *File) enterArray(p *Position, off, itemSize uint64) error {
+func (f *File) enterArray(p *Position, off uint64) error {
 	if off < f.h.HeaderSize || off%8 != 0 || off+arrayFixedSize > uint64(f.size) {
 		return f.corrupt(off, "entry array offset outside the file or unaligned")
 	}
@@ -277,58 +316,6 @@ func (f *File) enterArray(p *Position, off, itemSize uint64) error {
 	if hdr[0] != objEntryArray || size < arrayFixedSize || off+size > uint64(f.size) {
 		return f.corrupt(off, "not an entry array (type %d, size %d)", hdr[0], size)
 	}
-	p.array, p.items, p.index = off, (size-arrayFixedSize)/itemSize, 0
+	p.array, p.items, p.index = off, (size-arrayFixedSize)/f.itemSize(), 0
 	return nil
-}
-
-// End moves p past the last entry the header counts and returns that
-// entry's offset (ok false for a file without entries). It reads the
-// header of each entry array and one item: arrays double in size, so this
-// is a few reads however many entries the file holds.
-func (f *File) End(p *Position) (last uint64, ok bool, err error) {
-	if f.h.NEntries == 0 || f.h.EntryArrayOffset == 0 {
-		return 0, false, nil
-	}
-	itemSize := uint64(8)
-	if f.h.Compact() {
-		itemSize = 4
-	}
-	*p = Position{}
-	if err := f.enterArray(p, f.h.EntryArrayOffset, itemSize); err != nil {
-		return 0, false, err
-	}
-	for {
-		need := f.h.NEntries - p.seen
-		if need <= p.items {
-			p.index, p.seen = need, f.h.NEntries
-			if need == 0 {
-				return 0, false, f.corrupt(p.array, "empty entry array")
-			}
-			it, err := f.read(p.array+arrayFixedSize+(need-1)*itemSize, itemSize)
-			if err != nil {
-				return 0, false, err
-			}
-			if itemSize == 4 {
-				last = uint64(binary.LittleEndian.Uint32(it))
-			} else {
-				last = binary.LittleEndian.Uint64(it)
-			}
-			if last == 0 {
-				return 0, false, f.corrupt(p.array, "entry array ends before %d entries", f.h.NEntries)
-			}
-			return last, true, nil
-		}
-		p.seen += p.items
-		hdr, err := f.read(p.array, arrayFixedSize)
-		if err != nil {
-			return 0, false, err
-		}
-		next := binary.LittleEndian.Uint64(hdr[16:])
-		if next <= p.array {
-			return 0, false, f.corrupt(p.array, "entry array chain ends after %d of %d entries", p.seen, f.h.NEntries)
-		}
-		if err := f.enterArray(p, next, itemSize); err != nil {
-			return 0, false, err
-		}
-	}
 }
