@@ -64,7 +64,8 @@ type counters struct {
 
 // Stats are a source's counters since it was built.
 type Stats struct {
-	// Entries and Bytes read (Bytes as journalctl printed them).
+	// Entries and Bytes read (Bytes as journalctl printed them, or the
+	// bytes of the entries' fields with the native reader).
 	Entries, Bytes uint64
 	// Restarts of journalctl after it failed or ended.
 	Restarts uint64
