@@ -82,12 +82,18 @@ func TestDecompress(t *testing.T) {
 	want := []byte(strings.Repeat("journal data compressed ", 100))
 	var d decompressor
 
-	var xb bytes.Buffer
-	w, _ := xz.NewWriter(&xb)
-	w.Write(want)
-	w.Close()
-	if got, err := d.xz(xb.Bytes()); err != nil || !bytes.Equal(got, want) {
-		t.Errorf("xz: %q, %v", got, err)
+	// journald writes xz streams without a check (LZMA_CHECK_NONE).
+	for _, check := range []byte{xz.None, xz.CRC64} {
+		var xb bytes.Buffer
+		w, err := xz.WriterConfig{CheckSum: check}.NewWriter(&xb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(want)
+		w.Close()
+		if got, err := d.xz(xb.Bytes()); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("xz (check %d): %q, %v", check, got, err)
+		}
 	}
 
 	// LZ4: 8 bytes of size, then a block: literals "abcd", a match of
