@@ -731,3 +731,30 @@ func TestNativeFiltersAsJournalctl(t *testing.T) {
 		})
 	}
 }
+
+// TestNativeIdleTicksWhileUnacknowledged: the native reader, caught up,
+// ticks while some of what it yielded is unacknowledged (a stage may hold
+// an open event).
+func TestNativeIdleTicksWhileUnacknowledged(t *testing.T) {
+	j := journaldtest.Start(t)
+	send(t, j, 0, 3)
+	o := options(j, journald.ReaderNative, journald.StartBeginning)
+	o.TickInterval = 20 * time.Millisecond
+	src, err := journald.New("j", o, newTracker(t, t.TempDir()), &event.Resource{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, held, ticks := collect(t, ctx, src, 3)
+	for range 2 {
+		select {
+		case <-ticks:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no tick within 5s while a batch is unacknowledged")
+		}
+	}
+	for _, b := range held {
+		b.Done()
+	}
+}
