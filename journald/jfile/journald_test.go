@@ -199,3 +199,43 @@ func TestSeekToJournalctlCursor(t *testing.T) {
 		t.Error("Seek found an entry for a cursor the journal does not hold")
 	}
 }
+
+// TestUserJournalsInterleaved: entries journald splits between
+// system.journal and user-1000.journal (by the sender's uid) are read in
+// the order written, as journalctl prints them.
+func TestUserJournalsInterleaved(t *testing.T) {
+	j := journaldtest.Start(t)
+	const n = 300
+	for i := range n {
+		uid := 0
+		if i%3 == 1 {
+			uid = 1000
+		}
+		j.SendAs(t, uid, "MESSAGE", fmt.Sprint("seq ", i), "SYSLOG_IDENTIFIER", "lptest", "SEQ", strconv.Itoa(i))
+	}
+	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", n)
+	if _, err := os.Stat(filepath.Join(j.Dir(t), "user-1000.journal")); err != nil {
+		t.Fatalf("journald wrote no user journal: %v", err)
+	}
+	jr := Directories(j.Dir(t))
+	defer jr.Close()
+	if err := jr.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	got := nativeEntries(t, jr)
+	compare(t, journalctlEntries(t, "--namespace="+j.Namespace), got)
+	var seq []string
+	for _, s := range seqs(got) {
+		if s != "<nil>" {
+			seq = append(seq, s)
+		}
+	}
+	for i, s := range seq {
+		if s != strconv.Itoa(i) {
+			t.Fatalf("entry %d is SEQ %s: not in the order written", i, s)
+		}
+	}
+	if len(seq) != n {
+		t.Fatalf("%d entries, want %d", len(seq), n)
+	}
+}

@@ -173,6 +173,19 @@ func (j *Journald) Rotate(t testing.TB) {
 // the native protocol. Values may hold newlines.
 func (j *Journald) Send(t testing.TB, fields ...string) {
 	t.Helper()
+	j.send(t, nil, fields...)
+}
+
+// SendAs is Send with the sender's credentials claimed to be uid's (the
+// test runs as root, which may claim any): journald writes the entries of
+// a uid of 1000 or more to user-UID.journal.
+func (j *Journald) SendAs(t testing.TB, uid int, fields ...string) {
+	t.Helper()
+	j.send(t, credentials(uid), fields...)
+}
+
+func (j *Journald) send(t testing.TB, oob []byte, fields ...string) {
+	t.Helper()
 	if len(fields)%2 != 0 {
 		t.Fatalf("Send: odd number of arguments")
 	}
@@ -191,8 +204,15 @@ func (j *Journald) Send(t testing.TB, fields ...string) {
 		b.Write(n[:])
 		b.WriteString(v + "\n")
 	}
+	write := func() error {
+		if oob == nil {
+			_, err := j.conn.Write(b.Bytes())
+			return err
+		}
+		return sendmsg(j.conn, b.Bytes(), oob)
+	}
 	for attempt := 0; ; attempt++ {
-		_, err := j.conn.Write(b.Bytes())
+		err := write()
 		if err == nil {
 			return
 		}
