@@ -758,3 +758,24 @@ func TestNativeIdleTicksWhileUnacknowledged(t *testing.T) {
 		b.Done()
 	}
 }
+
+// TestJournalRotationWhileReading: journald archives its file and starts a
+// new one while the source follows it: every entry is read once, from the
+// archived file's end and from the new file.
+func TestJournalRotationWhileReading(t *testing.T) { forReaders(t, testJournalRotationWhileReading) }
+
+func testJournalRotationWhileReading(t *testing.T, rd string) {
+	j := journaldtest.Start(t)
+	send(t, j, 0, 200)
+	tr := newTracker(t, t.TempDir())
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
+	r.waitFor(0, 200)
+	send(t, j, 200, 400)
+	j.Rotate(t)
+	send(t, j, 400, 600)
+	j.Rotate(t)
+	send(t, j, 600, 700)
+	r.waitFor(0, 700)
+	r.stop()
+	r.check(0, 700)
+}

@@ -181,7 +181,7 @@ func (r *run) native(known *bool) error {
 			n.flush()
 			return nil
 		}
-		if scan || w.w == nil || time.Since(lastScan) >= scanInterval {
+		if scan || w.w == nil || j.Pending() || time.Since(lastScan) >= scanInterval {
 			if err := j.Scan(); err != nil {
 				n.flush()
 				return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,4 +155,36 @@ func FuzzJournalFile(f *testing.F) {
 		}
 		t.Fatal("more than 10,000 entries from a small file")
 	})
+}
+
+// TestNewFileWithoutHeaderYet: a file journald has just created (no
+// header yet) is not reported; once it has one it is read. A file that
+// cannot be opened is reported once, not at every Scan.
+func TestNewFileWithoutHeaderYet(t *testing.T) {
+	needRemote(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "system.journal")
+	if err := os.WriteFile(path, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "garbage.journal"), []byte("not a journal file at all"), 0o644)
+	j := Directories(dir)
+	defer j.Close()
+	var skipped []string
+	j.OnSkip = func(path string, err error) { skipped = append(skipped, filepath.Base(path)) }
+	for range 3 {
+		if err := j.Scan(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !j.Pending() || !slices.Equal(skipped, []string{"garbage.journal"}) {
+		t.Fatalf("pending %v, skipped %v: want the new file pending, the garbage reported once", j.Pending(), skipped)
+	}
+	if err := os.WriteFile(path, remoteFile(t, 3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j.Scan()
+	if got := nativeEntries(t, j); len(got) != 3 || j.Pending() {
+		t.Errorf("read %d entries once the header was written (pending %v), want 3", len(got), j.Pending())
+	}
 }

@@ -91,6 +91,9 @@ type CorruptError struct {
 	Path   string
 	Offset uint64
 	Reason string
+	// young: the file has no header yet (empty, or zeros where the
+	// signature goes), as a file journald has just created.
+	young bool
 }
 
 func (e *CorruptError) Error() string {
@@ -169,10 +172,10 @@ func (f *File) Refresh() error {
 		if err == nil {
 			err = errors.New("short read")
 		}
-		return &CorruptError{Path: f.path, Reason: fmt.Sprintf("header: %v", err)}
+		return &CorruptError{Path: f.path, Reason: fmt.Sprintf("header: %v", err), young: allZero(b[:n])}
 	}
 	if string(b[:8]) != string(signature) {
-		return &CorruptError{Path: f.path, Reason: "not a journal file (bad signature)"}
+		return &CorruptError{Path: f.path, Reason: "not a journal file (bad signature)", young: allZero(b[:8])}
 	}
 	// The size after the header: journald grows the file before it writes
 	// the objects that the header then counts.
@@ -249,4 +252,13 @@ func (f *File) read(off, n uint64) ([]byte, error) {
 		return nil, fmt.Errorf("read journal file %s at %d: %w", f.path, off, err)
 	}
 	return p, nil
+}
+
+func allZero(p []byte) bool {
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

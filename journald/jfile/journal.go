@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Journal reads the journal files of some directories or globs as one
@@ -25,7 +26,13 @@ type Journal struct {
 	// where it failed once its header counts more entries.
 	OnSkip func(path string, err error)
 
-	files   []*jf
+	files []*jf
+	// failed holds the files that could not be opened, by path, with
+	// when that was first seen (zero once reported): each is tried again
+	// at every Scan, and reported once (a file journald has just created
+	// has no header yet: reported only if it still has none after
+	// newFileGrace).
+	failed  map[string]time.Time
 	cache   cache
 	last    Location
 	started bool
@@ -123,6 +130,11 @@ func (j *Journal) Scan() error {
 	for _, f := range j.files {
 		f.gone = true
 	}
+	for p := range j.failed {
+		if !slices.Contains(paths, p) {
+			delete(j.failed, p)
+		}
+	}
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -136,11 +148,10 @@ func (j *Journal) Scan() error {
 		}
 		f, err := open(p, &j.cache)
 		if err != nil {
-			if j.OnSkip != nil {
-				j.OnSkip(p, openError(err))
-			}
+			j.openFailed(p, err)
 			continue
 		}
+		delete(j.failed, p)
 		id, err := f.Stat()
 		if err != nil {
 			f.Close()
@@ -149,6 +160,45 @@ func (j *Journal) Scan() error {
 		j.files = append(j.files, &jf{f: f, id: id})
 	}
 	return nil
+}
+
+// newFileGrace is how long a file may lack a journal header before it is
+// reported: journald creates a file, then writes its header.
+const newFileGrace = 10 * time.Second
+
+func (j *Journal) openFailed(p string, err error) {
+	if j.failed == nil {
+		j.failed = map[string]time.Time{}
+	}
+	first, seen := j.failed[p]
+	if seen && first.IsZero() {
+		return // reported
+	}
+	var ce *CorruptError
+	if errors.As(err, &ce) && ce.Offset == 0 && ce.young {
+		if !seen {
+			j.failed[p] = time.Now()
+			return
+		}
+		if time.Since(first) < newFileGrace {
+			return
+		}
+	}
+	j.failed[p] = time.Time{}
+	if j.OnSkip != nil {
+		j.OnSkip(p, openError(err))
+	}
+}
+
+// Pending reports whether a file was found without a header yet: Scan
+// should run again soon, not only when files are created or removed.
+func (j *Journal) Pending() bool {
+	for _, first := range j.failed {
+		if !first.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 func listError(dir string, err error) error {
