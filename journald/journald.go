@@ -126,9 +126,9 @@ func (s *Source) DisableTicks() { s.noTicks = true }
 func (s *Source) OnIdle(f func()) { s.onIdle = f }
 
 // Batches returns a single-use iterator over batches of journal entries.
-// The goroutine ranging over it runs journalctl and blocks inside the
-// iterator while there is nothing to read or the checkpoint tracker is at
-// its in-flight cap.
+// The goroutine ranging over it reads the journal files (or runs
+// journalctl, Options.Reader) and blocks inside the iterator while there
+// is nothing to read or the checkpoint tracker is at its in-flight cap.
 //
 // Every yielded batch holds entries in journal order (Source, File and Path
 // set: File's device is that of [checkpoint.JournalKey], Path "journal" or
@@ -137,8 +137,8 @@ func (s *Source) OnIdle(f func()) { s.onIdle = f }
 // of its last entry. A batch with no records is a tick (see
 // Options.TickInterval); ticks carry no acknowledgement.
 //
-// When journalctl fails (the journal is missing, journalctl is not
-// installed) the error is logged and journalctl started again after
+// When reading fails (the journal is missing or unreadable, journalctl is
+// not installed) the error is logged and reading started again after
 // RestartDelay, doubling up to a minute. When ctx is cancelled the iterator
 // returns at the next batch boundary, stopping journalctl.
 func (s *Source) Batches(ctx context.Context) iter.Seq[*event.Batch] {
