@@ -22,6 +22,17 @@ type decompressor struct {
 	n   [3]int // payloads decompressed: zstd, xz, lz4 (tests read it)
 }
 
+// keepBuffer bounds the buffer kept between payloads: one huge field
+// (a core dump) does not hold its memory afterwards.
+const keepBuffer = 4 << 20
+
+func (d *decompressor) reuse() []byte {
+	if cap(d.out) > keepBuffer {
+		d.out = nil
+	}
+	return d.out[:0]
+}
+
 func (d *decompressor) zstd(p []byte) ([]byte, error) {
 	if d.z == nil {
 		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxPayload), zstd.WithDecoderLowmem(true))
@@ -30,7 +41,7 @@ func (d *decompressor) zstd(p []byte) ([]byte, error) {
 		}
 		d.z = z
 	}
-	out, err := d.z.DecodeAll(p, d.out[:0])
+	out, err := d.z.DecodeAll(p, d.reuse())
 	if err != nil {
 		return nil, fmt.Errorf("decompress zstd data: %w", err)
 	}
@@ -52,7 +63,7 @@ func (d *decompressor) xz(p []byte) ([]byte, error) {
 	if b.Len() > maxPayload {
 		return nil, errors.New("decompress xz data: longer than 768MiB")
 	}
-	d.out = append(d.out[:0], b.Bytes()...)
+	d.out = append(d.reuse(), b.Bytes()...)
 	d.n[1]++
 	return d.out, nil
 }
@@ -67,10 +78,11 @@ func (d *decompressor) lz4(p []byte) ([]byte, error) {
 	if size > maxPayload {
 		return nil, fmt.Errorf("decompress lz4 data: size %d too large", size)
 	}
-	if uint64(cap(d.out)) < size {
-		d.out = make([]byte, 0, size)
+	out := d.reuse()
+	if uint64(cap(out)) < size {
+		out = make([]byte, 0, size)
 	}
-	out, err := lz4Block(d.out[:0], p[8:], int(size))
+	out, err := lz4Block(out, p[8:], int(size))
 	if err != nil {
 		return nil, fmt.Errorf("decompress lz4 data: %w", err)
 	}

@@ -81,7 +81,7 @@ func TestDamagedFileIsSkipped(t *testing.T) {
 
 func TestDecompress(t *testing.T) {
 	want := []byte(strings.Repeat("journal data compressed ", 100))
-	var d decompressor
+	d := &decompressor{}
 
 	// journald writes xz streams without a check (LZMA_CHECK_NONE).
 	for _, check := range []byte{xz.None, xz.CRC64} {

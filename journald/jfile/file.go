@@ -119,23 +119,24 @@ type File struct {
 	h     Header
 	size  int64 // the file's size when the header was last read
 	cache *cache
-	dec   decompressor
+	dec   *decompressor
 	buf   []byte // an object that does not fit a cache window
 }
 
 // Open opens a journal file and reads its header.
 func Open(path string) (*File, error) {
-	return open(path, &cache{})
+	return open(path, &cache{}, &decompressor{})
 }
 
-// open opens a journal file reading through c (shared by the files of a
-// [Journal]).
-func open(path string, c *cache) (*File, error) {
+// open opens a journal file reading through c and decompressing with d
+// (shared by the files of a [Journal], read one at a time: one cache, one
+// decoder's buffers however many files).
+func open(path string, c *cache, d *decompressor) (*File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	jf := &File{path: path, f: f, cache: c}
+	jf := &File{path: path, f: f, cache: c, dec: d}
 	if err := jf.Refresh(); err != nil {
 		f.Close()
 		return nil, err
@@ -244,7 +245,7 @@ func (f *File) read(off, n uint64) ([]byte, error) {
 	} else if p != nil {
 		return nil, &CorruptError{Path: f.path, Offset: off, Reason: "read past the end of the file"}
 	}
-	if cap(f.buf) < int(n) {
+	if cap(f.buf) < int(n) || cap(f.buf) > max(keepBuffer, int(n)) {
 		f.buf = make([]byte, n)
 	}
 	p := f.buf[:n]

@@ -34,6 +34,7 @@ type Journal struct {
 	// newFileGrace).
 	failed  map[string]time.Time
 	cache   cache
+	dec     decompressor
 	last    Location
 	started bool
 }
@@ -146,7 +147,7 @@ func (j *Journal) Scan() error {
 			j.files[i].f.path = p
 			continue
 		}
-		f, err := open(p, &j.cache)
+		f, err := open(p, &j.cache, &j.dec)
 		if err != nil {
 			j.openFailed(p, err)
 			continue

@@ -146,12 +146,8 @@ func TestJournaldFilesSameAsJournalctl(t *testing.T) {
 				}
 			}
 			compare(t, want, f.got)
-			compressed := 0
-			for _, jf := range f.j.files {
-				compressed += jf.f.dec.n[0] + jf.f.dec.n[1] + jf.f.dec.n[2]
-			}
-			if compressed == 0 {
-				t.Errorf("no compressed data read from the files left")
+			if d := f.j.dec.n; d[0]+d[1]+d[2] < n/5000 {
+				t.Errorf("%v payloads decompressed (zstd, xz, lz4), want the %d large messages at least", d, n/5000)
 			}
 			t.Logf("%d entries read, %d compared with journalctl", len(f.got), len(want))
 		})
