@@ -315,3 +315,31 @@ func TestSeekTail(t *testing.T) {
 		j.Close()
 	}
 }
+
+// TestDirectoryLayout: a directory is read as journalctl --directory reads
+// it: its own files and those of subdirectories named by a machine ID (a
+// host's /var/log/journal), not those of a namespace's directory.
+func TestDirectoryLayout(t *testing.T) {
+	needRemote(t)
+	dir := t.TempDir()
+	const mid = "0123456789abcdef0123456789abcdef"
+	for i, p := range []string{mid + "/system.journal", mid + ".ns/system.journal", "top.journal", mid + "/user-1000.journal~", "other/x.journal"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		name, tilde := strings.CutSuffix(p, "~") // as journald names a file archived after a crash
+		writeRemote(t, filepath.Join(dir, name), nil, numbered(i*10, 3, func(n int) string { return fmt.Sprint("m ", n) }))
+		if tilde {
+			os.Rename(filepath.Join(dir, name), filepath.Join(dir, p))
+		}
+	}
+	want := journalctlEntries(t, "--directory="+dir)
+	j := Directories(dir)
+	defer j.Close()
+	if err := j.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	got := nativeEntries(t, j)
+	compare(t, want, got)
+	if s := seqs(got); !slices.Equal(s, []string{"0", "1", "2", "20", "21", "22", "30", "31", "32"}) {
+		t.Errorf("read %v: want the machine's files and the top one", s)
+	}
+}
