@@ -158,13 +158,7 @@ func TestIdleTicksWhileUnacknowledged(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, _, held, ticks := collect(t, ctx, src, 1)
-	for range 2 {
-		select {
-		case <-ticks:
-		case <-time.After(5 * time.Second):
-			t.Fatal("no tick within 5s while a batch is unacknowledged")
-		}
-	}
+	waitTicks(t, ticks, 2)
 	held[0].Done()
 	for len(ticks) > 0 {
 		<-ticks
@@ -288,4 +282,16 @@ func drain(src *journald.Source, n int) int {
 		}
 	}
 	return got
+}
+
+// waitTicks waits for n ticks from collect's channel.
+func waitTicks(t *testing.T, ticks chan struct{}, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-ticks:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no tick within 5s while a batch is unacknowledged")
+		}
+	}
 }
