@@ -89,7 +89,7 @@ func TestEntry(t *testing.T) {
 		line: `[1,2]`,
 		want: decoded{Body: s("[1,2]"), Flags: event.ParseError},
 	}}
-	d := newDecoder()
+	d := newDecoder(nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := decodeLine(d, tt.line)
@@ -160,7 +160,7 @@ func FuzzEntry(f *testing.F) {
 	f.Add(sampleLine)
 	f.Add(`{"MESSAGE":[104,255,105],"X":["a",[98]],"__CURSOR":"c"}`)
 	f.Add(`{"MESSAGE":"a\nb","PRIORITY":"3"}`)
-	d := newDecoder()
+	d := newDecoder(nil)
 	f.Fuzz(func(t *testing.T, line string) {
 		var b event.Batch
 		d.entry(&b, []byte(line), 1)
@@ -213,7 +213,7 @@ func abs(n int) int {
 // BenchmarkEntry decodes a typical journalctl line into a pooled batch.
 func BenchmarkEntry(b *testing.B) {
 	line := []byte(sampleLine)
-	d := newDecoder()
+	d := newDecoder(nil)
 	var pool event.Pool
 	batch := pool.Get()
 	b.SetBytes(int64(len(line) + 1))

@@ -64,6 +64,7 @@ func fakeSource(t *testing.T, catchUp, follow, fail string, log *slog.Logger, ed
 	t.Helper()
 	opts := journald.DefaultOptions()
 	opts.Journalctl = fakeJournalctl(t, catchUp, follow, fail)
+	opts.Reader = journald.ReaderJournalctl
 	opts.StartAt = journald.StartBeginning
 	if edit != nil {
 		edit(&opts)
@@ -157,13 +158,7 @@ func TestIdleTicksWhileUnacknowledged(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, _, held, ticks := collect(t, ctx, src, 1)
-	for range 2 {
-		select {
-		case <-ticks:
-		case <-time.After(5 * time.Second):
-			t.Fatal("no tick within 5s while a batch is unacknowledged")
-		}
-	}
+	waitTicks(t, ticks, 2)
 	held[0].Done()
 	for len(ticks) > 0 {
 		<-ticks
@@ -257,6 +252,7 @@ func BenchmarkSource(b *testing.B) {
 	}
 	opts := journald.DefaultOptions()
 	opts.Journalctl = fakeJournalctl(b, data.String(), "", "")
+	opts.Reader = journald.ReaderJournalctl
 	opts.StartAt = journald.StartBeginning
 	b.SetBytes(int64(data.Len()))
 	b.ReportAllocs()
@@ -266,17 +262,36 @@ func BenchmarkSource(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		src.DisableTicks()
-		ctx, cancel := context.WithCancel(context.Background())
-		got := 0
-		for batch := range src.Batches(ctx) {
-			got += len(batch.Records)
-			batch.Done()
-			if got >= n {
-				cancel()
-			}
-		}
-		cancel()
+		drain(src, n)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
+}
+
+// drain ranges over src, acknowledging each batch, until n records came;
+// it returns how many did.
+func drain(src *journald.Source, n int) int {
+	src.DisableTicks()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := 0
+	for batch := range src.Batches(ctx) {
+		got += len(batch.Records)
+		batch.Done()
+		if got >= n {
+			cancel()
+		}
+	}
+	return got
+}
+
+// waitTicks waits for n ticks from collect's channel.
+func waitTicks(t *testing.T, ticks chan struct{}, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-ticks:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no tick within 5s while a batch is unacknowledged")
+		}
+	}
 }

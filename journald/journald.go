@@ -1,9 +1,10 @@
 // Package journald reads the systemd journal: a source that yields journal
 // entries as batches of records, with the journal's cursor as its position.
 //
-// The journal is read through journalctl --output=json, which keeps logpump
-// free of cgo and reads every journal file format journalctl itself reads.
-// A batch's acknowledgement advances the source's checkpoint to the cursor
+// The journal is read by logpump itself (package jfile: no cgo, no
+// journalctl, as in a container image) or through journalctl
+// --output=json (Options.Reader); both map fields to records the same way
+// and use the same cursors. A batch's acknowledgement advances the source's checkpoint to the cursor
 // of its last entry ([checkpoint.Tracker.TrackCursor]); after a restart or a
 // reload reading resumes after the last acknowledged entry (--cursor, the
 // entry at the cursor dropped as read), first through every stored boot,
@@ -58,12 +59,13 @@ type Source struct {
 }
 
 type counters struct {
-	entries, bytes, restarts, truncated, gaps, gapEntries atomic.Uint64
+	entries, bytes, restarts, truncated, gaps, gapEntries, skipped atomic.Uint64
 }
 
 // Stats are a source's counters since it was built.
 type Stats struct {
-	// Entries and Bytes read (Bytes as journalctl printed them).
+	// Entries and Bytes read (Bytes as journalctl printed them, or the
+	// bytes of the entries' fields with the native reader).
 	Entries, Bytes uint64
 	// Restarts of journalctl after it failed or ended.
 	Restarts uint64
@@ -75,6 +77,9 @@ type Stats struct {
 	// the journal numbered in between, when the cursors tell (same journal
 	// writer); entries that the source's filters exclude are among them.
 	Gaps, GapEntries uint64
+	// Skipped counts journal files, and fields of entries, that the
+	// native reader skipped as damaged or unreadable (each logged).
+	Skipped uint64
 }
 
 // Stats returns the source's counters. Safe for concurrent use.
@@ -83,6 +88,7 @@ func (s *Source) Stats() Stats {
 		Entries: s.stats.entries.Load(), Bytes: s.stats.bytes.Load(),
 		Restarts: s.stats.restarts.Load(), Truncated: s.stats.truncated.Load(),
 		Gaps: s.stats.gaps.Load(), GapEntries: s.stats.gapEntries.Load(),
+		Skipped: s.stats.skipped.Load(),
 	}
 }
 
@@ -120,9 +126,9 @@ func (s *Source) DisableTicks() { s.noTicks = true }
 func (s *Source) OnIdle(f func()) { s.onIdle = f }
 
 // Batches returns a single-use iterator over batches of journal entries.
-// The goroutine ranging over it runs journalctl and blocks inside the
-// iterator while there is nothing to read or the checkpoint tracker is at
-// its in-flight cap.
+// The goroutine ranging over it reads the journal files (or runs
+// journalctl, Options.Reader) and blocks inside the iterator while there
+// is nothing to read or the checkpoint tracker is at its in-flight cap.
 //
 // Every yielded batch holds entries in journal order (Source, File and Path
 // set: File's device is that of [checkpoint.JournalKey], Path "journal" or
@@ -131,8 +137,8 @@ func (s *Source) OnIdle(f func()) { s.onIdle = f }
 // of its last entry. A batch with no records is a tick (see
 // Options.TickInterval); ticks carry no acknowledgement.
 //
-// When journalctl fails (the journal is missing, journalctl is not
-// installed) the error is logged and journalctl started again after
+// When reading fails (the journal is missing or unreadable, journalctl is
+// not installed) the error is logged and reading started again after
 // RestartDelay, doubling up to a minute. When ctx is cancelled the iterator
 // returns at the next batch boundary, stopping journalctl.
 func (s *Source) Batches(ctx context.Context) iter.Seq[*event.Batch] {
@@ -141,8 +147,11 @@ func (s *Source) Batches(ctx context.Context) iter.Seq[*event.Batch] {
 			s.log.Error("journald: Batches ranged over twice; the second range yields nothing")
 			return
 		}
-		r := &run{s: s, ctx: ctx, yield: yield, dec: newDecoder(s.opts.Fields...)}
-		r.loop()
+		r := &run{s: s, ctx: ctx, yield: yield, dec: newDecoder(s.res, s.opts.Fields...)}
+		if s.opts.Reader == ReaderJournalctl || r.nativeLoop() {
+			r.fellBack = s.opts.Reader != ReaderJournalctl
+			r.loop()
+		}
 	}
 }
 
@@ -161,8 +170,10 @@ type run struct {
 	// cursor, already read, unless the journal no longer holds it.
 	resumeAt string
 	stopped  bool // the consumer stopped, or ctx ended
+	fellBack bool // reader auto went on with journalctl
 	yielded  bool // entries were yielded since the last idle call
 	lastData time.Time
+	lastTick time.Time // when the last tick was yielded
 	touched  time.Time
 }
 
@@ -220,6 +231,14 @@ func (r *run) failed(err error, delay *time.Duration) {
 	case <-t.C:
 	}
 	*delay = min(2**delay, maxRestartDelay)
+}
+
+// reader names how the journal is read now.
+func (r *run) reader() string {
+	if r.s.opts.Reader == ReaderJournalctl || r.fellBack {
+		return ReaderJournalctl
+	}
+	return ReaderNative
 }
 
 // args returns journalctl's arguments: the selection, then the position.
@@ -421,24 +440,7 @@ func (r *run) read(rd *reader, setDeadline func(time.Time)) error {
 			b.Done()
 		}
 	}()
-	idle := func() bool {
-		if r.yielded && s.onIdle != nil {
-			s.onIdle()
-		}
-		r.yielded = false
-		if time.Since(r.touched) >= touchInterval {
-			s.cp.Touch(s.key, event.Fingerprint{}, s.path, 0)
-			r.touched = time.Now()
-		}
-		if s.noTicks || r.lastData.IsZero() || s.cp.InFlight(s.name) == 0 {
-			return true
-		}
-		if !r.yield(&event.Batch{Source: s.name, Resource: s.res}) {
-			r.stopped = true
-			return false
-		}
-		return true
-	}
+	idle := func() bool { return r.idle(0) }
 	var flushAt time.Time
 	for {
 		switch {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,9 +181,9 @@ func newTracker(t *testing.T, dir string) *checkpoint.Tracker {
 	return tr
 }
 
-func options(j *journaldtest.Journald, startAt string) journald.Options {
+func options(j *journaldtest.Journald, rd, startAt string) journald.Options {
 	o := journald.DefaultOptions()
-	o.Namespace, o.StartAt = j.Namespace, startAt
+	o.Namespace, o.StartAt, o.Reader = j.Namespace, startAt, rd
 	o.RestartDelay = 50 * time.Millisecond
 	o.MaxBatchRecords = 64
 	return o
@@ -193,12 +194,16 @@ func options(j *journaldtest.Journald, startAt string) journald.Options {
 // written while reading, and those written while the agent was stopped,
 // which the next start reads from the saved cursor.
 func TestJournalReadOnceAcrossRestarts(t *testing.T) {
+	forReaders(t, testJournalReadOnceAcrossRestarts)
+}
+
+func testJournalReadOnceAcrossRestarts(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 300)
 
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.readAll(j, 0, 300, 1000)
 	r.stopAndSave(tr)
 
@@ -206,7 +211,7 @@ func TestJournalReadOnceAcrossRestarts(t *testing.T) {
 	send(t, j, 1000, 1500)
 
 	// A new process: a tracker loaded from the state directory.
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r2.readAll(j, 1000, 1500, 1600)
 
 	got := r.first
@@ -236,35 +241,41 @@ func TestJournalReadOnceAcrossRestarts(t *testing.T) {
 // acknowledged are read again by the next start (at least once), and the
 // acknowledged ones are not.
 func TestJournalUnacknowledgedIsReadAgain(t *testing.T) {
+	forReaders(t, testJournalUnacknowledgedIsReadAgain)
+}
+
+func testJournalUnacknowledgedIsReadAgain(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 200)
 
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.waitFor(0, 200)
 	r.stopAndSave(tr)
 
 	send(t, j, 200, 400)
 	tr2 := newTracker(t, dir)
-	r2 := start(t, tr2, options(j, journald.StartBeginning), false) // never acknowledges
+	r2 := start(t, tr2, options(j, rd, journald.StartBeginning), false) // never acknowledges
 	r2.waitFor(200, 400)
 	r2.stopAndSave(tr2)
 
-	r3 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r3 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r3.readAll(j, 200, 400, 400)
 }
 
 // TestJournalStartAtEnd: a journal read for the first time with start_at:
 // end skips what it held, reads what comes after, and a restart before any
 // new entry does not skip the entries written while it was stopped.
-func TestJournalStartAtEnd(t *testing.T) {
+func TestJournalStartAtEnd(t *testing.T) { forReaders(t, testJournalStartAtEnd) }
+
+func testJournalStartAtEnd(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 100)
 
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartEnd), true)
+	r := start(t, tr, options(j, rd, journald.StartEnd), true)
 	// The start position is saved before anything new is read.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -279,17 +290,21 @@ func TestJournalStartAtEnd(t *testing.T) {
 	r.stopAndSave(tr)
 	send(t, j, 100, 150)
 
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartEnd), true)
 	r2.readAll(j, 100, 150, 200)
 }
 
 // TestJournalctlFailureIsRetried: when journalctl cannot read the journal
 // (a namespace no journald serves yet) the source retries, and reads the
 // journal once it exists.
-func TestJournalctlFailureIsRetried(t *testing.T) {
+func TestJournalctlFailureIsRetried(t *testing.T) { forReaders(t, testJournalctlFailureIsRetried) }
+
+func testJournalctlFailureIsRetried(t *testing.T, rd string) {
 	tr := newTracker(t, t.TempDir())
 	opts := journald.DefaultOptions()
+	opts.Reader = rd
 	opts.Journalctl = "/nonexistent/journalctl"
+	opts.Directory = "/nonexistent/journal"
 	opts.RestartDelay = 10 * time.Millisecond
 	r := start(t, tr, opts, true)
 	deadline := time.Now().Add(10 * time.Second)
@@ -303,12 +318,14 @@ func TestJournalctlFailureIsRetried(t *testing.T) {
 }
 
 // TestJournalMultilineMessage: a message holding newlines is one record.
-func TestJournalMultilineMessage(t *testing.T) {
+func TestJournalMultilineMessage(t *testing.T) { forReaders(t, testJournalMultilineMessage) }
+
+func testJournalMultilineMessage(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	j.Send(t, "MESSAGE", "seq 0\nsecond line\n\tthird", "SYSLOG_IDENTIFIER", "lptest")
 	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 1)
 	tr := newTracker(t, t.TempDir())
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.waitFor(0, 1)
 	r.stop()
 	if got, want := r.first.Body.Str, "seq 0\nsecond line\n\tthird"; got != want {
@@ -320,7 +337,9 @@ func TestJournalMultilineMessage(t *testing.T) {
 // after the last acknowledged one are read after the restart, then the
 // current boot's (journalctl --follow alone reads only the current boot:
 // it would skip them).
-func TestJournalEarlierBootIsRead(t *testing.T) {
+func TestJournalEarlierBootIsRead(t *testing.T) { forReaders(t, testJournalEarlierBootIsRead) }
+
+func testJournalEarlierBootIsRead(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	j.AddEarlierBoot(t, "0123456789abcdef0123456789abcdef", "lptest", "seq 0", "seq 1", "seq 2")
 	out, err := exec.Command("journalctl", "--namespace="+j.Namespace, "--output=json", "--no-pager", "--quiet", "MESSAGE=seq 0").Output()
@@ -341,7 +360,7 @@ func TestJournalEarlierBootIsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(t, j, 3, 5) // the current boot, before the start
-	r := start(t, newTracker(t, dir), options(j, journald.StartEnd), true)
+	r := start(t, newTracker(t, dir), options(j, rd, journald.StartEnd), true)
 	r.readAll(j, 1, 5, 10)
 }
 
@@ -352,11 +371,15 @@ func TestJournalEarlierBootIsRead(t *testing.T) {
 // (journalctl --after-cursor would skip the first of them), and the gap is
 // warned about and counted with the number of entries it held.
 func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
+	forReaders(t, testJournalVacuumedCursorResumesAtOldest)
+}
+
+func testJournalVacuumedCursorResumesAtOldest(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, j, 0, 100)
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(j, journald.StartBeginning), true)
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
 	r.waitFor(0, 100)
 	r.stopAndSave(tr)
 	r.check(0, 100)
@@ -367,7 +390,7 @@ func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
 	j.RotateAndVacuum(t)
 	sendMore(t, j, 200, 300)
 
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r2.waitFor(200, 300)
 	r2.stop()
 	r2.check(200, 300)
@@ -382,17 +405,21 @@ func TestJournalVacuumedCursorResumesAtOldest(t *testing.T) {
 // resumes at that journal's oldest entry: every entry is read, the first
 // included, and the gap is counted, its size unknown.
 func TestJournalCursorOfAnotherJournal(t *testing.T) {
+	forReaders(t, testJournalCursorOfAnotherJournal)
+}
+
+func testJournalCursorOfAnotherJournal(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	other := journaldtest.Start(t)
 	dir := t.TempDir()
 	send(t, other, 0, 10)
 	tr := newTracker(t, dir)
-	r := start(t, tr, options(other, journald.StartBeginning), true)
+	r := start(t, tr, options(other, rd, journald.StartBeginning), true)
 	r.waitFor(0, 10)
 	r.stopAndSave(tr)
 
 	sendMore(t, j, 10, 50)
-	r2 := start(t, newTracker(t, dir), options(j, journald.StartBeginning), true)
+	r2 := start(t, newTracker(t, dir), options(j, rd, journald.StartBeginning), true)
 	r2.waitFor(10, 50)
 	r2.stop()
 	r2.check(10, 50)
@@ -404,7 +431,9 @@ func TestJournalCursorOfAnotherJournal(t *testing.T) {
 // TestJournalFilesAndFields: files reads journal files named by a glob
 // (here written by systemd-journal-remote), fields keeps only the
 // attributes listed, and dmesg only the kernel's entries.
-func TestJournalFilesAndFields(t *testing.T) {
+func TestJournalFilesAndFields(t *testing.T) { forReaders(t, testJournalFilesAndFields) }
+
+func testJournalFilesAndFields(t *testing.T, rd string) {
 	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
 		if os.Getenv("LOGPUMP_REQUIRE_JOURNALD") != "" {
 			t.Fatalf("systemd-journal-remote: %v", err)
@@ -423,6 +452,7 @@ func TestJournalFilesAndFields(t *testing.T) {
 		t.Fatalf("systemd-journal-remote: %v: %s", err, out)
 	}
 	o := journald.DefaultOptions()
+	o.Reader = rd
 	o.Files, o.Fields, o.StartAt = []string{filepath.Join(dir, "*.journal")}, []string{"_HOSTNAME"}, journald.StartBeginning
 	o.RestartDelay = 50 * time.Millisecond
 	r := start(t, newTracker(t, t.TempDir()), o, true)
@@ -443,4 +473,303 @@ func TestJournalFilesAndFields(t *testing.T) {
 	if k.seen[0] != 1 || k.seen[1] != 0 || k.seen[2] != 1 {
 		t.Errorf("dmesg read %v, want entries 0 and 2 (the kernel's) once each", k.seen)
 	}
+}
+
+// forReaders runs test with the native reader and with journalctl.
+func forReaders(t *testing.T, test func(t *testing.T, rd string)) {
+	for _, rd := range []string{journald.ReaderNative, journald.ReaderJournalctl} {
+		t.Run(rd, func(t *testing.T) { test(t, rd) })
+	}
+}
+
+// TestJournalCursorSwitchesReader: a checkpoint written while reading
+// through journalctl resumes in the native reader, and the other way round:
+// every entry once, no gap.
+func TestJournalCursorSwitchesReader(t *testing.T) {
+	for _, tc := range [][2]string{{journald.ReaderJournalctl, journald.ReaderNative}, {journald.ReaderNative, journald.ReaderJournalctl}} {
+		t.Run(tc[0]+"-then-"+tc[1], func(t *testing.T) {
+			j := journaldtest.Start(t)
+			dir := t.TempDir()
+			send(t, j, 0, 100)
+			tr := newTracker(t, dir)
+			r := start(t, tr, options(j, tc[0], journald.StartBeginning), true)
+			r.readAll(j, 0, 100, 200)
+			r.stopAndSave(tr)
+
+			send(t, j, 200, 300)
+			r2 := start(t, newTracker(t, dir), options(j, tc[1], journald.StartBeginning), true)
+			r2.readAll(j, 200, 300, 400)
+			if st := r2.src.Stats(); st.Gaps != 0 {
+				t.Errorf("%d gaps resuming at the other reader's cursor, want 0", st.Gaps)
+			}
+		})
+	}
+}
+
+// records reads every entry of the options' journal with SEQ set until n
+// such records came, and returns each record as text: body, time,
+// severity, flags, attributes sorted, and the resource's host.name.
+func records(t *testing.T, o journald.Options, n int) []string {
+	t.Helper()
+	src, err := journald.New("journal", o, newTracker(t, t.TempDir()), &event.Resource{Attrs: []event.KeyValue{{Key: "host.name", Value: event.String("agent-host")}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []string
+	for b := range src.Batches(ctx) {
+		for _, rec := range b.Records {
+			if _, ok := event.Lookup(rec.Attrs, "SEQ"); !ok {
+				continue
+			}
+			var attrs []string
+			for _, kv := range rec.Attrs {
+				attrs = append(attrs, fmt.Sprintf("%s=%#v", kv.Key, kv.Value))
+			}
+			slices.Sort(attrs)
+			res := b.Resource
+			if rec.Resource != nil {
+				res = rec.Resource
+			}
+			host, _ := event.Lookup(res.Attrs, "host.name")
+			out = append(out, fmt.Sprintf("body=%#v time=%d sev=%v %q flags=%v host=%s attrs=%v", rec.Body, rec.Time, rec.Severity, rec.SeverityText, rec.Flags, host.Str, attrs))
+		}
+		b.Done()
+		if len(out) >= n {
+			cancel()
+		}
+	}
+	if len(out) != n {
+		t.Fatalf("%d records with SEQ, want %d", len(out), n)
+	}
+	return out
+}
+
+// TestJournalReadersYieldSameRecords: both readers make the same records
+// of the same entries (one field mapping): multiline, binary and repeated
+// fields, large compressed messages, and host.name from _HOSTNAME.
+func TestJournalReadersYieldSameRecords(t *testing.T) {
+	j := journaldtest.Start(t)
+	for i := range 50 {
+		fields := []string{"MESSAGE", fmt.Sprintf("seq %d\nline two", i), "SYSLOG_IDENTIFIER", "lptest", "SEQ", strconv.Itoa(i), "PRIORITY", strconv.Itoa(i % 8)}
+		switch i % 5 {
+		case 1:
+			fields = append(fields, "TWICE", "one", "TWICE", "two")
+		case 2:
+			fields = append(fields, "BINARY", "bin\x01\xff\xfe")
+		case 3:
+			fields[1] = strings.Repeat("large message ", 5000)
+		case 4:
+			fields = append(fields, "THRICE", "a", "THRICE", "b", "THRICE", "c")
+		}
+		j.Send(t, fields...)
+	}
+	j.WaitFor(t, "SYSLOG_IDENTIFIER=lptest", 50)
+	o := options(j, journald.ReaderJournalctl, journald.StartBeginning)
+	want := records(t, o, 50)
+	o.Reader = journald.ReaderNative
+	got := records(t, o, 50)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("record %d:\njournalctl %s\nnative     %s", i, want[i], got[i])
+		}
+	}
+	hostname, _ := os.Hostname()
+	if !strings.Contains(got[0], "host="+hostname+" ") || !strings.Contains(got[0], `_HOSTNAME=event.Value{Kind:0x`) {
+		t.Errorf("record 0 %s: want host.name %s from _HOSTNAME", got[0], hostname)
+	}
+}
+
+// TestJournalFileOfUnknownFormat: a journal file with an incompatible
+// flag the native reader does not know is skipped with a warning naming it
+// and counted; the other files are read. With reader auto the source goes
+// on through journalctl (which skips that file in its own way).
+func TestJournalFileOfUnknownFormat(t *testing.T) {
+	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
+		t.Skipf("systemd-journal-remote not installed: %v", err)
+	}
+	dir := t.TempDir()
+	for i, name := range []string{"good.journal", "newer.journal"} {
+		export := fmt.Sprintf("__REALTIME_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\nSEQ=%d\nMESSAGE=seq %d\n\n", 1_700_000_000_000_000+i, i, i)
+		cmd := exec.Command(journaldtest.RemoteBinary, "-o", filepath.Join(dir, name), "-")
+		cmd.Stdin = strings.NewReader(export)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("systemd-journal-remote: %v: %s", err, out)
+		}
+	}
+	path := filepath.Join(dir, "newer.journal")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[12] |= 0x80 // an incompatible flag of a future journald
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, reader, journalctl string }{
+		{"native", journald.ReaderNative, "journalctl"},
+		{"auto", journald.ReaderAuto, "journalctl"},
+		{"auto without journalctl", journald.ReaderAuto, "/nonexistent/journalctl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			o := journald.DefaultOptions()
+			o.Directory, o.StartAt, o.Reader, o.Journalctl = dir, journald.StartBeginning, tc.reader, tc.journalctl
+			src, err := journald.New("journal", o, newTracker(t, t.TempDir()), &event.Resource{}, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var bodies []string
+			for b := range src.Batches(ctx) {
+				for _, r := range b.Records {
+					bodies = append(bodies, r.Body.Str)
+				}
+				b.Done()
+				if len(bodies) > 0 {
+					cancel()
+				}
+			}
+			if !slices.Equal(bodies, []string{"seq 0"}) {
+				t.Errorf("read %q, want the good file's entry only", bodies)
+			}
+			if !strings.Contains(logs.String(), "newer.journal") || !strings.Contains(logs.String(), "0x80") {
+				t.Errorf("the log does not name the file and the flag:\n%s", logs.String())
+			}
+			if st := src.Stats(); st.Skipped != 1 {
+				t.Errorf("skipped %d, want 1", st.Skipped)
+			}
+			if fell := strings.Contains(logs.String(), "reading through journalctl instead"); fell != (tc.name == "auto") {
+				t.Errorf("%s: fell back to journalctl: %v", tc.name, fell)
+			}
+		})
+	}
+}
+
+// TestNativeFiltersAsJournalctl: the native reader selects the entries
+// journalctl selects with the same options: units (their own entries,
+// systemd's and privileged daemons' messages about them, their coredumps;
+// globs; a name without a type is a service), identifiers, priority,
+// matches (alternatives within a field, all fields), dmesg.
+func TestNativeFiltersAsJournalctl(t *testing.T) {
+	if _, err := os.Stat(journaldtest.RemoteBinary); err != nil {
+		if os.Getenv("LOGPUMP_REQUIRE_JOURNALD") != "" {
+			t.Fatalf("systemd-journal-remote: %v", err)
+		}
+		t.Skipf("systemd-journal-remote not installed: %v", err)
+	}
+	entries := []string{
+		"_SYSTEMD_UNIT=app.service\nPRIORITY=6\nSYSLOG_IDENTIFIER=app\n_TRANSPORT=stdout",
+		"_SYSTEMD_UNIT=db.service\nPRIORITY=3\nSYSLOG_IDENTIFIER=db\n_TRANSPORT=stdout",
+		"_PID=1\nUNIT=app.service\nPRIORITY=5\nSYSLOG_IDENTIFIER=systemd\n_TRANSPORT=journal",
+		"_UID=0\nOBJECT_SYSTEMD_UNIT=app.service\nPRIORITY=6\nSYSLOG_IDENTIFIER=polkitd\n_TRANSPORT=journal",
+		"_UID=1000\nOBJECT_SYSTEMD_UNIT=app.service\nPRIORITY=6\nSYSLOG_IDENTIFIER=user\n_TRANSPORT=journal",
+		"MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1\n_UID=0\nCOREDUMP_UNIT=app.service\nPRIORITY=2\n_TRANSPORT=journal",
+		"_SYSTEMD_UNIT=app-worker@1.service\nPRIORITY=4\nSYSLOG_IDENTIFIER=worker\n_TRANSPORT=stdout",
+		"_SYSTEMD_UNIT=backup.timer\nPRIORITY=7\n_TRANSPORT=journal",
+		"_TRANSPORT=kernel\nPRIORITY=4\nSYSLOG_IDENTIFIER=kernel",
+		"_SYSTEMD_UNIT=app.service\nPRIORITY=0\nFOO=bar\n_TRANSPORT=stdout",
+	}
+	dir := t.TempDir()
+	var export strings.Builder
+	for i, e := range entries {
+		fmt.Fprintf(&export, "__REALTIME_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\nSEQ=%d\nMESSAGE=seq %d\n%s\n\n", 1_700_000_000_000_000+i, i, i, e)
+	}
+	path := filepath.Join(dir, "filters.journal")
+	cmd := exec.Command(journaldtest.RemoteBinary, "-o", path, "-")
+	cmd.Stdin = strings.NewReader(export.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-journal-remote: %v: %s", err, out)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*journald.Options)
+		args []string // journalctl's for the same selection
+	}{
+		{"unit without type", func(o *journald.Options) { o.Units = []string{"app"} }, []string{"--unit=app"}},
+		{"two units", func(o *journald.Options) { o.Units = []string{"app.service", "db.service"} }, []string{"--unit=app.service", "--unit=db.service"}},
+		{"unit glob", func(o *journald.Options) { o.Units = []string{"app-*"} }, []string{"--unit=app-*"}},
+		{"timer", func(o *journald.Options) { o.Units = []string{"backup.timer"} }, []string{"--unit=backup.timer"}},
+		{"identifiers", func(o *journald.Options) { o.Identifiers = []string{"app", "db"} }, []string{"--identifier=app", "--identifier=db"}},
+		{"priority", func(o *journald.Options) { o.Priority = "warning" }, []string{"--priority=4"}},
+		{"unit and priority", func(o *journald.Options) { o.Units, o.Priority = []string{"app"}, "err" }, []string{"--unit=app", "--priority=3"}},
+		{"matches", func(o *journald.Options) { o.Matches = []string{"PRIORITY=6", "PRIORITY=3", "_TRANSPORT=stdout"} }, []string{"PRIORITY=6", "PRIORITY=3", "_TRANSPORT=stdout"}},
+		{"dmesg", func(o *journald.Options) { o.Dmesg = true }, []string{"_TRANSPORT=kernel"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command("journalctl", append([]string{"--file=" + path, "--output=cat", "--no-pager", "--quiet"}, tc.args...)...).Output()
+			if err != nil {
+				t.Fatalf("journalctl %v: %v", tc.args, err)
+			}
+			want := strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "seq ", ""))
+			if len(want) == 0 {
+				t.Fatalf("journalctl %v selects nothing: a case must select something", tc.args)
+			}
+			o := journald.DefaultOptions()
+			o.Files, o.Reader, o.StartAt = []string{path}, journald.ReaderNative, journald.StartBeginning
+			tc.edit(&o)
+			src, err := journald.New("journal", o, newTracker(t, t.TempDir()), &event.Resource{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			src.OnIdle(cancel) // the file is read to its end
+			var got []string
+			for b := range src.Batches(ctx) {
+				for _, r := range b.Records {
+					v, _ := event.Lookup(r.Attrs, "SEQ")
+					got = append(got, v.Str)
+				}
+				b.Done()
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("native reader selected %v, journalctl %v %v", got, tc.args, want)
+			}
+		})
+	}
+}
+
+// TestNativeIdleTicksWhileUnacknowledged: the native reader, caught up,
+// ticks while some of what it yielded is unacknowledged (a stage may hold
+// an open event).
+func TestNativeIdleTicksWhileUnacknowledged(t *testing.T) {
+	j := journaldtest.Start(t)
+	send(t, j, 0, 3)
+	o := options(j, journald.ReaderNative, journald.StartBeginning)
+	o.TickInterval = 20 * time.Millisecond
+	src, err := journald.New("j", o, newTracker(t, t.TempDir()), &event.Resource{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, held, ticks := collect(t, ctx, src, 3)
+	waitTicks(t, ticks, 2)
+	for _, b := range held {
+		b.Done()
+	}
+}
+
+// TestJournalRotationWhileReading: journald archives its file and starts a
+// new one while the source follows it: every entry is read once, from the
+// archived file's end and from the new file.
+func TestJournalRotationWhileReading(t *testing.T) { forReaders(t, testJournalRotationWhileReading) }
+
+func testJournalRotationWhileReading(t *testing.T, rd string) {
+	j := journaldtest.Start(t)
+	send(t, j, 0, 200)
+	tr := newTracker(t, t.TempDir())
+	r := start(t, tr, options(j, rd, journald.StartBeginning), true)
+	r.waitFor(0, 200)
+	send(t, j, 200, 400)
+	j.Rotate(t)
+	send(t, j, 400, 600)
+	j.Rotate(t)
+	send(t, j, 600, 700)
+	r.waitFor(0, 700)
+	r.stop()
+	r.check(0, 700)
 }

@@ -10,6 +10,18 @@ import (
 	"github.com/logpump/logpump/config"
 )
 
+// How the journal is read (Options.Reader).
+const (
+	// ReaderAuto reads the journal files natively and switches to
+	// journalctl when a file has a format the native reader does not know
+	// and journalctl is installed.
+	ReaderAuto = "auto"
+	// ReaderNative reads the journal files natively only.
+	ReaderNative = "native"
+	// ReaderJournalctl runs journalctl --output=json.
+	ReaderJournalctl = "journalctl"
+)
+
 // Where a journal read for the first time is read from.
 const (
 	StartEnd       = "end"
@@ -51,6 +63,11 @@ type Options struct {
 	// stored entry). Afterwards reading resumes after the last
 	// acknowledged entry, whatever StartAt says.
 	StartAt string `yaml:"start_at"`
+	// Reader is how the journal is read: "auto" (default: the native
+	// reader, journalctl for files of a format it does not know), "native"
+	// (journal files read by logpump itself, no journalctl needed) or
+	// "journalctl".
+	Reader string `yaml:"reader"`
 	// Journalctl is the journalctl program. Default "journalctl" (found in
 	// PATH).
 	Journalctl string `yaml:"journalctl"`
@@ -79,6 +96,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		StartAt:         StartEnd,
+		Reader:          ReaderAuto,
 		Journalctl:      "journalctl",
 		MaxEntryBytes:   1 << 20,
 		MaxBatchRecords: 250,
@@ -143,6 +161,11 @@ func (o Options) Validate() error {
 	case StartEnd, StartBeginning:
 	default:
 		bad("start_at", "must be %q or %q; got %q", StartEnd, StartBeginning, o.StartAt)
+	}
+	switch o.Reader {
+	case ReaderAuto, ReaderNative, ReaderJournalctl:
+	default:
+		bad("reader", "must be %q, %q or %q; got %q", ReaderAuto, ReaderNative, ReaderJournalctl, o.Reader)
 	}
 	if o.Journalctl == "" {
 		bad("journalctl", "must not be empty")

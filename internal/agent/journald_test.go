@@ -8,7 +8,7 @@ import (
 	"github.com/logpump/logpump/journald/journaldtest"
 )
 
-func journalConfig(dir, namespace, flush string) string {
+func journalConfig(dir, namespace, reader, flush string) string {
 	return fmt.Sprintf(`state_dir: %s/state
 shutdown_timeout: 5s
 sources:
@@ -17,16 +17,24 @@ sources:
     namespace: %s
     identifiers: [agent-test]
     start_at: beginning
+    reader: %s
     flush_timeout: %s
     max_batch_records: 50
-%s`, dir, namespace, flush, consoleCfg)
+%s`, dir, namespace, reader, flush, consoleCfg)
 }
 
 // TestJournaldReloadLosesNothing: a journald source whose configuration
 // changes is restarted by each reload while entries keep coming; its
 // replacement resumes after the last entry handed on, so that nothing is
 // lost or read twice, and a restart on the same state reads only new ones.
+// It runs with each reader.
 func TestJournaldReloadLosesNothing(t *testing.T) {
+	for _, rd := range []string{"native", "journalctl"} {
+		t.Run(rd, func(t *testing.T) { testJournaldReloadLosesNothing(t, rd) })
+	}
+}
+
+func testJournaldReloadLosesNothing(t *testing.T, rd string) {
 	j := journaldtest.Start(t)
 	dir := t.TempDir()
 	send := func(from, to int) {
@@ -35,7 +43,7 @@ func TestJournaldReloadLosesNothing(t *testing.T) {
 		}
 	}
 	send(0, 300)
-	h := startWith(t, dir, journalConfig(dir, j.Namespace, "100ms"), Env{})
+	h := startWith(t, dir, journalConfig(dir, j.Namespace, rd, "100ms"), Env{})
 	waitFor(t, "300 records", func() bool { return len(h.out.bodies(t)) >= 300 })
 
 	writing := make(chan struct{})
@@ -48,7 +56,7 @@ func TestJournaldReloadLosesNothing(t *testing.T) {
 	}()
 	for i := range 10 {
 		flush := []string{"150ms", "100ms"}[i%2]
-		if err := h.a.Reload(parse(t, journalConfig(dir, j.Namespace, flush))); err != nil {
+		if err := h.a.Reload(parse(t, journalConfig(dir, j.Namespace, rd, flush))); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -64,7 +72,7 @@ func TestJournaldReloadLosesNothing(t *testing.T) {
 	checkSequence(t, h.out.bodies(t), 3000)
 
 	send(3000, 3100)
-	h2 := startWith(t, dir, journalConfig(dir, j.Namespace, "100ms"), Env{})
+	h2 := startWith(t, dir, journalConfig(dir, j.Namespace, rd, "100ms"), Env{})
 	waitFor(t, "100 new records", func() bool { return len(h2.out.bodies(t)) >= 100 })
 	h2.shutdown()
 	var fresh []string

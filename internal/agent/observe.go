@@ -236,7 +236,7 @@ func (a *Agent) observe(s *selfmetrics.Snapshot) {
 		if ln.journal != nil {
 			js := ln.journal.Stats()
 			s.Sources = append(s.Sources, selfmetrics.SourceState{
-				Name: ln.source, Journal: true, JournalRestarts: js.Restarts, JournalGaps: js.Gaps,
+				Name: ln.source, Journal: true, JournalRestarts: js.Restarts, JournalGaps: js.Gaps, JournalSkipped: js.Skipped,
 			})
 			continue
 		}

@@ -121,6 +121,8 @@ type SourceState struct {
 	JournalRestarts uint64
 	// JournalGaps: resumptions after an entry the journal no longer held.
 	JournalGaps uint64
+	// JournalSkipped: journal files and fields the native reader skipped.
+	JournalSkipped uint64
 }
 
 // Loss reasons, the reason label of [LostBytes]. They are the tailer's
@@ -278,8 +280,9 @@ func (m *Metrics) instruments(version string) error {
 	recovered := observedCounter(RecoveredFiles, "{file}", "Files found holding the unread end of a file rotated out of the patterns.")
 	forced := observedCounter(ForcedCloses, "{file}", "Files closed with unread bytes to respect max_open_files.")
 	unreadable := observedCounter(UnreadableFiles, "{file}", "Matched files that could not be opened (permission denied).")
-	journalRestarts := observedCounter(JournalRestarts, "{restart}", "Times journalctl was started again after it failed or ended.")
+	journalRestarts := observedCounter(JournalRestarts, "{restart}", "Times a journald source started reading again (journalctl, or the native reader) after it failed or ended.")
 	journalGaps := observedCounter(JournalGaps, "{gap}", "Resumptions after an entry the journal no longer held (vacuumed before it was read).")
+	journalSkipped := observedCounter(JournalSkipped, "{object}", "Journal files, and fields of entries, skipped as damaged or unreadable by the native reader.")
 	epRequests := observedCounter(EndpointRequests, "{request}", "Attempts sent to an endpoint of an exporter.")
 	epErrors := observedCounter(EndpointErrors, "{request}", "Attempts that failed on an endpoint and took it out.")
 	epUp := gauge(EndpointUp, "1", "1 while an endpoint of an exporter takes requests, 0 while it is out after a failure.")
@@ -309,6 +312,7 @@ func (m *Metrics) instruments(version string) error {
 			if src.Journal {
 				o.ObserveInt64(journalRestarts, int64(src.JournalRestarts), a)
 				o.ObserveInt64(journalGaps, int64(src.JournalGaps), a)
+				o.ObserveInt64(journalSkipped, int64(src.JournalSkipped), a)
 				continue
 			}
 			o.ObserveInt64(open, int64(src.OpenFiles), a)
@@ -354,7 +358,7 @@ func (m *Metrics) instruments(version string) error {
 		}
 		return nil
 	}, build, reloadOK, reloadTime, open, lag, queue, inflight, failing, age,
-		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts, journalGaps, epRequests, epErrors, epUp, epRecords)
+		behind, behindAge, lost, lostFiles, recovered, forced, unreadable, journalRestarts, journalGaps, journalSkipped, epRequests, epErrors, epUp, epRecords)
 	if err != nil {
 		return fmt.Errorf("register metric callback: %w", err)
 	}

@@ -66,6 +66,10 @@ const (
 	// entry the journal no longer held (vacuumed or rotated away before it
 	// was read, or another journal's cursor). Labels: source.
 	JournalGaps = "logpump_journald_gaps_total"
+	// JournalSkipped counts the journal files, and fields of entries, that
+	// a journald source's native reader skipped as damaged or unreadable
+	// (each logged). Labels: source.
+	JournalSkipped = "logpump_journald_skipped_total"
 
 	// Gauges read at collection time.
 
@@ -120,7 +124,7 @@ const (
 func Names() []string {
 	return []string{
 		ReadLines, ReadBytes, SentRecords, ExportRetries, ExportFailures, ExportDuration, ProcessorDropped, ProcessorErrors, ExporterDropped, Reloads,
-		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles, JournalRestarts, JournalGaps,
+		LostBytes, LostFiles, RecoveredFiles, ForcedCloses, UnreadableFiles, JournalRestarts, JournalGaps, JournalSkipped,
 		QueueBatches, InFlightRequests, FailingSeconds, OpenFiles, LagBytes, BehindBytes, BehindSeconds, CheckpointAge,
 		LastReloadSuccessful, LastReloadSuccessTime, EndpointRequests, EndpointErrors, EndpointUp,
 		EndpointRecords, EndpointDuration, BuildInfo,

@@ -76,6 +76,13 @@ func (j *Journald) AddEarlierBoot(t testing.TB, bootID, identifier string, messa
 // is set, when it fails instead.
 func Start(t testing.TB) *Journald {
 	t.Helper()
+	return StartEnv(t)
+}
+
+// StartEnv is Start with environment variables added to journald's, e.g.
+// SYSTEMD_JOURNAL_COMPACT=0 for journal files in the regular layout.
+func StartEnv(t testing.TB, env ...string) *Journald {
+	t.Helper()
 	skip := t.Skipf
 	if os.Getenv("LOGPUMP_REQUIRE_JOURNALD") != "" {
 		skip = t.Fatalf
@@ -92,7 +99,14 @@ func Start(t testing.TB) *Journald {
 	var id [4]byte
 	rand.Read(id[:])
 	ns := "lptest" + hex.EncodeToString(id[:])
+	// No rate limit: tests send thousands of entries at once.
+	conf := "/etc/systemd/journald@" + ns + ".conf"
+	if err := os.WriteFile(conf, []byte("[Journal]\nRateLimitBurst=0\n"), 0o644); err != nil {
+		t.Fatalf("write %s: %v", conf, err)
+	}
+	t.Cleanup(func() { os.Remove(conf) })
 	cmd := exec.Command(Binary, ns)
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -134,9 +148,43 @@ func Start(t testing.TB) *Journald {
 	return &Journald{Namespace: ns, conn: conn, socket: socket, dirs: dirs, skip: skip}
 }
 
+// Dir returns the directory holding the namespace's journal files (the
+// persistent one when journald created it, else the volatile one).
+func (j *Journald) Dir(t testing.TB) string {
+	t.Helper()
+	for _, d := range j.dirs {
+		if _, err := os.Stat(d); err == nil {
+			return d
+		}
+	}
+	t.Fatalf("journald keeps no journal in %v", j.dirs)
+	return ""
+}
+
+// Rotate makes journald archive its journal file and start a new one.
+func (j *Journald) Rotate(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("journalctl", "--namespace="+j.Namespace, "--rotate").CombinedOutput(); err != nil {
+		t.Fatalf("journalctl --rotate: %v: %s", err, out)
+	}
+}
+
 // Send writes one entry with the given fields (FIELD, value pairs) through
 // the native protocol. Values may hold newlines.
 func (j *Journald) Send(t testing.TB, fields ...string) {
+	t.Helper()
+	j.send(t, nil, fields...)
+}
+
+// SendAs is Send with the sender's credentials claimed to be uid's (the
+// test runs as root, which may claim any): journald writes the entries of
+// a uid of 1000 or more to user-UID.journal.
+func (j *Journald) SendAs(t testing.TB, uid int, fields ...string) {
+	t.Helper()
+	j.send(t, credentials(uid), fields...)
+}
+
+func (j *Journald) send(t testing.TB, oob []byte, fields ...string) {
 	t.Helper()
 	if len(fields)%2 != 0 {
 		t.Fatalf("Send: odd number of arguments")
@@ -156,8 +204,15 @@ func (j *Journald) Send(t testing.TB, fields ...string) {
 		b.Write(n[:])
 		b.WriteString(v + "\n")
 	}
+	write := func() error {
+		if oob == nil {
+			_, err := j.conn.Write(b.Bytes())
+			return err
+		}
+		return sendmsg(j.conn, b.Bytes(), oob)
+	}
 	for attempt := 0; ; attempt++ {
-		_, err := j.conn.Write(b.Bytes())
+		err := write()
 		if err == nil {
 			return
 		}

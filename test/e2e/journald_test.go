@@ -19,8 +19,15 @@ import (
 // written while it is stopped, read after the restart from the saved
 // cursor. After a SIGKILL the entries read but not acknowledged come again
 // (counted), none is missing, and the killed agent's journalctl does not
-// outlive it.
+// outlive it. It runs with each reader: the native one and journalctl.
+// Records carry host.name from the entries' _HOSTNAME.
 func TestJournald(t *testing.T) {
+	for _, rd := range []string{"native", "journalctl"} {
+		t.Run(rd, func(t *testing.T) { testJournald(t, rd) })
+	}
+}
+
+func testJournald(t *testing.T, reader string) {
 	j := journaldtest.Start(t)
 	var mu sync.Mutex
 	seen := map[int]int{}
@@ -53,6 +60,7 @@ sources:
     namespace: %s
     identifiers: [e2e]
     start_at: beginning
+    reader: %s
 exporters:
   collector:
     type: otlp_grpc
@@ -63,7 +71,7 @@ pipelines:
   main:
     sources: [system]
     exporters: [collector]
-`, e.stateDir, j.Namespace, sink.GRPCEndpoint())
+`, e.stateDir, j.Namespace, reader, sink.GRPCEndpoint())
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +202,7 @@ pipelines:
 	if missing != 0 {
 		t.Errorf("%d of %d entries missing", missing, next)
 	}
-	summary(t, "journald", "%d entries, %d clean stops, %d kills, a 30 s outage: %d missing, %d read twice (after kills only)",
+	summary(t, "journald "+reader, "%d entries, %d clean stops, %d kills, a 30 s outage: %d missing, %d read twice (after kills only)",
 		next, terms, kills, missing, dups)
 	mu.Lock()
 	if seen[-1] != 0 {
@@ -212,6 +220,9 @@ pipelines:
 	}
 	if got := first.Resource["service.name"]; got != "system" {
 		t.Errorf("resource service.name = %v, want the source's name", got)
+	}
+	if got, want := first.Resource["host.name"], first.Attributes["_HOSTNAME"]; got != want || want == nil {
+		t.Errorf("resource host.name = %v, want the entry's _HOSTNAME %v", got, want)
 	}
 	if first.Timestamp.IsZero() || time.Since(first.Timestamp) > time.Hour {
 		t.Errorf("timestamp %v, want the time the entry was written", first.Timestamp)
