@@ -304,14 +304,16 @@ kube_configs() {
 kube_kustomize() {
 	local k="$OUT/kustomize"
 	rm -rf "$k" && mkdir -p "$k" && cp -r "$ROOT/deploy/kubernetes" "$k/src" && rm -rf "$k/src/validate" &&
-		cp -r "$k/src" "$k/gw" &&
+		cp -r "$k/src" "$k/gw" && cp -r "$k/src" "$k/journal" &&
 		echo "components: [metadata]" >>"$k/src/kustomization.yaml" &&
 		echo "components: [gateway]" >>"$k/gw/kustomization.yaml" &&
+		echo "components: [journal]" >>"$k/journal/kustomization.yaml" &&
 		kubectl kustomize "$ROOT/deploy/kubernetes" >"$k/base.yaml" &&
 		kubectl kustomize "$k/src" >"$k/metadata.yaml" &&
 		kubectl kustomize "$k/gw" >"$k/gateway.yaml" &&
+		kubectl kustomize "$k/journal" >"$k/journal.yaml" &&
 		kubectl kustomize "$ROOT/deploy/kubernetes/sidecar" >"$k/sidecar.yaml" &&
-		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$k/base.yaml" "$k/metadata.yaml" "$k/gateway.yaml" "$k/sidecar.yaml")
+		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$k/base.yaml" "$k/metadata.yaml" "$k/gateway.yaml" "$k/journal.yaml" "$k/sidecar.yaml")
 }
 
 # arm64_packages: the .deb and .rpm for linux/arm64, from a cross-built

@@ -670,8 +670,8 @@ func forbiddenIn(t *testing.T, log string) error {
 // --dry-run=server`: the API server of the targeted release decodes,
 // defaults, validates (unknown fields included) and admits each object, as
 // it would on a real cluster, and stores none. The kustomize renderings are
-// those .ci/ops.sh checks offline (base, with the metadata component, with
-// the gateway component, the sidecar example), rendered by the kubectl of
+// those .ci/ops.sh checks offline (base, with the metadata, gateway and
+// journal components, the sidecar example), rendered by the kubectl of
 // the same release. The logpump namespace is created for real first (a dry
 // run creates nothing for the objects that follow). When there is a Helm
 // chart (deploy/helm/logpump), its renderings with the default values and
@@ -684,8 +684,8 @@ func TestK8sManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	src, gw := filepath.Join(dir, "src"), filepath.Join(dir, "gw")
-	for _, d := range []string{src, gw} {
+	src, gw, jn := filepath.Join(dir, "src"), filepath.Join(dir, "gw"), filepath.Join(dir, "journal")
+	for _, d := range []string{src, gw, jn} {
 		if out, err := exec.Command("cp", "-r", filepath.Join(root, "deploy", "kubernetes"), d).CombinedOutput(); err != nil {
 			t.Fatalf("copy the manifests: %v\n%s", err, out)
 		}
@@ -695,6 +695,7 @@ func TestK8sManifests(t *testing.T) {
 	}
 	appendFile(t, filepath.Join(src, "kustomization.yaml"), "components: [metadata]\n")
 	appendFile(t, filepath.Join(gw, "kustomization.yaml"), "components: [gateway]\n")
+	appendFile(t, filepath.Join(jn, "kustomization.yaml"), "components: [journal]\n")
 
 	c.CreateNamespace(t, "logpump")
 	c.CreateNamespace(t, "shop")
@@ -704,6 +705,7 @@ func TestK8sManifests(t *testing.T) {
 		{"base", filepath.Join(root, "deploy", "kubernetes"), ""},
 		{"metadata", src, ""},
 		{"gateway", gw, ""},
+		{"journal", jn, ""},
 		{"sidecar", filepath.Join(root, "deploy", "kubernetes", "sidecar"), "shop"},
 	}
 	for _, r := range renderings {
