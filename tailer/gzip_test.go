@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -43,7 +44,7 @@ func TestCompressedCatchUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.format.String()+"/"+tt.mode, func(t *testing.T) {
-			dir, state := t.TempDir(), t.TempDir()
+			dir, state := testenv.TempDir(t), testenv.TempDir(t)
 			writeFile(t, filepath.Join(dir, "old.log"+tt.ext), string(compressedLines(t, tt.format, "old", 3000)))
 			opts := testOptions(filepath.Join(dir, "*"))
 			opts.Compression = tt.mode
@@ -96,7 +97,7 @@ func TestCompressedCatchUp(t *testing.T) {
 func TestCompressedStartAtEnd(t *testing.T) {
 	for _, ft := range formats {
 		t.Run(ft.f.String(), func(t *testing.T) {
-			dir, state := t.TempDir(), t.TempDir()
+			dir, state := testenv.TempDir(t), testenv.TempDir(t)
 			writeFile(t, filepath.Join(dir, "old.log"+ft.ext), string(compressedLines(t, ft.f, "old", 3000)))
 			opts := testOptions(filepath.Join(dir, "*"))
 			opts.Compression = CompressionAuto
@@ -129,13 +130,13 @@ func TestCompressedStartAtEnd(t *testing.T) {
 func TestCompressedLastLineUnterminated(t *testing.T) {
 	for _, ft := range formats {
 		t.Run(ft.f.String(), func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testenv.TempDir(t)
 			data := compress(t, ft.f, "unterminated", []byte("w=z seq=0 x\nw=z seq=1 x\nw=z seq=2 no newline"))
 			writeFile(t, filepath.Join(dir, "a.log"+ft.ext), string(data))
 			opts := testOptions(filepath.Join(dir, "*"))
 			opts.Compression = CompressionAuto
 			count := tailertest.NewCounter()
-			h := startTailer(t, opts, t.TempDir(), count)
+			h := startTailer(t, opts, testenv.TempDir(t), count)
 			h.waitCount(3)
 			h.stop()
 			expect(t, count, map[string]int{"z": 3}, 0)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/windows"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // On Windows the agent holds followed files open sharing delete access: an
@@ -15,7 +17,7 @@ import (
 // identity (volume serial and file index) follows the file across the
 // rename and tells a new file at the old name apart.
 func TestWindowsOpenFileDoesNotBlockRotation(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "app.log")
 	if err := os.WriteFile(path, []byte("one\ntwo\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -81,7 +83,7 @@ func underWine() bool {
 
 // Patterns are walked from their volume's root.
 func TestWindowsGlobFromVolumeRoot(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	if err := os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -18,7 +19,7 @@ import (
 // and leaves the list. Unprivileged, the file's mode denies the open; as
 // root (whom no mode stops) the open hook answers EACCES until allowed.
 func TestPermissionDeniedWarnsOnceAndIsListed(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	secret, ok := filepath.Join(dir, "secret.log"), filepath.Join(dir, "ok.log")
 	logs := newLogRecords(t)
 	count := tailertest.NewCounter()
@@ -31,7 +32,7 @@ func TestPermissionDeniedWarnsOnceAndIsListed(t *testing.T) {
 	if !root {
 		os.Chmod(secret, 0)
 	}
-	h := startTailerWith(t, opts, t.TempDir(), count, slog.New(logs), func(tl *Tailer) {
+	h := startTailerWith(t, opts, testenv.TempDir(t), count, slog.New(logs), func(tl *Tailer) {
 		if root {
 			tl.open = func(path string) (*os.File, error) {
 				if path == secret && !allowed.Load() {

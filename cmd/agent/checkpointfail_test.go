@@ -9,13 +9,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // Checkpoints that cannot be written: one warning, /readyz not ready with
 // the reason, every line still delivered, and a stop that drains exits 0
 // with the warning kept.
 func TestCheckpointWriteFailure(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	state, logs := filepath.Join(dir, "state"), filepath.Join(dir, "logs")
 	os.MkdirAll(logs, 0o755)
 	adminAddr := freeAddr(t)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // TestMain's "logpump" command (on PATH) runs the agent in a child
@@ -22,6 +24,7 @@ import (
 // group) are one stop request: a clean drain and exit 0. A second one after
 // it still exits at once.
 func TestRepeatedStopSignal(t *testing.T) {
+	testenv.SkipUnderQemuExec(t)
 	for _, tt := range []struct {
 		name     string
 		gap      time.Duration
@@ -32,7 +35,7 @@ func TestRepeatedStopSignal(t *testing.T) {
 		{"again after the debounce", signalDebounce + 300*time.Millisecond, 130, "second signal: exiting now"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testenv.TempDir(t)
 			os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
 			cfg := fmt.Sprintf(`state_dir: %[1]s/state
 log_level: debug
@@ -72,7 +75,8 @@ pipelines:
 
 // An admin address changed by a reload is reported, not ignored silently.
 func TestReloadReportsAdminChange(t *testing.T) {
-	dir := t.TempDir()
+	testenv.SkipUnderQemuExec(t)
+	dir := testenv.TempDir(t)
 	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
 	path := filepath.Join(dir, "c.yaml")
 	first, second := freeAddr(t), freeAddr(t)
@@ -141,7 +145,7 @@ func TestAdminBindErrorLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "c.yaml")
 	os.WriteFile(path, adminConfig(dir, ln.Addr().String()), 0o644)
 	var stdout, stderr bytes.Buffer

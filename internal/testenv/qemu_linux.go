@@ -1,11 +1,15 @@
 package testenv
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
+	"testing"
 )
 
 // kernelArch lists, per GOARCH, the machines (uname -m) whose kernel runs
@@ -31,4 +35,25 @@ var Qemu = sync.OnceValue(func() bool {
 		return false
 	}
 	return !slices.Contains(native, strings.TrimSpace(string(b)))
+})
+
+// SkipUnderQemuExec skips a test that runs its own binary as a child (the
+// logpump command of testscript, a re-executed test binary) when qemu-user
+// runs it and the kernel cannot execute that binary: without a binfmt_misc
+// handler for the emulated architecture, exec fails with "exec format
+// error". With a handler registered, the test runs.
+func SkipUnderQemuExec(t testing.TB) {
+	t.Helper()
+	if Qemu() && !canExecSelf() {
+		t.Skip("under qemu-user without binfmt_misc: the test executes its own " + runtime.GOARCH +
+			" binary as a child, which the kernel cannot exec (exec format error)")
+	}
+}
+
+var canExecSelf = sync.OnceValue(func() bool {
+	exe, err := os.Executable()
+	if err == nil {
+		err = exec.Command(exe, "-test.run=^$").Run()
+	}
+	return !errors.Is(err, syscall.ENOEXEC)
 })
