@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -154,6 +155,9 @@ func TestCompressedLastLineUnterminated(t *testing.T) {
 // from that offset: nothing comes twice. The compressed file is looked at
 // exactly when it is empty, a header, and complete (see quietEnv).
 func TestCompressedCopyBeforeItsFirstBlock(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("quietEnv reports events as the inotify watcher does (directory + \"/\" + name), which is not the path a Windows scan finds")
+	}
 	for _, ft := range formats {
 		mode := CompressionAuto
 		if ft.f == formatGzip {

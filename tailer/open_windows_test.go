@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/windows"
-
 	"github.com/logpump/logpump/internal/testenv"
 )
 
@@ -61,7 +59,7 @@ func TestWindowsOpenFileDoesNotBlockRotation(t *testing.T) {
 		t.Fatalf("stat through the handle after delete: %v", err)
 	}
 	switch {
-	case !unlinked(fd, st) && underWine():
+	case !unlinked(fd, st) && testenv.Wine():
 		// Wine unlinks at once and reports neither a pending delete nor
 		// zero links; Windows reports DeletePending.
 		t.Log("under Wine: a deleted file's handle does not say it was deleted (needs a real Windows)")
@@ -73,12 +71,6 @@ func TestWindowsOpenFileDoesNotBlockRotation(t *testing.T) {
 	if err != io.EOF || string(buf[:n]) != "one\ntwo\n" {
 		t.Errorf("ReadAt after delete = %q, %v; want %q, io.EOF", buf[:n], err, "one\ntwo\n")
 	}
-}
-
-// underWine reports whether the test runs under Wine (its ntdll exports
-// wine_get_version).
-func underWine() bool {
-	return windows.NewLazySystemDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil
 }
 
 // Patterns are walked from their volume's root.
