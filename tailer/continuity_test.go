@@ -282,7 +282,7 @@ func TestRestartFindsRotatedContent(t *testing.T) {
 // What cannot be found is counted and logged, never silent: a file deleted
 // with bytes that were never read, while the agent was stopped.
 func TestLostIsCounted(t *testing.T) {
-	testenv.SkipUnderWine(t, "a file removed while another handle holds it (the writer) keeps its name until that handle closes, so the restart finds it again")
+	testenv.SkipUnderWine(t, "a file deleted while another handle holds it (the writer) keeps its name until that handle closes, so the restart finds it again")
 	dir, state := testenv.TempDir(t), testenv.TempDir(t)
 	path := filepath.Join(dir, "app.log")
 	w := newWriter(t, path, "a")

@@ -232,6 +232,7 @@ func TestEdgeCases(t *testing.T) {
 // delete_after_read removes a file only once every batch of it was
 // acknowledged.
 func TestDeleteAfterRead(t *testing.T) {
+	testenv.SkipUnderWine(t, "a file deleted while another handle holds it (the writer) keeps its name until that handle closes")
 	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "spool.log")
 	w := newWriter(t, path, "a")
