@@ -86,7 +86,9 @@ apt_need_timed() {
 # count_tests LOG: the per-package counts of a test2json LOG (test/testcount),
 # failing on any failed test or package.
 count_tests() {
-	go build -o "$OUT/testcount" ./test/testcount && "$OUT/testcount" -skips <"$1"
+	local module
+	module=$(go list -m)
+	go build -o "$OUT/testcount" ./test/testcount && "$OUT/testcount" -skips <"$1" | sed "s|^$module/||"
 }
 
 # The agent's module (not the end-to-end suite or the benchmark harness,

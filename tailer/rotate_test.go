@@ -268,6 +268,7 @@ func TestMatch(t *testing.T) {
 // was read of the original: the tailer waits instead of reading it from 0),
 // and a file with the same first line that is not a copy (read whole).
 func TestCopyOfFollowedFile(t *testing.T) {
+	testenv.SkipUnderWine(t, "the copy's last write, the truncation and the new lines come back to back; Wine's ReadDirectoryChangesW notifications reach the tailer after all of them in about 1 run of 8, and the copy is then read whole")
 	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "app.log")
 	w := newWriter(t, path, "a")
