@@ -80,7 +80,7 @@ cross:
 
 ## wine-test: the Windows test binaries under Wine (installs wine64 and
 ## mingw-w64 when missing); qemu-test: the linux/arm64 unit tests under
-## qemu-user (installs qemu-user-static). Not in CI: see .ci/platforms.sh.
+## qemu-user (installs qemu-user-static). Both also run in CI (.ci/ops.sh).
 wine-test:
 	./.ci/platforms.sh wine
 

@@ -4,7 +4,8 @@
 # (run under podman) and its multi-architecture index, the Helm chart
 # (rendered to $OUT/helm/*.yaml), and the other platforms' builds
 # (.ci/platforms.sh: windows, darwin, linux/arm64 vet and build, the
-# Windows .zip).
+# Windows .zip, the linux/arm64 unit tests under qemu-user and the Windows
+# test binaries under Wine).
 #
 #   bash .ci/ops.sh            # everything
 #   OPS_OUT=/tmp/x bash .ci/ops.sh
@@ -604,6 +605,14 @@ check "vet and build for windows/amd64, darwin/amd64, darwin/arm64, linux/arm64;
 	bash "$ROOT/.ci/platforms.sh" cross
 check "Windows .zip" bash "$ROOT/.ci/platforms.sh" zip &&
 	grep -h 'windows-amd64.zip' "$OUT/logs/Windows__zip.log" | head -1 | sed 's/^/    /'
+# The linux/arm64 unit tests under qemu-user and the Windows test binaries
+# under Wine: pass/skip/fail counts per package (the skips name the
+# emulator's limit), install and run times.
+counts() { grep -hE '^(installed |== .*s, build included|== Wine: |service under Wine|[A-Za-z0-9._/-]+: [0-9]+ passed)' "$1" | sed 's/^/    /'; }
+check "linux/arm64 unit tests under qemu-user" bash "$ROOT/.ci/platforms.sh" qemu
+counts "$OUT/logs/linux_arm64_unit_tests_under_qemu_user.log"
+check "Windows test binaries and the service under Wine" bash "$ROOT/.ci/platforms.sh" wine
+counts "$OUT/logs/Windows_test_binaries_and_the_service_under_Wine.log"
 
 echo "ops: $failed failed, $(($(date +%s) - start))s"
 [ "$failed" -eq 0 ]

@@ -15,10 +15,10 @@
 # they are not cross-built.
 #
 # Artifacts and logs go to $OPS_OUT (default /tmp/logpump-ops)/platforms.
-# cross and zip run in CI (.ci/ops.sh); qemu and wine are `make qemu-test`
-# and `make wine-test` (they install qemu-user-static, wine64 and mingw-w64
-# with apt-get when missing, which costs more CI time than they are worth on
-# every change).
+# All four run in CI (.ci/ops.sh); qemu and wine are also `make qemu-test`
+# and `make wine-test`. qemu and wine install qemu-user-static, wine64 and
+# mingw-w64's gcc with apt-get when missing, print pass/skip/fail counts per
+# package and fail on any failed test.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,62 +72,75 @@ zip_windows() {
 		{ file "$OUT/zip/check.exe"; return 1; }
 }
 
+# apt_need_timed COMMAND PACKAGE...: apt_need, saying what it installed and
+# how long that took (CI starts without Wine, mingw-w64 or qemu-user).
+apt_need_timed() {
+	local cmd=$1 t0
+	command -v "$cmd" >/dev/null || [ -x "$cmd" ] && return 0
+	t0=$(date +%s)
+	apt_need "$@" || return 1
+	shift
+	echo "installed $* in $(($(date +%s) - t0))s"
+}
+
+# count_tests LOG: the per-package counts of a test2json LOG (test/testcount),
+# failing on any failed test or package.
+count_tests() {
+	local module
+	module=$(go list -m)
+	go build -o "$OUT/testcount" ./test/testcount && "$OUT/testcount" -skips <"$1" | sed "s|^$module/||"
+}
+
 # The agent's module (not the end-to-end suite or the benchmark harness,
 # modules of their own) as linux/arm64 test binaries run by qemu-user through
 # go test -exec, without binfmt_misc (registering it changes the host
-# kernel's state for everyone). Skipped, with why:
-#   - TestScripts (cmd/agent) runs the test binary again as the logpump
-#     command: an arm64 binary exec'd without binfmt_misc is an "exec format
-#     error" (TestRealInotifyLimits skips itself for the same reason);
-#   - TestReleaseDropsCodePagesOnly reads the executable's mappings in
-#     /proc/self/maps, which under qemu-user are the emulator's.
-QEMU_SKIP='^(TestScripts|TestReleaseDropsCodePagesOnly)$'
+# kernel's state for everyone). -short leaves out TestManyFiles (1,000
+# files) and TestRealInotifyLimits (it re-executes the test binary, which
+# the kernel cannot without binfmt_misc). Tests that cannot pass under
+# qemu-user skip themselves (internal/testenv), saying why.
 qemu() {
-	apt_need qemu-aarch64-static qemu-user-static
-	local log="$OUT/qemu-arm64.log" rc=0
-	GOARCH=arm64 go test -count=1 -v -timeout 30m -exec qemu-aarch64-static -skip "$QEMU_SKIP" ./... >"$log" 2>&1 || rc=1
-	grep -E '^(ok|FAIL|---)|^\s+--- FAIL' "$log" | grep -v -- '--- PASS'
-	echo "linux/arm64 under qemu-user: $(grep -cE '^\s*--- PASS' "$log") passed," \
-		"$(grep -cE '^\s*--- SKIP' "$log") skipped, $(grep -cE '^\s*--- FAIL' "$log") failed (subtests counted)"
+	apt_need_timed qemu-aarch64-static qemu-user-static || return 1
+	local log="$OUT/qemu-arm64.json" rc=0 t0
+	t0=$(date +%s)
+	GOARCH=arm64 go test -json -count=1 -short -timeout 20m -exec qemu-aarch64-static ./... >"$log" 2>&1 || rc=1
+	echo "== linux/arm64 under qemu-user ($(($(date +%s) - t0))s, build included)"
+	count_tests "$log" || rc=1
 	return $rc
 }
 
 # Wine: Go 1.26 programs need bcryptprimitives.dll (ProcessPrng), which
 # Debian's Wine 8 lacks; test/wine holds a stand-in, built with mingw-w64 and
 # put in the prefix's system32 (Go loads it from there only). os.RemoveAll
-# fails under Wine ("Invalid function"), so every test using t.TempDir fails
-# its cleanup after its own checks: test/wine/wineresult counts a test whose
-# only output is that cleanup as passed but for cleanup, and lists the ones
-# with other output too for a reader to judge.
+# fails under Wine ("Invalid function"): the tests' temporary directories
+# come from testenv.TempDir, which removes them file by file there. Tests
+# that cannot pass under Wine skip themselves (internal/testenv), saying
+# why; any failure is a failure.
 WINE=/usr/lib/wine/wine64
-WINE_PACKAGES="./checkpoint ./config ./event ./parse ./filter ./route ./transform ./enrich ./tailer ./cmd/agent"
-# Tests whose data are Linux paths ("/var/log/*.log" is not absolute on
-# Windows) are skipped: TestMatch and TestValidate of the tailer.
-WINE_SKIP_tailer='^(TestMatch|TestValidate)$'
-
+WINE_PACKAGES="./checkpoint ./config ./event ./parse ./filter ./route ./transform ./enrich ./internal/testenv ./cmd/agent ./tailer"
 
 wine() {
-	local prefix="$OUT/wine-prefix" pkg name
-	apt_need "$WINE" wine64
-	apt_need x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64-win32
+	local prefix="$OUT/wine-prefix" pkg name log="$OUT/wine.json" rc=0 t0
+	apt_need_timed "$WINE" wine64 || return 1
+	apt_need_timed x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64-win32 || return 1
 	export WINEPREFIX=$prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+	t0=$(date +%s)
 	if [ ! -f "$prefix/drive_c/windows/system32/bcryptprimitives.dll" ]; then
 		"$WINE" wineboot --init >/dev/null 2>&1 || true
 		x86_64-w64-mingw32-gcc -O2 -shared -o "$prefix/drive_c/windows/system32/bcryptprimitives.dll" \
 			test/wine/bcryptprimitives.c test/wine/bcryptprimitives.def -ladvapi32
 	fi
-	go build -o "$OUT/wineresult" ./test/wine/wineresult
-	local rc=0
+	# One build of every test binary (go builds them in parallel).
+	rm -rf "$OUT/wine-bin" && mkdir -p "$OUT/wine-bin"
+	GOOS=windows GOARCH=amd64 go test -c -o "$OUT/wine-bin/" $WINE_PACKAGES || return 1
+	: >"$log"
 	for pkg in $WINE_PACKAGES; do
 		name=$(basename "$pkg")
-		GOOS=windows GOARCH=amd64 go test -c -o "$OUT/$name.test.exe" "$pkg"
-		[ -f "$OUT/$name.test.exe" ] || continue # no tests
-		skip=WINE_SKIP_$name
-		(cd "$ROOT/$pkg" && timeout 600 "$WINE" "$OUT/$name.test.exe" -test.short -test.v=test2json -test.timeout=550s \
-			-test.skip="${!skip:-^$}" 2>&1 |
-			go tool test2json -p "$name") >"$OUT/wine-$name.json" || true
-		"$OUT/wineresult" -p "$name" <"$OUT/wine-$name.json" || rc=1
+		[ -f "$OUT/wine-bin/$name.test.exe" ] || continue # no tests
+		(cd "$ROOT/$pkg" && timeout 600 "$WINE" "$OUT/wine-bin/$name.test.exe" -test.short -test.v=test2json \
+			-test.timeout=550s 2>&1 | go tool test2json -p "${pkg#./}") >>"$log" || true
 	done
+	echo "== Windows test binaries under Wine ($(($(date +%s) - t0))s, build included)"
+	count_tests "$log" || rc=1
 	echo "== logpump.exe validate and version under Wine"
 	GOOS=windows GOARCH=amd64 go build -o "$OUT/logpump.exe" ./cmd/agent
 	"$WINE" "$OUT/logpump.exe" validate -config packaging/windows/config.yaml || rc=1
@@ -135,6 +148,7 @@ wine() {
 	echo "== logpump.exe as a service under Wine's service control manager"
 	wine_service || rc=1
 	/usr/lib/wine/wineserver -k 2>/dev/null || true
+	echo "== Wine: $(($(date +%s) - t0))s"
 	return $rc
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // levels counts the records logged, by level.
@@ -33,7 +35,7 @@ func (l *levels) Handle(_ context.Context, r slog.Record) error {
 func TestWriteFailureWarnsOncePerChange(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	log := &levels{n: map[slog.Level]int{}}
-	s := NewStore(t.TempDir())
+	s := NewStore(testenv.TempDir(t))
 	tr := NewTracker(s, slog.New(log), Options{Now: func() time.Time { return now }})
 	// A directory where the file goes: no open, create or rename succeeds,
 	// whatever the user's privileges.

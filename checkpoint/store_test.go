@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 func entries(n int, offset int64) []Entry {
@@ -46,7 +48,7 @@ func save(t *testing.T, s *Store, es []Entry) {
 // TestSaveAlternatesSlots: saves after the first overwrite the two slots in
 // turn, in place, and every load sees the last save.
 func TestSaveAlternatesSlots(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	s := NewStore(dir)
 	for i := range 5 {
 		want := entries(3, int64(1000*i))
@@ -86,7 +88,7 @@ func TestTornSlotFallsBack(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testenv.TempDir(t)
 			s := NewStore(dir)
 			save(t, s, entries(4, 0))
 			save(t, s, old)
@@ -135,7 +137,7 @@ func TestTornSlotFallsBack(t *testing.T) {
 // TestBothSlotsCorruptIsAnError: with no valid slot, Load fails rather
 // than starting from nothing.
 func TestBothSlotsCorruptIsAnError(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	s := NewStore(dir)
 	save(t, s, entries(2, 0))
 	data, err := os.ReadFile(s.Path())
@@ -162,7 +164,7 @@ func TestBothSlotsCorruptIsAnError(t *testing.T) {
 // TestGrowthRewritesFile: entries that outgrow a slot make a new file with
 // larger slots; nothing is lost.
 func TestGrowthRewritesFile(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	s := NewStore(dir)
 	save(t, s, entries(2, 0))
 	want := entries(500, 7)
@@ -183,7 +185,7 @@ func TestGrowthRewritesFile(t *testing.T) {
 // TestLegacyJSONIsMigrated: the JSON file of earlier versions is read when
 // there is no checkpoint file, and replaced by the first save.
 func TestLegacyJSONIsMigrated(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	legacy := filepath.Join(dir, LegacyFileName)
 	const old = `{
  "version": 1,
@@ -227,7 +229,7 @@ func TestLegacyJSONIsMigrated(t *testing.T) {
 // TestSaveAllocatesNothingInPlace: a save that fits its slot reuses its
 // buffer.
 func TestSaveAllocatesNothingInPlace(t *testing.T) {
-	s := NewStore(t.TempDir())
+	s := NewStore(testenv.TempDir(t))
 	es := entries(100, 0)
 	save(t, s, es)
 	allocs := testing.AllocsPerRun(20, func() {
@@ -244,7 +246,7 @@ func TestSaveAllocatesNothingInPlace(t *testing.T) {
 // TestVersion1SlotIsRead: a checkpoint file written before entries had a
 // size loads with Size 0 (unknown), and the next save writes version 2.
 func TestVersion1SlotIsRead(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	es := entries(3, 500)
 	// A version-1 slot, encoded as version 1 wrote it: no size field.
 	file := make([]byte, 2*minSlotSize)
@@ -274,7 +276,7 @@ func TestVersion1SlotIsRead(t *testing.T) {
 // TestVersion2SlotIsRead: a checkpoint file written before entries had a
 // cursor loads with no cursor, and the next save writes the current version.
 func TestVersion2SlotIsRead(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	es := entries(3, 500)
 	file := make([]byte, 2*minSlotSize)
 	copy(file, oldSlot(2, es))

@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 var key = Key{Source: "app", Dev: 1, Ino: 42}
 
 func newTracker(t *testing.T, opts Options) (*Tracker, *Store) {
 	t.Helper()
-	s := NewStore(t.TempDir())
+	s := NewStore(testenv.TempDir(t))
 	return NewTracker(s, slog.New(slog.DiscardHandler), opts), s
 }
 
@@ -183,7 +184,7 @@ func TestRetentionDropsUnseenFiles(t *testing.T) {
 }
 
 func TestLoadRefusesOtherVersion(t *testing.T) {
-	s := NewStore(t.TempDir())
+	s := NewStore(testenv.TempDir(t))
 	legacy := filepath.Join(filepath.Dir(s.Path()), LegacyFileName)
 	if err := os.WriteFile(legacy, []byte(`{"version":99,"files":[]}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ func TestLoadRefusesOtherVersion(t *testing.T) {
 	if _, err := s.Load(); err == nil {
 		t.Error("Load of version 99 succeeded, want an error")
 	}
-	missing := NewStore(filepath.Join(t.TempDir(), "none"))
+	missing := NewStore(filepath.Join(testenv.TempDir(t), "none"))
 	if e, err := missing.Load(); err != nil || e != nil {
 		t.Errorf("Load of a missing file = %v, %v; want empty, nil", e, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 	"github.com/ulikunitz/xz"
 )
@@ -33,7 +34,7 @@ var formats = []struct {
 // seqLines returns n sequence-numbered lines of stream (tailertest's).
 func seqLines(t testing.TB, stream string, n int) []byte {
 	t.Helper()
-	w, err := tailertest.NewWriter(filepath.Join(t.TempDir(), "plain"), stream, 40)
+	w, err := tailertest.NewWriter(filepath.Join(testenv.TempDir(t), "plain"), stream, 40)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func compressCmd(t testing.TB, cmd string, plain []byte, args ...string) []byte 
 // file (open for appending).
 func openReader(t testing.TB, data []byte) (*gzReader, *os.File) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "f")
+	path := filepath.Join(testenv.TempDir(t), "f")
 	writeFile(t, path, string(data))
 	f, err := os.Open(path)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -167,7 +168,7 @@ func rotateByRename(t *testing.T, w *tailertest.Writer, path string, late int) {
 // once, through appends and a rename rotation in the polled directory, and
 // the fallback is logged once and counted.
 func TestWatchLimitFallsBackToPolling(t *testing.T) {
-	root := t.TempDir()
+	root := testenv.TempDir(t)
 	full, ok := filepath.Join(root, "full"), filepath.Join(root, "ok")
 	for _, d := range []string{full, ok} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -177,7 +178,7 @@ func TestWatchLimitFallsBackToPolling(t *testing.T) {
 	logs := newLogRecords(t)
 	count := tailertest.NewCounter()
 	opts := testOptions(filepath.Join(root, "*", "*.log"))
-	h := startTailerWith(t, opts, t.TempDir(), count, slog.New(logs), func(tl *Tailer) {
+	h := startTailerWith(t, opts, testenv.TempDir(t), count, slog.New(logs), func(tl *Tailer) {
 		tl.newWatcher = func(h *hints) (dirWatcher, error) {
 			w, err := newInotify(h)
 			return limitedWatcher{w, map[string]bool{full: true}}, err
@@ -210,7 +211,7 @@ func TestWatchLimitFallsBackToPolling(t *testing.T) {
 // Past max_watches the directories are polled, not watched: every line
 // arrives once, and the limit is logged once with the option to raise.
 func TestMaxWatchesPollsTheRest(t *testing.T) {
-	root := t.TempDir()
+	root := testenv.TempDir(t)
 	var ws []*tailertest.Writer
 	for i := range 4 {
 		d := filepath.Join(root, fmt.Sprintf("d%d", i))
@@ -223,7 +224,7 @@ func TestMaxWatchesPollsTheRest(t *testing.T) {
 	count := tailertest.NewCounter()
 	opts := testOptions(filepath.Join(root, "*", "*.log"))
 	opts.MaxWatches = 2
-	h := startTailerWith(t, opts, t.TempDir(), count, slog.New(logs), nil)
+	h := startTailerWith(t, opts, testenv.TempDir(t), count, slog.New(logs), nil)
 	want := map[string]int{}
 	total := 0
 	for range 3 {
@@ -251,11 +252,11 @@ func TestMaxWatchesPollsTheRest(t *testing.T) {
 // No watcher at all (EMFILE: max_user_instances): every file is polled, new
 // files are found by the scan, and nothing is lost or read twice.
 func TestWatcherLimitPollsEverything(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	logs := newLogRecords(t)
 	count := tailertest.NewCounter()
 	opts := testOptions(filepath.Join(dir, "*.log"))
-	h := startTailerWith(t, opts, t.TempDir(), count, slog.New(logs), func(tl *Tailer) {
+	h := startTailerWith(t, opts, testenv.TempDir(t), count, slog.New(logs), func(tl *Tailer) {
 		tl.newWatcher = func(*hints) (dirWatcher, error) {
 			return nil, os.NewSyscallError("inotify_init1", syscall.EMFILE)
 		}
@@ -303,13 +304,13 @@ func TestWatcherLimitPollsEverything(t *testing.T) {
 // rescan everything and check every open file, and every line then arrives
 // once. A second overflow is counted but not logged again.
 func TestEventOverflowRescans(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	logs := newLogRecords(t)
 	count := tailertest.NewCounter()
 	opts := testOptions(filepath.Join(dir, "*.log"))
 	opts.ScanInterval = 500 * time.Millisecond // full scans every 15 s: the overflow must trigger the rescan
 	var lossy *lossyWatcher
-	h := startTailerWith(t, opts, t.TempDir(), count, slog.New(logs), func(tl *Tailer) {
+	h := startTailerWith(t, opts, testenv.TempDir(t), count, slog.New(logs), func(tl *Tailer) {
 		tl.newWatcher = func(h *hints) (dirWatcher, error) {
 			w, err := newLossyWatcher(h)
 			lossy = w

@@ -15,6 +15,7 @@ import (
 
 	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // seen is one yielded batch as observed on the bubble's fake clock.
@@ -29,7 +30,7 @@ type seen struct {
 // 5 fake seconds, calling write at the given fake times, and returns what was
 // yielded and when.
 func runFake(t *testing.T, path string, opts Options, writes map[time.Duration]string) []seen {
-	tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+	tracker := checkpoint.NewTracker(checkpoint.NewStore(testenv.TempDir(t)), testLogger(t), checkpoint.Options{})
 	tl, err := New("app", opts, tracker, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +111,7 @@ func TestPartialLineAndTicks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				dir := t.TempDir()
+				dir := testenv.TempDir(t)
 				path := filepath.Join(dir, "app.log")
 				writeFile(t, path, "")
 				opts := testOptions(path)

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -43,7 +45,7 @@ func TestCompressedCatchUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.format.String()+"/"+tt.mode, func(t *testing.T) {
-			dir, state := t.TempDir(), t.TempDir()
+			dir, state := testenv.TempDir(t), testenv.TempDir(t)
 			writeFile(t, filepath.Join(dir, "old.log"+tt.ext), string(compressedLines(t, tt.format, "old", 3000)))
 			opts := testOptions(filepath.Join(dir, "*"))
 			opts.Compression = tt.mode
@@ -96,7 +98,7 @@ func TestCompressedCatchUp(t *testing.T) {
 func TestCompressedStartAtEnd(t *testing.T) {
 	for _, ft := range formats {
 		t.Run(ft.f.String(), func(t *testing.T) {
-			dir, state := t.TempDir(), t.TempDir()
+			dir, state := testenv.TempDir(t), testenv.TempDir(t)
 			writeFile(t, filepath.Join(dir, "old.log"+ft.ext), string(compressedLines(t, ft.f, "old", 3000)))
 			opts := testOptions(filepath.Join(dir, "*"))
 			opts.Compression = CompressionAuto
@@ -129,13 +131,13 @@ func TestCompressedStartAtEnd(t *testing.T) {
 func TestCompressedLastLineUnterminated(t *testing.T) {
 	for _, ft := range formats {
 		t.Run(ft.f.String(), func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testenv.TempDir(t)
 			data := compress(t, ft.f, "unterminated", []byte("w=z seq=0 x\nw=z seq=1 x\nw=z seq=2 no newline"))
 			writeFile(t, filepath.Join(dir, "a.log"+ft.ext), string(data))
 			opts := testOptions(filepath.Join(dir, "*"))
 			opts.Compression = CompressionAuto
 			count := tailertest.NewCounter()
-			h := startTailer(t, opts, t.TempDir(), count)
+			h := startTailer(t, opts, testenv.TempDir(t), count)
 			h.waitCount(3)
 			h.stop()
 			expect(t, count, map[string]int{"z": 3}, 0)
@@ -153,6 +155,9 @@ func TestCompressedLastLineUnterminated(t *testing.T) {
 // from that offset: nothing comes twice. The compressed file is looked at
 // exactly when it is empty, a header, and complete (see quietEnv).
 func TestCompressedCopyBeforeItsFirstBlock(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("quietEnv reports events as the inotify watcher does (directory + \"/\" + name), which is not the path a Windows scan finds")
+	}
 	for _, ft := range formats {
 		mode := CompressionAuto
 		if ft.f == formatGzip {

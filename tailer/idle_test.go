@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -35,7 +36,7 @@ func TestIdleCPU(t *testing.T) {
 		t.Skip("set LOGPUMP_IDLE=files[,seconds[,lines/s]] to measure")
 	}
 	n, seconds, rate := parseIdleSpec(t, spec)
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	written := map[string]int{}
 	for i := range n {
 		name := fmt.Sprintf("f%d", i)
@@ -46,7 +47,7 @@ func TestIdleCPU(t *testing.T) {
 	opts.Include = []string{filepath.Join(dir, "*.log")}
 	opts.StartAt = StartBeginning
 	count := tailertest.NewCounter()
-	h := startTailer(t, opts, t.TempDir(), count)
+	h := startTailer(t, opts, testenv.TempDir(t), count)
 	h.waitCount(n)
 	time.Sleep(2 * time.Second) // settle: the first scans, GC
 
@@ -171,7 +172,7 @@ func TestRSSPerFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	for i := range n {
 		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%05d.log", i)), fmt.Sprintf("w=f%d seq=0\n", i))
 	}
@@ -181,7 +182,7 @@ func TestRSSPerFile(t *testing.T) {
 	opts.MaxOpenFiles = n + 10
 	before := settledRSS(t)
 	count := tailertest.NewCounter()
-	h := startTailer(t, opts, t.TempDir(), count)
+	h := startTailer(t, opts, testenv.TempDir(t), count)
 	h.waitCount(n)
 	time.Sleep(2 * time.Second) // a few scans: listings cached, maps grown
 	after := settledRSS(t)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -232,11 +233,11 @@ func TestLogrotate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testenv.TempDir(t)
 			e := &rotateEnv{
 				t: t, dir: dir, path: filepath.Join(dir, "app.log"),
 				conf: filepath.Join(dir, "logrotate.conf"), lrState: filepath.Join(dir, "logrotate.state"),
-				state: t.TempDir(), opts: testOptions(filepath.Join(dir, tc.pattern)),
+				state: testenv.TempDir(t), opts: testOptions(filepath.Join(dir, tc.pattern)),
 				count: tailertest.NewCounter(),
 			}
 			e.opts.Exclude = []string{filepath.Join(dir, "logrotate.*")}

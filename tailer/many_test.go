@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/logpump/logpump/checkpoint"
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -35,7 +36,7 @@ func manyFiles(t *testing.T) int {
 // to pick up a new file); they are measurements, not assertions.
 func TestManyFiles(t *testing.T) {
 	n := manyFiles(t)
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	for i := range n {
 		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%05d.log", i)), fmt.Sprintf("w=f%d seq=0\n", i))
 	}
@@ -48,7 +49,7 @@ func TestManyFiles(t *testing.T) {
 	}
 	count := tailertest.NewCounter()
 	start := time.Now()
-	h := startTailer(t, opts, t.TempDir(), count)
+	h := startTailer(t, opts, testenv.TempDir(t), count)
 	h.waitCount(n)
 	t.Logf("%d files: all first lines in %v", n, time.Since(start).Round(time.Millisecond))
 	if st := h.tl.Stats(); st.OpenFiles > opts.MaxOpenFiles {
@@ -97,7 +98,7 @@ func TestManyFiles(t *testing.T) {
 // turn reads at most one batch from one file, so every small file is read
 // within the first round while the big one has given one batch.
 func TestFairness(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	big := newWriter(t, filepath.Join(dir, "a-big.log"), "big")
 	mustWrite(t, big, 20000)
 	const small = 200
@@ -105,7 +106,7 @@ func TestFairness(t *testing.T) {
 		writeFile(t, filepath.Join(dir, fmt.Sprintf("s%03d.log", i)), fmt.Sprintf("w=s%d seq=0\n", i))
 	}
 	opts := testOptions(filepath.Join(dir, "*.log"))
-	tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+	tracker := checkpoint.NewTracker(checkpoint.NewStore(testenv.TempDir(t)), testLogger(t), checkpoint.Options{})
 	tl, err := New("app", opts, tracker, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -143,6 +144,7 @@ func TestEdgeCases(t *testing.T) {
 			run: func(e *env) map[string]int {
 				// Kubernetes: /var/log/containers/x.log -> /var/log/pods/.../N.log,
 				// repointed when the container restarts.
+				testenv.SkipUnderWine(e.t, "CreateSymbolicLink reports success and makes no link")
 				pods := filepath.Join(e.dir, "pods")
 				os.Mkdir(pods, 0o755)
 				os.Mkdir(filepath.Join(e.dir, "containers"), 0o755)
@@ -199,7 +201,7 @@ func TestEdgeCases(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &env{t: t, dir: t.TempDir(), state: t.TempDir(), count: tailertest.NewCounter()}
+			e := &env{t: t, dir: testenv.TempDir(t), state: testenv.TempDir(t), count: tailertest.NewCounter()}
 			e.opts = testOptions(filepath.Join(e.dir, "*.log"))
 			if tc.modify != nil {
 				tc.modify(&e.opts)
@@ -230,14 +232,15 @@ func TestEdgeCases(t *testing.T) {
 // delete_after_read removes a file only once every batch of it was
 // acknowledged.
 func TestDeleteAfterRead(t *testing.T) {
-	dir := t.TempDir()
+	testenv.SkipUnderWine(t, "a file deleted while another handle holds it (the writer) keeps its name until that handle closes")
+	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "spool.log")
 	w := newWriter(t, path, "a")
 	mustWrite(t, w, 100)
 	opts := testOptions(path)
 	opts.DeleteAfterRead = true
 	opts.RotateWait = 50 * time.Millisecond
-	tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+	tracker := checkpoint.NewTracker(checkpoint.NewStore(testenv.TempDir(t)), testLogger(t), checkpoint.Options{})
 	tl, err := New("app", opts, tracker, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

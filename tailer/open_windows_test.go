@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/windows"
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // On Windows the agent holds followed files open sharing delete access: an
@@ -15,7 +15,7 @@ import (
 // identity (volume serial and file index) follows the file across the
 // rename and tells a new file at the old name apart.
 func TestWindowsOpenFileDoesNotBlockRotation(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "app.log")
 	if err := os.WriteFile(path, []byte("one\ntwo\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func TestWindowsOpenFileDoesNotBlockRotation(t *testing.T) {
 		t.Fatalf("stat through the handle after delete: %v", err)
 	}
 	switch {
-	case !unlinked(fd, st) && underWine():
+	case !unlinked(fd, st) && testenv.Wine():
 		// Wine unlinks at once and reports neither a pending delete nor
 		// zero links; Windows reports DeletePending.
 		t.Log("under Wine: a deleted file's handle does not say it was deleted (needs a real Windows)")
@@ -73,15 +73,9 @@ func TestWindowsOpenFileDoesNotBlockRotation(t *testing.T) {
 	}
 }
 
-// underWine reports whether the test runs under Wine (its ntdll exports
-// wine_get_version).
-func underWine() bool {
-	return windows.NewLazySystemDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil
-}
-
 // Patterns are walked from their volume's root.
 func TestWindowsGlobFromVolumeRoot(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	if err := os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -23,11 +25,11 @@ func TestRenameRotation(t *testing.T) {
 		{"rotated name matched", "app.log*"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testenv.TempDir(t)
 			path := filepath.Join(dir, "app.log")
 			w := newWriter(t, path, "a")
 			count := tailertest.NewCounter()
-			h := startTailer(t, testOptions(filepath.Join(dir, tc.pattern)), t.TempDir(), count)
+			h := startTailer(t, testOptions(filepath.Join(dir, tc.pattern)), testenv.TempDir(t), count)
 			waitFor(t, func() bool { return len(h.tl.Stats().Files) == 1 })
 			for i := range 5 {
 				mustWrite(t, w, 300)
@@ -71,11 +73,11 @@ func TestCopyTruncate(t *testing.T) {
 		{"refilled past the offset", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := testenv.TempDir(t)
 			path := filepath.Join(dir, "app.log")
 			w := newWriter(t, path, "a")
 			count := tailertest.NewCounter()
-			h := startTailer(t, testOptions(path), t.TempDir(), count)
+			h := startTailer(t, testOptions(path), testenv.TempDir(t), count)
 			for range 4 {
 				mustWrite(t, w, 500)
 				h.waitCount(w.Written())
@@ -114,12 +116,13 @@ func TestCopyTruncate(t *testing.T) {
 // including what the writer adds after the deletion, then closed and its
 // checkpoint forgotten.
 func TestDeleteWhileOpen(t *testing.T) {
-	dir := t.TempDir()
+	testenv.SkipUnderWine(t, "a file deleted while another handle holds it (the writer) keeps its name until that handle closes")
+	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "app.log")
 	w := newWriter(t, path, "a")
 	mustWrite(t, w, 100)
 	count := tailertest.NewCounter()
-	h := startTailer(t, testOptions(path), t.TempDir(), count)
+	h := startTailer(t, testOptions(path), testenv.TempDir(t), count)
 	h.waitCount(100)
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
@@ -137,7 +140,7 @@ func TestDeleteWhileOpen(t *testing.T) {
 // Restart: a second tailer over the same state directory resumes every file
 // at its committed offset; lines written while stopped arrive, none twice.
 func TestRestartResumes(t *testing.T) {
-	dir, state := t.TempDir(), t.TempDir()
+	dir, state := testenv.TempDir(t), testenv.TempDir(t)
 	wa := newWriter(t, filepath.Join(dir, "a.log"), "a")
 	wb := newWriter(t, filepath.Join(dir, "b.log"), "b")
 	opts := testOptions(filepath.Join(dir, "*.log"))
@@ -159,7 +162,7 @@ func TestRestartResumes(t *testing.T) {
 // A file rewritten in place (same inode, other content) while the agent was
 // stopped is recognised by its fingerprint and read from the start.
 func TestRestartRecycledInode(t *testing.T) {
-	dir, state := t.TempDir(), t.TempDir()
+	dir, state := testenv.TempDir(t), testenv.TempDir(t)
 	path := filepath.Join(dir, "app.log")
 	w := newWriter(t, path, "old")
 	mustWrite(t, w, 20)
@@ -192,7 +195,7 @@ func TestRestartRecycledInode(t *testing.T) {
 // running and a file moved into the patterns are read from the beginning;
 // a file moved out is read to its end and not read again.
 func TestDiscovery(t *testing.T) {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	for _, d := range []string{"x", "x/y", "z"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -208,7 +211,7 @@ func TestDiscovery(t *testing.T) {
 		mustWrite(t, w, 10)
 	}
 	count := tailertest.NewCounter()
-	h := startTailer(t, opts, t.TempDir(), count)
+	h := startTailer(t, opts, testenv.TempDir(t), count)
 	h.waitCount(20)
 
 	// Created while running, in a new directory.
@@ -238,6 +241,9 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestMatch(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("its data are Linux paths: on Windows \\ is the separator, so * matches /")
+	}
 	tests := []struct {
 		pattern, path string
 		want          bool
@@ -262,11 +268,12 @@ func TestMatch(t *testing.T) {
 // was read of the original: the tailer waits instead of reading it from 0),
 // and a file with the same first line that is not a copy (read whole).
 func TestCopyOfFollowedFile(t *testing.T) {
-	dir := t.TempDir()
+	testenv.SkipUnderWine(t, "the copy's last write, the truncation and the new lines come back to back; Wine's ReadDirectoryChangesW notifications reach the tailer after all of them in about 1 run of 8, and the copy is then read whole")
+	dir := testenv.TempDir(t)
 	path := filepath.Join(dir, "app.log")
 	w := newWriter(t, path, "a")
 	count := tailertest.NewCounter()
-	h := startTailer(t, testOptions(filepath.Join(dir, "app.log*")), t.TempDir(), count)
+	h := startTailer(t, testOptions(filepath.Join(dir, "app.log*")), testenv.TempDir(t), count)
 	mustWrite(t, w, 500)
 	h.waitCount(500)
 	data, err := os.ReadFile(path)
@@ -367,7 +374,7 @@ type quietEnv struct {
 }
 
 func newQuietEnv(t *testing.T, modify func(*Options)) *quietEnv {
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	e := &quietEnv{t: t, dir: dir, path: filepath.Join(dir, "app.log"), count: tailertest.NewCounter()}
 	e.w = newWriter(t, e.path, "a")
 	mustWrite(t, e.w, 500)
@@ -376,7 +383,7 @@ func newQuietEnv(t *testing.T, modify func(*Options)) *quietEnv {
 	if modify != nil {
 		modify(&e.opts)
 	}
-	e.h = startTailerWith(t, e.opts, t.TempDir(), e.count, testLogger(t), func(tl *Tailer) {
+	e.h = startTailerWith(t, e.opts, testenv.TempDir(t), e.count, testLogger(t), func(tl *Tailer) {
 		tl.newWatcher = func(h *hints) (dirWatcher, error) {
 			e.hs = h
 			return quietWatcher{}, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/event"
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // TestTicksWhileUnacknowledged: a stage that holds a batch (an open
@@ -82,13 +83,13 @@ func TestNoTicksWhenDisabled(t *testing.T) {
 // a real checkpoint tracker (whose in-flight count keeps ticks going).
 func newHeldTailer(t *testing.T, tick time.Duration) *Tailer {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "app.log")
+	path := filepath.Join(testenv.TempDir(t), "app.log")
 	writeFile(t, path, "held\n")
 	opts := testOptions(path)
 	opts.Watch = false
 	opts.StartAt = StartBeginning
 	opts.TickInterval = tick
-	tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+	tracker := checkpoint.NewTracker(checkpoint.NewStore(testenv.TempDir(t)), testLogger(t), checkpoint.Options{})
 	tl, err := New("app", opts, tracker, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func newHeldTailer(t *testing.T, tick time.Duration) *Tailer {
 // waits with nothing new.
 func TestOnIdleAfterEachRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
+		dir := testenv.TempDir(t)
 		paths := []string{filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")}
 		for _, p := range paths {
 			writeFile(t, p, "one\ntwo\n")
@@ -110,7 +111,7 @@ func TestOnIdleAfterEachRun(t *testing.T) {
 		opts.Watch = false
 		opts.StartAt = StartBeginning
 		opts.MaxBatchRecords = 1 // two batches per file and run
-		tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+		tracker := checkpoint.NewTracker(checkpoint.NewStore(testenv.TempDir(t)), testLogger(t), checkpoint.Options{})
 		tl, err := New("app", opts, tracker, nil, testLogger(t))
 		if err != nil {
 			t.Fatal(err)
@@ -156,13 +157,13 @@ func (quietWatcher) Close() error        { return nil }
 // a timer of its own, and scans stay one per scan_interval.
 func TestScanJoinsWriteWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
+		dir := testenv.TempDir(t)
 		path := filepath.Join(dir, "a.log")
 		writeFile(t, path, "")
 		opts := testOptions(filepath.Join(dir, "*.log"))
 		opts.ScanInterval = time.Second
 		opts.WriteWindow = 250 * time.Millisecond
-		tracker := checkpoint.NewTracker(checkpoint.NewStore(t.TempDir()), testLogger(t), checkpoint.Options{})
+		tracker := checkpoint.NewTracker(checkpoint.NewStore(testenv.TempDir(t)), testLogger(t), checkpoint.Options{})
 		tl, err := New("app", opts, tracker, nil, testLogger(t))
 		if err != nil {
 			t.Fatal(err)

@@ -4,12 +4,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
 
@@ -18,7 +20,10 @@ import (
 // and leaves the list. Unprivileged, the file's mode denies the open; as
 // root (whom no mode stops) the open hook answers EACCES until allowed.
 func TestPermissionDeniedWarnsOnceAndIsListed(t *testing.T) {
-	dir := t.TempDir()
+	if runtime.GOOS == "windows" {
+		t.Skip("a file mode cannot deny reading on Windows (os.Chmod sets only the read-only attribute)")
+	}
+	dir := testenv.TempDir(t)
 	secret, ok := filepath.Join(dir, "secret.log"), filepath.Join(dir, "ok.log")
 	logs := newLogRecords(t)
 	count := tailertest.NewCounter()
@@ -31,7 +36,7 @@ func TestPermissionDeniedWarnsOnceAndIsListed(t *testing.T) {
 	if !root {
 		os.Chmod(secret, 0)
 	}
-	h := startTailerWith(t, opts, t.TempDir(), count, slog.New(logs), func(tl *Tailer) {
+	h := startTailerWith(t, opts, testenv.TempDir(t), count, slog.New(logs), func(tl *Tailer) {
 		if root {
 			tl.open = func(path string) (*os.File, error) {
 				if path == secret && !allowed.Load() {

@@ -6,16 +6,22 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // Checkpoints that cannot be written: one warning, /readyz not ready with
 // the reason, every line still delivered, and a stop that drains exits 0
 // with the warning kept.
 func TestCheckpointWriteFailure(t *testing.T) {
-	dir := t.TempDir()
+	if runtime.GOOS == "windows" {
+		t.Skip("its configuration puts the temporary directory in YAML double-quoted strings, where a Windows path's \\ starts an escape")
+	}
+	dir := testenv.TempDir(t)
 	state, logs := filepath.Join(dir, "state"), filepath.Join(dir, "logs")
 	os.MkdirAll(logs, 0o755)
 	adminAddr := freeAddr(t)

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -15,5 +17,6 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs the command-line scenarios in testdata/script.
 func TestScripts(t *testing.T) {
+	testenv.SkipUnderQemuExec(t)
 	testscript.Run(t, testscript.Params{Dir: "testdata/script"})
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // Secrets planted in an exporter's endpoint (userinfo, a query token) and
@@ -36,7 +38,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	}))
 	defer backend.Close()
 	adminAddr := freeAddr(t)
-	dir := t.TempDir()
+	dir := testenv.TempDir(t)
 	logs := filepath.Join(dir, "logs")
 	os.MkdirAll(logs, 0o755)
 	os.WriteFile(filepath.Join(logs, "a.log"), []byte("line 1\nline 2\n"), 0o644)

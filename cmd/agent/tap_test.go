@@ -10,6 +10,7 @@ import (
 
 	"github.com/logpump/logpump/internal/admin"
 	"github.com/logpump/logpump/internal/tap"
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // logpump tap sends the admin token of -token-file; without it an admin
@@ -17,7 +18,7 @@ import (
 func TestTapSendsToken(t *testing.T) {
 	srv := httptest.NewServer(admin.New("127.0.0.1:0", admin.Options{Token: "t0k3n", Tap: tap.NewRegistry().Handler()}).Handler())
 	defer srv.Close()
-	file := filepath.Join(t.TempDir(), "token")
+	file := filepath.Join(testenv.TempDir(t), "token")
 	os.WriteFile(file, []byte("t0k3n\n"), 0o600)
 	for _, tt := range []struct {
 		args []string
