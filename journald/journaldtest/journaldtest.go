@@ -52,16 +52,7 @@ func (j *Journald) AddEarlierBoot(t testing.TB, bootID, identifier string, messa
 		fmt.Fprintf(&export, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n_MACHINE_ID=%s\nSYSLOG_IDENTIFIER=%s\nMESSAGE=%s\n\n",
 			start+int64(i), 1000+i, bootID, strings.TrimSpace(string(mid)), identifier, m)
 	}
-	dir := ""
-	for _, d := range j.dirs {
-		if _, err := os.Stat(d); err == nil {
-			dir = d
-			break
-		}
-	}
-	if dir == "" {
-		t.Fatalf("journald keeps no journal in %v", j.dirs)
-	}
+	dir := j.Dir(t)
 	cmd := exec.Command(RemoteBinary, "-o", filepath.Join(dir, "remote-earlier.journal"), "-")
 	cmd.Stdin = &export
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -152,12 +143,21 @@ func StartEnv(t testing.TB, env ...string) *Journald {
 // persistent one when journald created it, else the volatile one).
 func (j *Journald) Dir(t testing.TB) string {
 	t.Helper()
-	for _, d := range j.dirs {
-		if _, err := os.Stat(d); err == nil {
-			return d
+	// journald creates its directory after its socket (Start waits for
+	// that): wait for it in turn.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, d := range j.dirs {
+			if _, err := os.Stat(d); err == nil {
+				return d
+			}
 		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("journald keeps no journal in %v", j.dirs)
+	t.Fatalf("journald keeps no journal in %v after 10s", j.dirs)
 	return ""
 }
 
