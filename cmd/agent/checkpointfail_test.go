@@ -67,7 +67,11 @@ pipelines:
 			}
 		}()
 	}, 0)
-	<-done
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // runAgent returned before it ran (a rejected configuration)
+		t.Fatalf("exit %d before the agent ran; log:\n%s", code, stderr.String())
+	}
 	log := stderr.String()
 	if code != 0 {
 		t.Errorf("exit %d, want 0; log:\n%s", code, log)
