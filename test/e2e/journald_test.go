@@ -164,8 +164,12 @@ pipelines:
 	if err := sink.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	send(9000, 12000)
-	time.Sleep(30 * time.Second)
+	// Written through the outage, 100 a second (a namespace's journald
+	// also exits after 30 s without a message).
+	for i := 9000; i < 12000; i += 100 {
+		send(i, i+100)
+		time.Sleep(time.Second)
+	}
 	if err := sink.Restart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
