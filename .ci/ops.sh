@@ -314,7 +314,19 @@ kube_kustomize() {
 		kubectl kustomize "$k/gw" >"$k/gateway.yaml" &&
 		kubectl kustomize "$k/journal" >"$k/journal.yaml" &&
 		kubectl kustomize "$ROOT/deploy/kubernetes/sidecar" >"$k/sidecar.yaml" &&
-		(cd "$ROOT/deploy/kubernetes/validate" && go run . "$k/base.yaml" "$k/metadata.yaml" "$k/gateway.yaml" "$k/journal.yaml" "$k/sidecar.yaml")
+		(cd "$ROOT/deploy/kubernetes/validate" && go build -o "$k/validate" .) || return 1
+	# One rendering at a time: each is a whole deployment (the validator
+	# pairs a DaemonSet with the ConfigMap of its name).
+	local r f
+	for r in base metadata gateway journal sidecar; do
+		"$k/validate" -extract "$k/config-$r" "$k/$r.yaml" || return 1
+	done
+	# The configuration the journal component puts in place (the others are
+	# the ConfigMaps checked by kube_configs).
+	for f in "$k"/config-journal/*.yaml; do
+		echo "logpump validate $f"
+		"$OUT/logpump" validate -config "$f" || return 1
+	done
 }
 
 # arm64_packages: the .deb and .rpm for linux/arm64, from a cross-built

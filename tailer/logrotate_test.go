@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -78,6 +79,9 @@ func (e *rotateEnv) settle() {
 }
 
 func TestLogrotate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("logrotate is a Linux and Unix tool")
+	}
 	if _, err := exec.LookPath("logrotate"); err != nil {
 		if os.Getenv("LOGPUMP_REQUIRE_LOGROTATE") == "1" {
 			t.Fatal("logrotate not found and LOGPUMP_REQUIRE_LOGROTATE=1")

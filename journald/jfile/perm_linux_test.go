@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/logpump/logpump/internal/testenv"
 )
 
 // TestPermissionDeniedNamesTheCause: a journal directory the agent may not
@@ -23,6 +25,7 @@ func TestPermissionDeniedNamesTheCause(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a child as nobody")
 	}
+	testenv.SkipUnderQemuExec(t)
 	top := t.TempDir()
 	dir := filepath.Join(top, "journal")
 	if err := os.Mkdir(dir, 0o700); err != nil {
