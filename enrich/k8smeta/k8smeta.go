@@ -1,15 +1,23 @@
-// Package k8smeta watches the metadata of one node's pods through the
+// Package k8smeta watches the metadata of one node's pods (and, when asked,
+// of the cluster's namespaces and of the node itself) through the
 // Kubernetes API for the kubernetes processor ([enrich.KubernetesMetadata]).
 //
-// It uses a client-go metadata informer (the one of
+// It uses client-go metadata informers (the one of
 // k8s.io/client-go/metadata/metadatainformer, built without that package's
-// dependencies): the API server sends
-// PartialObjectMetadata (names, labels, annotations, owners; no spec or
-// status), restricted by the field selector spec.nodeName=<node> to the
-// pods of the agent's node. A transform drops managedFields and the labels
-// and annotations no one asked for before an object is stored, so memory
-// holds only what becomes attributes. Lookups read a map kept by the
-// informer's event handlers under a read lock: they never wait for the API.
+// dependencies): the API server sends PartialObjectMetadata (names, labels,
+// annotations, owners; no spec or status). Pods are restricted by the field
+// selector spec.nodeName=<node> to the pods of the agent's node, the node
+// by metadata.name=<node>; namespaces are listed cluster-wide (a few hundred
+// bytes each). A transform drops managedFields and the
+// kubectl.kubernetes.io/last-applied-configuration annotation before an
+// object is stored. Lookups read maps kept by the informers' event handlers
+// under a read lock: they never wait for the API.
+//
+// A [Registry] shares the informers: every kubernetes processor of the agent
+// that asks for the same (kubeconfig, node, resource) uses one watch. A
+// watch starts with its first user and stops when the last one lets go;
+// [Registry.Hold] keeps the watches of a configuration being replaced so
+// that a reload does not list the cluster again.
 //
 // The package links k8s.io/client-go into the binary; the agent includes it
 // only when built with the k8smeta build tag (see internal/stages).
@@ -66,29 +74,188 @@ func Config(kubeconfig string) Client {
 	}
 }
 
-var podsResource = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+var (
+	podsResource       = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	nodesResource      = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
+)
 
-// Watcher watches the pods of one node. Its Watch method is an
-// [enrich.WatchPods]. A Watcher holds no state between watches; it is safe
-// to start several watches, each with its own informer.
-type Watcher struct {
-	client Client
-	node   string
-	opts   enrich.MetadataOptions
-	log    *slog.Logger
+// lastApplied is the annotation kubectl apply writes: the whole object as
+// JSON, often kilobytes, never wanted as an attribute.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// Registry holds the watches of one agent, shared by its kubernetes
+// processors. Its zero value is not usable; use [NewRegistry]. It is safe
+// for concurrent use.
+type Registry struct {
+	log *slog.Logger
+	// client makes the client of a kubeconfig ("" in-cluster).
+	client func(kubeconfig string) Client
+
+	mu      sync.Mutex
+	watches map[watchKey]*sharedWatch
+	holds   int
 }
 
-// New returns a watcher of the pods on node. It does no I/O: the client is
-// created when a watch starts. node must not be empty (an empty node would
-// watch every pod of the cluster).
-func New(client Client, node string, opts enrich.MetadataOptions, log *slog.Logger) (*Watcher, error) {
-	if node == "" {
-		return nil, fmt.Errorf("create pod watcher: no node name (set node_name or K8S_NODE_NAME)")
+type watchKey struct {
+	kubeconfig, node string
+	resource         string // pods, namespaces, nodes
+}
+
+// sharedWatch is one informer and what it found.
+type sharedWatch struct {
+	key   watchKey
+	users int
+	store *store
+	stop  func()
+}
+
+// NewRegistry returns an empty registry. client makes the Client of a
+// kubeconfig path ("" for the in-cluster configuration); nil uses [Config].
+// It does no I/O.
+func NewRegistry(client func(kubeconfig string) Client, log *slog.Logger) *Registry {
+	if client == nil {
+		client = Config
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Watcher{client: client, node: node, opts: opts, log: log}, nil
+	return &Registry{log: log, client: client, watches: map[watchKey]*sharedWatch{}}
+}
+
+// Hold keeps every watch running, even with no user, until release is
+// called; then the watches without users stop. The agent holds its
+// registry while a reload replaces pipelines, so that the replacements
+// reuse the watches of the pipelines they replace.
+func (r *Registry) Hold() (release func()) {
+	r.mu.Lock()
+	r.holds++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.holds--
+			var idle []*sharedWatch
+			if r.holds == 0 {
+				for k, w := range r.watches {
+					if w.users == 0 {
+						idle = append(idle, w)
+						delete(r.watches, k)
+					}
+				}
+			}
+			r.mu.Unlock()
+			for _, w := range idle {
+				w.stop()
+			}
+		})
+	}
+}
+
+// Watches returns how many watches run (for tests and /debug).
+func (r *Registry) Watches() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.watches)
+}
+
+// acquire returns the watch of k, started if it is new.
+func (r *Registry) acquire(k watchKey) *sharedWatch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.watches[k]; ok {
+		w.users++
+		return w
+	}
+	w := &sharedWatch{key: k, users: 1, store: newStore()}
+	w.stop = r.start(k, w.store)
+	r.watches[k] = w
+	return w
+}
+
+// release lets go of w; the last user stops it unless the registry is held.
+func (r *Registry) release(w *sharedWatch) {
+	r.mu.Lock()
+	w.users--
+	stop := w.users == 0 && r.holds == 0 && r.watches[w.key] == w
+	if stop {
+		delete(r.watches, w.key)
+	}
+	r.mu.Unlock()
+	if stop {
+		w.stop()
+	}
+}
+
+// start runs the informer of k in the background; the returned function
+// stops it and waits for its goroutines.
+func (r *Registry) start(k watchKey, s *store) func() {
+	log := r.log.With("component", "k8smeta", "node", k.node, "resource", k.resource)
+	client, err := r.client(k.kubeconfig)()
+	if err != nil {
+		log.Error("kubernetes metadata unavailable; records get the attributes of their log path only", "error", err)
+		return func() {}
+	}
+	var (
+		gvr       schema.GroupVersionResource
+		namespace = metav1.NamespaceAll
+		selector  string
+		put       func(any)
+	)
+	switch k.resource {
+	case "pods":
+		gvr, selector, put = podsResource, FieldSelector(k.node), s.putPod
+	case "namespaces":
+		gvr, put = namespacesResource, s.putObject
+	case "nodes":
+		gvr, selector, put = nodesResource, fields.OneTermEqualSelector("metadata.name", k.node).String(), s.putObject
+	}
+	inf := newInformer(client.Resource(gvr).Namespace(namespace), client, selector)
+	if err := inf.SetTransform(transform); err != nil {
+		log.Error("kubernetes metadata unavailable", "error", fmt.Errorf("set informer transform: %w", err))
+		return func() {}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    put,
+		UpdateFunc: func(_, obj any) { put(obj) },
+		DeleteFunc: s.remove,
+	}); err != nil {
+		log.Error("kubernetes metadata unavailable", "error", fmt.Errorf("add informer handler: %w", err))
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logr.FromSlogHandler(log.Handler())))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		inf.RunWithContext(ctx)
+	}()
+	log.Info("watching kubernetes metadata", "field_selector", selector)
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// Watcher is the watch of one kubernetes processor: the pods of its node,
+// and the namespaces and the node when its options copy their metadata.
+// Its Watch method is an [enrich.WatchPods].
+type Watcher struct {
+	reg        *Registry
+	kubeconfig string
+	node       string
+	opts       enrich.MetadataOptions
+}
+
+// New returns the watcher of the pods on node for a processor with opts,
+// sharing reg's watches. It does no I/O: the client is created when a watch
+// first starts. node must not be empty (an empty node would watch every pod
+// of the cluster).
+func New(reg *Registry, node string, opts enrich.MetadataOptions) (*Watcher, error) {
+	if node == "" {
+		return nil, fmt.Errorf("create pod watcher: no node name (set node_name or K8S_NODE_NAME)")
+	}
+	return &Watcher{reg: reg, kubeconfig: opts.Kubeconfig, node: node, opts: opts}, nil
 }
 
 // FieldSelector is the list and watch restriction of a watch of node's pods.
@@ -96,66 +263,77 @@ func FieldSelector(node string) string {
 	return fields.OneTermEqualSelector("spec.nodeName", node).String()
 }
 
-// Watch starts an informer in the background and returns at once with its
-// lookup and stop function (see [enrich.WatchPods]). The lookup finds
-// nothing until the informer's first list arrived; list and watch failures
-// are logged and retried with the informer's backoff. When the client cannot
-// be created the error is logged and the lookup never finds anything: the
-// records keep their path attributes.
-func (w *Watcher) Watch() (enrich.PodLookup, func()) {
-	s := &store{byUID: map[string]*enrich.PodInfo{}, byName: map[podName]uidInfo{}}
-	client, err := w.client()
-	if err != nil {
-		w.log.Error("kubernetes pod metadata unavailable; records get the attributes of their log path only", "error", err)
-		return s.lookup, func() {}
+// Watch takes the registry's watches the options need (starting those not
+// running) and returns at once with a view of them and the function that
+// lets go of them (see [enrich.WatchPods]). Nothing is found until a
+// watch's first list arrived; list and watch failures are logged and
+// retried with the informer's backoff. When the client cannot be created
+// the error is logged and nothing is ever found: the records keep their path
+// attributes.
+func (w *Watcher) Watch() (enrich.Metadata, func()) {
+	v := &view{}
+	key := watchKey{kubeconfig: w.kubeconfig, node: w.node}
+	var taken []*sharedWatch
+	take := func(resource string) *store {
+		k := key
+		k.resource = resource
+		sw := w.reg.acquire(k)
+		taken = append(taken, sw)
+		return sw.store
 	}
-	node := w.node
-	inf := newInformer(client, FieldSelector(node))
-	if err := inf.SetTransform(w.transform); err != nil {
-		w.log.Error("kubernetes pod metadata unavailable", "error", fmt.Errorf("set informer transform: %w", err))
-		return s.lookup, func() {}
+	v.pods = take("pods")
+	if w.opts.WantNamespaces() {
+		v.namespaces = take("namespaces")
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.put(&w.opts, obj) },
-		UpdateFunc: func(_, obj any) { s.put(&w.opts, obj) },
-		DeleteFunc: s.remove,
-	}); err != nil {
-		w.log.Error("kubernetes pod metadata unavailable", "error", fmt.Errorf("add informer handler: %w", err))
-		return s.lookup, func() {}
+	if w.opts.WantNode() {
+		v.nodes = take("nodes")
+		v.node = w.node
 	}
-	log := w.log.With("component", "k8smeta", "node", node)
-	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logr.FromSlogHandler(log.Handler())))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		inf.RunWithContext(ctx)
-	}()
-	log.Info("watching pod metadata", "field_selector", FieldSelector(node))
 	var once sync.Once
-	stop := func() {
+	return v, func() {
 		once.Do(func() {
-			cancel()
-			<-done
+			for _, sw := range taken {
+				w.reg.release(sw)
+			}
 		})
 	}
-	return s.lookup, stop
 }
 
-// newInformer is metadatainformer.NewFilteredMetadataInformer for pods of
-// all namespaces, without resync, built here because that package's
-// return type (informers.GenericInformer) links client-go's typed informers
-// of every API group: 28 MB more binary (36 to 64 MB) for nothing the
-// watch uses.
-func newInformer(client metadata.Interface, fieldSelector string) cache.SharedIndexInformer {
-	pods := client.Resource(podsResource).Namespace(metav1.NamespaceAll)
+// view is one processor's [enrich.Metadata].
+type view struct {
+	pods, namespaces, nodes *store
+	node                    string
+}
+
+func (v *view) Pod(p *enrich.PodLog) *enrich.PodMeta { return v.pods.pod(p) }
+
+func (v *view) Namespace(name string) *enrich.ObjectMeta {
+	if v.namespaces == nil {
+		return nil
+	}
+	return v.namespaces.object(name)
+}
+
+func (v *view) Node() *enrich.ObjectMeta {
+	if v.nodes == nil {
+		return nil
+	}
+	return v.nodes.object(v.node)
+}
+
+// newInformer is metadatainformer.NewFilteredMetadataInformer without
+// resync, built here because that package's return type
+// (informers.GenericInformer) links client-go's typed informers of every
+// API group: 28 MB more binary (36 to 64 MB) for nothing the watch uses.
+func newInformer(res metadata.ResourceInterface, client metadata.Interface, fieldSelector string) cache.SharedIndexInformer {
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = fieldSelector
-			return pods.List(ctx, o)
+			return res.List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = fieldSelector
-			return pods.Watch(ctx, o)
+			return res.Watch(ctx, o)
 		},
 	}
 	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, client),
@@ -163,62 +341,74 @@ func newInformer(client metadata.Interface, fieldSelector string) cache.SharedIn
 }
 
 // transform strips what the store does not need from an object before the
-// informer keeps it: managedFields always, and the labels and annotations
-// that are not copied (the pod-template-hash label stays: it names the
-// Deployment).
-func (w *Watcher) transform(obj any) (any, error) {
+// informer keeps it: managedFields and the last-applied-configuration
+// annotation. Other labels and annotations stay: the watch is shared by
+// processors that may copy any of them, and the steering annotations are
+// read from them.
+func transform(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
 	}
 	m.ManagedFields = nil
-	for k := range m.Labels {
-		if k != enrich.PodTemplateHashLabel && !w.opts.WantLabel(k) {
-			delete(m.Labels, k)
-		}
-	}
-	for k := range m.Annotations {
-		if !w.opts.WantAnnotation(k) {
-			delete(m.Annotations, k)
-		}
-	}
+	delete(m.Annotations, lastApplied)
 	return m, nil
 }
 
 type podName struct{ namespace, name string }
 
-type uidInfo struct {
-	uid  string
-	info *enrich.PodInfo
-}
-
-// store is a watch's view of the node's pods, written by the informer's
-// handler goroutine and read by the stage.
+// store is a watch's view of its objects, written by the informer's handler
+// goroutine and read by the stages.
 type store struct {
-	mu     sync.RWMutex
-	byUID  map[string]*enrich.PodInfo
-	byName map[podName]uidInfo
+	mu      sync.RWMutex
+	byUID   map[string]*enrich.PodMeta
+	byName  map[podName]*enrich.PodMeta
+	objects map[string]*enrich.ObjectMeta // namespaces and nodes, by name
 }
 
-func (s *store) lookup(p *enrich.PodLog) *enrich.PodInfo {
+func newStore() *store {
+	return &store{byUID: map[string]*enrich.PodMeta{}, byName: map[podName]*enrich.PodMeta{}, objects: map[string]*enrich.ObjectMeta{}}
+}
+
+func (s *store) pod(p *enrich.PodLog) *enrich.PodMeta {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if p.UID != "" {
 		return s.byUID[p.UID]
 	}
-	return s.byName[podName{p.Namespace, p.Pod}].info
+	return s.byName[podName{p.Namespace, p.Pod}]
 }
 
-func (s *store) put(o *enrich.MetadataOptions, obj any) {
+func (s *store) object(name string) *enrich.ObjectMeta {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.objects[name]
+}
+
+func (s *store) putPod(obj any) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return
 	}
-	info := enrich.NewPodInfo(o, string(m.UID), m.Labels, m.Annotations, owner(m.OwnerReferences))
+	p := &enrich.PodMeta{
+		UID: string(m.UID), Namespace: m.Namespace, Name: m.Name,
+		Labels: m.Labels, Annotations: m.Annotations, Owner: owner(m.OwnerReferences),
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byUID[string(m.UID)] = info
-	s.byName[podName{m.Namespace, m.Name}] = uidInfo{uid: string(m.UID), info: info}
+	s.byUID[p.UID] = p
+	s.byName[podName{m.Namespace, m.Name}] = p
+}
+
+func (s *store) putObject(obj any) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return
+	}
+	o := &enrich.ObjectMeta{Labels: m.Labels, Annotations: m.Annotations}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.objects[m.Name] = o
 }
 
 func (s *store) remove(obj any) {
@@ -231,9 +421,13 @@ func (s *store) remove(obj any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if m.Namespace == "" {
+		delete(s.objects, m.Name)
+		return
+	}
 	delete(s.byUID, string(m.UID))
 	k := podName{m.Namespace, m.Name}
-	if s.byName[k].uid == string(m.UID) {
+	if p := s.byName[k]; p != nil && p.UID == string(m.UID) {
 		delete(s.byName, k)
 	}
 }

@@ -173,10 +173,14 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 // Changes of state_dir and checkpoints need a restart; they are logged and
 // ignored. Reload must be called while Run runs; reloads are serialised.
 func (a *Agent) Reload(cfg *config.Config) error {
-	next, err := build(cfg, a.env, a.tracker, a.drops) // no I/O
+	next, err := build(cfg, a.env, a.tracker, a.drops, a.kube) // no I/O
 	if err != nil {
 		return err
 	}
+	// The Kubernetes watches of the lanes being replaced stay up for their
+	// replacements: a reload does not list the cluster again.
+	release := a.kube.Hold()
+	defer release()
 	a.supersedeFor(next.exporters)
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
