@@ -169,8 +169,13 @@ func (r *Registry) acquire(k watchKey) *sharedWatch {
 		return w
 	}
 	w := &sharedWatch{key: k, users: 1, store: newStore()}
-	w.stop = r.start(k, w.store)
-	r.watches[k] = w
+	var ok bool
+	w.stop, ok = r.start(k, w.store)
+	if ok {
+		// A watch that could not start is not shared: the next processor
+		// (a reload's, after the kubeconfig was fixed) tries again.
+		r.watches[k] = w
+	}
 	return w
 }
 
@@ -189,13 +194,14 @@ func (r *Registry) release(w *sharedWatch) {
 }
 
 // start runs the informer of k in the background; the returned function
-// stops it and waits for its goroutines.
-func (r *Registry) start(k watchKey, s *store) func() {
+// stops it and waits for its goroutines. ok is false when it could not start
+// (logged).
+func (r *Registry) start(k watchKey, s *store) (stop func(), ok bool) {
 	log := r.log.With("component", "k8smeta", "node", k.node, "resource", k.resource)
 	client, err := r.client(k.kubeconfig)()
 	if err != nil {
 		log.Error("kubernetes metadata unavailable; records get the attributes of their log path only", "error", err)
-		return func() {}
+		return func() {}, false
 	}
 	var (
 		gvr       schema.GroupVersionResource
@@ -214,7 +220,7 @@ func (r *Registry) start(k watchKey, s *store) func() {
 	inf := newInformer(client.Resource(gvr).Namespace(namespace), client, selector)
 	if err := inf.SetTransform(transform); err != nil {
 		log.Error("kubernetes metadata unavailable", "error", fmt.Errorf("set informer transform: %w", err))
-		return func() {}
+		return func() {}, false
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    put,
@@ -222,7 +228,7 @@ func (r *Registry) start(k watchKey, s *store) func() {
 		DeleteFunc: s.remove,
 	}); err != nil {
 		log.Error("kubernetes metadata unavailable", "error", fmt.Errorf("add informer handler: %w", err))
-		return func() {}
+		return func() {}, false
 	}
 	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logr.FromSlogHandler(log.Handler())))
 	done := make(chan struct{})
@@ -234,7 +240,7 @@ func (r *Registry) start(k watchKey, s *store) func() {
 	return func() {
 		cancel()
 		<-done
-	}
+	}, true
 }
 
 // Watcher is the watch of one kubernetes processor: the pods of its node,
