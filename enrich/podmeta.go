@@ -92,6 +92,12 @@ type PodMeta struct {
 	UID, Namespace, Name string
 	Labels, Annotations  map[string]string
 	Owner                Owner
+	// Workload is the owner of Owner when Owner is a ReplicaSet or a Job
+	// (a Deployment, a CronJob, or none: Kind ""), once WorkloadKnown: the
+	// watch looks it up lazily. Until then the names are inferred from
+	// Owner's name.
+	Workload      Owner
+	WorkloadKnown bool
 }
 
 // ObjectMeta is the labels and annotations of a namespace or node, immutable
@@ -136,10 +142,12 @@ const PodTemplateHashLabel = "pod-template-hash"
 // k8s.namespace.label.<key> and k8s.namespace.annotation.<key>, those of
 // the node as k8s.node.label.<key> (ns and node may be nil), and the
 // owner's names: a ReplicaSet gives k8s.replicaset.name and
-// k8s.deployment.name (the ReplicaSet's name without its pod-template-hash
-// suffix), a DaemonSet k8s.daemonset.name, a StatefulSet
-// k8s.statefulset.name, a Job k8s.job.name and, when the Job's name ends in
-// the scheduled time a CronJob appends (-<digits>), k8s.cronjob.name. A pod
+// k8s.deployment.name (the ReplicaSet's owner once looked up, until then
+// the ReplicaSet's name without its pod-template-hash suffix), a DaemonSet
+// k8s.daemonset.name, a StatefulSet k8s.statefulset.name, a Job
+// k8s.job.name and k8s.cronjob.name (the Job's owner once looked up, until
+// then inferred from a Job name ending in the scheduled time a CronJob
+// appends, -<digits>). A pod
 // with several owners is described by its controller, else its first owner.
 func NewPodInfo(o *MetadataOptions, pod *PodMeta, ns, node *ObjectMeta) *PodInfo {
 	var kvs []event.KeyValue
@@ -170,8 +178,12 @@ func NewPodInfo(o *MetadataOptions, pod *PodMeta, ns, node *ObjectMeta) *PodInfo
 	switch owner.Kind {
 	case "ReplicaSet":
 		add(string(semconv.K8SReplicaSetNameKey), owner.Name)
-		if d := deploymentName(owner.Name, pod.Labels[PodTemplateHashLabel]); d != "" {
-			add(string(semconv.K8SDeploymentNameKey), d)
+		switch {
+		case pod.WorkloadKnown && pod.Workload.Kind == "Deployment":
+			add(string(semconv.K8SDeploymentNameKey), pod.Workload.Name)
+		case pod.WorkloadKnown:
+		case deploymentName(owner.Name, pod.Labels[PodTemplateHashLabel]) != "":
+			add(string(semconv.K8SDeploymentNameKey), deploymentName(owner.Name, pod.Labels[PodTemplateHashLabel]))
 		}
 	case "DaemonSet":
 		add(string(semconv.K8SDaemonSetNameKey), owner.Name)
@@ -179,8 +191,12 @@ func NewPodInfo(o *MetadataOptions, pod *PodMeta, ns, node *ObjectMeta) *PodInfo
 		add(string(semconv.K8SStatefulSetNameKey), owner.Name)
 	case "Job":
 		add(string(semconv.K8SJobNameKey), owner.Name)
-		if c := cronJobName(owner.Name); c != "" {
-			add(string(semconv.K8SCronJobNameKey), c)
+		switch {
+		case pod.WorkloadKnown && pod.Workload.Kind == "CronJob":
+			add(string(semconv.K8SCronJobNameKey), pod.Workload.Name)
+		case pod.WorkloadKnown:
+		case cronJobName(owner.Name) != "":
+			add(string(semconv.K8SCronJobNameKey), cronJobName(owner.Name))
 		}
 	}
 	return &PodInfo{Attrs: kvs}

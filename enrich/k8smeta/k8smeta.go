@@ -209,9 +209,12 @@ func (r *Registry) start(k watchKey, s *store) (stop func(), ok bool) {
 		selector  string
 		put       func(any)
 	)
+	var own *owners
 	switch k.resource {
 	case "pods":
 		gvr, selector, put = podsResource, FieldSelector(k.node), s.putPod
+		own = newOwners(client, log, s.resolved)
+		s.owners = own
 	case "namespaces":
 		gvr, put = namespacesResource, s.putObject
 	case "nodes":
@@ -234,6 +237,11 @@ func (r *Registry) start(k watchKey, s *store) (stop func(), ok bool) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if own != nil {
+			var wg sync.WaitGroup
+			wg.Go(func() { own.run(ctx) })
+			defer wg.Wait()
+		}
 		inf.RunWithContext(ctx)
 	}()
 	log.Info("watching kubernetes metadata", "field_selector", selector)
@@ -366,6 +374,8 @@ type podName struct{ namespace, name string }
 // store is a watch's view of its objects, written by the informer's handler
 // goroutine and read by the stages.
 type store struct {
+	owners *owners // pods: looks up ReplicaSets' and Jobs' owners
+
 	mu      sync.RWMutex
 	byUID   map[string]*enrich.PodMeta
 	byName  map[podName]*enrich.PodMeta
@@ -400,10 +410,35 @@ func (s *store) putPod(obj any) {
 		UID: string(m.UID), Namespace: m.Namespace, Name: m.Name,
 		Labels: m.Labels, Annotations: m.Annotations, Owner: owner(m.OwnerReferences),
 	}
+	if s.owners != nil && (p.Owner.Kind == "ReplicaSet" || p.Owner.Kind == "Job") {
+		if r, ok := s.owners.lookup(ownerKey{p.Namespace, p.Owner}); ok && r.ok {
+			p.Workload, p.WorkloadKnown = r.workload, true
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.byUID[p.UID] = p
 	s.byName[podName{m.Namespace, m.Name}] = p
+}
+
+// resolved gives the pods owned by k their workload, as new PodMetas.
+func (s *store) resolved(k ownerKey, r ownerResult) {
+	if !r.ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for uid, p := range s.byUID {
+		if p.Namespace != k.namespace || p.Owner != k.owner || p.WorkloadKnown {
+			continue
+		}
+		q := *p
+		q.Workload, q.WorkloadKnown = r.workload, true
+		s.byUID[uid] = &q
+		if n := (podName{q.Namespace, q.Name}); s.byName[n] == p {
+			s.byName[n] = &q
+		}
+	}
 }
 
 func (s *store) putObject(obj any) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stesting "k8s.io/client-go/testing"
@@ -255,4 +256,85 @@ func TestAnnotationsOnRunningPipeline(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestOwnerLookup: the Deployment and CronJob names come from the
+// ReplicaSet's and the Job's owners, looked up once each through the API
+// (no ReplicaSet or Job informer); until an answer arrives, or when the
+// lookup fails, they are inferred from the names.
+func TestOwnerLookup(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCluster(t)
+	rollout := metav1.OwnerReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "web", UID: "r", Controller: ptr(true)}
+	deployment := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "api", UID: "d", Controller: ptr(true)}
+	cron := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "CronJob", Name: "nightly", UID: "c", Controller: ptr(true)}
+	for _, o := range []*metav1.PartialObjectMetadata{
+		withOwner(object("ReplicaSet", "web-7f9c8d6b5", nil, nil), "shop", "apps/v1", rollout),
+		withOwner(object("ReplicaSet", "api-5c6d7e8f9", nil, nil), "shop", "apps/v1", deployment),
+		withOwner(object("Job", "nightly-29123456", nil, nil), "batch", "batch/v1", cron),
+		withOwner(object("Job", "migrate-12345", nil, nil), "batch", "batch/v1"),
+	} {
+		if err := c.client.Tracker().Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.add("node-a", pod("shop", "web-7f9c8d6b5-x2kqz", "uid-web", map[string]string{"pod-template-hash": "7f9c8d6b5"}, nil, controller("ReplicaSet", "web-7f9c8d6b5")))
+	c.add("node-a", pod("shop", "api-5c6d7e8f9-k3m4n", "uid-api", nil, nil, controller("ReplicaSet", "api-5c6d7e8f9")))
+	c.add("node-a", pod("batch", "nightly-29123456-aaaaa", "uid-nightly", nil, nil, controller("Job", "nightly-29123456")))
+	c.add("node-a", pod("batch", "migrate-12345-bbbbb", "uid-migrate", nil, nil, controller("Job", "migrate-12345")))
+	c.add("node-a", pod("batch", "gone-777-ccccc", "uid-gone", nil, nil, controller("Job", "gone-777"))) // its Job is not found
+
+	w, _ := New(c.registry(), "node-a", enrich.MetadataOptions{})
+	md, stop := w.Watch()
+	defer stop()
+	info := func(uid string) map[string]string {
+		p := md.Pod(&enrich.PodLog{UID: uid})
+		if p == nil {
+			return nil
+		}
+		got := map[string]string{}
+		for _, kv := range enrich.NewPodInfo(&enrich.MetadataOptions{}, p, nil, nil).Attrs {
+			got[kv.Key] = kv.Value.Str
+		}
+		return got
+	}
+	known := func(uid string) bool {
+		p := md.Pod(&enrich.PodLog{UID: uid})
+		return p != nil && p.WorkloadKnown
+	}
+	waitFor(t, func() bool {
+		return known("uid-web") && known("uid-api") && known("uid-nightly") && known("uid-migrate") && md.Pod(&enrich.PodLog{UID: "uid-gone"}) != nil
+	})
+	for uid, want := range map[string]map[string]string{
+		"uid-web":     {"k8s.pod.uid": "uid-web", "k8s.replicaset.name": "web-7f9c8d6b5"}, // a Rollout's: no deployment
+		"uid-api":     {"k8s.pod.uid": "uid-api", "k8s.replicaset.name": "api-5c6d7e8f9", "k8s.deployment.name": "api"},
+		"uid-nightly": {"k8s.pod.uid": "uid-nightly", "k8s.job.name": "nightly-29123456", "k8s.cronjob.name": "nightly"},
+		"uid-migrate": {"k8s.pod.uid": "uid-migrate", "k8s.job.name": "migrate-12345"},                     // no CronJob
+		"uid-gone":    {"k8s.pod.uid": "uid-gone", "k8s.job.name": "gone-777", "k8s.cronjob.name": "gone"}, // inferred
+	} {
+		if diff := cmp.Diff(want, info(uid)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", uid, diff)
+		}
+	}
+	gets := map[string]int{}
+	for _, a := range c.client.Actions() {
+		switch a.GetVerb() {
+		case "get":
+			gets[a.GetResource().Resource]++
+		case "list", "watch":
+			if r := a.GetResource().Resource; r != "pods" {
+				t.Errorf("%s of %s: owners must be looked up one by one", a.GetVerb(), r)
+			}
+		}
+	}
+	if gets["replicasets"] != 2 || gets["jobs"] != 3 {
+		t.Errorf("gets %v, want one per ReplicaSet (2) and Job (3)", gets)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func withOwner(o *metav1.PartialObjectMetadata, ns, apiVersion string, refs ...metav1.OwnerReference) *metav1.PartialObjectMetadata {
+	o.Namespace, o.APIVersion, o.OwnerReferences = ns, apiVersion, refs
+	return o
 }
