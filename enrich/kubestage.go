@@ -326,6 +326,9 @@ func (r *kubeRun) lookup(st *podLogState) {
 	}
 	if st.pod != nil && (st.info == nil || st.infoPod != st.pod || st.infoNS != st.ns || st.infoNode != st.node) {
 		st.info = NewPodInfo(r.opts, st.pod, st.ns, st.node)
+		if img := st.pod.Images[st.log.Container]; img != "" && r.opts.ContainerImage {
+			st.info.Attrs = append(st.info.Attrs, ImageAttributes(img)...)
+		}
 		st.infoPod, st.infoNS, st.infoNode = st.pod, st.ns, st.node
 	}
 	if r.annotations && st.pod != nil && st.ctlPod != st.pod {

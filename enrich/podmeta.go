@@ -32,6 +32,10 @@ type MetadataOptions struct {
 	// NodeLabels are the label keys of the agent's node copied as
 	// k8s.node.label.<key> ("*": all). It starts a watch of that one node.
 	NodeLabels []string `yaml:"node_labels"`
+	// ContainerImage adds container.image.name and container.image.tags
+	// from the pod's spec: the pod watch then receives whole pods (specs
+	// and statuses) instead of their metadata, and keeps only the images.
+	ContainerImage bool `yaml:"container_image"`
 	// Kubeconfig is the path of a kubeconfig file; empty means the in-cluster
 	// configuration (the pod's service account).
 	Kubeconfig string `yaml:"kubeconfig"`
@@ -98,6 +102,9 @@ type PodMeta struct {
 	// Owner's name.
 	Workload      Owner
 	WorkloadKnown bool
+	// Images are the containers' image references by container name, when
+	// the watch reads them (metadata.container_image).
+	Images map[string]string
 }
 
 // ObjectMeta is the labels and annotations of a namespace or node, immutable
@@ -235,4 +242,23 @@ func cronJobName(job string) string {
 		}
 	}
 	return job[:i]
+}
+
+// ImageAttributes returns container.image.name and container.image.tags
+// (an array of one tag, when the reference has one) of an image reference
+// such as registry.example:5000/shop/web:1.4.2@sha256:....
+func ImageAttributes(ref string) []event.KeyValue {
+	name := ref
+	if i := strings.IndexByte(name, '@'); i >= 0 {
+		name = name[:i]
+	}
+	tag := ""
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name, tag = name[:i], name[i+1:]
+	}
+	kvs := []event.KeyValue{{Key: string(semconv.ContainerImageNameKey), Value: event.String(name)}}
+	if tag != "" {
+		kvs = append(kvs, event.KeyValue{Key: string(semconv.ContainerImageTagsKey), Value: event.Array([]event.KeyValue{{Value: event.String(tag)}})})
+	}
+	return kvs
 }

@@ -31,10 +31,12 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -48,27 +50,55 @@ import (
 // watch starts, not before, so that building a stage does no I/O.
 type Client func() (metadata.Interface, error)
 
-// Config returns the Client that reads the in-cluster configuration (the
-// pod's service account token and CA), or the kubeconfig file at path when
-// path is not empty.
+// DynamicClient returns the client of the pod watch that reads container
+// images (full pod objects); called like [Client].
+type DynamicClient func() (dynamic.Interface, error)
+
+// restConfig reads the in-cluster configuration (the pod's service account
+// token and CA), or the kubeconfig file at path when path is not empty.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load kubernetes client configuration: %w", err)
+	}
+	cfg.UserAgent = "logpump"
+	return cfg, nil
+}
+
+// Config returns the Client of the in-cluster configuration, or of the
+// kubeconfig file at path when path is not empty.
 func Config(kubeconfig string) Client {
 	return func() (metadata.Interface, error) {
-		var (
-			cfg *rest.Config
-			err error
-		)
-		if kubeconfig != "" {
-			cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-		} else {
-			cfg, err = rest.InClusterConfig()
-		}
+		cfg, err := restConfig(kubeconfig)
 		if err != nil {
-			return nil, fmt.Errorf("load kubernetes client configuration: %w", err)
+			return nil, err
 		}
-		cfg.UserAgent = "logpump"
 		c, err := metadata.NewForConfig(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("create kubernetes metadata client: %w", err)
+		}
+		return c, nil
+	}
+}
+
+// DynamicConfig is [Config] for the DynamicClient.
+func DynamicConfig(kubeconfig string) DynamicClient {
+	return func() (dynamic.Interface, error) {
+		cfg, err := restConfig(kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		c, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("create kubernetes client: %w", err)
 		}
 		return c, nil
 	}
@@ -89,8 +119,9 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // for concurrent use.
 type Registry struct {
 	log *slog.Logger
-	// client makes the client of a kubeconfig ("" in-cluster).
-	client func(kubeconfig string) Client
+	// client and dynamic make the clients of a kubeconfig ("" in-cluster).
+	client  func(kubeconfig string) Client
+	dynamic func(kubeconfig string) DynamicClient
 
 	mu      sync.Mutex
 	watches map[watchKey]*sharedWatch
@@ -99,7 +130,7 @@ type Registry struct {
 
 type watchKey struct {
 	kubeconfig, node string
-	resource         string // pods, namespaces, nodes
+	resource         string // pods, pods+spec (with container images), namespaces, nodes
 }
 
 // sharedWatch is one informer and what it found.
@@ -120,8 +151,12 @@ func NewRegistry(client func(kubeconfig string) Client, log *slog.Logger) *Regis
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{log: log, client: client, watches: map[watchKey]*sharedWatch{}}
+	return &Registry{log: log, client: client, dynamic: DynamicConfig, watches: map[watchKey]*sharedWatch{}}
 }
+
+// SetDynamic replaces the maker of the clients of the pod watch that reads
+// container images (tests give a fake). Call it before any watch starts.
+func (r *Registry) SetDynamic(dynamic func(kubeconfig string) DynamicClient) { r.dynamic = dynamic }
 
 // Hold keeps every watch running, even with no user, until release is
 // called; then the watches without users stop. The agent holds its
@@ -198,40 +233,52 @@ func (r *Registry) release(w *sharedWatch) {
 // (logged).
 func (r *Registry) start(k watchKey, s *store) (stop func(), ok bool) {
 	log := r.log.With("component", "k8smeta", "node", k.node, "resource", k.resource)
-	client, err := r.client(k.kubeconfig)()
-	if err != nil {
+	unavailable := func(err error) (func(), bool) {
 		log.Error("kubernetes metadata unavailable; records get the attributes of their log path only", "error", err)
 		return func() {}, false
 	}
+	client, err := r.client(k.kubeconfig)()
+	if err != nil {
+		return unavailable(err)
+	}
 	var (
-		gvr       schema.GroupVersionResource
-		namespace = metav1.NamespaceAll
-		selector  string
-		put       func(any)
+		inf      cache.SharedIndexInformer
+		selector string
+		put      func(any)
+		own      *owners
+		xform    cache.TransformFunc = transform
 	)
-	var own *owners
 	switch k.resource {
 	case "pods":
-		gvr, selector, put = podsResource, FieldSelector(k.node), s.putPod
+		selector, put = FieldSelector(k.node), s.putPod
+		inf = newInformer(client.Resource(podsResource).Namespace(metav1.NamespaceAll), client, selector, &metav1.PartialObjectMetadata{})
+	case "pods+spec":
+		dyn, err := r.dynamic(k.kubeconfig)()
+		if err != nil {
+			return unavailable(err)
+		}
+		selector, put, xform = FieldSelector(k.node), s.putPod, podImages
+		inf = newInformer(dyn.Resource(podsResource).Namespace(metav1.NamespaceAll), dyn, selector, &unstructured.Unstructured{})
+	case "namespaces":
+		put = s.putObject
+		inf = newInformer(client.Resource(namespacesResource).Namespace(metav1.NamespaceAll), client, selector, &metav1.PartialObjectMetadata{})
+	case "nodes":
+		selector, put = fields.OneTermEqualSelector("metadata.name", k.node).String(), s.putObject
+		inf = newInformer(client.Resource(nodesResource).Namespace(metav1.NamespaceAll), client, selector, &metav1.PartialObjectMetadata{})
+	}
+	if k.resource == "pods" || k.resource == "pods+spec" {
 		own = newOwners(client, log, s.resolved)
 		s.owners = own
-	case "namespaces":
-		gvr, put = namespacesResource, s.putObject
-	case "nodes":
-		gvr, selector, put = nodesResource, fields.OneTermEqualSelector("metadata.name", k.node).String(), s.putObject
 	}
-	inf := newInformer(client.Resource(gvr).Namespace(namespace), client, selector)
-	if err := inf.SetTransform(transform); err != nil {
-		log.Error("kubernetes metadata unavailable", "error", fmt.Errorf("set informer transform: %w", err))
-		return func() {}, false
+	if err := inf.SetTransform(xform); err != nil {
+		return unavailable(fmt.Errorf("set informer transform: %w", err))
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    put,
 		UpdateFunc: func(_, obj any) { put(obj) },
 		DeleteFunc: s.remove,
 	}); err != nil {
-		log.Error("kubernetes metadata unavailable", "error", fmt.Errorf("add informer handler: %w", err))
-		return func() {}, false
+		return unavailable(fmt.Errorf("add informer handler: %w", err))
 	}
 	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logr.FromSlogHandler(log.Handler())))
 	done := make(chan struct{})
@@ -295,7 +342,13 @@ func (w *Watcher) Watch() (enrich.Metadata, func()) {
 		taken = append(taken, sw)
 		return sw.store
 	}
-	v.pods = take("pods")
+	if w.opts.ContainerImage {
+		// Full pod objects carry the spec with the images; this watch
+		// replaces the metadata-only one for this processor.
+		v.pods = take("pods+spec")
+	} else {
+		v.pods = take("pods")
+	}
 	if w.opts.WantNamespaces() {
 		v.namespaces = take("namespaces")
 	}
@@ -335,11 +388,18 @@ func (v *view) Node() *enrich.ObjectMeta {
 	return v.nodes.object(v.node)
 }
 
+// listWatcher is the part of a metadata or dynamic client's resource an
+// informer uses.
+type listWatcher[T runtime.Object] interface {
+	List(ctx context.Context, o metav1.ListOptions) (T, error)
+	Watch(ctx context.Context, o metav1.ListOptions) (watch.Interface, error)
+}
+
 // newInformer is metadatainformer.NewFilteredMetadataInformer without
 // resync, built here because that package's return type
 // (informers.GenericInformer) links client-go's typed informers of every
 // API group: 28 MB more binary (36 to 64 MB) for nothing the watch uses.
-func newInformer(res metadata.ResourceInterface, client metadata.Interface, fieldSelector string) cache.SharedIndexInformer {
+func newInformer[T runtime.Object](res listWatcher[T], client any, fieldSelector string, example runtime.Object) cache.SharedIndexInformer {
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = fieldSelector
@@ -350,8 +410,7 @@ func newInformer(res metadata.ResourceInterface, client metadata.Interface, fiel
 			return res.Watch(ctx, o)
 		},
 	}
-	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, client),
-		&metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
+	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, client), example, 0, cache.Indexers{})
 }
 
 // transform strips what the store does not need from an object before the
@@ -402,13 +461,21 @@ func (s *store) object(name string) *enrich.ObjectMeta {
 }
 
 func (s *store) putPod(obj any) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
+	var (
+		m      *metav1.ObjectMeta
+		images map[string]string
+	)
+	switch o := obj.(type) {
+	case *metav1.PartialObjectMetadata:
+		m = &o.ObjectMeta
+	case *podObject:
+		m, images = &o.ObjectMeta, o.images
+	default:
 		return
 	}
 	p := &enrich.PodMeta{
 		UID: string(m.UID), Namespace: m.Namespace, Name: m.Name,
-		Labels: m.Labels, Annotations: m.Annotations, Owner: owner(m.OwnerReferences),
+		Labels: m.Labels, Annotations: m.Annotations, Owner: owner(m.OwnerReferences), Images: images,
 	}
 	if s.owners != nil && (p.Owner.Kind == "ReplicaSet" || p.Owner.Kind == "Job") {
 		if r, ok := s.owners.lookup(ownerKey{p.Namespace, p.Owner}); ok && r.ok {
@@ -456,8 +523,13 @@ func (s *store) remove(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
+	var m *metav1.ObjectMeta
+	switch o := obj.(type) {
+	case *metav1.PartialObjectMetadata:
+		m = &o.ObjectMeta
+	case *podObject:
+		m = &o.ObjectMeta
+	default:
 		return
 	}
 	s.mu.Lock()
@@ -484,4 +556,50 @@ func owner(refs []metav1.OwnerReference) enrich.Owner {
 		return enrich.Owner{Kind: refs[0].Kind, Name: refs[0].Name}
 	}
 	return enrich.Owner{}
+}
+
+// podObject is what the image-reading pod watch keeps of a pod: its
+// metadata (without managedFields and last-applied-configuration) and its
+// containers' images, not the spec and status.
+type podObject struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	images map[string]string // container name -> image reference
+}
+
+func (p *podObject) DeepCopyObject() runtime.Object {
+	q := *p
+	q.ObjectMeta = *p.ObjectMeta.DeepCopy()
+	return &q
+}
+
+// podImages turns a full pod into a podObject before the informer keeps it.
+func podImages(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	p := &podObject{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}}
+	p.Name, p.Namespace, p.UID, p.ResourceVersion = u.GetName(), u.GetNamespace(), u.GetUID(), u.GetResourceVersion()
+	p.Labels, p.Annotations, p.OwnerReferences = u.GetLabels(), u.GetAnnotations(), u.GetOwnerReferences()
+	delete(p.Annotations, lastApplied)
+	for _, field := range []string{"initContainers", "containers", "ephemeralContainers"} {
+		list, _, _ := unstructured.NestedSlice(u.Object, "spec", field)
+		for _, c := range list {
+			m, ok := c.(map[string]any)
+			if !ok {
+				continue
+			}
+			name, _ := m["name"].(string)
+			image, _ := m["image"].(string)
+			if name == "" || image == "" {
+				continue
+			}
+			if p.images == nil {
+				p.images = map[string]string{}
+			}
+			p.images[name] = image
+		}
+	}
+	return p, nil
 }

@@ -164,7 +164,7 @@ type driver struct {
 }
 
 func drive(t *testing.T, w *Watcher, node string, opts enrich.MetadataOptions) *driver {
-	return driveEnv(t, node, opts, enrich.MetadataEnv{Watch: w.Watch})
+	return driveEnv(t, node, opts, enrich.MetadataEnv{Watch: w.Watch, Log: slog.New(slog.DiscardHandler)})
 }
 
 func driveEnv(t *testing.T, node string, opts enrich.MetadataOptions, env enrich.MetadataEnv) *driver {
