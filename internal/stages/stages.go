@@ -274,7 +274,7 @@ func annotationParser(name string, env Env, drops parse.DropFunc) (*parse.Parser
 	if !ok {
 		var named []string
 		for n, c := range env.Processors {
-			if parserTypes[c.Type] {
+			if parserTypes[c.Type] != nil {
 				named = append(named, n)
 			}
 		}
@@ -285,63 +285,44 @@ func annotationParser(name string, env Env, drops parse.DropFunc) (*parse.Parser
 		}
 		return nil, fmt.Errorf("unknown parser %q (known: %s)", name, known)
 	}
-	decode := func(o validator) error {
-		if err := c.Options(o); err != nil {
-			return err
-		}
-		return o.Validate()
-	}
-	var (
-		p   *parse.Parser
-		err error
-	)
-	switch c.Type {
-	case "json":
-		var o parse.JSONOptions
-		if err = decode(&o); err == nil {
-			p, err = parse.NewJSONParser(o, env.Now, drops)
-		}
-	case "logfmt":
-		var o parse.LogfmtOptions
-		if err = decode(&o); err == nil {
-			p, err = parse.NewLogfmtParser(o, env.Now, drops)
-		}
-	case "key_value":
-		var o parse.KeyValueOptions
-		if err = decode(&o); err == nil {
-			p, err = parse.NewKeyValueParser(o, env.Now, drops)
-		}
-	case "csv":
-		var o parse.CSVOptions
-		if err = decode(&o); err == nil {
-			p, err = parse.NewCSVParser(o, env.Now, drops)
-		}
-	case "klog":
-		var o parse.KlogOptions
-		if err = decode(&o); err == nil {
-			p, err = parse.NewKlogParser(o, env.Now, drops)
-		}
-	case "regex":
-		var o parse.RegexOptions
-		if err = decode(&o); err == nil {
-			p, err = parse.NewRegexParser(o, env.Now, drops)
-		}
-	case "syslog":
-		var o parse.SyslogOptions
-		if err = decode(&o); err == nil {
-			p, err = parse.NewSyslogParser(o, env.Now, drops)
-		}
-	default:
+	mk, ok := parserTypes[c.Type]
+	if !ok {
 		return nil, fmt.Errorf("processor %q is a %s processor, not a parser", name, c.Type)
 	}
+	p, err := mk(c, env, drops)
 	if err != nil {
 		return nil, fmt.Errorf("parser processor %q: %w", name, err)
 	}
 	return p, nil
 }
 
+// namedParser decodes c's options and makes the parser with mk.
+func namedParser[T any, PT interface {
+	*T
+	validator
+}](mk func(T, func() time.Time, parse.DropFunc) (*parse.Parser, error)) func(config.Component, Env, parse.DropFunc) (*parse.Parser, error) {
+	return func(c config.Component, env Env, drops parse.DropFunc) (*parse.Parser, error) {
+		var o T
+		if err := c.Options(PT(&o)); err != nil {
+			return nil, err
+		}
+		if err := PT(&o).Validate(); err != nil {
+			return nil, err
+		}
+		return mk(o, env.Now, drops)
+	}
+}
+
 // parserTypes are the processor types a logpump.io/parser annotation may name.
-var parserTypes = map[string]bool{"json": true, "logfmt": true, "key_value": true, "csv": true, "klog": true, "regex": true, "syslog": true}
+var parserTypes = map[string]func(config.Component, Env, parse.DropFunc) (*parse.Parser, error){
+	"json":      namedParser(parse.NewJSONParser),
+	"logfmt":    namedParser(parse.NewLogfmtParser),
+	"key_value": namedParser(parse.NewKeyValueParser),
+	"csv":       namedParser(parse.NewCSVParser),
+	"klog":      namedParser(parse.NewKlogParser),
+	"regex":     namedParser(parse.NewRegexParser),
+	"syslog":    namedParser(parse.NewSyslogParser),
+}
 
 // annotationJoining returns the joiner of a logpump.io/multiline annotation:
 // a multiline preset, else a start pattern; the multiline processor's
