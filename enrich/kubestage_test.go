@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -340,4 +341,44 @@ func BenchmarkKubernetesAnnotationsNone(b *testing.B) {
 	s, _ := KubernetesMetadata(KubernetesOptions{Metadata: &MetadataOptions{}}, "node-a",
 		MetadataEnv{Watch: func() (Metadata, func()) { return md, func() {} }})
 	stagetest.Bench(b, s, []string{"GET /api/orders 200 12ms"}, 1000)
+}
+
+// TestAnnotationMultilineStreams: stdout and stderr lines of one container
+// (log.iostream, set by the container parser) are joined separately, even
+// when they interleave.
+func TestAnnotationMultilineStreams(t *testing.T) {
+	pod := annotated("logpump.io/multiline", "java")
+	dropped, errored := counts{}, counts{}
+	var log bytes.Buffer
+	run := annotationStage(t, func(int) *PodMeta { return pod }, &log, dropped, errored)
+	acks := stagetest.NewAcks()
+	lines := []string{"out 1", "err 1", "\tat err.frame(A.java:1)", "\tat out.frame(B.java:2)", "err 2", "out 2"}
+	streams := []string{"stdout", "stderr", "stderr", "stdout", "stderr", "stdout"}
+	b, _ := acks.Batch(stagetest.File{Path: nginxPath, Ino: 1}, 0, lines...)
+	for i := range b.Records {
+		b.Records[i].Attrs = append(b.Records[i].Attrs, event.KeyValue{Key: "log.iostream", Value: event.String(streams[i])})
+	}
+	out := run(b)
+	var got []string
+	for _, o := range out {
+		for _, r := range o.Records {
+			got = append(got, r.Body.Str)
+		}
+	}
+	want := []string{"out 1\n\tat out.frame(B.java:2)", "err 1\n\tat err.frame(A.java:1)", "err 2", "out 2"}
+	if diff := cmp.Diff(want, got, cmpSorted()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	stagetest.Release(out)
+	if len(acks.AckedIDs()) != 1 {
+		t.Error("the batch was not acknowledged once its events were")
+	}
+}
+
+func cmpSorted() cmp.Option {
+	return cmp.Transformer("sort", func(in []string) []string {
+		out := append([]string(nil), in...)
+		slices.Sort(out)
+		return out
+	})
 }
