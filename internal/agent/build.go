@@ -144,7 +144,15 @@ type lane struct {
 	cancel, abandon context.CancelFunc
 	done            chan struct{}
 	left            atomic.Bool
+	// started is closed once the lane's stages have begun (each has run
+	// what it does before its first batch: a kubernetes processor has taken
+	// its watches), or the lane ended first.
+	started     chan struct{}
+	startedOnce sync.Once
 }
+
+// markStarted closes ln.started once.
+func (ln *lane) markStarted() { ln.startedOnce.Do(func() { close(ln.started) }) }
 
 // sourceOptions are a file source's keys: the tailer's plus the source's
 // own resource attributes.
