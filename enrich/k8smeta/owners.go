@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
@@ -48,13 +49,14 @@ type owners struct {
 	cache   map[ownerKey]ownerResult
 	pending map[ownerKey]bool
 	queue   chan ownerKey
-	logged  bool
+	logged  map[string]bool // kind and reason of the errors logged
 }
 
 func newOwners(client metadata.Interface, log *slog.Logger, resolved func(ownerKey, ownerResult)) *owners {
 	return &owners{
 		client: client, log: log, resolved: resolved,
 		cache: map[ownerKey]ownerResult{}, pending: map[ownerKey]bool{}, queue: make(chan ownerKey, maxOwners),
+		logged: map[string]bool{},
 	}
 }
 
@@ -107,12 +109,22 @@ func (o *owners) get(ctx context.Context, k ownerKey) ownerResult {
 	}
 	m, err := o.client.Resource(gvr).Namespace(k.namespace).Get(ctx, k.owner.Name, metav1.GetOptions{})
 	if err != nil {
+		if ctx.Err() != nil {
+			return ownerResult{}
+		}
+		// An owner deleted before its pod is not worth a warning; anything
+		// else (a refusal: RBAC) is logged once per kind and reason.
+		reason := string(apierrors.ReasonForError(err))
+		level := slog.LevelWarn
+		if apierrors.IsNotFound(err) {
+			level = slog.LevelDebug
+		}
 		o.mu.Lock()
-		first := !o.logged
-		o.logged = true
+		first := !o.logged[k.owner.Kind+"/"+reason]
+		o.logged[k.owner.Kind+"/"+reason] = true
 		o.mu.Unlock()
-		if first && ctx.Err() == nil {
-			o.log.Warn("kubernetes: cannot look up a pod's owner; deployment and cronjob names are inferred from the replicaset and job names",
+		if first {
+			o.log.Log(ctx, level, "kubernetes: cannot look up a pod's owner; deployment and cronjob names are inferred from the replicaset and job names",
 				"kind", k.owner.Kind, "namespace", k.namespace, "name", k.owner.Name, "error", err.Error())
 		}
 		return ownerResult{}
