@@ -30,6 +30,7 @@ type env struct {
 	sink     *otlpsink.Sink
 	sinks    []*otlpsink.Sink // sink first; more with setup.gateways
 	runs     int
+	bin      string // the agent binary; "" is agentBin
 }
 
 // setup is how a test wants the agent configured.
@@ -245,7 +246,11 @@ func (e *env) startArgs(args ...string) *agentProc {
 		e.t.Fatal(err)
 	}
 	fmt.Fprintf(logf, "---- run %d at %s ----\n", e.runs, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(agentBin, args...)
+	bin := agentBin
+	if e.bin != "" {
+		bin = e.bin
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	p := &agentProc{e: e, cmd: cmd, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {

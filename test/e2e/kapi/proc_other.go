@@ -1,0 +1,7 @@
+//go:build !linux
+
+package kapi
+
+import "os/exec"
+
+func dieWithParent(*exec.Cmd) {}
