@@ -213,14 +213,19 @@ type KubernetesOptions struct {
 	// Metadata, when set, adds pod labels, annotations and owners from the
 	// Kubernetes API (see [KubernetesMetadata]).
 	Metadata *MetadataOptions `yaml:"metadata"`
+	// Annotations configure the pod annotations that steer the processor
+	// (exclude, parser, multiline); on by default with metadata.
+	Annotations *AnnotationOptions `yaml:"annotations"`
 }
 
 // Validate checks o.
 func (o *KubernetesOptions) Validate() error {
+	var errs []error
 	if o.Metadata != nil {
-		return o.Metadata.Validate()
+		errs = append(errs, o.Metadata.Validate())
 	}
-	return nil
+	errs = append(errs, o.Annotations.validate(o.Metadata != nil))
+	return errors.Join(errs...)
 }
 
 // PodLog is what a Kubernetes log path tells about its container.

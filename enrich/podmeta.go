@@ -2,7 +2,6 @@ package enrich
 
 import (
 	"errors"
-	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -11,12 +10,12 @@ import (
 
 	"github.com/logpump/logpump/config"
 	"github.com/logpump/logpump/event"
-	"github.com/logpump/logpump/internal/pipe"
 )
 
 // MetadataOptions configure the Kubernetes API part of the kubernetes
-// processor: which pod labels and annotations become resource attributes.
-// Owners (deployment, daemonset, statefulset, job, cronjob) are always added.
+// processor: which pod, namespace and node labels and annotations become
+// resource attributes. Owners (deployment, daemonset, statefulset, job,
+// cronjob) are always added.
 type MetadataOptions struct {
 	// Labels are the pod label keys copied as k8s.pod.label.<key>; "*"
 	// copies every label.
@@ -24,6 +23,19 @@ type MetadataOptions struct {
 	// Annotations are the pod annotation keys copied as
 	// k8s.pod.annotation.<key>; "*" copies every annotation.
 	Annotations []string `yaml:"annotations"`
+	// NamespaceLabels and NamespaceAnnotations are the keys of the pod's
+	// namespace copied as k8s.namespace.label.<key> and
+	// k8s.namespace.annotation.<key> ("*": all). Either one starts a watch of
+	// the cluster's namespaces (metadata only).
+	NamespaceLabels      []string `yaml:"namespace_labels"`
+	NamespaceAnnotations []string `yaml:"namespace_annotations"`
+	// NodeLabels are the label keys of the agent's node copied as
+	// k8s.node.label.<key> ("*": all). It starts a watch of that one node.
+	NodeLabels []string `yaml:"node_labels"`
+	// ContainerImage adds container.image.name and container.image.tags
+	// from the pod's spec: the pod watch then receives whole pods (specs
+	// and statuses) instead of their metadata, and keeps only the images.
+	ContainerImage bool `yaml:"container_image"`
 	// Kubeconfig is the path of a kubeconfig file; empty means the in-cluster
 	// configuration (the pod's service account).
 	Kubeconfig string `yaml:"kubeconfig"`
@@ -35,7 +47,11 @@ func (o *MetadataOptions) Validate() error {
 	for _, sec := range []struct {
 		key  string
 		keys []string
-	}{{"metadata.labels", o.Labels}, {"metadata.annotations", o.Annotations}} {
+	}{
+		{"metadata.labels", o.Labels}, {"metadata.annotations", o.Annotations},
+		{"metadata.namespace_labels", o.NamespaceLabels}, {"metadata.namespace_annotations", o.NamespaceAnnotations},
+		{"metadata.node_labels", o.NodeLabels},
+	} {
 		seen := map[string]bool{}
 		for _, k := range sec.keys {
 			switch {
@@ -56,6 +72,14 @@ func (o *MetadataOptions) WantLabel(key string) bool { return wanted(o.Labels, k
 // WantAnnotation reports whether the annotation key is kept.
 func (o *MetadataOptions) WantAnnotation(key string) bool { return wanted(o.Annotations, key) }
 
+// WantNamespaces reports whether namespace metadata is copied.
+func (o *MetadataOptions) WantNamespaces() bool {
+	return len(o.NamespaceLabels) > 0 || len(o.NamespaceAnnotations) > 0
+}
+
+// WantNode reports whether the node's labels are copied.
+func (o *MetadataOptions) WantNode() bool { return len(o.NodeLabels) > 0 }
+
 func wanted(keys []string, key string) bool {
 	for _, k := range keys {
 		if k == key || k == "*" {
@@ -63,6 +87,44 @@ func wanted(keys []string, key string) bool {
 		}
 	}
 	return false
+}
+
+// PodMeta is what the Kubernetes API says about a pod, as a watch keeps it.
+// It is immutable (the maps are only read) and shared by every kubernetes
+// processor of the agent; a change of the pod makes a new PodMeta.
+type PodMeta struct {
+	UID, Namespace, Name string
+	Labels, Annotations  map[string]string
+	Owner                Owner
+	// Workload is the owner of Owner when Owner is a ReplicaSet or a Job
+	// (a Deployment, a CronJob, or none: Kind ""), once WorkloadKnown: the
+	// watch looks it up lazily. Until then the names are inferred from
+	// Owner's name.
+	Workload      Owner
+	WorkloadKnown bool
+	// Images are the containers' image references by container name, when
+	// the watch reads them (metadata.container_image).
+	Images map[string]string
+}
+
+// ObjectMeta is the labels and annotations of a namespace or node, immutable
+// like [PodMeta].
+type ObjectMeta struct {
+	Labels, Annotations map[string]string
+}
+
+// Metadata is a watch's view of the cluster. Its methods must not block:
+// they are called from the goroutine running the stage, once per batch,
+// while the watch updates what they find from others. Each returns nil
+// while the object is unknown (or not watched).
+type Metadata interface {
+	// Pod finds the pod a log path names: by UID for /var/log/pods paths,
+	// by namespace and name for /var/log/containers paths.
+	Pod(p *PodLog) *PodMeta
+	// Namespace finds a namespace by name.
+	Namespace(name string) *ObjectMeta
+	// Node is the agent's node.
+	Node() *ObjectMeta
 }
 
 // PodInfo is what the Kubernetes API tells about a pod, as resource
@@ -82,36 +144,53 @@ type Owner struct {
 const PodTemplateHashLabel = "pod-template-hash"
 
 // NewPodInfo builds a pod's attributes from its metadata: k8s.pod.uid (when
-// uid is set), the labels and annotations o selects as
-// k8s.pod.label.<key> and k8s.pod.annotation.<key> (sorted by key), and the
+// set), the labels and annotations o selects as k8s.pod.label.<key> and
+// k8s.pod.annotation.<key> (sorted by key), those of its namespace ns as
+// k8s.namespace.label.<key> and k8s.namespace.annotation.<key>, those of
+// the node as k8s.node.label.<key> (ns and node may be nil), and the
 // owner's names: a ReplicaSet gives k8s.replicaset.name and
-// k8s.deployment.name (the ReplicaSet's name without its pod-template-hash
-// suffix), a DaemonSet k8s.daemonset.name, a StatefulSet
-// k8s.statefulset.name, a Job k8s.job.name and, when the Job's name ends in
-// the scheduled time a CronJob appends (-<digits>), k8s.cronjob.name. A pod
+// k8s.deployment.name (the ReplicaSet's owner once looked up, until then
+// the ReplicaSet's name without its pod-template-hash suffix), a DaemonSet
+// k8s.daemonset.name, a StatefulSet k8s.statefulset.name, a Job
+// k8s.job.name and k8s.cronjob.name (the Job's owner once looked up, until
+// then inferred from a Job name ending in the scheduled time a CronJob
+// appends, -<digits>). A pod
 // with several owners is described by its controller, else its first owner.
-// The maps are only read.
-func NewPodInfo(o *MetadataOptions, uid string, labels, annotations map[string]string, owner Owner) *PodInfo {
+func NewPodInfo(o *MetadataOptions, pod *PodMeta, ns, node *ObjectMeta) *PodInfo {
 	var kvs []event.KeyValue
 	add := func(k, v string) { kvs = append(kvs, event.KeyValue{Key: k, Value: event.String(v)}) }
-	if uid != "" {
-		add(string(semconv.K8SPodUIDKey), uid)
-	}
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		if o.WantLabel(k) {
-			add("k8s.pod.label."+k, labels[k])
+	copyKeys := func(prefix string, keys []string, m map[string]string) {
+		if len(keys) == 0 {
+			return
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if wanted(keys, k) {
+				add(prefix+k, m[k])
+			}
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(annotations)) {
-		if o.WantAnnotation(k) {
-			add("k8s.pod.annotation."+k, annotations[k])
-		}
+	if pod.UID != "" {
+		add(string(semconv.K8SPodUIDKey), pod.UID)
 	}
+	copyKeys("k8s.pod.label.", o.Labels, pod.Labels)
+	copyKeys("k8s.pod.annotation.", o.Annotations, pod.Annotations)
+	if ns != nil {
+		copyKeys("k8s.namespace.label.", o.NamespaceLabels, ns.Labels)
+		copyKeys("k8s.namespace.annotation.", o.NamespaceAnnotations, ns.Annotations)
+	}
+	if node != nil {
+		copyKeys("k8s.node.label.", o.NodeLabels, node.Labels)
+	}
+	owner := pod.Owner
 	switch owner.Kind {
 	case "ReplicaSet":
 		add(string(semconv.K8SReplicaSetNameKey), owner.Name)
-		if d := deploymentName(owner.Name, labels[PodTemplateHashLabel]); d != "" {
-			add(string(semconv.K8SDeploymentNameKey), d)
+		switch {
+		case pod.WorkloadKnown && pod.Workload.Kind == "Deployment":
+			add(string(semconv.K8SDeploymentNameKey), pod.Workload.Name)
+		case pod.WorkloadKnown:
+		case deploymentName(owner.Name, pod.Labels[PodTemplateHashLabel]) != "":
+			add(string(semconv.K8SDeploymentNameKey), deploymentName(owner.Name, pod.Labels[PodTemplateHashLabel]))
 		}
 	case "DaemonSet":
 		add(string(semconv.K8SDaemonSetNameKey), owner.Name)
@@ -119,8 +198,12 @@ func NewPodInfo(o *MetadataOptions, uid string, labels, annotations map[string]s
 		add(string(semconv.K8SStatefulSetNameKey), owner.Name)
 	case "Job":
 		add(string(semconv.K8SJobNameKey), owner.Name)
-		if c := cronJobName(owner.Name); c != "" {
-			add(string(semconv.K8SCronJobNameKey), c)
+		switch {
+		case pod.WorkloadKnown && pod.Workload.Kind == "CronJob":
+			add(string(semconv.K8SCronJobNameKey), pod.Workload.Name)
+		case pod.WorkloadKnown:
+		case cronJobName(owner.Name) != "":
+			add(string(semconv.K8SCronJobNameKey), cronJobName(owner.Name))
 		}
 	}
 	return &PodInfo{Attrs: kvs}
@@ -161,113 +244,21 @@ func cronJobName(job string) string {
 	return job[:i]
 }
 
-// PodLookup returns the API metadata of the pod a log path names (by UID
-// for /var/log/pods paths, by namespace and name for /var/log/containers
-// paths), or nil while the pod is not known. It must not block; it is
-// called once per batch from the goroutine running the stage, while the
-// watch updates what it finds from others.
-type PodLookup func(p *PodLog) *PodInfo
-
-// WatchPods starts watching pod metadata in the background and returns at
-// once, before anything is known, with the lookup and a stop function that
-// ends the watch and waits until its goroutines have returned. The
-// kubernetes stage calls it when its sequence is first pulled and calls stop
-// when the sequence ends (package enrich/k8smeta implements it with a
-// client-go metadata informer).
-type WatchPods func() (lookup PodLookup, stop func())
-
-// KubernetesMetadata returns the [Kubernetes] stage with, in addition, the
-// pod metadata found through watch (see [NewPodInfo]) on each batch's
-// resource.
-//
-// The watch starts when the returned stage's sequence is first pulled (no
-// I/O before) and stops when that sequence returns; each iteration of the
-// sequence runs its own watch. A batch of a pod the watch does not know yet
-// is not held back: it gets the path attributes only, and the batches that
-// follow get the metadata as soon as the watch has it. A pod's last known
-// metadata stays on its logs after the pod is deleted, for the lines read
-// after the deletion. A resource is built once per container log and
-// metadata version and shared; the stage does not allocate per record, and
-// per batch only when a log or its pod's metadata is new.
-func KubernetesMetadata(o KubernetesOptions, nodeName string, watch WatchPods) (pipe.Stage, error) {
-	node := o.NodeName
-	if node == "" {
-		node = nodeName
+// ImageAttributes returns container.image.name and container.image.tags
+// (an array of one tag, when the reference has one) of an image reference
+// such as registry.example:5000/shop/web:1.4.2@sha256:....
+func ImageAttributes(ref string) []event.KeyValue {
+	name := ref
+	if i := strings.IndexByte(name, '@'); i >= 0 {
+		name = name[:i]
 	}
-	return func(in iter.Seq[*event.Batch]) iter.Seq[*event.Batch] {
-		return func(yield func(*event.Batch) bool) {
-			var lookup PodLookup
-			if watch != nil {
-				var stop func()
-				lookup, stop = watch()
-				defer stop()
-			}
-			logs := map[string]*podLogState{}
-			for b := range in {
-				if b.Path != "" {
-					b.Resource = podResource(logs, b.Path, b.Resource, node, lookup)
-				}
-				if !yield(b) {
-					return
-				}
-			}
-		}
-	}, nil
-}
-
-// podLogState is what the stage knows about one container log (one path
-// without its rotation suffix).
-type podLogState struct {
-	log  PodLog
-	ok   bool // the path is a pod log
-	path []event.KeyValue
-	info *PodInfo // last metadata found; kept when the pod disappears
-	// in, infoUsed and out cache the last resource built.
-	in, out  *event.Resource
-	infoUsed *PodInfo
-}
-
-// podResource returns the resource for a batch of path whose resource is in.
-func podResource(logs map[string]*podLogState, path string, in *event.Resource, node string, lookup PodLookup) *event.Resource {
-	key := path
-	if i := strings.LastIndex(key, ".log"); i >= 0 {
-		key = key[:i]
+	tag := ""
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name, tag = name[:i], name[i+1:]
 	}
-	st := logs[key]
-	if st == nil {
-		if len(logs) >= maxCachedResources {
-			clear(logs)
-		}
-		st = &podLogState{}
-		st.log, st.ok = ParsePodLogPath(strings.Clone(path))
-		if st.ok {
-			st.path = st.log.Attributes(node)
-		}
-		logs[strings.Clone(key)] = st
+	kvs := []event.KeyValue{{Key: string(semconv.ContainerImageNameKey), Value: event.String(name)}}
+	if tag != "" {
+		kvs = append(kvs, event.KeyValue{Key: string(semconv.ContainerImageTagsKey), Value: event.Array([]event.KeyValue{{Value: event.String(tag)}})})
 	}
-	if !st.ok {
-		return in
-	}
-	if lookup != nil {
-		if info := lookup(&st.log); info != nil {
-			st.info = info
-		}
-	}
-	if st.out != nil && st.in == in && st.infoUsed == st.info {
-		return st.out
-	}
-	var attrs []event.KeyValue
-	if in != nil {
-		attrs = slices.Clone(in.Attrs)
-	}
-	for _, kv := range st.path {
-		attrs = event.Set(attrs, kv.Key, kv.Value)
-	}
-	if st.info != nil {
-		for _, kv := range st.info.Attrs {
-			attrs = event.Set(attrs, kv.Key, kv.Value)
-		}
-	}
-	st.in, st.infoUsed, st.out = in, st.info, &event.Resource{Attrs: attrs}
-	return st.out
+	return kvs
 }

@@ -82,6 +82,16 @@ func (o *CSVOptions) Validate() error {
 // parse error. It allocates only when a quoted field holds "" (copied into
 // the batch's arena).
 func CSV(o CSVOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error) {
+	p, err := NewCSVParser(o, now, drops)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stage(), nil
+}
+
+// NewCSVParser returns the parser of [CSV], to run as a stage or one batch
+// at a time.
+func NewCSVParser(o CSVOptions, now func() time.Time, drops DropFunc) (*Parser, error) {
 	if err := o.Validate(); err != nil {
 		return nil, optionsError("csv", err)
 	}
@@ -90,7 +100,7 @@ func CSV(o CSVOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error)
 		return nil, optionsError("csv", err)
 	}
 	header := o.Header
-	return recordStage(f, func() recordParser {
+	return newRecordParser(f, func() recordParser {
 		return &splitParser{s: &csvParser{header: header, delim: o.Delimiter[0], lazy: o.Lazy}, toBody: f.toBody}
 	}), nil
 }

@@ -95,22 +95,28 @@ func (j *joiner) run(in iter.Seq[*event.Batch]) iter.Seq[*event.Batch] {
 			j.open = make(map[joinKey]*joinState)
 		}
 		for b := range in {
-			now := j.now().UnixNano()
-			if len(b.Records) > 0 {
-				j.batch(b, now)
-				if e := j.takeExtra(); e != nil && !yield(e) {
-					return
-				}
-			}
-			if !yield(b) {
-				return
-			}
-			if !j.flush(now, false, yield) {
+			if !j.push(b, yield) {
 				return
 			}
 		}
 		j.flush(0, true, yield)
 	}
+}
+
+// push joins the lines of b, yields the events b ended, b, and the events
+// idle for the timeout.
+func (j *joiner) push(b *event.Batch, yield func(*event.Batch) bool) bool {
+	now := j.now().UnixNano()
+	if len(b.Records) > 0 {
+		j.batch(b, now)
+		if e := j.takeExtra(); e != nil && !yield(e) {
+			return false
+		}
+	}
+	if !yield(b) {
+		return false
+	}
+	return j.flush(now, false, yield)
 }
 
 // flush emits open events idle for the flush timeout, or all with force.

@@ -28,11 +28,21 @@ type JSONOptions struct {
 // an empty value. A body that is not a JSON object is a parse error. now
 // supplies the year for timestamp layouts without one.
 func JSON(o JSONOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error) {
+	p, err := NewJSONParser(o, now, drops)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stage(), nil
+}
+
+// NewJSONParser returns the parser of [JSON], to run as a stage or one batch
+// at a time.
+func NewJSONParser(o JSONOptions, now func() time.Time, drops DropFunc) (*Parser, error) {
 	f, err := newFields(o.Options, now, drops)
 	if err != nil {
 		return nil, optionsError("json", err)
 	}
-	return recordStage(f, func() recordParser { return &jsonParser{toBody: f.toBody} }), nil
+	return newRecordParser(f, func() recordParser { return &jsonParser{toBody: f.toBody} }), nil
 }
 
 // jsonParser is a single-pass JSON scanner that builds values as it reads.

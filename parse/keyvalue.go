@@ -57,6 +57,16 @@ func (o *KeyValueOptions) Validate() error {
 // unterminated quote, is a parse error. It allocates only when a quoted
 // value holds escapes (copied into the batch's arena).
 func KeyValue(o KeyValueOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error) {
+	p, err := NewKeyValueParser(o, now, drops)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stage(), nil
+}
+
+// NewKeyValueParser returns the parser of [KeyValue], to run as a stage or one batch
+// at a time.
+func NewKeyValueParser(o KeyValueOptions, now func() time.Time, drops DropFunc) (*Parser, error) {
 	if err := o.Validate(); err != nil {
 		return nil, optionsError("key_value", err)
 	}
@@ -64,7 +74,7 @@ func KeyValue(o KeyValueOptions, now func() time.Time, drops DropFunc) (pipe.Sta
 	if err != nil {
 		return nil, optionsError("key_value", err)
 	}
-	return recordStage(f, func() recordParser { return &splitParser{s: newKVParser(o), toBody: f.toBody} }), nil
+	return newRecordParser(f, func() recordParser { return &splitParser{s: newKVParser(o), toBody: f.toBody} }), nil
 }
 
 func newKVParser(o KeyValueOptions) *kvParser {

@@ -52,6 +52,16 @@ const (
 // the unquoted message as body and each pair as a string attribute. Any
 // other line is a parse error.
 func Klog(o KlogOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error) {
+	p, err := NewKlogParser(o, now, drops)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stage(), nil
+}
+
+// NewKlogParser returns the parser of [Klog], to run as a stage or one batch
+// at a time.
+func NewKlogParser(o KlogOptions, now func() time.Time, drops DropFunc) (*Parser, error) {
 	if err := o.Validate(); err != nil {
 		return nil, optionsError("klog", err)
 	}
@@ -63,7 +73,7 @@ func Klog(o KlogOptions, now func() time.Time, drops DropFunc) (pipe.Stage, erro
 	if err != nil {
 		return nil, optionsError("klog", err)
 	}
-	return recordStage(f, func() recordParser {
+	return newRecordParser(f, func() recordParser {
 		return &klogParser{now: now, loc: loc}
 	}), nil
 }

@@ -20,11 +20,21 @@ type LogfmtOptions struct {
 // value. Every value is a string. A line without any key=value pair, or
 // with an unterminated quote, is a parse error.
 func Logfmt(o LogfmtOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error) {
+	p, err := NewLogfmtParser(o, now, drops)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stage(), nil
+}
+
+// NewLogfmtParser returns the parser of [Logfmt], to run as a stage or one batch
+// at a time.
+func NewLogfmtParser(o LogfmtOptions, now func() time.Time, drops DropFunc) (*Parser, error) {
 	f, err := newFields(o.Options, now, drops)
 	if err != nil {
 		return nil, optionsError("logfmt", err)
 	}
-	return recordStage(f, func() recordParser { return &splitParser{s: &logfmtParser{}, toBody: f.toBody} }), nil
+	return newRecordParser(f, func() recordParser { return &splitParser{s: &logfmtParser{}, toBody: f.toBody} }), nil
 }
 
 // logfmtParser splits logfmt lines; its buffer holds unescaped values.

@@ -131,6 +131,59 @@ func (o *MultilineOptions) Validate() error {
 // idle ticks; the end of the input flushes every open event. now is the clock
 // for the timeout (time.Now when nil).
 func Multiline(o MultilineOptions, now func() time.Time) (pipe.Stage, error) {
+	newJoiner, err := multilineJoiner(o, now)
+	if err != nil {
+		return nil, err
+	}
+	return func(in iter.Seq[*event.Batch]) iter.Seq[*event.Batch] {
+		return newJoiner().run(in)
+	}, nil
+}
+
+// Joining is a multiline joiner driven one batch at a time, for a stage that
+// joins the lines of some files only (the kubernetes processor's
+// logpump.io/multiline annotation). It joins and acknowledges like
+// [Multiline]: state per file and stream, an event spanning batches holds the
+// batch it started in until it is emitted. It is used by one goroutine.
+type Joining struct {
+	j *joiner
+}
+
+// NewJoining returns a joiner with the options of [Multiline].
+func NewJoining(o MultilineOptions, now func() time.Time) (*Joining, error) {
+	newJoiner, err := multilineJoiner(o, now)
+	if err != nil {
+		return nil, err
+	}
+	j := newJoiner()
+	j.open = make(map[joinKey]*joinState)
+	return &Joining{j: j}, nil
+}
+
+// Push joins the lines of b and yields what b becomes: first a batch of the
+// events of earlier batches that b's lines ended (if any), then b itself,
+// then the events of any file idle for the flush timeout. It returns false
+// when yield did.
+func (m *Joining) Push(b *event.Batch, yield func(*event.Batch) bool) bool {
+	return m.j.push(b, yield)
+}
+
+// Tick yields the events of files idle for the flush timeout; call it on
+// batches that are not pushed (the tailer's idle ticks included).
+func (m *Joining) Tick(yield func(*event.Batch) bool) bool {
+	return m.j.flush(m.j.now().UnixNano(), false, yield)
+}
+
+// Close yields every open event (the end of the input).
+func (m *Joining) Close(yield func(*event.Batch) bool) bool {
+	return m.j.flush(0, true, yield)
+}
+
+// Open reports whether an event is waiting for more lines.
+func (m *Joining) Open() bool { return len(m.j.open) > 0 }
+
+// multilineJoiner checks o and returns a maker of joiners (one per run).
+func multilineJoiner(o MultilineOptions, now func() time.Time) (func() *joiner, error) {
 	if err := o.Validate(); err != nil {
 		return nil, optionsError("multiline", err)
 	}
@@ -174,8 +227,8 @@ func Multiline(o MultilineOptions, now func() time.Time) (pipe.Stage, error) {
 			return joinBegin, false
 		}
 	}
-	return func(in iter.Seq[*event.Batch]) iter.Seq[*event.Batch] {
-		j := &joiner{
+	return func() *joiner {
+		return &joiner{
 			decide: func(_ *event.Batch, r *event.Record) (decision, bool, uint8) {
 				if r.Body.Kind != event.KindString {
 					return joinSingle, false, 0
@@ -189,7 +242,6 @@ func Multiline(o MultilineOptions, now func() time.Time) (pipe.Stage, error) {
 			timeout:  o.FlushTimeout,
 			now:      now,
 		}
-		return j.run(in)
 	}, nil
 }
 
@@ -200,4 +252,11 @@ func streamOf(r *event.Record) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// IsMultilinePreset reports whether name is a preset of the multiline
+// processor (java, python, go, ruby, dotnet, nodejs, php).
+func IsMultilinePreset(name string) bool {
+	_, ok := multilinePresets[name]
+	return ok
 }

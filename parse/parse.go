@@ -212,44 +212,73 @@ type recordParser interface {
 	parse(b *event.Batch, r *event.Record) (msg string, ok bool)
 }
 
-// recordStage runs a parser made by newParser over every record. newParser is
-// called once per run of the stage, so state is never shared between runs.
-func recordStage(f *fields, newParser func() recordParser) pipe.Stage {
+// Parser is a structured parser (json, logfmt, key_value, csv, klog, regex,
+// syslog) that can run as a stage ([Parser.Stage]) or be applied to one
+// batch at a time by a stage that chooses the parser per batch
+// ([Parser.Batches]: the kubernetes processor's logpump.io/parser
+// annotation).
+type Parser struct {
+	f         *fields
+	newParser func() recordParser
+}
+
+// Stage returns the parser as a stage. Each run of the stage has its own
+// parser state.
+func (p *Parser) Stage() pipe.Stage {
 	return func(in iter.Seq[*event.Batch]) iter.Seq[*event.Batch] {
 		return func(yield func(*event.Batch) bool) {
-			p := newParser()
+			parse := p.Batches()
 			for b := range in {
-				kept := b.Records[:0]
-				dropped := 0
-				for i := range b.Records {
-					r := &b.Records[i]
-					n := len(r.Attrs)
-					body := r.Body
-					if msg, ok := p.parse(b, r); ok {
-						f.apply(r)
-					} else {
-						clear(r.Attrs[n:])
-						r.Attrs, r.Body = r.Attrs[:n], body
-						if !f.fail(r, msg) {
-							dropped++
-							continue
-						}
-					}
-					if len(kept) != i {
-						b.Records[len(kept)], b.Records[i] = b.Records[i], b.Records[len(kept)]
-					}
-					kept = b.Records[:len(kept)+1]
-				}
-				b.Records = kept
-				if dropped > 0 {
-					f.drops("parse_error", dropped)
-				}
+				parse(b)
 				if !yield(b) {
 					return
 				}
 			}
 		}
 	}
+}
+
+// Batches returns a function that parses every record of a batch in place
+// (and removes the records that do not parse with on_error: drop, counted).
+// The function holds parser state (slabs, interned keys): it must be called
+// from one goroutine at a time, and each caller gets its own.
+func (p *Parser) Batches() func(b *event.Batch) {
+	rp := p.newParser()
+	f := p.f
+	return func(b *event.Batch) {
+		kept := b.Records[:0]
+		dropped := 0
+		for i := range b.Records {
+			r := &b.Records[i]
+			n := len(r.Attrs)
+			body := r.Body
+			if msg, ok := rp.parse(b, r); ok {
+				f.apply(r)
+			} else {
+				clear(r.Attrs[n:])
+				r.Attrs, r.Body = r.Attrs[:n], body
+				if !f.fail(r, msg) {
+					dropped++
+					continue
+				}
+			}
+			if len(kept) != i {
+				b.Records[len(kept)], b.Records[i] = b.Records[i], b.Records[len(kept)]
+			}
+			kept = b.Records[:len(kept)+1]
+		}
+		b.Records = kept
+		if dropped > 0 {
+			f.drops("parse_error", dropped)
+		}
+	}
+}
+
+// newRecordParser returns the Parser running a parser made by newParser over
+// every record. newParser is called once per run of the stage (or per
+// [Parser.Batches]), so state is never shared between runs.
+func newRecordParser(f *fields, newParser func() recordParser) *Parser {
+	return &Parser{f: f, newParser: newParser}
 }
 
 // slab hands out KeyValue slices for nested maps and arrays. Slices are never

@@ -77,6 +77,16 @@ func hasNamedGroup(re *regexp.Regexp) bool {
 // It costs one allocation per record: Go's regexp has no API that reuses the
 // match index slice.
 func Regex(o RegexOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error) {
+	p, err := NewRegexParser(o, now, drops)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stage(), nil
+}
+
+// NewRegexParser returns the parser of [Regex], to run as a stage or one batch
+// at a time.
+func NewRegexParser(o RegexOptions, now func() time.Time, drops DropFunc) (*Parser, error) {
 	if err := o.Validate(); err != nil {
 		return nil, optionsError("regex", err)
 	}
@@ -86,7 +96,7 @@ func Regex(o RegexOptions, now func() time.Time, drops DropFunc) (pipe.Stage, er
 	}
 	re := regexp.MustCompile(o.pattern()) // checked by Validate
 	names := re.SubexpNames()
-	return recordStage(f, func() recordParser {
+	return newRecordParser(f, func() recordParser {
 		return &regexParser{re: re, names: names, toBody: f.toBody}
 	}), nil
 }

@@ -62,6 +62,16 @@ const (
 // syslog name) and the header fields syslog.* attributes; structured data is
 // a map of SD-IDs to maps of parameters. A "-" (nil) field is left out.
 func Syslog(o SyslogOptions, now func() time.Time, drops DropFunc) (pipe.Stage, error) {
+	p, err := NewSyslogParser(o, now, drops)
+	if err != nil {
+		return nil, err
+	}
+	return p.Stage(), nil
+}
+
+// NewSyslogParser returns the parser of [Syslog], to run as a stage or one batch
+// at a time.
+func NewSyslogParser(o SyslogOptions, now func() time.Time, drops DropFunc) (*Parser, error) {
 	if err := o.Validate(); err != nil {
 		return nil, optionsError("syslog", err)
 	}
@@ -73,7 +83,7 @@ func Syslog(o SyslogOptions, now func() time.Time, drops DropFunc) (pipe.Stage, 
 	if err != nil {
 		return nil, optionsError("syslog", err)
 	}
-	return recordStage(f, func() recordParser {
+	return newRecordParser(f, func() recordParser {
 		return &syslogParser{protocol: o.Protocol, bsd: bsd, rfc: TimeParser{loc: time.UTC, utcOnly: true}}
 	}), nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -106,6 +107,11 @@ func (c *cluster) matches(sel fields.Selector, obj runtime.Object) bool {
 
 func (c *cluster) clientFunc() (metadata.Interface, error) { return c.client, nil }
 
+// registry returns a registry whose every kubeconfig gives c's client.
+func (c *cluster) registry() *Registry {
+	return NewRegistry(func(string) Client { return c.clientFunc }, slog.New(slog.DiscardHandler))
+}
+
 // pod is a pod's metadata as the API serves it.
 func pod(ns, name, uid string, labels, annotations map[string]string, owner ...metav1.OwnerReference) *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{
@@ -158,7 +164,11 @@ type driver struct {
 }
 
 func drive(t *testing.T, w *Watcher, node string, opts enrich.MetadataOptions) *driver {
-	stage, err := enrich.KubernetesMetadata(enrich.KubernetesOptions{Metadata: &opts}, node, w.Watch)
+	return driveEnv(t, node, opts, enrich.MetadataEnv{Watch: w.Watch, Log: slog.New(slog.DiscardHandler)})
+}
+
+func driveEnv(t *testing.T, node string, opts enrich.MetadataOptions, env enrich.MetadataEnv) *driver {
+	stage, err := enrich.KubernetesMetadata(enrich.KubernetesOptions{Metadata: &opts}, node, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +191,15 @@ var base = &event.Resource{Attrs: []event.KeyValue{{Key: "service.name", Value: 
 // does not hand the batch on within a second (a stall).
 func (d *driver) send(path string) map[string]string {
 	d.t.Helper()
-	b, _ := d.acks.Batch(stagetest.File{Path: path, Ino: 1, Resource: base}, d.off, "line")
+	attrs, _ := d.sendLines(path, "line")
+	return attrs
+}
+
+// sendLines runs one batch of lines through the stage and returns the
+// resource attributes and the records it left the stage with.
+func (d *driver) sendLines(path string, lines ...string) (map[string]string, []event.Record) {
+	d.t.Helper()
+	b, _ := d.acks.Batch(stagetest.File{Path: path, Ino: 1, Resource: base}, d.off, lines...)
 	d.off = b.End
 	d.in <- b
 	got := make(chan *event.Batch, 1)
@@ -201,11 +219,12 @@ func (d *driver) send(path string) map[string]string {
 				attrs[kv.Key] = stagetest.Value(kv.Value)
 			}
 		}
+		recs := slices.Clone(out.Records)
 		out.Done()
-		return attrs
+		return attrs, recs
 	case <-time.After(time.Second):
 		d.t.Fatal("the stage held a batch back for a second")
-		return nil
+		return nil, nil
 	}
 }
 
@@ -264,7 +283,7 @@ func TestWatch(t *testing.T) {
 	c.listGate = gate
 
 	opts := enrich.MetadataOptions{Labels: []string{"app", "team"}, Annotations: []string{"owner"}}
-	w, err := New(c.clientFunc, "node-a", opts, slog.New(slog.DiscardHandler))
+	w, err := New(c.registry(), "node-a", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +388,7 @@ func TestWatch(t *testing.T) {
 func TestWatchLifetime(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	c := newCluster(t)
-	w, err := New(c.clientFunc, "node-a", enrich.MetadataOptions{}, slog.New(slog.DiscardHandler))
+	w, err := New(c.registry(), "node-a", enrich.MetadataOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +409,8 @@ func TestWatchLifetime(t *testing.T) {
 func TestWatchClientError(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	failing := func() (metadata.Interface, error) { return nil, context.DeadlineExceeded }
-	w, err := New(failing, "node-a", enrich.MetadataOptions{}, slog.New(slog.DiscardHandler))
+	reg := NewRegistry(func(string) Client { return failing }, slog.New(slog.DiscardHandler))
+	w, err := New(reg, "node-a", enrich.MetadataOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,17 +422,16 @@ func TestWatchClientError(t *testing.T) {
 }
 
 func TestNewNeedsNode(t *testing.T) {
-	if _, err := New(Config(""), "", enrich.MetadataOptions{}, nil); err == nil {
+	if _, err := New(NewRegistry(nil, nil), "", enrich.MetadataOptions{}); err == nil {
 		t.Error("New without a node name succeeded; it would watch every pod of the cluster")
 	}
 }
 
 func TestTransform(t *testing.T) {
-	w := &Watcher{opts: enrich.MetadataOptions{Labels: []string{"app"}, Annotations: []string{"owner"}}}
 	in := pod("shop", "web", "uid-web",
 		map[string]string{"app": "web", "team": "shop", "pod-template-hash": "abc"},
-		map[string]string{"owner": "x", "kubectl.kubernetes.io/last-applied-configuration": "{...}"})
-	out, err := w.transform(in)
+		map[string]string{"owner": "x", "logpump.io/parser": "json", "kubectl.kubernetes.io/last-applied-configuration": "{...}"})
+	out, err := transform(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,10 +439,10 @@ func TestTransform(t *testing.T) {
 	if m.ManagedFields != nil {
 		t.Error("managedFields kept")
 	}
-	if diff := cmp.Diff(map[string]string{"app": "web", "pod-template-hash": "abc"}, m.Labels); diff != "" {
+	if diff := cmp.Diff(map[string]string{"app": "web", "team": "shop", "pod-template-hash": "abc"}, m.Labels); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]string{"owner": "x"}, m.Annotations); diff != "" {
+	if diff := cmp.Diff(map[string]string{"owner": "x", "logpump.io/parser": "json"}, m.Annotations); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
 	}
 }

@@ -83,6 +83,9 @@ type Agent struct {
 	log     *slog.Logger
 	tracker *checkpoint.Tracker
 	drops   *drops
+	// kube is the Kubernetes API watches every kubernetes processor
+	// shares; kept across reloads.
+	kube *stages.Kube
 
 	reloadMu sync.Mutex // serialises Reload
 	// pendingMu guards supersede: told which exporters a newer reload
@@ -141,7 +144,15 @@ type lane struct {
 	cancel, abandon context.CancelFunc
 	done            chan struct{}
 	left            atomic.Bool
+	// started is closed once the lane's stages have begun (each has run
+	// what it does before its first batch: a kubernetes processor has taken
+	// its watches), or the lane ended first.
+	started     chan struct{}
+	startedOnce sync.Once
 }
+
+// markStarted closes ln.started once.
+func (ln *lane) markStarted() { ln.startedOnce.Do(func() { close(ln.started) }) }
 
 // sourceOptions are a file source's keys: the tailer's plus the source's
 // own resource attributes.
@@ -168,7 +179,7 @@ func Build(cfg *config.Config, env Env) (*Agent, error) {
 		FlushInterval:    cfg.Checkpoints.FlushInterval,
 		Now:              env.Now,
 	})
-	a, err := build(cfg, env, tracker, &drops{m: env.Metrics})
+	a, err := build(cfg, env, tracker, &drops{m: env.Metrics}, stages.NewKube(env.Log))
 	if err != nil {
 		return nil, err
 	}
@@ -183,10 +194,10 @@ func Build(cfg *config.Config, env Env) (*Agent, error) {
 	return a, nil
 }
 
-// build builds the graph around an existing tracker and drop counters (a
-// reload keeps them).
-func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker, d *drops) (*Agent, error) {
-	a := &Agent{cfg: cfg, env: env, log: env.Log, tracker: tracker, drops: d}
+// build builds the graph around an existing tracker, drop counters and
+// Kubernetes watches (a reload keeps them).
+func build(cfg *config.Config, env Env, tracker *checkpoint.Tracker, d *drops, kube *stages.Kube) (*Agent, error) {
+	a := &Agent{cfg: cfg, env: env, log: env.Log, tracker: tracker, drops: d, kube: kube}
 	var errs config.Errors
 	add := func(c config.Component, err error) {
 		if err != nil {
@@ -281,6 +292,7 @@ func (a *Agent) stageEnv() stages.Env {
 	return stages.Env{
 		Log: a.log, Now: a.env.Now, Hostname: a.env.Hostname, NodeName: a.env.Getenv("K8S_NODE_NAME"),
 		Dropped: a.drops.add, Errored: a.drops.addError, MaxInFlight: a.cfg.Checkpoints.MaxInFlight,
+		Kube: a.kube, Processors: a.cfg.Processors,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/logpump/logpump/config"
+	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/export"
 )
 
@@ -100,9 +101,10 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) startLane(ln *lane) {
 	ctx, cancel := context.WithCancel(a.runCtx)
 	hand, abandon := context.WithCancel(a.hard)
-	ln.cancel, ln.abandon, ln.done = cancel, abandon, make(chan struct{})
+	ln.cancel, ln.abandon, ln.done, ln.started = cancel, abandon, make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ln.done)
+		defer ln.markStarted()
 		defer abandon()
 		a.drive(ctx, hand, ln)
 	}()
@@ -126,7 +128,14 @@ func (a *Agent) drive(read, hard context.Context, ln *lane) {
 		clear(sentTo)
 		sentTo = sentTo[:0]
 	})
-	for b := range ln.chain(ln.src.Batches(read)) {
+	batches := ln.src.Batches(read)
+	// The stages after the source have begun once the source is first
+	// pulled.
+	started := func(yield func(*event.Batch) bool) {
+		ln.markStarted()
+		batches(yield)
+	}
+	for b := range ln.chain(started) {
 		for _, d := range ln.routes.Split(b) {
 			q := ln.queues[d.Exporter]
 			if err := q.Enqueue(hard, d.Batch); err != nil {
@@ -187,10 +196,27 @@ func (a *Agent) Reload(cfg *config.Config) error {
 		a.log.Warn("shutdown_timeout changes only on restart; keeping the running one", "shutdown_timeout", running.ShutdownTimeout)
 		cfg.ShutdownTimeout = running.ShutdownTimeout
 	}
-	next, err := build(cfg, a.env, a.tracker, a.drops) // no I/O
+	next, err := build(cfg, a.env, a.tracker, a.drops, a.kube) // no I/O
 	if err != nil {
 		return err
 	}
+	// The Kubernetes watches of the lanes being replaced stay up for their
+	// replacements: a reload does not list the cluster again. They are held
+	// until every lane started by this reload has taken its own.
+	release := a.kube.Hold()
+	var startedLanes []*lane
+	defer func() {
+		if startedLanes == nil {
+			release()
+			return
+		}
+		go func() {
+			for _, ln := range startedLanes {
+				<-ln.started
+			}
+			release()
+		}()
+	}()
 	a.supersedeFor(next.exporters)
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -336,6 +362,7 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	for _, ln := range starting {
 		a.startLane(ln)
 	}
+	startedLanes = append(startedLanes, starting...)
 	a.cfg, a.lanes, a.exporters = cfg, lanes, exporters
 	a.mu.Unlock()
 	a.log.Info("configuration reloaded", "lanes_kept", len(lanes)-len(starting), "lanes_restarted", len(starting),

@@ -25,10 +25,11 @@ const (
 	// exporter, result (ok, retryable, permanent).
 	ExportDuration = "logpump_exporter_request_duration_seconds"
 	// ProcessorDropped counts records a processor removed. Labels:
-	// processor, reason (parse_error, filter, sample, rate_limit).
+	// processor, reason (parse_error, filter, sample, rate_limit, excluded).
 	ProcessorDropped = "logpump_processor_dropped_records_total"
 	// ProcessorErrors counts records a processor kept unchanged because it
-	// failed on them. Labels: processor, reason (filter_error).
+	// failed on them. Labels: processor, reason (filter_error,
+	// invalid_annotation).
 	ProcessorErrors = "logpump_processor_errors_total"
 	// ExporterDropped counts records an exporter lost: rejected by the
 	// destination in a partial success, or in a request that failed

@@ -3,7 +3,10 @@
 package stages
 
 import (
+	"fmt"
 	"log/slog"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +42,12 @@ type Env struct {
 	// several lines (multiline, container max_bytes) may not be larger.
 	// 0: no bound.
 	MaxInFlight config.ByteSize
+	// Kube is the agent's shared Kubernetes API watches; nil gives each
+	// kubernetes processor watches of its own.
+	Kube *Kube
+	// Processors are the configuration's processors, by name: a
+	// logpump.io/parser annotation may name one of its parsers.
+	Processors map[string]config.Component
 }
 
 func (e Env) withDefaults() Env {
@@ -216,11 +225,15 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		if node == "" {
 			node = env.NodeName
 		}
-		watch, werr := podMetadata(o.Metadata, node, env.Log)
+		watch, werr := podMetadata(o.Metadata, node, env)
 		if werr != nil {
 			return nil, config.At(c.Node, c.Key, werr).Err()
 		}
-		stage, err = enrich.KubernetesMetadata(o, env.NodeName, watch)
+		stage, err = enrich.KubernetesMetadata(o, env.NodeName, enrich.MetadataEnv{
+			Watch: watch, Log: env.Log.With("processor", name), Dropped: drops, Errored: errored,
+			Parser:    func(p string) (*parse.Parser, error) { return annotationParser(p, env, drops) },
+			Multiline: func(v string) (*parse.Joining, error) { return annotationJoining(v, env) },
+		})
 	case "transform":
 		var o transform.Options
 		if err := decode(&o); err != nil {
@@ -242,4 +255,93 @@ func Build(c config.Component, env Env) (pipe.Stage, error) {
 		return nil, config.At(c.Node, c.Key, err).Err()
 	}
 	return stage, nil
+}
+
+// annotationParser returns the parser a logpump.io/parser annotation names:
+// json, logfmt, a regex preset, or a parser processor of the configuration
+// (json, logfmt, key_value, csv, klog, regex, syslog) by name.
+func annotationParser(name string, env Env, drops parse.DropFunc) (*parse.Parser, error) {
+	switch name {
+	case "json":
+		return parse.NewJSONParser(parse.JSONOptions{}, env.Now, drops)
+	case "logfmt":
+		return parse.NewLogfmtParser(parse.LogfmtOptions{}, env.Now, drops)
+	}
+	if slices.Contains(parse.RegexPresets(), name) {
+		return parse.NewRegexParser(parse.RegexOptions{Preset: name}, env.Now, drops)
+	}
+	c, ok := env.Processors[name]
+	if !ok {
+		var named []string
+		for n, c := range env.Processors {
+			if parserTypes[c.Type] != nil {
+				named = append(named, n)
+			}
+		}
+		slices.Sort(named)
+		known := "json, logfmt, none, " + strings.Join(parse.RegexPresets(), ", ")
+		if len(named) > 0 {
+			known += "; parser processors: " + strings.Join(named, ", ")
+		}
+		return nil, fmt.Errorf("unknown parser %q (known: %s)", name, known)
+	}
+	mk, ok := parserTypes[c.Type]
+	if !ok {
+		return nil, fmt.Errorf("processor %q is a %s processor, not a parser", name, c.Type)
+	}
+	p, err := mk(c, env, drops)
+	if err != nil {
+		return nil, fmt.Errorf("parser processor %q: %w", name, err)
+	}
+	return p, nil
+}
+
+// namedParser decodes c's options and makes the parser with mk.
+func namedParser[T any, PT interface {
+	*T
+	validator
+}](mk func(T, func() time.Time, parse.DropFunc) (*parse.Parser, error)) func(config.Component, Env, parse.DropFunc) (*parse.Parser, error) {
+	return func(c config.Component, env Env, drops parse.DropFunc) (*parse.Parser, error) {
+		var o T
+		if err := c.Options(PT(&o)); err != nil {
+			return nil, err
+		}
+		if err := PT(&o).Validate(); err != nil {
+			return nil, err
+		}
+		return mk(o, env.Now, drops)
+	}
+}
+
+// parserTypes are the processor types a logpump.io/parser annotation may name.
+var parserTypes = map[string]func(config.Component, Env, parse.DropFunc) (*parse.Parser, error){
+	"json":      namedParser(parse.NewJSONParser),
+	"logfmt":    namedParser(parse.NewLogfmtParser),
+	"key_value": namedParser(parse.NewKeyValueParser),
+	"csv":       namedParser(parse.NewCSVParser),
+	"klog":      namedParser(parse.NewKlogParser),
+	"regex":     namedParser(parse.NewRegexParser),
+	"syslog":    namedParser(parse.NewSyslogParser),
+}
+
+// annotationJoining returns the joiner of a logpump.io/multiline annotation:
+// a multiline preset, else a start pattern; the multiline processor's
+// defaults, max_bytes within checkpoints.max_in_flight.
+func annotationJoining(value string, env Env) (*parse.Joining, error) {
+	var o parse.MultilineOptions
+	if parse.IsMultilinePreset(value) {
+		o.Preset = value
+	} else {
+		if _, err := regexp.Compile(value); err != nil {
+			return nil, fmt.Errorf("not a multiline preset (dotnet, go, java, nodejs, php, python, ruby) nor a start pattern: %w", err)
+		}
+		o.Start = value
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if env.MaxInFlight > 0 && o.MaxBytes > env.MaxInFlight {
+		o.MaxBytes = env.MaxInFlight
+	}
+	return parse.NewJoining(o, env.Now)
 }

@@ -100,6 +100,8 @@ processors:
     metadata:
       labels: [app, team, version]
       annotations: [owner]
+      namespace_labels: [team]
+      node_labels: [topology.kubernetes.io/zone]
       kubeconfig: %[3]s
 exporters:
   collector:
@@ -507,14 +509,11 @@ func contains(list []string, s string) bool {
 // does not use. The test fails when one of them turns out to be needed, and
 // when a grant not listed here is not: keep the list (and the role) exact.
 //
-// This build watches pods only (list and watch); namespaces are granted for
-// the namespace metadata the role was written for.
-var unusedGrants = map[string]bool{
-	"pods/get":         true, // an informer lists and watches; it never gets one object
-	"namespaces/get":   true,
-	"namespaces/list":  true,
-	"namespaces/watch": true,
-}
+// The configuration (k8sConfig) asks for everything the role is for: pods
+// (list, watch), namespace labels (namespaces list, watch), the node's
+// labels (nodes list, watch), and the owners of pods owned by a ReplicaSet
+// and by a Job (replicasets get, jobs get).
+var unusedGrants = map[string]bool{}
 
 // TestK8sRBAC runs the agent with a token of the shipped service account
 // bound by the shipped ClusterRole (deploy/kubernetes/metadata/rbac.yaml),
@@ -547,7 +546,23 @@ func TestK8sRBAC(t *testing.T) {
 	// run starts the agent with the role as it is now in the API server
 	// and reports whether the watch worked (nil) or the error the agent
 	// logged. Each run uses its own probe pod.
-	run := func(t *testing.T, probeName string) error {
+	// Pods whose owners the agent looks up (their ReplicaSet and Job need
+	// not exist: the lookup is what needs the grant).
+	yes := true
+	for _, p := range []*testPod{
+		{ns: "shop", name: "web-7f9c8d6b5-x2kqz", container: "web", node: k8sNode, owner: replicaSetOwner("web-7f9c8d6b5")},
+		{ns: "shop", name: "report-29123456-zz9qk", container: "report", node: k8sNode,
+			owner: &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: "report-29123456", UID: "report-uid", Controller: &yes}},
+	} {
+		p.create(t, c)
+	}
+
+	// run starts the agent with the role as it is now in the API server
+	// and reports whether the watch worked (nil) or the error the agent
+	// logged. Each run uses its own probe pod. With refusal, a run whose
+	// probe passed waits up to a minute more for the refusal to be logged
+	// (the owner lookups run in the background).
+	run := func(t *testing.T, probeName string, refusal bool) error {
 		probe := &testPod{ns: "shop", name: probeName, container: "probe", node: k8sNode, labels: map[string]string{"version": "1"}}
 		probe.create(t, c)
 		e := newPodsEnv(t, c, kc)
@@ -559,11 +574,16 @@ func TestK8sRBAC(t *testing.T) {
 		}
 		// Listed; now a change the watch must deliver.
 		setLabel(t, c, probe, "version", "2")
-		return e.waitProbe(t, probe, "2", forbidden)
+		if err := e.waitProbe(t, probe, "2", forbidden); err != nil || !refusal {
+			return err
+		}
+		var err error
+		waitUntil(time.Minute, func() bool { err = forbidden(); return err != nil })
+		return err
 	}
 
 	t.Run("shipped", func(t *testing.T) {
-		if err := run(t, "probe-shipped"); err != nil {
+		if err := run(t, "probe-shipped", false); err != nil {
 			t.Fatalf("with the shipped role: %v", err)
 		}
 	})
@@ -602,7 +622,7 @@ func TestK8sRBAC(t *testing.T) {
 			})
 			waitDenied(t, c, kc, g)
 
-			err = run(t, "probe-"+g.resource+"-"+g.verb)
+			err = run(t, "probe-"+g.resource+"-"+g.verb, !unusedGrants[g.String()])
 			if err == nil {
 				unused = append(unused, g.String())
 			} else {
