@@ -87,12 +87,47 @@ func newCluster(t *testing.T) *cluster {
 			return true, nil, err
 		}
 		c.watching <- struct{}{}
-		return true, watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
-			return e, c.matches(sel, e.Object)
-		}), nil
+		return true, filter(w, func(e watch.Event) bool { return c.matches(sel, e.Object) }), nil
 	})
 	return c
 }
+
+// filtered is watch.Filter but for its goroutine, which also ends on Stop
+// while an event waits for a reader that is gone (watch.Filter's would
+// block on that send forever, a leak the goroutine check reports).
+type filtered struct {
+	in   watch.Interface
+	out  chan watch.Event
+	done chan struct{}
+	once sync.Once
+}
+
+func filter(in watch.Interface, keep func(watch.Event) bool) watch.Interface {
+	f := &filtered{in: in, out: make(chan watch.Event), done: make(chan struct{})}
+	go func() {
+		defer close(f.out)
+		for e := range in.ResultChan() {
+			if !keep(e) {
+				continue
+			}
+			select {
+			case f.out <- e:
+			case <-f.done:
+				return
+			}
+		}
+	}()
+	return f
+}
+
+func (f *filtered) Stop() {
+	f.once.Do(func() {
+		close(f.done)
+		f.in.Stop()
+	})
+}
+
+func (f *filtered) ResultChan() <-chan watch.Event { return f.out }
 
 func (c *cluster) matches(sel fields.Selector, obj runtime.Object) bool {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
