@@ -681,6 +681,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 			return true
 		}
 		start = f.cur.offset
+		before := f.cur
 		var err error
 		if f.gz != nil {
 			res, err = f.gz.lr.read(f.gz, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
@@ -698,6 +699,24 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 			f.cur.offset = start
 			r.closeFile(f)
 			return true
+		}
+		if !retried && f.gz == nil && res.sawEnd && res.endAt < f.maxSize {
+			// The file ends below the size its content was seen to have:
+			// it was truncated and written again past the offset before
+			// the tailer looked (copytruncate while reading lagged
+			// behind: an outage, a restart). What was just read is the
+			// new content's, not the rest of the old one's: taken for
+			// that, it would be sent twice and the old content's unread
+			// end, read from the copy past it, lost. Drop it; the old
+			// content goes on from where its reading stopped, the file
+			// from 0.
+			b.Done()
+			b = r.pool.Get()
+			b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
+			f.cur = before
+			r.truncated(f, res.endAt)
+			flush = false
+			continue
 		}
 		if f.cur.offset > start || len(b.Records) > 0 || retried || f.gz != nil {
 			break
