@@ -32,7 +32,8 @@ import (
 // The summary line ("E2E chaos NAME: ...") gives missing lines per file
 // with the file's rotation mode, and dup_by_file=a:TOTAL/SAME_RUN. Missing
 // lines are also listed as ranges (file, how often its writer had reopened
-// it, when they were written) with what the suite did around then.
+// it, when they were written) with what the suite did around then, and so
+// are the lines that came more than once when some are missing.
 //
 // Environment:
 //
@@ -498,11 +499,21 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		verdictOK = false
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d of %d lines missing (by file: %s) in %d ranges; first ones:", rep.Missing, written, strings.Join(byFile, " "), len(ranges))
-		for _, r := range ranges[:min(len(ranges), 8)] {
-			from, to := time.Duration(r.fromMS)*time.Millisecond, time.Duration(r.toMS)*time.Millisecond
-			fmt.Fprintf(&b, "\n  app-%c.log (%s) opened %d times before: seq %d-%d (%d lines) written %.2f-%.2fs; around then: %s",
-				chaosFiles[r.file], sc.modes[r.file], r.gen, r.first, r.last, r.lines, from.Seconds(), to.Seconds(),
-				strings.Join(tl.between(from-6*time.Second, to+time.Second), ", "))
+		listRanges := func(ranges []missingRange) {
+			for _, r := range ranges[:min(len(ranges), 8)] {
+				from, to := time.Duration(r.fromMS)*time.Millisecond, time.Duration(r.toMS)*time.Millisecond
+				fmt.Fprintf(&b, "\n  app-%c.log (%s) opened %d times before: seq %d-%d (%d lines) written %.2f-%.2fs; around then: %s",
+					chaosFiles[r.file], sc.modes[r.file], r.gen, r.first, r.last, r.lines, from.Seconds(), to.Seconds(),
+					strings.Join(tl.between(from-6*time.Second, to+time.Second), ", "))
+			}
+		}
+		listRanges(ranges)
+		if rep.Duplicates > 0 {
+			// Lines missing next to lines that came twice: often one byte
+			// range read from the wrong file or at the wrong offset.
+			copied := copiedRanges(lines, tally)
+			fmt.Fprintf(&b, "\nand %d lines more than once, in %d ranges; first ones:", rep.Duplicates, len(copied))
+			listRanges(copied)
 		}
 		fail("%s", b.String())
 	}
