@@ -700,21 +700,25 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 			r.closeFile(f)
 			return true
 		}
-		if !retried && f.gz == nil && res.sawEnd && res.endAt < f.maxSize {
-			// The file ends below the size its content was seen to have:
-			// it was truncated and written again past the offset before
-			// the tailer looked (copytruncate while reading lagged
-			// behind: an outage, a restart). What was just read is the
-			// new content's, not the rest of the old one's: taken for
-			// that, it would be sent twice and the old content's unread
-			// end, read from the copy past it, lost. Drop it; the old
-			// content goes on from where its reading stopped, the file
-			// from 0.
+		if !retried && f.gz == nil && r.replaced(f, start, res) {
+			// What was just read is another content's: the file was
+			// truncated and written again past the offset before the
+			// tailer looked (copytruncate while reading lagged behind:
+			// an outage, a restart). Taken for the rest of the old
+			// content, it would be sent twice (again from 0 once the
+			// truncation is noticed) and as many of the old content's
+			// lines lost (its copy read from past them). Drop it; the
+			// old content goes on from where its reading stopped, the
+			// file from 0.
 			b.Done()
 			b = r.pool.Get()
 			b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
 			f.cur = before
-			r.truncated(f, res.endAt)
+			size := int64(-1)
+			if res.sawEnd {
+				size = res.endAt
+			}
+			r.truncated(f, size)
 			flush = false
 			continue
 		}
@@ -806,6 +810,23 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		r.finishCompressed(f)
 	}
 	return true
+}
+
+// replaced reports whether a read of f from start found the bytes of other
+// content than f's, which it would take for the rest of f's: the file ends
+// below the size its content was seen to have (a file only shrinks by
+// truncation), or a read from the start finds another start than f's
+// fingerprint (one pread, once per content: a file seen and not read
+// before it was truncated and written again).
+func (r *run) replaced(f *file, start int64, res readResult) bool {
+	if res.sawEnd && res.endAt < f.maxSize {
+		return true
+	}
+	if start == 0 && f.cur.offset > 0 && f.fp.Len > 0 {
+		same, err := sameStart(f.fd, f.fp, r.fpBuf)
+		return err == nil && !same
+	}
+	return false
 }
 
 // finishCompressed closes a compressed file read to its end. It is not read
