@@ -819,7 +819,9 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 // fingerprint (one pread, once per content: a file seen and not read
 // before it was truncated and written again).
 func (r *run) replaced(f *file, start int64, res readResult) bool {
-	if res.sawEnd && res.endAt < f.maxSize {
+	// A read that found nothing past start is left to turn's look at the
+	// size (size below the offset).
+	if res.sawEnd && res.endAt > start && res.endAt < f.maxSize {
 		return true
 	}
 	if start == 0 && f.cur.offset > 0 && f.fp.Len > 0 {
