@@ -283,8 +283,11 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		}
 	}()
 
+	// The run is noted before the agent starts: the receiver may take its
+	// first lines before start returns, and a line must not count as
+	// delivered twice by one run because the run was not noted yet.
+	runs.run.Store(int32(e.runs + 1))
 	p := e.start()
-	runs.run.Store(int32(e.runs))
 	tl.add("agent start (run %d)", e.runs)
 	var kills, terms, reloads, outages, crashes int
 	var downFor time.Duration
@@ -334,8 +337,8 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		}
 		fail("agent (run %d) exited on its own with code %d before %s", e.runs, code, when)
 		tl.add("agent found exited (code %d)", code)
+		runs.run.Store(int32(e.runs + 1))
 		p = e.start()
-		runs.run.Store(int32(e.runs))
 		tl.add("agent start (run %d)", e.runs)
 	}
 
@@ -409,8 +412,8 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 				terms++
 				tl.add("SIGTERM (run %d, exit took %.1fs)", e.runs, took.Seconds())
 			}
+			runs.run.Store(int32(e.runs + 1))
 			p = e.start()
-			runs.run.Store(int32(e.runs))
 			tl.add("agent start (run %d)", e.runs)
 			nextRestart = time.Now().Add(between(3*time.Second, 7*time.Second))
 		}
