@@ -452,3 +452,46 @@ func TestCopyTruncateAfterUnseenLines(t *testing.T) {
 		t.Errorf("lost files %d, want 0", st.LostFiles)
 	}
 }
+
+// A file found while reading waits, renamed away before any of it was read,
+// with the agent stopped before it was read and restarted after its last
+// scan: the restart finds its content (by identity: it has a checkpoint from
+// the moment it was found) and reads it from its start.
+func TestRestartFindsFileNeverRead(t *testing.T) {
+	dir, state := testenv.TempDir(t), testenv.TempDir(t)
+	path := filepath.Join(dir, "app.log")
+	w := newWriter(t, path, "a")
+	mustWrite(t, w, 100)
+	opts := testOptions(filepath.Join(dir, "*.log"))
+	count := tailertest.NewCounter()
+	h := startTailer(t, opts, state, count)
+	h.waitCount(100)
+	h.hold.Lock()
+	mustWrite(t, w, 1) // a batch for the consumer to block on
+	time.Sleep(100 * time.Millisecond)
+	// Renamed, created again, written while reading waits; then rotated
+	// once more (logrotate's create), its lines never read.
+	mustRename(t, path, path+".1")
+	reopen(t, w)
+	mustWrite(t, w, 200)
+	time.Sleep(3 * opts.ScanInterval)
+	mustRename(t, path+".1", path+".2")
+	mustRename(t, path, path+".1")
+	reopen(t, w)
+	mustWrite(t, w, 50)
+	// Scans go on (recording the source's last scan) until the rotated
+	// files are older than that by more than the second it is kept to.
+	time.Sleep(2500 * time.Millisecond)
+	if st := h.tl.Stats(); st.EagerRuns == 0 {
+		t.Fatalf("no discovery while the consumer held a batch: %+v", st)
+	}
+	h.cancel()
+	h.hold.Unlock()
+	h.stop()
+
+	h2 := startTailer(t, opts, state, count)
+	written := map[string]int{"a": w.Written()}
+	h2.waitAll(written)
+	h2.stop()
+	expect(t, count, written, 1) // the held batch, if it was not acknowledged before the stop
+}

@@ -193,6 +193,11 @@ func (r *run) copyCheck(f *file, now time.Time) bool {
 		return true
 	}
 	f.fresh = false
+	// A new file, read from 0: the checkpoints know it from now on, so
+	// that a restart looks for it (by identity or content) if it rotates
+	// away before any of it was read, found while reading waited, rather
+	// than taking it for a rotation read before.
+	r.t.cp.Begin(f.key, f.fp, f.path, 0)
 	return true
 }
 

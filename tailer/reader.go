@@ -86,6 +86,10 @@ type readResult struct {
 	// partial last line of partial bytes.
 	eof     bool
 	partial int
+	// sawEnd: a read of the file came back short, at endAt: the file's
+	// size then (at most; a file only shrinks by truncation).
+	sawEnd bool
+	endAt  int64
 	// counts for statistics
 	lines, truncated, invalid int
 	nulBytes                  int64
@@ -240,6 +244,9 @@ func (lr *lineReader) read(r io.ReaderAt, c *cursor, b *event.Batch, lim limits,
 			}
 			// A short read is the end of the file: no second read to be told.
 			eof = err != nil
+			if eof {
+				res.sawEnd, res.endAt = true, bufOff+int64(n)
+			}
 			if m > 0 {
 				continue
 			}

@@ -2,6 +2,7 @@ package tailer
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/logpump/logpump/checkpoint"
+	"github.com/logpump/logpump/event"
 	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
@@ -107,6 +110,97 @@ func TestCopyTruncate(t *testing.T) {
 			}
 			if st := h.tl.Stats(); st.Truncations < 4 {
 				t.Errorf("truncations = %d, want at least 4", st.Truncations)
+			}
+		})
+	}
+}
+
+// Copytruncate while reading lags behind (an outage, a restart): the tailer
+// has seen the file but read little or none of it when the file is copied,
+// truncated and written again past the offset read, all before the tailer
+// looks at it again. Its next read at that offset finds the new content's
+// bytes; taken for the rest of the old content they were sent twice (again
+// when the truncation was noticed and the file read from 0) and the old
+// content's lines they stood for were lost (its copy was read from past
+// them): the chaos suite's "16 missing, the same 16 twice". A read that ends
+// below the size the content was seen to have, or a read from the start that
+// finds another start than the content's, is a truncation: the old content's
+// unread end comes from the copy, the new content from its start, every line
+// once. No scan or directory event can notice the truncation first here:
+// reading alone must.
+func TestCopyTruncateRefilledWhileBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		before    int  // lines in app.log when the tailer starts
+		readFirst bool // the tailer reads a batch (10 lines) of app.log before it waits
+		after     int  // lines written after the truncation
+	}{
+		{"10 of 100 read, 30 written again", 100, true, 30},
+		{"none of 30 read, 100 written again", 30, false, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := testenv.TempDir(t)
+			path := filepath.Join(dir, "app.log")
+			w := newWriter(t, path, "a")
+			mustWrite(t, w, tc.before)
+			// Another file, first in turn, so that nothing of app.log's last
+			// read is kept in the read buffer: its next read is a pread.
+			otherPath := filepath.Join(dir, "a.log")
+			other := newWriter(t, otherPath, "o")
+			mustWrite(t, other, 1000)
+			opts := testOptions(filepath.Join(dir, "*.log"))
+			opts.Watch = false
+			opts.ScanInterval = time.Hour // the first scan only
+			opts.MaxBatchRecords = 10
+			tracker := checkpoint.NewTracker(checkpoint.NewStore(testenv.TempDir(t)), testLogger(t), checkpoint.Options{})
+			tl, err := New("app", opts, tracker, &event.Resource{}, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gateOn := otherPath
+			if tc.readFirst {
+				gateOn = path
+			}
+			count := tailertest.NewCounter()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			held, release := make(chan struct{}), make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				gated := false
+				for b := range tl.Batches(ctx) {
+					if !gated && b.Path == gateOn {
+						// The tailer waits in yield, as behind a full
+						// export queue.
+						gated = true
+						close(held)
+						<-release
+					}
+					count.Add(b)
+					b.Done()
+				}
+			}()
+			<-held
+			copyFile(t, path, path+".1")
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			mustWrite(t, w, tc.after)
+			close(release)
+
+			written := map[string]int{"a": w.Written(), "o": other.Written()}
+			deadline := time.Now().Add(10 * time.Second)
+			for count.Result(written).Missing > 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			if res := expect(t, count, written, 0); res.Missing > 0 {
+				t.Logf("first missing: %v; stats %+v", res.FirstMissing, tl.Stats())
+			}
+			if st := tl.Stats(); st.Truncations != 1 {
+				t.Errorf("truncations = %d, want 1", st.Truncations)
 			}
 		})
 	}

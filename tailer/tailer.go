@@ -681,6 +681,7 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 			return true
 		}
 		start = f.cur.offset
+		before := f.cur
 		var err error
 		if f.gz != nil {
 			res, err = f.gz.lr.read(f.gz, &f.cur, b, r.lim, flush, now.UnixNano(), f.attrs)
@@ -698,6 +699,28 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 			f.cur.offset = start
 			r.closeFile(f)
 			return true
+		}
+		if !retried && f.gz == nil && r.replaced(f, start, res) {
+			// What was just read is another content's: the file was
+			// truncated and written again past the offset before the
+			// tailer looked (copytruncate while reading lagged behind:
+			// an outage, a restart). Taken for the rest of the old
+			// content, it would be sent twice (again from 0 once the
+			// truncation is noticed) and as many of the old content's
+			// lines lost (its copy read from past them). Drop it; the
+			// old content goes on from where its reading stopped, the
+			// file from 0.
+			b.Done()
+			b = r.pool.Get()
+			b.Source, b.Path, b.Resource = r.t.name, f.path, r.t.res
+			f.cur = before
+			size := int64(-1)
+			if res.sawEnd {
+				size = res.endAt
+			}
+			r.truncated(f, size)
+			flush = false
+			continue
 		}
 		if f.cur.offset > start || len(b.Records) > 0 || retried || f.gz != nil {
 			break
@@ -787,6 +810,25 @@ func (r *run) turn(f *file, now time.Time, yield func(*event.Batch) bool) bool {
 		r.finishCompressed(f)
 	}
 	return true
+}
+
+// replaced reports whether a read of f from start found the bytes of other
+// content than f's, which it would take for the rest of f's: the file ends
+// below the size its content was seen to have (a file only shrinks by
+// truncation), or a read from the start finds another start than f's
+// fingerprint (one pread, once per content: a file seen and not read
+// before it was truncated and written again).
+func (r *run) replaced(f *file, start int64, res readResult) bool {
+	// A read that found nothing past start is left to turn's look at the
+	// size (size below the offset).
+	if res.sawEnd && res.endAt > start && res.endAt < f.maxSize {
+		return true
+	}
+	if start == 0 && f.cur.offset > 0 && f.fp.Len > 0 {
+		same, err := sameStart(f.fd, f.fp, r.fpBuf)
+		return err == nil && !same
+	}
+	return false
 }
 
 // finishCompressed closes a compressed file read to its end. It is not read

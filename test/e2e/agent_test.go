@@ -166,7 +166,7 @@ func newEnv(t *testing.T, s setup) *env {
 	}
 	cfg := fmt.Sprintf(`state_dir: %s
 shutdown_timeout: %s
-log_level: info
+log_level: %s
 resource: %s
 checkpoints: {flush_interval: 1s, max_in_flight: %s}
 sources:
@@ -186,11 +186,20 @@ pipelines:
   main:
     sources: [app]
     exporters: [collector]
-`, e.stateDir, s.shutdownTimeout, res.String(), s.maxInFlight, source, exporter)
+`, e.stateDir, s.shutdownTimeout, logLevel(), res.String(), s.maxInFlight, source, exporter)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// logLevel is the agents' log level: E2E_LOG_LEVEL (debug, to see where each
+// file resumes), else info.
+func logLevel() string {
+	if l := os.Getenv("E2E_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "info"
 }
 
 // keepLog copies the agent's log to dir/<test name>.log (E2E_LOGDIR, for

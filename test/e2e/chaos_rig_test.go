@@ -284,11 +284,23 @@ type missingRange struct {
 // a range goes on while the file's next line is missing too and was written
 // under the same generation.
 func missingRanges(lines []lineInfo, tally *otlpsink.Tally) []missingRange {
+	return lineRanges(lines, func(seq int) bool { return tally.Count(seq) == 0 })
+}
+
+// copiedRanges groups the sequence numbers the tally saw more than once, as
+// missingRanges does the missing ones: next to them, they tell lines read
+// twice from one place from lines read from the wrong one.
+func copiedRanges(lines []lineInfo, tally *otlpsink.Tally) []missingRange {
+	return lineRanges(lines, func(seq int) bool { return tally.Count(seq) > 1 })
+}
+
+// lineRanges groups the sequence numbers for which in is true by file.
+func lineRanges(lines []lineInfo, in func(seq int) bool) []missingRange {
 	var out []missingRange
 	open := map[uint8]int{} // file → index into out
 	for seq, li := range lines {
 		i, ok := open[li.file]
-		if tally.Count(seq) > 0 {
+		if !in(seq) {
 			delete(open, li.file)
 			continue
 		}

@@ -32,7 +32,8 @@ import (
 // The summary line ("E2E chaos NAME: ...") gives missing lines per file
 // with the file's rotation mode, and dup_by_file=a:TOTAL/SAME_RUN. Missing
 // lines are also listed as ranges (file, how often its writer had reopened
-// it, when they were written) with what the suite did around then.
+// it, when they were written) with what the suite did around then, and so
+// are the lines that came more than once when some are missing.
 //
 // Environment:
 //
@@ -282,8 +283,11 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		}
 	}()
 
+	// The run is noted before the agent starts: the receiver may take its
+	// first lines before start returns, and a line must not count as
+	// delivered twice by one run because the run was not noted yet.
+	runs.run.Store(int32(e.runs + 1))
 	p := e.start()
-	runs.run.Store(int32(e.runs))
 	tl.add("agent start (run %d)", e.runs)
 	var kills, terms, reloads, outages, crashes int
 	var downFor time.Duration
@@ -333,8 +337,8 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		}
 		fail("agent (run %d) exited on its own with code %d before %s", e.runs, code, when)
 		tl.add("agent found exited (code %d)", code)
+		runs.run.Store(int32(e.runs + 1))
 		p = e.start()
-		runs.run.Store(int32(e.runs))
 		tl.add("agent start (run %d)", e.runs)
 	}
 
@@ -408,8 +412,8 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 				terms++
 				tl.add("SIGTERM (run %d, exit took %.1fs)", e.runs, took.Seconds())
 			}
+			runs.run.Store(int32(e.runs + 1))
 			p = e.start()
-			runs.run.Store(int32(e.runs))
 			tl.add("agent start (run %d)", e.runs)
 			nextRestart = time.Now().Add(between(3*time.Second, 7*time.Second))
 		}
@@ -498,11 +502,21 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		verdictOK = false
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d of %d lines missing (by file: %s) in %d ranges; first ones:", rep.Missing, written, strings.Join(byFile, " "), len(ranges))
-		for _, r := range ranges[:min(len(ranges), 8)] {
-			from, to := time.Duration(r.fromMS)*time.Millisecond, time.Duration(r.toMS)*time.Millisecond
-			fmt.Fprintf(&b, "\n  app-%c.log (%s) opened %d times before: seq %d-%d (%d lines) written %.2f-%.2fs; around then: %s",
-				chaosFiles[r.file], sc.modes[r.file], r.gen, r.first, r.last, r.lines, from.Seconds(), to.Seconds(),
-				strings.Join(tl.between(from-6*time.Second, to+time.Second), ", "))
+		listRanges := func(ranges []missingRange) {
+			for _, r := range ranges[:min(len(ranges), 8)] {
+				from, to := time.Duration(r.fromMS)*time.Millisecond, time.Duration(r.toMS)*time.Millisecond
+				fmt.Fprintf(&b, "\n  app-%c.log (%s) opened %d times before: seq %d-%d (%d lines) written %.2f-%.2fs; around then: %s",
+					chaosFiles[r.file], sc.modes[r.file], r.gen, r.first, r.last, r.lines, from.Seconds(), to.Seconds(),
+					strings.Join(tl.between(from-6*time.Second, to+time.Second), ", "))
+			}
+		}
+		listRanges(ranges)
+		if rep.Duplicates > 0 {
+			// Lines missing next to lines that came twice: often one byte
+			// range read from the wrong file or at the wrong offset.
+			copied := copiedRanges(lines, tally)
+			fmt.Fprintf(&b, "\nand %d lines more than once, in %d ranges; first ones:", rep.Duplicates, len(copied))
+			listRanges(copied)
 		}
 		fail("%s", b.String())
 	}
