@@ -17,17 +17,7 @@ N=${N:-1000000}
 PODS=${PODS:-32}
 REPS=${REPS:-3}
 COMP=${COMPRESSION:-gzip}
-for f in logpump otelcol-peer lpbench; do
-	[ -x "$B/$f" ] || { echo "missing $B/$f: run bench/run.sh first" >&2; exit 1; }
-done
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+. bench/gatewaylib.sh
 "$B/lpbench" gen -n "$N" -o "$dir/lines.log" >/dev/null
 # Line i goes to pod i mod PODS: every pod's file holds its share in order.
 awk -v pods="$PODS" -v root="$dir/pods" '{
@@ -37,7 +27,6 @@ awk -v pods="$PODS" -v root="$dir/pods" '{
 	print > f
 }' "$dir/lines.log"
 rm "$dir/lines.log"
-. bench/gatewaylib.sh
 
 for rep in $(seq "$REPS"); do
 	for variant in one three affinity; do
@@ -76,7 +65,10 @@ YAML
 		"$B/logpump" run -config "$dir/logpump.yaml" 2>"$dir/logpump.log" &
 		lp=$!
 		pids+=("$lp")
-		until grep -q "unique $N/$N" "$dir/sink.out"; do sleep 0.05; done
+		until grep -q "unique $N/$N" "$dir/sink.out"; do
+			kill -0 "$lp" 2>/dev/null || { echo "logpump exited:" >&2; cat "$dir/logpump.log" >&2; exit 1; }
+			sleep 0.05
+		done
 		wall=$(echo "$(date +%s.%N) - $t0" | bc)
 		a=$(cpu "$lp")
 		echo "rep $rep variant=$variant endpoints=${#eps[@]} compression=$COMP lines=$N pods=$PODS wall_s=$wall agent_cpu_s=$a agent_cpu_s_per_million=$(echo "scale=3; $a * 1000000 / $N" | bc)"

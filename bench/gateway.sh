@@ -13,19 +13,8 @@ B=$PWD/bench/.build
 N=${N:-1000000}
 REPS=${REPS:-3}
 COMP=${COMPRESSION:-gzip}
-for f in logpump otelcol-peer lpbench; do
-	[ -x "$B/$f" ] || { echo "missing $B/$f: run bench/run.sh first" >&2; exit 1; }
-done
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-"$B/lpbench" gen -n "$N" -o "$dir/lines.log" >/dev/null
 . bench/gatewaylib.sh
+"$B/lpbench" gen -n "$N" -o "$dir/lines.log" >/dev/null
 
 for rep in $(seq "$REPS"); do
 	# Files of the last repetition would be read before the new processes write them.

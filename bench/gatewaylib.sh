@@ -1,5 +1,18 @@
 # bench/gatewaylib.sh: sourced by bench/gateway.sh and bench/affinity.sh.
-# Needs B (bench/.build), COMP (gzip or none) and dir (a scratch directory).
+# Needs B (bench/.build) and COMP (gzip or none); checks the binaries, makes
+# the scratch directory dir and kills what was started (pids) on exit.
+
+for f in logpump otelcol-peer lpbench; do
+	[ -x "$B/$f" ] || { echo "missing $B/$f: run bench/run.sh first" >&2; exit 1; }
+done
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
 
 cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
