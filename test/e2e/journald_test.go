@@ -111,6 +111,38 @@ pipelines:
 		return missing, dups
 	}
 
+	// settle waits until what the agent reads has caught up with the
+	// journal: a marker entry written now has arrived (the journal is read
+	// in order), and then no record for a second.
+	markers := 0
+	settle := func() {
+		t.Helper()
+		markers++
+		m := -1000 - markers
+		j.Send(t, "MESSAGE", "seq "+strconv.Itoa(m), "SYSLOG_IDENTIFIER", "e2e")
+		total := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, c := range seen {
+				n += c
+			}
+			return n
+		}
+		last, since := -1, time.Now()
+		if !waitUntil(30*time.Second, func() bool {
+			mu.Lock()
+			arrived := seen[m] > 0
+			mu.Unlock()
+			if n := total(); n != last {
+				last, since = n, time.Now()
+			}
+			return arrived && time.Since(since) > time.Second
+		}) {
+			t.Fatalf("after 30s the marker entry %d has not arrived, or records still arrive", m)
+		}
+	}
+
 	// started starts the agent and waits until it runs (a SIGTERM before
 	// it handles signals would kill it).
 	runs := 0
@@ -159,7 +191,11 @@ pipelines:
 	}
 
 	// A backend outage: reading pauses (the journal is the buffer), and
-	// every entry written meanwhile arrives once after it.
+	// every entry written meanwhile arrives once after it. The entries the
+	// restarted agent reads again must have arrived before the count is
+	// taken: every entry below 9000 may have arrived before the kill, and
+	// the second copies after waitAll returned.
+	settle()
 	_, dupsBefore := count(9000)
 	if err := sink.Stop(t.Context()); err != nil {
 		t.Fatal(err)
