@@ -93,6 +93,26 @@ func (t *Tracker) fileLocked(k Key) *file {
 	return f
 }
 
+// setAsideLocked keeps the entry at k, when it is of other content than fp
+// and ranges of it are still in flight, under its content's [MovedKey]: k
+// is about to name other content (file systems hand out a deleted file's
+// inode again), and until those ranges are acknowledged a restart must find
+// their content by its first bytes. The caller holds t.mu.
+func (t *Tracker) setAsideLocked(k Key, fp event.Fingerprint) {
+	old := t.files[k]
+	if old == nil || old.fp == fp || old.fp.Len == 0 || k.Moved() || old.ep == nil || len(old.ep.spans) == 0 {
+		return
+	}
+	mk := MovedKey(k.Source, old.fp)
+	if t.files[mk] != nil {
+		return
+	}
+	delete(t.files, k)
+	old.key, old.superseded = mk, true
+	t.files[mk] = old
+	t.dirty = true
+}
+
 // LastScan returns when source last scanned, as recorded by Scanned and
 // saved; zero if never.
 func (t *Tracker) LastScan(source string) time.Time {
@@ -258,6 +278,7 @@ func (t *Tracker) Touch(k Key, fp event.Fingerprint, path string, size int64) {
 func (t *Tracker) Begin(k Key, fp event.Fingerprint, path string, offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.setAsideLocked(k, fp)
 	f := t.fileLocked(k)
 	f.fp, f.path, f.seen = fp, path, t.opts.Now()
 	f.ep = &epoch{lastEnd: offset}
@@ -291,6 +312,7 @@ func (t *Tracker) Move(from, to Key, superseded bool) (next int64, ok bool) {
 	if superseded && (f.ep == nil || len(f.ep.spans) == 0) {
 		return next, true
 	}
+	t.setAsideLocked(to, f.fp)
 	t.files[to] = f
 	return next, true
 }

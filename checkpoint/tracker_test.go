@@ -472,3 +472,45 @@ func TestCursorFollowsAcknowledgedPrefix(t *testing.T) {
 		t.Errorf("journal key %+v collides with a moved or scanned key", k)
 	}
 }
+
+// TestRecycledKeyKeepsPendingContent: a key about to name other content (a
+// deleted file's inode handed out again) while ranges of its old content
+// are in flight: Move and Begin set the old entry aside under its content's
+// MovedKey, where acknowledgements still move it and a restart looks for
+// it, and drop it once they are done.
+func TestRecycledKeyKeepsPendingContent(t *testing.T) {
+	oldFP := event.Fingerprint{Len: 10, Sum: 7}
+	newFP := event.Fingerprint{Len: 10, Sum: 8}
+	for _, how := range []string{"move", "begin"} {
+		t.Run(how, func(t *testing.T) {
+			tr, _ := newTracker(t, Options{})
+			a := track(t, tr, 0, 100)
+			b := track(t, tr, 100, 200)
+			a()
+			switch how {
+			case "move":
+				from := Key{Source: "app", Dev: 0, Ino: newFP.Sum}
+				tr.Begin(from, newFP, "/var/log/app.log", 0)
+				if _, ok := tr.Move(from, key, false); !ok {
+					t.Fatal("Move found no entry")
+				}
+			case "begin":
+				tr.Begin(key, newFP, "/var/log/app.log.1", 0)
+			}
+			aside := MovedKey("app", oldFP)
+			if got, ok := tr.Committed(aside); !ok || got != 100 {
+				t.Fatalf("old content under its content key: %d, %v; want 100, true", got, ok)
+			}
+			if got := committed(t, tr); got != 0 {
+				t.Errorf("the key's new content committed %d, want 0", got)
+			}
+			b()
+			if _, ok := tr.Committed(aside); ok {
+				t.Errorf("old content's entry kept after its last acknowledgement")
+			}
+			if n := tr.InFlight("app"); n != 0 {
+				t.Errorf("InFlight %d, want 0", n)
+			}
+		})
+	}
+}

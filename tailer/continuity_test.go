@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logpump/logpump/checkpoint"
 	"github.com/logpump/logpump/internal/testenv"
 	"github.com/logpump/logpump/tailer/tailertest"
 )
@@ -494,4 +495,53 @@ func TestRestartFindsFileNeverRead(t *testing.T) {
 	h2.waitAll(written)
 	h2.stop()
 	expect(t, count, written, 1) // the held batch, if it was not acknowledged before the stop
+}
+
+// A file created and rotated away while the agent was stopped, on an inode
+// a checkpoint still names for other content (a deleted rotation's: file
+// systems hand freed inodes out again, logrotate's compress frees one right
+// before its create takes one): the restart reads it from its start. The
+// identity alone is not the content.
+func TestRestartRotatedFileOnRecycledInode(t *testing.T) {
+	dir, state := testenv.TempDir(t), testenv.TempDir(t)
+	path := filepath.Join(dir, "app.log")
+	w := newWriter(t, path, "a")
+	mustWrite(t, w, 100)
+	opts := testOptions(filepath.Join(dir, "*.log"))
+	count := tailertest.NewCounter()
+	h := startTailer(t, opts, state, count)
+	h.waitCount(100)
+	h.stop()
+
+	// Stopped: two rotations (logrotate's create), the first file's lines
+	// read, the second's never seen.
+	mustRename(t, path, path+".2")
+	reopen(t, w)
+	mustWrite(t, w, 50)
+	mustRename(t, path, path+".1")
+	reopen(t, w)
+	mustWrite(t, w, 10)
+	// The checkpoint names app.log.1's inode for content deleted since.
+	_, id, err := statID(path + ".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := checkpoint.NewStore(state)
+	entries, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := []byte("2026-12-07T10:00:00Z a line of a file deleted long ago\n")
+	entries = append(entries, checkpoint.Entry{Source: "app", Dev: id.dev, Ino: id.ino,
+		FingerprintLen: len(stale), FingerprintSum: fnv1a(fnvOffset, stale),
+		Offset: 4096, Size: 4096, Path: filepath.Join(dir, "app.log.3"), Seen: time.Now().UTC().Truncate(time.Second)})
+	if err := store.Save(entries); err != nil {
+		t.Fatal(err)
+	}
+
+	h2 := startTailer(t, opts, state, count)
+	written := map[string]int{"a": w.Written()}
+	h2.waitAll(written)
+	h2.stop()
+	expect(t, count, written, 0)
 }

@@ -180,11 +180,20 @@ func (k *known) pending() bool {
 	return slices.Contains(k.done, false)
 }
 
-// knows reports whether a file of identity id starting with head is the
-// file or the content of an entry, done or not.
-func (k *known) knows(id devIno, head []byte) bool {
-	if _, ok := k.byID[id]; ok {
-		return true
+// knows reports whether a file of identity id starting with head (raw, and
+// decompressed when compressed) is the file or the content of an entry,
+// done or not. An entry's identity counts only with its content: file
+// systems hand out the inodes of deleted files again (logrotate's compress
+// frees one right before its create takes one), and a file rotated away
+// unseen on such an inode is not the deleted content.
+func (k *known) knows(id devIno, raw, head []byte) bool {
+	if i, ok := k.byID[id]; ok {
+		e := k.entries[i]
+		for _, h := range [][]byte{raw, head} {
+			if e.FingerprintLen <= len(h) && fnv1a(fnvOffset, h[:e.FingerprintLen]) == e.FingerprintSum {
+				return true
+			}
+		}
 	}
 	for _, l := range k.lens {
 		if l <= len(head) && len(k.byFP[event.Fingerprint{Len: l, Sum: fnv1a(fnvOffset, head[:l])}]) > 0 {
@@ -379,15 +388,21 @@ func (r *run) unseenRotations(dirs []string, now time.Time) {
 			if err != nil {
 				continue
 			}
+			raw := r.contentHead(fd, nil)
 			var gz *gzReader
-			if formatOf(r.contentHead(fd, nil)) != formatNone {
+			if formatOf(raw) != formatNone {
 				gz = newGzReader(fd, r.opts, id)
 			}
-			if all.knows(id, r.contentHead(fd, gz)) {
+			raw = append(r.rawHead[:0], raw...) // contentHead reuses its buffer
+			r.rawHead = raw
+			if all.knows(id, raw, r.contentHead(fd, gz)) {
 				fd.Close()
 				continue
 			}
 			r.t.log.Info("file rotated while the agent was stopped, never read; reading it from the start", "path", path)
+			// A checkpoint under its identity is another content's (a
+			// recycled inode), looked for above: not where this one starts.
+			r.t.cp.Forget(checkpoint.Key{Source: r.t.name, Dev: id.dev, Ino: id.ino})
 			r.followRotated(fd, gz, path, id, st.Size(), checkpoint.Entry{Source: r.t.name, Dev: id.dev, Ino: id.ino, Path: path}, nil, now)
 		}
 	}

@@ -351,7 +351,16 @@ func (r *run) discover(path string, id devIno, startup bool, now time.Time, link
 			r.t.log.Debug("resume file", "path", path, "offset", off)
 		default:
 			// Recycled inode, or truncated while we were stopped.
-			r.t.cp.Forget(f.key)
+			if r.t.cp.Pending(f.key) > 0 {
+				// The content that had this identity (a deleted
+				// rotation, its compressed copy elsewhere) still has
+				// ranges in flight: they stay under the content's own
+				// key, where a restart looks for them, until they are
+				// acknowledged.
+				r.t.cp.Move(f.key, checkpoint.MovedKey(r.t.name, stored), true)
+			} else {
+				r.t.cp.Forget(f.key)
+			}
 		}
 	}
 	if f.cur.offset < 0 && !startup {

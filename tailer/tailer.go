@@ -48,6 +48,8 @@ type Checkpoints interface {
 	Entries(source string) []checkpoint.Entry
 	// Committed returns a file's acknowledged offset.
 	Committed(k checkpoint.Key) (int64, bool)
+	// Pending counts a file's ranges not yet acknowledged.
+	Pending(k checkpoint.Key) int
 	// Scanned records a scan of the source; LastScan returns the last one
 	// recorded (saved, after a restart).
 	Scanned(source string, now time.Time)
@@ -297,6 +299,7 @@ type run struct {
 	truncs          []truncation     // recent truncations, for their copies
 	cmpBuf, cmpBuf2 []byte           // scratch for comparing file contents
 	headBuf         []byte           // scratch for the searches of rotated content
+	rawHead         []byte           // scratch: a file's first bytes as stored (compressed or not)
 	// known indexes the checkpoints loaded at the start, until the first
 	// scan has matched them with files (recover.go).
 	known *known
