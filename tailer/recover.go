@@ -384,7 +384,7 @@ func (r *run) unseenRotations(dirs []string, now time.Time) {
 			if r.t.files[id] != nil || r.skipped[id].read {
 				continue
 			}
-			fd, err := openFile(path)
+			fd, err := openID(path, id)
 			if err != nil {
 				continue
 			}
@@ -419,6 +419,25 @@ func rotationOf(name string, bases map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// openID opens path if it is still the file of identity id: a rename
+// between the listing's stat and the open would otherwise hand over
+// another file than the one checked.
+func openID(path string, id devIno) (*os.File, error) {
+	fd, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := fd.Stat()
+	if err == nil && fileID(fd, st) != id {
+		err = errors.New("replaced since it was listed")
+	}
+	if err != nil {
+		fd.Close()
+		return nil, err
+	}
+	return fd, nil
 }
 
 // lose reports bytes [from, to) of path as lost, once, and counts them.
@@ -461,7 +480,7 @@ func (r *run) searchFile(path string, id devIno, size int64, k *known, now time.
 	if !byID && len(k.lens) > 0 && size == 0 {
 		return
 	}
-	fd, err := openFile(path)
+	fd, err := openID(path, id)
 	if err != nil {
 		return
 	}
