@@ -217,13 +217,13 @@ func rotatedPatterns(dateext, olddir bool) (include, gz []string) {
 const chaosKeep = 10
 
 // writeRotation writes the logrotate configuration: one stanza per file,
-// keeping chaosKeep rotations so that old ones are removed, dateext with
-// seconds (rotations are seconds apart) and olddir when asked.
-func writeRotation(bin, dir, logsDir, fifo string, writers []*appWriter, modes []rotMode, dateext, olddir bool) (*rotation, error) {
+// keeping keep rotations (chaosKeep) so that old ones are removed, dateext
+// with seconds (rotations are seconds apart) and olddir when asked.
+func writeRotation(bin, dir, logsDir, fifo string, writers []*appWriter, modes []rotMode, dateext, olddir bool, keep int) (*rotation, error) {
 	r := &rotation{bin: bin, conf: filepath.Join(dir, "logrotate.conf"), state: filepath.Join(dir, "logrotate.state")}
 	var b strings.Builder
 	for i, w := range writers {
-		fmt.Fprintf(&b, "%s {\n    rotate %d\n    missingok\n", w.path, chaosKeep)
+		fmt.Fprintf(&b, "%s {\n    rotate %d\n    missingok\n", w.path, keep)
 		if dateext {
 			b.WriteString("    dateext\n    dateformat -%Y%m%d-%H%M%S\n")
 		}

@@ -40,6 +40,8 @@ import (
 //	LOGPUMP_CHAOS=30m             long form: the scenarios' chaos phases total 30 min (each gets 1/len(scenarios))
 //	LOGPUMP_CHAOS_SEED=N          replay the random moments of an earlier run (the seed is printed)
 //	LOGPUMP_CHAOS_REPORT_ONLY=1   report failures in the summary instead of failing (baseline measurements)
+//	LOGPUMP_CHAOS_FAST=1          stress form: logrotate every 1-2.5 s, restarts every 1.5-4 s, outages twice as
+//	                              long, 40 rotations kept (with LOGPUMP_CHAOS=7m: 60 s per scenario)
 //	LOGPUMP_REQUIRE_LOGROTATE=1   fail instead of skipping when logrotate is not installed
 //
 // Run one scenario: go test -count=1 -v -run 'TestChaos/outage-live$' .
@@ -57,7 +59,13 @@ func TestChaos(t *testing.T) {
 			t.Skip("logrotate not installed (apt-get install logrotate); set LOGPUMP_REQUIRE_LOGROTATE=1 to fail instead")
 		}
 	}
-	cp := chaosParams{logrotate: bin, seed: uint64(time.Now().UnixNano()), each: 35 * time.Second}
+	cp := chaosParams{logrotate: bin, seed: uint64(time.Now().UnixNano()), each: 35 * time.Second,
+		rotMin: 3 * time.Second, rotSpan: 2 * time.Second, restartMin: 3 * time.Second, restartMax: 7 * time.Second,
+		outageScale: 1, keep: chaosKeep}
+	if os.Getenv("LOGPUMP_CHAOS_FAST") == "1" {
+		cp.rotMin, cp.rotSpan, cp.restartMin, cp.restartMax = time.Second, 1500*time.Millisecond, 1500*time.Millisecond, 4*time.Second
+		cp.outageScale, cp.keep = 2, 4*chaosKeep
+	}
 	if s := os.Getenv("LOGPUMP_CHAOS_SEED"); s != "" {
 		if cp.seed, err = strconv.ParseUint(s, 10, 64); err != nil {
 			t.Fatalf("LOGPUMP_CHAOS_SEED: %v", err)
@@ -139,6 +147,12 @@ type chaosParams struct {
 	each       time.Duration // chaos phase of one scenario
 	long       bool
 	reportOnly bool
+	// The pace: logrotate every rotMin to rotMin+rotSpan, a restart every
+	// restartMin to restartMax, outages of the scenario's length times
+	// outageScale, keep rotations kept.
+	rotMin, rotSpan        time.Duration
+	restartMin, restartMax time.Duration
+	outageScale, keep      int
 }
 
 const (
@@ -184,6 +198,7 @@ func (tl *chaosTimeline) between(a, b time.Duration) []string {
 
 func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	wallStart := time.Now()
+	sc.outage *= time.Duration(cp.outageScale)
 	h := fnv.New64a()
 	h.Write([]byte(sc.name))
 	rng := rand.New(rand.NewPCG(cp.seed, h.Sum64()))
@@ -231,7 +246,7 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		t.Fatal(err)
 	}
 	t.Cleanup(reopen.close)
-	rot, err := writeRotation(cp.logrotate, e.dir, e.logsDir, fifo, writers, sc.modes[:], sc.dateext, sc.olddir)
+	rot, err := writeRotation(cp.logrotate, e.dir, e.logsDir, fifo, writers, sc.modes[:], sc.dateext, sc.olddir, cp.keep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +284,7 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 		defer bg.Done()
 		r := rand.New(rand.NewPCG(rotSeed, 1))
 		for {
-			d := 3*time.Second + time.Duration(r.Int64N(int64(2*time.Second)))
+			d := cp.rotMin + time.Duration(r.Int64N(int64(cp.rotSpan)))
 			select {
 			case <-wctx.Done():
 				return
@@ -299,7 +314,7 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 	never := end.Add(time.Hour)
 	nextRestart, nextReload, outageAt, upAt := never, never, never, never
 	if sc.restarts != noRestarts {
-		nextRestart = start.Add(between(3*time.Second, 7*time.Second))
+		nextRestart = start.Add(between(cp.restartMin, cp.restartMax))
 	}
 	if sc.reloads {
 		nextReload = start.Add(between(2*time.Second, 5*time.Second))
@@ -415,7 +430,7 @@ func runChaos(t *testing.T, cp chaosParams, sc chaosScenario) {
 			runs.run.Store(int32(e.runs + 1))
 			p = e.start()
 			tl.add("agent start (run %d)", e.runs)
-			nextRestart = time.Now().Add(between(3*time.Second, 7*time.Second))
+			nextRestart = time.Now().Add(between(cp.restartMin, cp.restartMax))
 		}
 	}
 
