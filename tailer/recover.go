@@ -400,9 +400,12 @@ func (r *run) unseenRotations(dirs []string, now time.Time) {
 				continue
 			}
 			r.t.log.Info("file rotated while the agent was stopped, never read; reading it from the start", "path", path)
-			// A checkpoint under its identity is another content's (a
-			// recycled inode), looked for above: not where this one starts.
-			r.t.cp.Forget(checkpoint.Key{Source: r.t.name, Dev: id.dev, Ino: id.ino})
+			if _, stale := all.byID[id]; stale {
+				// The checkpoint under its identity is another content's
+				// (a recycled inode), looked for above: not where this
+				// one starts.
+				r.t.cp.Forget(checkpoint.Key{Source: r.t.name, Dev: id.dev, Ino: id.ino})
+			}
 			r.followRotated(fd, gz, path, id, st.Size(), checkpoint.Entry{Source: r.t.name, Dev: id.dev, Ino: id.ino, Path: path}, nil, now)
 		}
 	}
